@@ -1,0 +1,473 @@
+"""LLM providers: Claude through the Anthropic SDK, and an offline fallback that quotes the given passages."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self, cast
+
+import anthropic
+
+from core.exceptions import ApplicationError
+
+if TYPE_CHECKING:
+    from anthropic.lib.streaming import AsyncMessageStream, AsyncMessageStreamManager
+    from anthropic.types import MessageParam
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "claude-sonnet-4-6"
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_TIMEOUT = 120.0
+OFFLINE_MODEL = "offline"
+OFFLINE_NOTICE = (
+    "Offline answer: no language model is configured for Strata, so this is not a generated reply. "
+    "These are the passages from your documents that match your request best:"
+)
+OFFLINE_NO_PASSAGES = (
+    "Offline answer: no language model is configured for Strata, and there were no passages "
+    "from your documents to quote for this request."
+)
+OFFLINE_QUOTED_PASSAGES = 2
+OFFLINE_QUOTE_CHARS = 600
+UNAVAILABLE_MESSAGE = "The language model is temporarily unavailable. Please try again shortly."
+UPSTREAM_ERROR_MESSAGE = "The language model failed to answer this request."
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about four characters a token) that is never zero for non-empty text."""
+    return (len(text) + 3) // 4
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every token billed for the call: input, output and both kinds of cache input."""
+        return self.input_tokens + self.output_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    text: str
+    usage: Usage
+    model: str
+    provider: str
+
+
+class LLMProvider(Protocol):
+    """What the summarise and chat services need from a language model."""
+
+    name: str
+    model: str
+
+    def complete(
+        self,
+        *,
+        system: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        context_passages: list[str] | None = None,
+    ) -> Completion: ...
+
+    def stream(
+        self,
+        *,
+        system: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        context_passages: list[str] | None = None,
+    ) -> LLMStream: ...
+
+
+class LLMStream:
+    """An answer arriving as text deltas: ``async with provider.stream(...) as s: async for text in s``.
+
+    ``text`` and ``usage`` are current at every step, and stay readable after the
+    stream ends, fails or is cancelled, so the tokens spent can always be recorded.
+    """
+
+    provider: str = ""
+
+    def __init__(self, *, model: str) -> None:
+        self.model = model
+        self.text = ""
+        self.usage = Usage()
+        self.stop_reason: str | None = None
+        self.finished = False
+        # Until the upstream reports its own output count, estimate it from the text so far.
+        self._output_reported = False
+        self._output_floor = 0
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        return None
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str:
+        raise StopAsyncIteration
+
+    def _add_text(self, delta: str) -> None:
+        self.text += delta
+        if not self._output_reported:
+            self.usage.output_tokens = max(self._output_floor, estimate_tokens(self.text))
+
+
+# Anthropic
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP library's transport errors, which the SDK lets through while a stream is read."""
+    errors: list[type[BaseException]] = []
+    for module_name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module_name).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
+TRANSPORT_ERRORS = _transport_errors()
+
+
+def upstream_error(exc: BaseException) -> ApplicationError:
+    """Map an SDK or transport failure to the error a Strata client sees."""
+    if isinstance(exc, anthropic.APIStatusError):
+        logger.warning(
+            "Anthropic API error: status=%s type=%s request_id=%s", exc.status_code, exc.type, exc.request_id
+        )
+        # Mid-stream `error` events arrive with the stream's own 200 status, so they land on upstream_error.
+        if exc.status_code == 429 or exc.status_code >= 500:
+            return ApplicationError(UNAVAILABLE_MESSAGE, code="upstream_unavailable", status=503)
+        return ApplicationError(UPSTREAM_ERROR_MESSAGE, code="upstream_error", status=502)
+    if isinstance(exc, anthropic.APIConnectionError):
+        logger.warning("Anthropic API unreachable: %s", exc)
+        return ApplicationError(UNAVAILABLE_MESSAGE, code="upstream_unavailable", status=503)
+    logger.warning("Anthropic stream broke off: %r", exc)
+    return ApplicationError(UPSTREAM_ERROR_MESSAGE, code="upstream_error", status=502)
+
+
+def _usage_from_sdk(usage: Any) -> Usage:
+    return Usage(
+        input_tokens=usage.input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+    )
+
+
+class AnthropicStream(LLMStream):
+    """Text deltas from ``AsyncAnthropic.messages.stream``, with usage read from the stream's own events."""
+
+    provider = "anthropic"
+
+    def __init__(self, *, model: str, client: Callable[[], anthropic.AsyncAnthropic], request: dict[str, Any]) -> None:
+        super().__init__(model=model)
+        self._client = client
+        self._request = request
+        self._manager: AsyncMessageStreamManager[None] | None = None
+        self._stream: AsyncMessageStream[None] | None = None
+        self.request_id: str | None = None
+
+    async def __aenter__(self) -> Self:
+        manager: AsyncMessageStreamManager[None] = self._client().messages.stream(**self._request)
+        try:
+            self._stream = await manager.__aenter__()
+        except (anthropic.APIError, *TRANSPORT_ERRORS) as exc:
+            raise upstream_error(exc) from exc
+        self._manager = manager
+        self.request_id = self._stream.request_id
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Closing the response is what tells the upstream to stop generating (and billing).
+        if self._manager is not None:
+            manager, self._manager, self._stream = self._manager, None, None
+            await manager.__aexit__(exc_type, exc, traceback)
+
+    async def __anext__(self) -> str:
+        if self._stream is None:
+            raise StopAsyncIteration
+        while True:
+            try:
+                event = await self._stream.__anext__()
+            except StopAsyncIteration:
+                raise
+            except (anthropic.APIError, *TRANSPORT_ERRORS) as exc:
+                raise upstream_error(exc) from exc
+            delta = self._observe(event)
+            if delta:
+                return delta
+
+    def _observe(self, event: Any) -> str:
+        """Fold one SDK event into text and usage; return its text delta, if any."""
+        if event.type == "message_start":
+            self.usage = _usage_from_sdk(event.message.usage)
+            self._output_floor = self.usage.output_tokens
+            self.model = event.message.model or self.model
+        elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+            self._add_text(event.delta.text)
+            return cast(str, event.delta.text)
+        elif event.type == "message_delta":
+            self._apply_final_usage(event.usage)
+            self.stop_reason = event.delta.stop_reason
+        elif event.type == "message_stop":
+            self.finished = True
+        return ""
+
+    def _apply_final_usage(self, usage: Any) -> None:
+        # message_delta counts are cumulative; the optional ones are omitted when unchanged.
+        self._output_reported = True
+        self.usage.output_tokens = usage.output_tokens
+        for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+            value = getattr(usage, name, None)
+            if value is not None:
+                setattr(self.usage, name, value)
+
+
+class AnthropicProvider:
+    """Claude through the official SDK; retries follow the SDK's own policy (``max_retries``)."""
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        model: str = DEFAULT_MODEL,
+        base_url: str | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.model = model
+        self._client_options: dict[str, Any] = {
+            "api_key": api_key,
+            "base_url": base_url,
+            "max_retries": max_retries,
+            "timeout": timeout,
+        }
+        self._client = anthropic.Anthropic(**self._client_options)
+        # An async client's connection pool belongs to the event loop that first used it.
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anthropic.AsyncAnthropic] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._async_clients_lock = threading.Lock()
+
+    def complete(
+        self,
+        *,
+        system: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        context_passages: list[str] | None = None,
+    ) -> Completion:
+        try:
+            message = self._client.messages.create(**self._request(system, messages, max_tokens))
+        except anthropic.APIError as exc:
+            raise upstream_error(exc) from exc
+        text = "".join(block.text for block in message.content if block.type == "text")
+        return Completion(text=text, usage=_usage_from_sdk(message.usage), model=message.model, provider=self.name)
+
+    def stream(
+        self,
+        *,
+        system: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        context_passages: list[str] | None = None,
+    ) -> AnthropicStream:
+        request = self._request(system, messages, max_tokens)
+        return AnthropicStream(model=self.model, client=self._async_client, request=request)
+
+    def _async_client(self) -> anthropic.AsyncAnthropic:
+        """The async client of the running loop, created on first use from that loop."""
+        loop = asyncio.get_running_loop()
+        with self._async_clients_lock:
+            client = self._async_clients.get(loop)
+            if client is None:
+                client = anthropic.AsyncAnthropic(**self._client_options)
+                self._async_clients[loop] = client
+            return client
+
+    def _request(self, system: str, messages: list[dict[str, Any]], max_tokens: int) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": max_tokens,
+            "messages": cast("list[MessageParam]", messages),
+        }
+        if system:
+            request["system"] = system
+        return request
+
+
+# Offline
+
+
+_WORD = re.compile(r"\w+")
+_PIECE = re.compile(r"\s*\S+\s*")
+
+
+def _words(text: str) -> set[str]:
+    # Words of one or two letters ("a", "of", "is") match everything and rank nothing.
+    return {word for word in _WORD.findall(text.lower()) if len(word) > 2}
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(block.get("text", "") for block in content if isinstance(block, dict))
+    return ""
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return _content_text(message.get("content"))
+    return ""
+
+
+def rank_passages(question: str, passages: list[str], *, limit: int) -> list[str]:
+    """The passages sharing most words with the question; retrieval order breaks ties and fills in."""
+    question_words = _words(question)
+    scored = sorted(enumerate(passages), key=lambda item: (-len(question_words & _words(item[1])), item[0]))
+    return [passage for _, passage in scored[:limit] if passage.strip()]
+
+
+def _quote(passage: str) -> str:
+    text = " ".join(passage.split())
+    if len(text) > OFFLINE_QUOTE_CHARS:
+        text = text[:OFFLINE_QUOTE_CHARS].rsplit(" ", 1)[0] + " …"
+    return f"> {text}"
+
+
+def offline_answer(messages: list[dict[str, Any]], context_passages: list[str] | None) -> str:
+    passages = rank_passages(_last_user_text(messages), context_passages or [], limit=OFFLINE_QUOTED_PASSAGES)
+    if not passages:
+        return OFFLINE_NO_PASSAGES
+    return "\n\n".join([OFFLINE_NOTICE, *(_quote(passage) for passage in passages)])
+
+
+def _prompt_text(system: str, messages: list[dict[str, Any]]) -> str:
+    return "\n".join([system, *(_content_text(message.get("content")) for message in messages)])
+
+
+class OfflineStream(LLMStream):
+    """Streams a ready-made offline answer word by word, yielding to the loop between words."""
+
+    provider = "offline"
+
+    def __init__(self, *, answer: str, input_tokens: int) -> None:
+        super().__init__(model=OFFLINE_MODEL)
+        self.usage.input_tokens = input_tokens
+        self._pieces = iter(_PIECE.findall(answer) or [answer])
+
+    async def __anext__(self) -> str:
+        # Give the loop a turn, so a consumer can be cancelled between words as with a real stream.
+        await asyncio.sleep(0)
+        piece = next(self._pieces, None)
+        if piece is None:
+            self.finished = True
+            self.stop_reason = "end_turn"
+            raise StopAsyncIteration
+        self._add_text(piece)
+        return piece
+
+
+class OfflineProvider:
+    """Answers without a language model by quoting the passages it is given, and says so."""
+
+    name = "offline"
+    model = OFFLINE_MODEL
+
+    def complete(
+        self,
+        *,
+        system: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        context_passages: list[str] | None = None,
+    ) -> Completion:
+        text = offline_answer(messages, context_passages)
+        usage = Usage(input_tokens=estimate_tokens(_prompt_text(system, messages)), output_tokens=estimate_tokens(text))
+        return Completion(text=text, usage=usage, model=self.model, provider=self.name)
+
+    def stream(
+        self,
+        *,
+        system: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        context_passages: list[str] | None = None,
+    ) -> OfflineStream:
+        answer = offline_answer(messages, context_passages)
+        return OfflineStream(answer=answer, input_tokens=estimate_tokens(_prompt_text(system, messages)))
+
+
+# Factory
+
+
+class ProviderConfig(NamedTuple):
+    api_key: str
+    base_url: str | None
+    model: str
+    max_retries: int
+    timeout: float
+
+
+def get_llm_provider() -> LLMProvider:
+    """The provider the settings ask for: Anthropic when a key is set, offline otherwise."""
+    from django.conf import settings
+
+    config = ProviderConfig(
+        api_key=getattr(settings, "ANTHROPIC_API_KEY", "") or "",
+        base_url=getattr(settings, "ANTHROPIC_BASE_URL", None) or None,
+        model=getattr(settings, "ANTHROPIC_MODEL", DEFAULT_MODEL) or DEFAULT_MODEL,
+        max_retries=int(getattr(settings, "ANTHROPIC_MAX_RETRIES", DEFAULT_MAX_RETRIES)),
+        timeout=float(getattr(settings, "ANTHROPIC_TIMEOUT", DEFAULT_TIMEOUT)),
+    )
+    return provider_for(config)
+
+
+@functools.lru_cache(maxsize=8)
+def provider_for(config: ProviderConfig) -> LLMProvider:
+    """One provider (and so one set of HTTP clients) per distinct configuration."""
+    if not config.api_key:
+        return OfflineProvider()
+    return AnthropicProvider(
+        api_key=config.api_key,
+        base_url=config.base_url,
+        model=config.model,
+        max_retries=config.max_retries,
+        timeout=config.timeout,
+    )

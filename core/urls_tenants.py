@@ -1,0 +1,13 @@
+"""URLs of a tenant host: its API, its admin and its web pages."""
+
+from django.urls import include, path
+
+from ai.api import router as ai_router
+from core.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
+from tenants.admin import tenant_admin_site
+
+urlpatterns = [
+    path("admin/", tenant_admin_site.urls),
+    path("api/", include(ai_router.urls)),
+    *common_urlpatterns,
+]
