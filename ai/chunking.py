@@ -6,7 +6,7 @@ import functools
 import json
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from semchunk import Chunker
@@ -18,6 +18,7 @@ SPECIAL_TOKENS_PER_INPUT = 2
 TOKEN_COUNT_CACHE_SIZE = 16_384
 
 _tokenizer_lock = threading.Lock()
+_tokenizer_instance: Tokenizer | None = None
 
 
 @functools.cache
@@ -36,17 +37,20 @@ def max_chunk_tokens() -> int:
 
 def tokenizer() -> Tokenizer:
     """The model's own word-piece tokenizer, read once per process from the bundled model folder."""
-    return _tokenizer()
+    global _tokenizer_instance
+    if _tokenizer_instance is None:
+        with _tokenizer_lock:
+            if _tokenizer_instance is None:
+                _tokenizer_instance = _read_tokenizer()
+    return _tokenizer_instance
 
 
-@functools.cache
-def _tokenizer() -> Tokenizer:
+def _read_tokenizer() -> Tokenizer:
     from tokenizers import Tokenizer
 
     from ai.embeddings import model_folder
 
-    with _tokenizer_lock:
-        loaded = Tokenizer.from_file(str(model_folder() / "tokenizer.json"))
+    loaded = Tokenizer.from_file(str(model_folder() / "tokenizer.json"))
     # tokenizer.json ships with truncation and padding at 128, which would make every long span
     # look exactly 128 tokens long; counting needs the real length.
     loaded.no_truncation()
@@ -75,7 +79,7 @@ def chunk_text(text: str, *, chunk_tokens: int = 256, overlap_tokens: int = 32) 
     limit = min(chunk_tokens, max_chunk_tokens())
     overlap = min(overlap_tokens, limit - 1) or None
     chunks: list[str] = []
-    for piece in _chunker(limit)(text, overlap=overlap):
+    for piece in _split(text, limit, overlap=overlap):
         chunks.extend(_within_limit(piece, limit))
     return chunks
 
@@ -85,7 +89,12 @@ def _within_limit(piece: str, limit: int) -> list[str]:
     # word, the joined text can tokenise longer than the parts did. Re-split those few, no overlap.
     if _token_counter()(piece) <= limit:
         return [piece]
-    return [part for part in _chunker(limit)(piece) if part.strip()]
+    return [part for part in _split(piece, limit, overlap=None) if part.strip()]
+
+
+def _split(text: str, limit: int, *, overlap: int | None) -> list[str]:
+    # Given one string and no offsets, semchunk returns a flat list of chunk strings.
+    return cast(list[str], _chunker(limit)(text, overlap=overlap))
 
 
 @functools.cache

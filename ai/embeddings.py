@@ -296,7 +296,7 @@ def _upstream_error(exc: Exception) -> ApplicationError:
     # The SDK's message can echo response headers; keep it in the log, not in the client's error.
     logger.error("Voyage AI request failed: %r", exc)
     return ApplicationError(
-        f"The embedding provider rejected the request{_status(exc)}.", code="upstream_error", status=502
+        f"The embedding provider returned an error{_status(exc)}.", code="upstream_error", status=502
     )
 
 

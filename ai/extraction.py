@@ -212,14 +212,15 @@ def _docx_blocks(document: DocxDocument) -> Iterator[str]:
 def _docx_table_rows(table: Table) -> Iterator[str]:
     from docx.text.paragraph import Paragraph
 
-    # Merged cells come back once per grid slot they span; count each underlying cell once.
-    seen: set[int] = set()
+    # Merged cells come back once per grid slot they span; count each underlying cell once. The set
+    # holds the elements themselves: lxml proxies are compared by identity, and an id() could be reused.
+    seen: set[object] = set()
     for row in table.rows:
         cells: list[str] = []
         for cell in row.cells:
-            if id(cell._tc) in seen:
+            if cell._tc in seen:
                 continue
-            seen.add(id(cell._tc))
+            seen.add(cell._tc)
             parts: list[str] = []
             for block in cell.iter_inner_content():
                 if isinstance(block, Paragraph):
@@ -312,8 +313,8 @@ def _decode_legacy(data: bytes) -> str | None:
     try:
         from charset_normalizer import from_bytes
     except ImportError:
-        from_bytes = None
-    if from_bytes is not None:
+        pass
+    else:
         matches = from_bytes(data)
         best = matches.best()
         if best is not None:
@@ -336,18 +337,12 @@ def _reject_binary(data: bytes, filename: str) -> None:
 
 def _unsupported(message: str) -> ApplicationError:
     supported = ", ".join(sorted({ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS}))
-    return ApplicationError(
-        f"{message} Upload one of: {supported}.", code="unsupported_media_type", status=415
-    )
+    return ApplicationError(f"{message} Upload one of: {supported}.", code="unsupported_media_type", status=415)
 
 
 def _unreadable(filename: str, reason: str) -> ApplicationError:
-    return ApplicationError(
-        f"Could not read '{filename or 'upload'}': {reason}.", code="unreadable_file", status=400
-    )
+    return ApplicationError(f"Could not read '{filename or 'upload'}': {reason}.", code="unreadable_file", status=400)
 
 
 def _empty(filename: str) -> ApplicationError:
-    return ApplicationError(
-        f"'{filename or 'upload'}' contains no text to index.", code="empty_document", status=400
-    )
+    return ApplicationError(f"'{filename or 'upload'}' contains no text to index.", code="empty_document", status=400)

@@ -9,7 +9,7 @@ import logging
 import re
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self, cast
@@ -172,13 +172,19 @@ def upstream_error(exc: BaseException) -> ApplicationError:
     return ApplicationError(UPSTREAM_ERROR_MESSAGE, code="upstream_error", status=502)
 
 
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
 def _usage_from_sdk(usage: Any) -> Usage:
-    return Usage(
-        input_tokens=usage.input_tokens or 0,
-        output_tokens=usage.output_tokens or 0,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-    )
+    return Usage(**{name: getattr(usage, name, None) or 0 for name in USAGE_FIELDS})
+
+
+def _update_usage(target: Usage, reported: Any) -> None:
+    """Copy the counts the upstream reported; it leaves out (None) the ones that did not change."""
+    for name in USAGE_FIELDS:
+        value = getattr(reported, name, None)
+        if value is not None:
+            setattr(target, name, value)
 
 
 class AnthropicStream(LLMStream):
@@ -186,7 +192,9 @@ class AnthropicStream(LLMStream):
 
     provider = "anthropic"
 
-    def __init__(self, *, model: str, client: Callable[[], anthropic.AsyncAnthropic], request: dict[str, Any]) -> None:
+    def __init__(
+        self, *, model: str, client: Callable[[], Awaitable[anthropic.AsyncAnthropic]], request: dict[str, Any]
+    ) -> None:
         super().__init__(model=model)
         self._client = client
         self._request = request
@@ -195,7 +203,8 @@ class AnthropicStream(LLMStream):
         self.request_id: str | None = None
 
     async def __aenter__(self) -> Self:
-        manager: AsyncMessageStreamManager[None] = self._client().messages.stream(**self._request)
+        client = await self._client()
+        manager: AsyncMessageStreamManager[None] = client.messages.stream(**self._request)
         try:
             self._stream = await manager.__aenter__()
         except (anthropic.APIError, *TRANSPORT_ERRORS) as exc:
@@ -221,8 +230,6 @@ class AnthropicStream(LLMStream):
         while True:
             try:
                 event = await self._stream.__anext__()
-            except StopAsyncIteration:
-                raise
             except (anthropic.APIError, *TRANSPORT_ERRORS) as exc:
                 raise upstream_error(exc) from exc
             delta = self._observe(event)
@@ -232,7 +239,7 @@ class AnthropicStream(LLMStream):
     def _observe(self, event: Any) -> str:
         """Fold one SDK event into text and usage; return its text delta, if any."""
         if event.type == "message_start":
-            self.usage = _usage_from_sdk(event.message.usage)
+            _update_usage(self.usage, event.message.usage)
             self._output_floor = self.usage.output_tokens
             self.model = event.message.model or self.model
         elif event.type == "content_block_delta" and event.delta.type == "text_delta":
@@ -246,13 +253,14 @@ class AnthropicStream(LLMStream):
         return ""
 
     def _apply_final_usage(self, usage: Any) -> None:
-        # message_delta counts are cumulative; the optional ones are omitted when unchanged.
+        # message_delta counts are cumulative totals, so they replace the estimate rather than add to it.
         self._output_reported = True
-        self.usage.output_tokens = usage.output_tokens
-        for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
-            value = getattr(usage, name, None)
-            if value is not None:
-                setattr(self.usage, name, value)
+        _update_usage(self.usage, usage)
+
+
+class _LoopClient(NamedTuple):
+    client: anthropic.AsyncAnthropic
+    closer: AsyncGenerator[None, None]
 
 
 class AnthropicProvider:
@@ -277,8 +285,8 @@ class AnthropicProvider:
             "timeout": timeout,
         }
         self._client = anthropic.Anthropic(**self._client_options)
-        # An async client's connection pool belongs to the event loop that first used it.
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anthropic.AsyncAnthropic] = (
+        # An async client's connections belong to the event loop that opened them, so each loop gets its own.
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
         self._async_clients_lock = threading.Lock()
@@ -309,15 +317,30 @@ class AnthropicProvider:
         request = self._request(system, messages, max_tokens)
         return AnthropicStream(model=self.model, client=self._async_client, request=request)
 
-    def _async_client(self) -> anthropic.AsyncAnthropic:
-        """The async client of the running loop, created on first use from that loop."""
+    async def _async_client(self) -> anthropic.AsyncAnthropic:
+        """The async client of the running loop, created on first use and closed when that loop shuts down."""
         loop = asyncio.get_running_loop()
         with self._async_clients_lock:
-            client = self._async_clients.get(loop)
-            if client is None:
-                client = anthropic.AsyncAnthropic(**self._client_options)
-                self._async_clients[loop] = client
-            return client
+            entry = self._async_clients.get(loop)
+            if entry is not None:
+                return entry.client
+            client = anthropic.AsyncAnthropic(**self._client_options)
+            closer = self._close_with_loop(loop, client)
+            self._async_clients[loop] = _LoopClient(client, closer)
+        # Starting the generator registers it with the loop, whose shutdown_asyncgens() (asyncio.run,
+        # asyncio.Runner, asgiref) then closes it: the client's connections close on their own loop.
+        await anext(closer)
+        return client
+
+    async def _close_with_loop(
+        self, loop: asyncio.AbstractEventLoop, client: anthropic.AsyncAnthropic
+    ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            with self._async_clients_lock:
+                self._async_clients.pop(loop, None)
+            await client.close()
 
     def _request(self, system: str, messages: list[dict[str, Any]], max_tokens: int) -> dict[str, Any]:
         request: dict[str, Any] = {
@@ -360,22 +383,29 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
 def rank_passages(question: str, passages: list[str], *, limit: int) -> list[str]:
     """The passages sharing most words with the question; retrieval order breaks ties and fills in."""
     question_words = _words(question)
-    scored = sorted(enumerate(passages), key=lambda item: (-len(question_words & _words(item[1])), item[0]))
-    return [passage for _, passage in scored[:limit] if passage.strip()]
+    candidates = [(index, passage) for index, passage in enumerate(passages) if passage.strip()]
+    ranked = sorted(candidates, key=lambda item: (-len(question_words & _words(item[1])), item[0]))
+    return [passage for _, passage in ranked[:limit]]
+
+
+def _clip(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    return text[:max_chars].rsplit(" ", 1)[0] + " …"
 
 
 def _quote(passage: str) -> str:
-    text = " ".join(passage.split())
-    if len(text) > OFFLINE_QUOTE_CHARS:
-        text = text[:OFFLINE_QUOTE_CHARS].rsplit(" ", 1)[0] + " …"
-    return f"> {text}"
+    return f"> {_clip(' '.join(passage.split()), OFFLINE_QUOTE_CHARS)}"
 
 
-def offline_answer(messages: list[dict[str, Any]], context_passages: list[str] | None) -> str:
+def offline_answer(messages: list[dict[str, Any]], context_passages: list[str] | None, *, max_tokens: int) -> str:
+    """The offline reply: a plain notice, then the best passages quoted, kept within ``max_tokens``."""
     passages = rank_passages(_last_user_text(messages), context_passages or [], limit=OFFLINE_QUOTED_PASSAGES)
     if not passages:
         return OFFLINE_NO_PASSAGES
-    return "\n\n".join([OFFLINE_NOTICE, *(_quote(passage) for passage in passages)])
+    answer = "\n\n".join([OFFLINE_NOTICE, *(_quote(passage) for passage in passages)])
+    # Keep the notice even under a tiny budget: the reader must know this is not a model's answer.
+    return _clip(answer, max(max_tokens * 4, len(OFFLINE_NOTICE)))
 
 
 def _prompt_text(system: str, messages: list[dict[str, Any]]) -> str:
@@ -418,7 +448,7 @@ class OfflineProvider:
         max_tokens: int,
         context_passages: list[str] | None = None,
     ) -> Completion:
-        text = offline_answer(messages, context_passages)
+        text = offline_answer(messages, context_passages, max_tokens=max_tokens)
         usage = Usage(input_tokens=estimate_tokens(_prompt_text(system, messages)), output_tokens=estimate_tokens(text))
         return Completion(text=text, usage=usage, model=self.model, provider=self.name)
 
@@ -430,7 +460,7 @@ class OfflineProvider:
         max_tokens: int,
         context_passages: list[str] | None = None,
     ) -> OfflineStream:
-        answer = offline_answer(messages, context_passages)
+        answer = offline_answer(messages, context_passages, max_tokens=max_tokens)
         return OfflineStream(answer=answer, input_tokens=estimate_tokens(_prompt_text(system, messages)))
 
 

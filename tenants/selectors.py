@@ -17,4 +17,4 @@ def tenant_get_by_subdomain(*, subdomain: str) -> Tenant | None:
 
 
 def tenants_with_member_counts() -> QuerySet[Tenant]:
-    return Tenant.objects.exclude(schema_name="public").annotate(member_count=Count("memberships"))
+    return Tenant.objects.exclude(schema_name="public").annotate(member_count=Count("memberships", distinct=True))

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import json
 import re
-import select
-import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http import HTTPStatus
+from typing import Any, cast
+
+__all__ = [
+    "DEFAULT_REPLY",
+    "FakeAnthropic",
+    "RecordedRequest",
+    "error_body",
+    "estimate_input_tokens",
+    "split_tokens",
+    "validate_body",
+]
 
 DEFAULT_REPLY = "Strata's fake Claude says hello from the test server."
 
@@ -30,16 +40,16 @@ ERROR_MESSAGES = {
     "api_error": "Internal server error",
     "overloaded_error": "Overloaded",
 }
-# How often a waiting handler looks at its socket and at the stop flag.
-POLL_INTERVAL = 0.02
+REASONS = {529: "Overloaded"}
+MAX_HEADER_LINES = 100
 
 
 class ClientGone(Exception):
     """The client closed its connection before the response was finished."""
 
 
-class ServerStopping(Exception):
-    """``stop()`` was called while this response was still being written."""
+class BadHTTPRequest(Exception):
+    """The bytes on the connection are not an HTTP/1.1 request this fake understands."""
 
 
 class RecordedRequest(dict[str, Any]):
@@ -118,8 +128,10 @@ def _new_id(prefix: str) -> str:
 class FakeAnthropic:
     """``POST /v1/messages`` on 127.0.0.1, with switches for latency, failures and cut streams.
 
-    Switches are plain attributes, read by each request as it runs, so a test may
-    change them at any time. ``reset()`` puts back the values given to the constructor.
+    The server runs on its own asyncio loop in a daemon thread, so one thread holds
+    any number of concurrent streams. Switches are plain attributes read by each
+    request as it runs, so a test may change them at any time; ``reset()`` puts
+    back the values given to the constructor and clears the records.
     """
 
     def __init__(
@@ -133,6 +145,7 @@ class FakeAnthropic:
         cache_creation_input_tokens: int = 0,
         api_key: str | None = None,
         retry_after_seconds: int = 1,
+        port: int = 0,
     ) -> None:
         self._defaults: dict[str, Any] = {
             "reply": reply,
@@ -144,18 +157,22 @@ class FakeAnthropic:
             "api_key": api_key,
             "retry_after_seconds": retry_after_seconds,
         }
+        self._port = port
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        # Live, so not cleared by reset(): connections currently open to the fake.
+        self.open_connections = 0
         self.reset()
 
     # Configuration and records
 
     def reset(self) -> None:
         """Restore every switch to its constructor value and forget what was recorded."""
-        with self._lock:
+        with self._changed:
             for name, value in self._defaults.items():
                 setattr(self, name, value)
             self.fail_before_first_token: list[int] = []
@@ -169,7 +186,7 @@ class FakeAnthropic:
             self._changed.notify_all()
 
     def wait_for_disconnect(self, timeout: float, count: int = 1) -> bool:
-        """Block until at least ``count`` clients have gone away mid-response; False on timeout."""
+        """Block until at least ``count`` responses were abandoned by their client; False on timeout."""
         with self._changed:
             return self._changed.wait_for(lambda: self.disconnects >= count, timeout)
 
@@ -183,31 +200,29 @@ class FakeAnthropic:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("FakeAnthropic is not started")
-        host, port = self._server.server_address[:2]
+        host, port = self._server.sockets[0].getsockname()[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> FakeAnthropic:
         if self._server is not None:
             return self
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="fake-anthropic", daemon=True)
+        loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="fake-anthropic", daemon=True)
         self._thread.start()
+        self._loop = loop
+        self._server = asyncio.run_coroutine_threadsafe(self._listen(), loop).result(timeout=10)
         return self
 
     def stop(self) -> None:
-        if self._server is None:
+        if self._loop is None:
             return
-        # Handlers that are sleeping or streaming see the flag and end their responses.
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        loop, thread = self._loop, self._thread
+        asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=10)
+        loop.close()
+        self._loop = self._thread = self._server = None
 
     def __enter__(self) -> FakeAnthropic:
         return self.start()
@@ -215,7 +230,44 @@ class FakeAnthropic:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    # Used by the request handler
+    async def _listen(self) -> asyncio.Server:
+        # A deep backlog: a benchmark opens hundreds of connections at once.
+        return await asyncio.start_server(self._serve_connection, "127.0.0.1", self._port, backlog=2048)
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+
+    # Connections (all of this runs on the server's loop)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = cast("asyncio.Task[None]", asyncio.current_task())
+        self._connections.add(task)
+        self._count_connection(+1)
+        try:
+            await _Exchange.serve_all(self, reader, writer)
+        except (ConnectionError, BadHTTPRequest, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            # stop() cancels open connections; asyncio would log a cancelled connection task as a failure.
+            pass
+        finally:
+            self._connections.discard(task)
+            self._count_connection(-1)
+            writer.close()
+
+    def _count_connection(self, change: int) -> None:
+        with self._changed:
+            self.open_connections += change
+            self._changed.notify_all()
+
+    def wait_for_open_connections(self, at_most: int, timeout: float) -> bool:
+        """Block until no more than ``at_most`` client connections are open; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.open_connections <= at_most, timeout)
 
     def _record(self, request: RecordedRequest) -> None:
         with self._changed:
@@ -248,77 +300,103 @@ class FakeAnthropic:
             self._changed.notify_all()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # The default backlog of 5 drops SYNs when a benchmark opens hundreds of streams at once.
-    request_queue_size = 1024
-    fake: FakeAnthropic
+class _Exchange:
+    """One request and its response on a keep-alive connection."""
 
+    def __init__(self, fake: FakeAnthropic, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.fake = fake
+        self.reader = reader
+        self.writer = writer
+        self.keep_alive = True
+        # Finishes when the client hangs up: it sends nothing while it waits for the response.
+        self._hangup: asyncio.Task[bytes] | None = None
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FakeAnthropic/1.0"
-    # Idle keep-alive connections from SDK pools end on their own after this long.
-    timeout = 60
-    server: _Server
+    @classmethod
+    async def serve_all(cls, fake: FakeAnthropic, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            exchange = cls(fake, reader, writer)
+            if not await exchange.serve():
+                return
 
-    def setup(self) -> None:
-        super().setup()
-        # Each SSE event is its own small write; Nagle would hold it back.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    @property
-    def fake(self) -> FakeAnthropic:
-        return self.server.fake
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
-
-    def do_GET(self) -> None:
-        self._read_body()
-        self._send_error(404, "not_found_error", f"Not found: {self.path}")
-
-    def do_POST(self) -> None:
-        raw = self._read_body()
-        if self.path.split("?")[0] != "/v1/messages":
-            self._send_error(404, "not_found_error", f"Not found: {self.path}")
-            return
-        body = self._parse_json(raw)
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        self.fake._record(RecordedRequest(body if isinstance(body, dict) else {}, path=self.path, headers=headers))
+    async def serve(self) -> bool:
+        """Answer one request; False when the connection must close."""
+        request_line = await self.reader.readline()
+        if not request_line.strip():
+            return False
+        method, path, headers = await self._read_head(request_line)
+        raw_body = await self._read_body(headers)
+        hangup = self._hangup = asyncio.ensure_future(self.reader.read(1))
         try:
-            self._respond(body, headers)
+            await self._route(method, path, headers, raw_body)
         except ClientGone:
-            self.close_connection = True
             self.fake._client_gone()
-        except ServerStopping:
-            self.close_connection = True
+            return False
+        finally:
+            await self._retire(hangup)
+        return self.keep_alive and headers.get("connection", "").lower() != "close"
 
-    def _respond(self, body: Any, headers: dict[str, str]) -> None:
+    async def _retire(self, hangup: asyncio.Task[bytes]) -> None:
+        """Finish the hang-up watcher before the next request is read from the same stream."""
+        hangup.cancel()
+        # wait(), unlike awaiting the task, leaves a cancellation of this task (stop()) to propagate.
+        await asyncio.wait({hangup})
+        if not hangup.cancelled() and (hangup.exception() is not None or hangup.result()):
+            # A client that sent bytes early (pipelining) lost one to the watcher; start afresh.
+            self.keep_alive = False
+
+    async def _read_head(self, request_line: bytes) -> tuple[str, str, dict[str, str]]:
+        parts = request_line.decode("latin-1").split()
+        if len(parts) != 3:
+            raise BadHTTPRequest(request_line)
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEADER_LINES):
+            line = (await self.reader.readline()).decode("latin-1")
+            if line in ("\r\n", "\n", ""):
+                return parts[0], parts[1], headers
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        raise BadHTTPRequest("too many headers")
+
+    async def _read_body(self, headers: dict[str, str]) -> bytes:
+        length_header = headers.get("content-length") or "0"
+        if not length_header.isdigit():
+            raise BadHTTPRequest(f"content-length: {length_header}")
+        length = int(length_header)
+        return await self.reader.readexactly(length) if length else b""
+
+    async def _route(self, method: str, path: str, headers: dict[str, str], raw_body: bytes) -> None:
+        if method != "POST" or path.split("?")[0] != "/v1/messages":
+            await self._send_error(404, "not_found_error", f"Not found: {method} {path}")
+            return
+        body = _parse_json(raw_body)
+        self.fake._record(RecordedRequest(body if isinstance(body, dict) else {}, path=path, headers=headers))
+        await self._respond(body, headers)
+
+    async def _respond(self, body: Any, headers: dict[str, str]) -> None:
         auth_problem = self._auth_problem(headers)
         if auth_problem is not None:
-            self._send_error(401, "authentication_error", auth_problem)
+            await self._send_error(401, "authentication_error", auth_problem)
             return
         if "anthropic-version" not in headers:
-            self._send_error(400, "invalid_request_error", "anthropic-version: header is required")
+            await self._send_error(400, "invalid_request_error", "anthropic-version: header is required")
             return
         problem = "There was an error parsing the body of your request" if body is None else validate_body(body)
         if problem is not None:
-            self._send_error(400, "invalid_request_error", problem)
+            await self._send_error(400, "invalid_request_error", problem)
             return
-        self._wait(self.fake.hang_before_response)
+        await self._wait(self.fake.hang_before_response)
         status = self.fake._next_failure()
         if status is not None:
-            self._send_failure(status)
+            await self._send_failure(status)
             return
         pieces, stop_reason = self._pieces(body)
         if body.get("stream") is True:
-            self._stream_message(body, pieces, stop_reason)
+            await self._stream_message(body, pieces, stop_reason)
         else:
-            self._send_json(200, self._message(body, pieces, stop_reason))
+            await self._send_json(200, self._message(body, pieces, stop_reason))
 
     def _auth_problem(self, headers: dict[str, str]) -> str | None:
-        # The real API takes `x-api-key`; this SDK release sends the key as a Bearer token.
+        # The real API takes `x-api-key`; the installed SDK sends the key as a Bearer token instead.
         key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not key:
             return "x-api-key header is required"
@@ -328,17 +406,6 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     # Bodies
-
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    @staticmethod
-    def _parse_json(raw: bytes) -> Any:
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return None
 
     def _message(self, body: dict[str, Any], pieces: list[str], stop_reason: str | None) -> dict[str, Any]:
         return {
@@ -368,103 +435,134 @@ class _Handler(BaseHTTPRequestHandler):
 
     # Plain responses
 
-    def _send_failure(self, status: int) -> None:
+    async def _send_failure(self, status: int) -> None:
         error_type = ERROR_TYPES.get(status, "api_error")
         extra = {"retry-after": str(self.fake.retry_after_seconds)} if status == 429 else {}
-        self._send_error(status, error_type, ERROR_MESSAGES.get(error_type, error_type), extra)
+        await self._send_error(status, error_type, ERROR_MESSAGES.get(error_type, error_type), extra)
 
-    def _send_error(self, status: int, error_type: str, message: str, extra: dict[str, str] | None = None) -> None:
-        self._send_json(status, error_body(error_type, message), extra)
+    async def _send_error(
+        self, status: int, error_type: str, message: str, extra: dict[str, str] | None = None
+    ) -> None:
+        await self._send_json(status, error_body(error_type, message), extra)
 
-    def _send_json(self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None) -> None:
+    async def _send_json(self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self._common_headers(extra)
-        self.end_headers()
-        self._write(data)
+        headers = {"content-type": "application/json", "content-length": str(len(data)), **(extra or {})}
+        await self._write(self._head(status, headers) + data)
 
-    def _common_headers(self, extra: dict[str, str] | None = None) -> None:
-        self.send_header("request-id", _new_id("req"))
-        self.send_header("anthropic-organization-id", "fake-org")
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
+    def _head(self, status: int, headers: dict[str, str]) -> bytes:
+        reason = REASONS.get(status) or _reason(status)
+        all_headers = {
+            "request-id": _new_id("req"),
+            "anthropic-organization-id": "fake-org",
+            "server": "FakeAnthropic/1.0",
+            **headers,
+        }
+        lines = [f"HTTP/1.1 {status} {reason}", *(f"{name}: {value}" for name, value in all_headers.items())]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     # Streaming
 
-    def _stream_message(self, body: dict[str, Any], pieces: list[str], stop_reason: str) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream; charset=utf-8")
-        self.send_header("cache-control", "no-cache")
-        self.send_header("transfer-encoding", "chunked")
-        self._common_headers()
-        self.end_headers()
+    async def _stream_message(self, body: dict[str, Any], pieces: list[str], stop_reason: str) -> None:
+        headers = {
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "transfer-encoding": "chunked",
+        }
+        await self._write(self._head(200, headers))
         self.fake._stream_started()
         completed = False
         try:
-            completed = self._stream_events(body, pieces, stop_reason)
+            completed = await self._stream_events(body, pieces, stop_reason)
         finally:
             self.fake._stream_ended(completed=completed)
-        self._write(b"0\r\n\r\n")
-        if not completed:
-            self.close_connection = True
+        await self._write(b"0\r\n\r\n")
+        # The real API ends a stream after an error event; the connection is not reused.
+        self.keep_alive = completed
 
-    def _stream_events(self, body: dict[str, Any], pieces: list[str], stop_reason: str) -> bool:
+    async def _stream_events(self, body: dict[str, Any], pieces: list[str], stop_reason: str) -> bool:
         """Send the event sequence; False when it ended early with an error event."""
         start = self._message(body, [], None) | {"content": [], "usage": self._usage(body, output_tokens=1)}
-        self._event("message_start", {"type": "message_start", "message": start})
+        await self._event("message_start", {"type": "message_start", "message": start})
         empty_block = {"type": "text", "text": ""}
-        self._event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": empty_block})
-        self._event("ping", {"type": "ping"})
-        self._wait(self.fake.first_token_delay)
+        await self._event(
+            "content_block_start", {"type": "content_block_start", "index": 0, "content_block": empty_block}
+        )
+        await self._event("ping", {"type": "ping"})
+        await self._wait(self.fake.first_token_delay)
         for sent, piece in enumerate(pieces):
             if sent:
-                self._wait(self.fake.token_delay)
+                await self._wait(self.fake.token_delay)
             if self.fake.error_mid_stream_after == sent:
-                self._event("error", error_body("overloaded_error", "Overloaded"))
+                await self._event("error", error_body("overloaded_error", "Overloaded"))
                 return False
             delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
-            self._event("content_block_delta", delta)
-        self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            await self._event("content_block_delta", delta)
+        await self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
         delta = {"stop_reason": stop_reason, "stop_sequence": None}
         usage = {"output_tokens": max(len(pieces), 1)}
-        self._event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
-        self._event("message_stop", {"type": "message_stop"})
+        await self._event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
+        await self._event("message_stop", {"type": "message_stop"})
         return True
 
-    def _event(self, name: str, data: dict[str, Any]) -> None:
+    async def _event(self, name: str, data: dict[str, Any]) -> None:
         payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
-        self._write(b"%x\r\n%s\r\n" % (len(payload), payload))
+        await self._write(b"%x\r\n%s\r\n" % (len(payload), payload))
 
     # Socket
 
-    def _write(self, data: bytes) -> None:
+    def _check_client(self) -> None:
+        if self._hangup is not None and self._hangup.done():
+            raise ClientGone
+        if self.writer.transport.is_closing():
+            raise ClientGone
+
+    async def _write(self, data: bytes) -> None:
+        self._check_client()
         try:
-            self.wfile.write(data)
-        except OSError as exc:
+            self.writer.write(data)
+            await self.writer.drain()
+        except ConnectionError as exc:
             raise ClientGone from exc
 
-    def _wait(self, seconds: float) -> None:
-        """Sleep, but notice at once when the client hangs up or the server stops."""
-        # poll(), not select(): select() fails on descriptors above 1024, which a benchmark reaches.
-        poller = select.poll()
-        poller.register(self.connection, select.POLLIN | select.POLLHUP | select.POLLERR)
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            if self.fake._stopping.is_set():
-                raise ServerStopping
-            ready = poller.poll(min(remaining, POLL_INTERVAL) * 1000)
-            # A client waiting for this response sends nothing, so readable means EOF or reset.
-            if not ready:
-                continue
-            if self._peer_closed():
-                raise ClientGone
-            # Pipelined bytes are not ours to read; wait without spinning on them.
-            time.sleep(min(remaining, POLL_INTERVAL))
+    async def _wait(self, seconds: float) -> None:
+        """Sleep, but wake at once (with ClientGone) when the client hangs up."""
+        self._check_client()
+        if seconds <= 0 or self._hangup is None:
+            return
+        await asyncio.wait({self._hangup}, timeout=seconds)
+        self._check_client()
 
-    def _peer_closed(self) -> bool:
-        try:
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def main() -> None:
+    """Serve the fake in the foreground, e.g. as ANTHROPIC_BASE_URL for a local benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--reply", default=DEFAULT_REPLY)
+    parser.add_argument("--token-delay", type=float, default=0.0)
+    parser.add_argument("--first-token-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    fake = FakeAnthropic(
+        reply=args.reply, token_delay=args.token_delay, first_token_delay=args.first_token_delay, port=args.port
+    )
+    with fake, contextlib.suppress(KeyboardInterrupt):
+        print(f"Fake Anthropic API on {fake.base_url}", flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

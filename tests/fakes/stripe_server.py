@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import html
@@ -12,14 +13,13 @@ import socket
 import string
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple, Self
 from urllib.parse import parse_qsl, urlsplit
 
+import requests
 import stripe
 from requests.structures import CaseInsensitiveDict
 
@@ -28,8 +28,10 @@ __all__ = [
     "DROP",
     "DROP_AFTER_COMMIT",
     "FakeStripe",
+    "Json",
     "RecordedRequest",
     "make_event",
+    "parse_form",
     "sign_webhook",
 ]
 
@@ -110,7 +112,8 @@ def _error_body(message: str, type_: str, code: str | None = None, param: str | 
 
 def _copy(obj: Json) -> Json:
     # Callers get snapshots, so later changes to the fake's state do not rewrite old events.
-    return json.loads(json.dumps(obj))
+    copied: Json = json.loads(json.dumps(obj))
+    return copied
 
 
 def _new_id(prefix: str, length: int = 24) -> str:
@@ -139,18 +142,18 @@ def parse_form(body: str) -> Json:
         parts = [match.group(1), *_BRACKETS.findall(match.group(2))]
         node = root
         for index, part in enumerate(parts):
-            if part == "":
-                # `key[]=v` appends; numbering it lets the list conversion below handle it.
-                part = str(len(node))
+            # `key[]=v` appends; numbering it lets the list conversion below handle it.
+            name = part or str(len(node))
             if index == len(parts) - 1:
-                node[part] = value
+                node[name] = value
             else:
-                child = node.get(part)
+                child = node.get(name)
                 if not isinstance(child, dict):
                     child = {}
-                    node[part] = child
+                    node[name] = child
                 node = child
-    return _listify(root)
+    # The top level is always a hash, even if every key happens to be a digit.
+    return {key: _listify(value) for key, value in root.items()}
 
 
 def _listify(node: Any) -> Any:
@@ -222,10 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.server.fake._dispatch(method, split.path, split.query, body, headers)
         if reply is None:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         payload = reply.raw if reply.raw is not None else json.dumps(reply.body, indent=2).encode("utf-8")
         self.send_response(reply.status)
@@ -264,32 +265,36 @@ class FakeStripe:
       latency: seconds slept before each request is answered.
     """
 
-    def __init__(self, *, api_key: str | None = None, webhook_url: str | None = None,
-                 webhook_secret: str | None = None) -> None:
+    def __init__(
+        self, *, api_key: str | None = None, webhook_url: str | None = None, webhook_secret: str | None = None
+    ) -> None:
         self.api_key = api_key
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self._lock = threading.RLock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._routes: list[tuple[str, re.Pattern[str], _Route, bool]] = [
-            ("POST", re.compile(r"/v1/customers"), self._create_customer, True),
-            ("GET", re.compile(r"/v1/customers/(?P<id>[^/]+)"), self._get_customer, True),
-            ("POST", re.compile(r"/v1/customers/(?P<id>[^/]+)"), self._update_customer, True),
-            ("POST", re.compile(r"/v1/checkout/sessions"), self._create_checkout, True),
-            ("GET", re.compile(r"/v1/checkout/sessions/(?P<id>[^/]+)"), self._get_checkout, True),
-            ("GET", re.compile(r"/v1/checkout/sessions/(?P<id>[^/]+)/line_items"), self._get_line_items, True),
-            ("POST", re.compile(r"/v1/billing_portal/sessions"), self._create_portal, True),
-            ("GET", re.compile(r"/v1/subscriptions/(?P<id>[^/]+)"), self._get_subscription, True),
-            ("DELETE", re.compile(r"/v1/subscriptions/(?P<id>[^/]+)"), self._cancel_subscription, True),
-            ("GET", re.compile(r"/v1/events/(?P<id>[^/]+)"), self._get_event, True),
-            ("POST", re.compile(r"/v1/billing/meter_events"), self._create_meter_event, True),
-            ("POST", re.compile(r"/v1/billing/meter_event_adjustments"), self._create_adjustment, True),
-            # The hosted checkout page is for browsers, so it takes no API key.
-            ("GET", re.compile(r"/c/pay/(?P<id>[^/]+)"), self._checkout_page, False),
-            ("POST", re.compile(r"/c/pay/(?P<id>[^/]+)"), self._checkout_pay, False),
-        ]
+        id_ = r"(?P<id>[^/]+)"
+        self._routes: list[tuple[str, re.Pattern[str], _Route, bool]] = []
+        self._route("POST", "/v1/customers", self._create_customer)
+        self._route("GET", f"/v1/customers/{id_}", self._get_customer)
+        self._route("POST", f"/v1/customers/{id_}", self._update_customer)
+        self._route("POST", "/v1/checkout/sessions", self._create_checkout)
+        self._route("GET", f"/v1/checkout/sessions/{id_}", self._get_checkout)
+        self._route("GET", f"/v1/checkout/sessions/{id_}/line_items", self._get_items)
+        self._route("POST", "/v1/billing_portal/sessions", self._create_portal)
+        self._route("GET", f"/v1/subscriptions/{id_}", self._get_subscription)
+        self._route("DELETE", f"/v1/subscriptions/{id_}", self._cancel_subscription)
+        self._route("GET", f"/v1/events/{id_}", self._get_event)
+        self._route("POST", "/v1/billing/meter_events", self._create_meter_event)
+        self._route("POST", "/v1/billing/meter_event_adjustments", self._adjust)
+        # The hosted checkout page is for browsers, so it takes no API key.
+        self._route("GET", f"/c/pay/{id_}", self._checkout_page, public=True)
+        self._route("POST", f"/c/pay/{id_}", self._checkout_pay, public=True)
         self.reset()
+
+    def _route(self, method: str, pattern: str, handler: _Route, *, public: bool = False) -> None:
+        self._routes.append((method, re.compile(pattern), handler, not public))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -413,29 +418,26 @@ class FakeStripe:
         if not target or not key:
             raise ValueError("deliver() needs a webhook url and secret")
         body = json.dumps(event, indent=2).encode("utf-8")
-        request = urllib.request.Request(
+        response = requests.post(
             target,
             data=body,
-            method="POST",
             headers={
                 "Content-Type": "application/json; charset=utf-8",
                 "Stripe-Signature": sign_webhook(body, key),
                 "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
             },
+            timeout=30,
         )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status = int(response.status)
-        except urllib.error.HTTPError as exc:
-            status = exc.code
+        status = response.status_code
         with self._lock:
             self.webhook_deliveries.append((event["id"], status))
         return status
 
     # -- request pipeline ----------------------------------------------------------------------
 
-    def _dispatch(self, method: str, path: str, query: str, body: str, headers: CaseInsensitiveDict[str]
-                  ) -> _Reply | None:
+    def _dispatch(
+        self, method: str, path: str, query: str, body: str, headers: CaseInsensitiveDict[str]
+    ) -> _Reply | None:
         form = parse_form(body if method == "POST" else query)
         with self._lock:
             self.requests.append(RecordedRequest(method, path, form, headers))
@@ -448,7 +450,7 @@ class FakeStripe:
             return None if failure == DROP else self._injected(failure)
 
         reply = self._handle(method, path, form, headers)
-        return reply
+        return None if failure == DROP_AFTER_COMMIT else reply
 
     def _take_failure(self, path: str) -> int | None:
         with self._lock:
@@ -501,14 +503,14 @@ class FakeStripe:
             auth_error = self._check_auth(headers)
             if auth_error is not None:
                 return auth_error.reply()
-            api_key = headers.get("Authorization", "")[len("Bearer "):]
+            api_key = headers.get("Authorization", "")[len("Bearer ") :]
 
         idempotency_key = headers.get("Idempotency-Key") if method == "POST" else None
         store_key = (api_key, method, path, idempotency_key or "")
         fingerprint = json.dumps(form, sort_keys=True)
-        if idempotency_key:
-            with self._lock:
-                stored = self._idempotent.get(store_key)
+        # One lock around lookup, execution and storing, so concurrent requests with one key run once.
+        with self._lock:
+            stored = self._idempotent.get(store_key) if idempotency_key else None
             if stored is not None:
                 stored_fingerprint, stored_reply = stored
                 if stored_fingerprint != fingerprint:
@@ -519,23 +521,22 @@ class FakeStripe:
                         "execute a different request.",
                         type_="idempotency_error",
                     ).reply()
-                replay_headers = dict(stored_reply.headers or {})
-                replay_headers["Idempotent-Replayed"] = "true"
-                return _Reply(stored_reply.status, stored_reply.body, replay_headers, stored_reply.raw,
-                              stored_reply.content_type)
-
-        try:
-            with self._lock:
+                replay_headers = {**(stored_reply.headers or {}), "Idempotent-Replayed": "true"}
+                return _Reply(
+                    stored_reply.status, stored_reply.body, replay_headers, stored_reply.raw, stored_reply.content_type
+                )
+            try:
                 reply = handler(form, path, match)
-        except _StripeError as exc:
-            # Requests that fail validation are not saved, so a corrected retry may reuse the key.
-            return exc.reply()
-
-        if idempotency_key:
-            reply.headers = {**(reply.headers or {}), "Idempotency-Key": idempotency_key}
-            with self._lock:
+            except _StripeError as exc:
+                # Requests that fail validation are not saved, so a corrected retry may reuse the key.
+                return exc.reply()
+            if reply.body is not None:
+                # Snapshot now: the stored response must not follow later changes to the object.
+                reply.body = _copy(reply.body)
+            if idempotency_key:
+                reply.headers = {**(reply.headers or {}), "Idempotency-Key": idempotency_key}
                 self._idempotent[store_key] = (fingerprint, reply)
-        return reply
+            return reply
 
     def _find_route(self, method: str, path: str) -> tuple[_Route, re.Match[str], bool] | None:
         for route_method, pattern, handler, needs_key in self._routes:
@@ -548,7 +549,7 @@ class FakeStripe:
 
     def _check_auth(self, headers: CaseInsensitiveDict[str]) -> _StripeError | None:
         auth = headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or not auth[len("Bearer "):].strip():
+        if not auth.startswith("Bearer ") or not auth[len("Bearer ") :].strip():
             return _StripeError(
                 401,
                 "You did not provide an API key. You need to provide your API key in the Authorization "
@@ -556,7 +557,7 @@ class FakeStripe:
                 "https://stripe.com/docs/api#authentication for details, or we can help at "
                 "https://support.stripe.com/.",
             )
-        key = auth[len("Bearer "):].strip()
+        key = auth[len("Bearer ") :].strip()
         if not key.startswith("sk_test_") or (self.api_key is not None and key != self.api_key):
             masked = key[:8] + "*" * max(len(key) - 12, 0) + key[-4:]
             return _StripeError(401, f"Invalid API Key provided: {masked}", code="api_key_invalid")
@@ -652,8 +653,12 @@ class FakeStripe:
                 raise _missing(f"line_items[{index}][price]")
             quantity = item.get("quantity")
             if quantity is not None and not _WHOLE_NUMBER.fullmatch(str(quantity)):
-                raise _StripeError(400, f"Invalid integer: {quantity}", code="parameter_invalid_integer",
-                                   param=f"line_items[{index}][quantity]")
+                raise _StripeError(
+                    400,
+                    f"Invalid integer: {quantity}",
+                    code="parameter_invalid_integer",
+                    param=f"line_items[{index}][quantity]",
+                )
             line_items.append(
                 {
                     "id": _new_id("li_"),
@@ -716,7 +721,7 @@ class FakeStripe:
     def _get_checkout(self, form: Json, path: str, match: re.Match[str]) -> _Reply:
         return _Reply(200, self._render_session(self._session(match["id"]), form))
 
-    def _get_line_items(self, form: Json, path: str, match: re.Match[str]) -> _Reply:
+    def _get_items(self, form: Json, path: str, match: re.Match[str]) -> _Reply:
         self._session(match["id"])
         return _Reply(200, self._line_item_list(match["id"]))
 
@@ -843,8 +848,12 @@ class FakeStripe:
         if not event_name:
             raise _missing("event_name")
         if len(event_name) > METER_EVENT_MAX_STRING:
-            raise _StripeError(400, f"Invalid event_name: must be at most {METER_EVENT_MAX_STRING} characters",
-                               code="parameter_invalid_string", param="event_name")
+            raise _StripeError(
+                400,
+                f"Invalid event_name: must be at most {METER_EVENT_MAX_STRING} characters",
+                code="parameter_invalid_string",
+                param="event_name",
+            )
         payload = form.get("payload")
         if not isinstance(payload, dict) or not payload:
             raise _missing("payload")
@@ -865,24 +874,38 @@ class FakeStripe:
         if raw_timestamp is None or raw_timestamp == "":
             timestamp = now
         elif not _WHOLE_NUMBER.fullmatch(str(raw_timestamp)):
-            raise _StripeError(400, f"Invalid integer: {raw_timestamp}", code="parameter_invalid_integer",
-                               param="timestamp")
+            raise _StripeError(
+                400, f"Invalid integer: {raw_timestamp}", code="parameter_invalid_integer", param="timestamp"
+            )
         else:
             timestamp = int(raw_timestamp)
         if timestamp < now - METER_EVENT_MAX_AGE_SECONDS:
-            raise _StripeError(400, "Timestamp must be within the past 35 calendar days.",
-                               code="parameter_invalid_integer", param="timestamp")
+            raise _StripeError(
+                400,
+                "Timestamp must be within the past 35 calendar days.",
+                code="parameter_invalid_integer",
+                param="timestamp",
+            )
         if timestamp > now + METER_EVENT_MAX_FUTURE_SECONDS:
-            raise _StripeError(400, "Timestamp must be no more than 5 minutes in the future.",
-                               code="parameter_invalid_integer", param="timestamp")
+            raise _StripeError(
+                400,
+                "Timestamp must be no more than 5 minutes in the future.",
+                code="parameter_invalid_integer",
+                param="timestamp",
+            )
         identifier = form.get("identifier") or _new_id("", 32)
         if len(identifier) > METER_EVENT_MAX_STRING:
-            raise _StripeError(400, f"Invalid identifier: must be at most {METER_EVENT_MAX_STRING} characters",
-                               code="parameter_invalid_string", param="identifier")
+            raise _StripeError(
+                400,
+                f"Invalid identifier: must be at most {METER_EVENT_MAX_STRING} characters",
+                code="parameter_invalid_string",
+                param="identifier",
+            )
         if identifier in self._identifiers:
             # Stripe marks this as not worth retrying; a client should treat it as already delivered.
-            raise _StripeError(400, f"An event already exists with identifier {identifier}.",
-                               headers={"Stripe-Should-Retry": "false"})
+            raise _StripeError(
+                400, f"An event already exists with identifier {identifier}.", headers={"Stripe-Should-Retry": "false"}
+            )
         self._identifiers.add(identifier)
         event: Json = {
             "object": "billing.meter_event",
@@ -896,14 +919,15 @@ class FakeStripe:
         self.meter_events.append(event)
         return _Reply(200, dict(event))
 
-    def _create_adjustment(self, form: Json, path: str, match: re.Match[str]) -> _Reply:
+    def _adjust(self, form: Json, path: str, match: re.Match[str]) -> _Reply:
         event_name = form.get("event_name")
         if not event_name:
             raise _missing("event_name")
         adjustment_type = form.get("type") or "cancel"
         if adjustment_type != "cancel":
-            raise _StripeError(400, "Invalid type: must be one of cancel", code="parameter_invalid_string",
-                               param="type")
+            raise _StripeError(
+                400, "Invalid type: must be one of cancel", code="parameter_invalid_string", param="type"
+            )
         cancel = form.get("cancel")
         identifier = cancel.get("identifier") if isinstance(cancel, dict) else None
         if not identifier:

@@ -246,11 +246,17 @@ async def test_hung_upstream_times_out_as_unavailable_and_is_hung_up_on(fake: Fa
     assert await asyncio.to_thread(fake.wait_for_disconnect, 1.0)
 
 
-def test_streams_work_from_successive_event_loops(fake: FakeAnthropic, provider: AnthropicProvider) -> None:
-    first, _ = asyncio.run(collect(provider))
-    second, _ = asyncio.run(collect(provider))
+def test_streams_work_from_successive_event_loops_and_close_with_them(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    already_open = fake.open_connections
+    replies = []
+    for _ in range(2):
+        deltas, _ = asyncio.run(collect(provider))
+        replies.append("".join(deltas))
+        assert fake.wait_for_open_connections(at_most=already_open, timeout=2)
 
-    assert "".join(first) == "".join(second) == fake.reply
+    assert replies == [fake.reply, fake.reply]
 
 
 @pytest.mark.asyncio
@@ -300,6 +306,17 @@ async def test_offline_stream_yields_the_same_answer_word_by_word() -> None:
     assert "".join(deltas) == stream.text == completion.text
     assert stream.usage == completion.usage
     assert stream.finished
+
+
+def test_offline_answer_keeps_within_max_tokens_but_keeps_the_notice() -> None:
+    passages = [" ".join(["refund policy details"] * 200)]
+
+    completion = OfflineProvider().complete(
+        system=SYSTEM, messages=REFUND_QUESTION, max_tokens=60, context_passages=passages
+    )
+
+    assert completion.text.startswith("Offline answer: no language model is configured")
+    assert completion.usage.output_tokens <= 60
 
 
 def test_offline_answer_without_passages_says_so() -> None:

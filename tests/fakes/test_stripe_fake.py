@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Thread
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+import requests
 import stripe
 
 from tests.fakes.stripe_server import (
@@ -41,9 +40,14 @@ def fake(server: FakeStripe) -> FakeStripe:
 
 def client_for(fake: FakeStripe, *, retries: int = 0, api_key: str = API_KEY) -> stripe.StripeClient:
     # StripeClient retries nothing unless told to (the global stripe.max_network_retries is 2).
-    return stripe.StripeClient(
-        api_key, base_addresses={"api": fake.base_url}, max_network_retries=retries
-    )
+    return stripe.StripeClient(api_key, base_addresses={"api": fake.base_url}, max_network_retries=retries)
+
+
+def error_of(exc: stripe.StripeError) -> dict[str, Any]:
+    body = exc.json_body
+    assert isinstance(body, dict)
+    error: dict[str, Any] = body["error"]
+    return error
 
 
 def new_customer(client: stripe.StripeClient) -> str:
@@ -73,6 +77,7 @@ def test_parse_form_nests_hashes_and_arrays() -> None:
     assert form["expand"] == ["x", "y"]
     assert form["payload"] == {"stripe_customer_id": "cus_1", "value": "42"}
     assert form["empty"] == ""
+    assert parse_form("0=a&1=b") == {"0": "a", "1": "b"}
 
 
 # -- auth and routing --------------------------------------------------------------------------
@@ -82,13 +87,11 @@ def test_missing_or_wrong_key_is_401(fake: FakeStripe) -> None:
     with pytest.raises(stripe.AuthenticationError) as caught:
         client_for(fake, api_key="sk_live_not_a_test_key").v1.customers.create({})
     assert caught.value.http_status == 401
-    assert caught.value.json_body["error"]["type"] == "invalid_request_error"
+    assert error_of(caught.value)["type"] == "invalid_request_error"
 
-    request = urllib.request.Request(f"{fake.base_url}/v1/customers", data=b"", method="POST")
-    with pytest.raises(urllib.error.HTTPError) as raw:
-        urllib.request.urlopen(request)
-    body = json.loads(raw.value.read())
-    assert raw.value.code == 401
+    raw = requests.post(f"{fake.base_url}/v1/customers", timeout=5)
+    body = raw.json()
+    assert raw.status_code == 401
     assert body["error"]["type"] == "invalid_request_error"
     assert "did not provide an API key" in body["error"]["message"]
     assert fake.customers == {}
@@ -106,15 +109,14 @@ def test_unknown_route_is_stripe_404(fake: FakeStripe) -> None:
 
 def test_customer_create_and_retrieve(fake: FakeStripe) -> None:
     client = client_for(fake)
-    created = client.v1.customers.create(
-        {"email": "owner@acme.test", "name": "Acme", "metadata": {"tenant": "acme"}}
-    )
+    created = client.v1.customers.create({"email": "owner@acme.test", "name": "Acme", "metadata": {"tenant": "acme"}})
     assert created.id.startswith("cus_")
     assert created.object == "customer"
     assert created.livemode is False
 
     fetched = client.v1.customers.retrieve(created.id)
     assert (fetched.id, fetched.email, fetched.name) == (created.id, "owner@acme.test", "Acme")
+    assert fetched.metadata is not None
     assert fetched.metadata.to_dict() == {"tenant": "acme"}
 
     method, path, form, headers = fake.requests[0]
@@ -165,7 +167,8 @@ def test_checkout_session_parses_nested_params(fake: FakeStripe) -> None:
     assert form["subscription_data"] == {"metadata": {"tenant": "acme"}}
 
     expanded = client.v1.checkout.sessions.retrieve(session.id, {"expand": ["line_items"]})
-    assert [item.price.id for item in expanded.line_items.data] == ["price_pro", "price_tokens"]
+    assert expanded.line_items is not None
+    assert [item.price.id for item in expanded.line_items.data if item.price] == ["price_pro", "price_tokens"]
 
 
 def test_checkout_rejects_unknown_customer_and_missing_mode(fake: FakeStripe) -> None:
@@ -253,7 +256,8 @@ def test_duplicate_identifier_rejected_and_not_counted(fake: FakeStripe) -> None
 
     assert caught.value.http_status == 400
     assert caught.value.user_message == "An event already exists with identifier dup-1."
-    assert caught.value.json_body["error"]["type"] == "invalid_request_error"
+    assert error_of(caught.value)["type"] == "invalid_request_error"
+    assert caught.value.headers is not None
     assert caught.value.headers["Stripe-Should-Retry"] == "false"
     # A 400 is final: the SDK sent it once despite retries being enabled.
     assert len(fake.requests_to("/v1/billing/meter_events")) == 2
@@ -273,7 +277,7 @@ def test_duplicate_identifier_rejected_and_not_counted(fake: FakeStripe) -> None
     ],
 )
 def test_meter_event_validation(fake: FakeStripe, overrides: dict[str, Any], param: str) -> None:
-    params = {**meter_params("cus_x", 5, "valid-id"), **overrides}
+    params: Any = {**meter_params("cus_x", 5, "valid-id"), **overrides}
     with pytest.raises(stripe.InvalidRequestError) as caught:
         client_for(fake).v1.billing.meter_events.create(params)
     assert caught.value.http_status == 400
@@ -283,9 +287,7 @@ def test_meter_event_validation(fake: FakeStripe, overrides: dict[str, Any], par
 
 def test_meter_event_accepts_backdated_timestamp_in_window(fake: FakeStripe) -> None:
     stamp = int(time.time()) - 34 * 24 * 3600
-    client_for(fake).v1.billing.meter_events.create(
-        meter_params("cus_x", "-3", "late-1", timestamp=stamp)
-    )
+    client_for(fake).v1.billing.meter_events.create(meter_params("cus_x", "-3", "late-1", timestamp=stamp))
     assert fake.meter_events[0]["timestamp"] == stamp
     assert fake.meter_totals() == {"cus_x": -3}
 
@@ -298,6 +300,7 @@ def test_meter_event_adjustment_cancels_event(fake: FakeStripe) -> None:
         {"event_name": "strata_tokens", "type": "cancel", "cancel": {"identifier": "wrong"}}
     )
     assert adjustment.object == "billing.meter_event_adjustment"
+    assert adjustment.cancel is not None
     assert adjustment.cancel.identifier == "wrong"
     assert fake.meter_totals() == {"cus_a": 7}
     with pytest.raises(stripe.InvalidRequestError):
@@ -310,9 +313,7 @@ def test_meter_event_adjustment_cancels_event(fake: FakeStripe) -> None:
 def test_500_then_success_is_retried_once(fake: FakeStripe) -> None:
     fake.fail_next = [500]
     fake.fail_routes = "/v1/billing/meter_events"
-    event = client_for(fake, retries=2).v1.billing.meter_events.create(
-        meter_params("cus_r", 4, "retry-1")
-    )
+    event = client_for(fake, retries=2).v1.billing.meter_events.create(meter_params("cus_r", 4, "retry-1"))
     attempts = fake.requests_to("/v1/billing/meter_events")
     assert event.identifier == "retry-1"
     assert len(attempts) == 2
@@ -326,7 +327,7 @@ def test_500_without_retries_raises_api_error(fake: FakeStripe) -> None:
     with pytest.raises(stripe.APIError) as caught:
         client_for(fake).v1.billing.meter_events.create(meter_params("cus_r", 4, "r-0"))
     assert caught.value.http_status == 500
-    assert caught.value.json_body["error"]["type"] == "api_error"
+    assert error_of(caught.value)["type"] == "api_error"
     assert fake.meter_events == []
 
 
@@ -372,9 +373,7 @@ def test_dropped_connection(fake: FakeStripe) -> None:
 def test_lost_response_is_replayed_by_idempotency_key(fake: FakeStripe) -> None:
     # The event is stored but the answer never arrives; the SDK's retry must not look like a duplicate.
     fake.fail_next = [DROP_AFTER_COMMIT]
-    event = client_for(fake, retries=1).v1.billing.meter_events.create(
-        meter_params("c", 9, "lost-1")
-    )
+    event = client_for(fake, retries=1).v1.billing.meter_events.create(meter_params("c", 9, "lost-1"))
     assert event.identifier == "lost-1"
     assert len(fake.requests_to("/v1/billing/meter_events")) == 2
     assert fake.meter_totals() == {"c": 9}
@@ -387,6 +386,7 @@ def test_idempotency_key_replay(fake: FakeStripe) -> None:
     again = client.v1.customers.create(params, {"idempotency_key": "signup-42"})
     assert again.id == first.id
     assert len(fake.customers) == 1
+    assert again.last_response is not None
     assert again.last_response.headers["Idempotent-Replayed"] == "true"
 
     other = client.v1.customers.create(params, {"idempotency_key": "signup-43"})
@@ -416,9 +416,7 @@ def test_latency_is_applied(fake: FakeStripe) -> None:
     assert time.monotonic() - started >= 0.2
 
 
-def test_global_configuration_reaches_the_fake(
-    fake: FakeStripe, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_global_configuration_reaches_the_fake(fake: FakeStripe, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stripe, "api_key", API_KEY)
     monkeypatch.setattr(stripe, "api_base", fake.base_url)
     customer = stripe.Customer.create(email="global@acme.test")
@@ -463,7 +461,7 @@ def test_make_event_shape() -> None:
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[bytes, str]] = []
+    received: ClassVar[list[tuple[bytes, str]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -493,18 +491,14 @@ def test_hosted_checkout_page_pays_redirects_and_delivers_webhook(fake: FakeStri
                 "success_url": "https://acme.example.com/done?cs={CHECKOUT_SESSION_ID}",
             }
         )
-        page = urllib.request.urlopen(session.url).read().decode()
-        assert session.id in page
+        assert session.url is not None
+        page = requests.get(session.url, timeout=5)
+        assert page.headers["Content-Type"].startswith("text/html")
+        assert session.id in page.text
 
-        class _NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-                return None
-
-        opener = urllib.request.build_opener(_NoRedirect)
-        with pytest.raises(urllib.error.HTTPError) as redirect:
-            opener.open(urllib.request.Request(session.url, data=b"", method="POST"))
-        assert redirect.value.code == 303
-        assert redirect.value.headers["Location"] == f"https://acme.example.com/done?cs={session.id}"
+        paid = requests.post(session.url, allow_redirects=False, timeout=5)
+        assert paid.status_code == 303
+        assert paid.headers["Location"] == f"https://acme.example.com/done?cs={session.id}"
         assert client.v1.checkout.sessions.retrieve(session.id).status == "complete"
 
         deadline = time.monotonic() + 5

@@ -1,0 +1,108 @@
+"""Shared fixtures: the embedded PostgreSQL test database, two ready tenants, host-aware clients."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from core.models import User
+from tenants.models import Membership, Tenant
+from tenants.services import tenant_public_ensure, tenant_signup, tenant_template_ensure
+from tests.factories import PASSWORD, UserFactory
+
+
+@dataclass
+class World:
+    """A tenant with an owner and a plain member, and their API tokens."""
+
+    tenant: Tenant
+    owner: User
+    member: User
+    owner_token: str
+    member_token: str
+
+    @property
+    def host(self) -> str:
+        return f"{self.tenant.subdomain}.localhost"
+
+    def client(self, token: str | None = None) -> APIClient:
+        return host_client(self.host, token)
+
+    def session_client(self, user: User) -> APIClient:
+        """A client logged in by session on this tenant's host (sessions live in its schema)."""
+        client = host_client(self.host)
+        with tenant_context(self.tenant):
+            client.force_login(user)
+        return client
+
+
+def host_client(host: str, token: str | None = None) -> APIClient:
+    client = APIClient(HTTP_HOST=host)
+    if token:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+def make_world(subdomain: str) -> World:
+    result = tenant_signup(
+        organisation=subdomain.title(), subdomain=subdomain, email=f"owner@{subdomain}.test", password=PASSWORD, plan="free"
+    )
+    member = UserFactory(email=f"member@{subdomain}.test")
+    Membership.objects.create(user=member, tenant=result.tenant, role=Membership.Role.MEMBER)
+    member_token, _ = Token.objects.get_or_create(user=member)
+    return World(result.tenant, result.user, member, result.token, member_token.key)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):  # noqa: ANN001 - pytest-django fixture override
+    with django_db_blocker.unblock():
+        assert connection.settings_dict["NAME"].startswith("test_"), "refusing to set up tests on a real database"
+        tenant_public_ensure()
+        tenant_template_ensure()
+        worlds = {name: make_world(name) for name in ("acme", "globex")}
+    yield worlds
+
+
+@pytest.fixture
+def acme(django_db_setup, db) -> World:  # noqa: ANN001
+    return django_db_setup["acme"]
+
+
+@pytest.fixture
+def globex(django_db_setup, db) -> World:  # noqa: ANN001
+    return django_db_setup["globex"]
+
+
+@pytest.fixture
+def public_client(db) -> APIClient:  # noqa: ANN001
+    return host_client("localhost")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache_and_schema() -> Iterator[None]:
+    # Throttle counters live in the cache; a request leaves its tenant on the connection.
+    cache.clear()
+    yield
+    cache.clear()
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def unique_subdomain() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def committed_tenants(db) -> list[str]:  # noqa: ANN001
+    """Subdomains that a test's threads create and really commit. They are left in place, under
+    unique names, until the test database is dropped at the end of the session: dropping a tenant
+    schema while the test transaction holds locks on public tables would wait for it."""
+    return []

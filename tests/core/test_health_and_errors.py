@@ -1,0 +1,61 @@
+from tests.conftest import host_client
+
+
+def test_health_reports_the_database(public_client):
+    response = public_client.get("/healthz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"]["ok"] is True
+    assert body["database"]["pgvector"].startswith("0.8")
+
+
+def test_an_unknown_host_is_a_json_404_for_the_api(db):
+    response = host_client("nobody.localhost").get("/api/documents/")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unknown_tenant"
+
+
+def test_an_unknown_host_is_an_html_404_for_browsers(db):
+    response = host_client("nobody.localhost").get("/", HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 404
+    assert b"No organisation lives at this address" in response.content
+
+
+def test_a_missing_api_route_is_a_json_404(acme):
+    response = acme.client(acme.owner_token).get("/api/nothing-here/")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_wrong_method_gets_the_error_shape(public_client):
+    response = public_client.get("/api/signup/")
+
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_malformed_json_is_a_400(public_client):
+    response = public_client.post("/api/signup/", "{not json", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "parse_error"
+
+
+def test_plans_are_listed_on_the_public_host(public_client):
+    plans = public_client.get("/api/plans/").json()
+
+    assert [plan["slug"] for plan in plans] == ["free", "pro", "enterprise"]
+    assert plans[1]["monthly_price"] == "49.00"
+    assert plans[0]["included_tokens"] > 0
+
+
+def test_the_openapi_schema_is_served(acme):
+    response = acme.client().get("/api/schema/", HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    assert "/api/documents/" in response.json()["paths"]

@@ -1,0 +1,98 @@
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_up(data_dir: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
+    env = {**os.environ, "STRATA_DATA_DIR": str(data_dir), "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    env.pop("DATABASE_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            raise AssertionError("manage.py up exited:\n" + "".join(lines))
+        lines.append(line)
+        if "Press Ctrl-C" in line:
+            break
+    wait_for_health(port)
+    return process, lines
+
+
+def wait_for_health(port: int) -> None:
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"Host": "localhost"}).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("server never became healthy")
+
+
+def postgres_running_in(data_dir: Path) -> bool:
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and str(data_dir) in " ".join(proc.info["cmdline"] or []):
+            return True
+    return False
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_up_starts_the_platform_with_a_demo_tenant_and_stops_cleanly(tmp_path):
+    data_dir = tmp_path / "data"
+    port = free_port()
+    process, lines = start_up(data_dir, port)
+    try:
+        output = "".join(lines)
+        credentials = json.loads((data_dir / "credentials.json").read_text())
+        assert f"http://demo.localhost:{port}/" in output
+        assert credentials["demo_password"] in output
+        assert credentials["operator_password"] in output
+
+        base = f"http://127.0.0.1:{port}"
+        login = httpx.post(
+            f"{base}/api/auth/login/",
+            json={"email": credentials["demo_email"], "password": credentials["demo_password"]},
+            headers={"Host": f"demo.localhost:{port}"},
+        )
+        assert login.status_code == 200
+        documents = httpx.get(
+            f"{base}/api/documents/", headers={"Host": f"demo.localhost:{port}", "Authorization": f"Token {login.json()['key']}"}
+        )
+        assert documents.status_code == 200
+        admin = httpx.get(f"{base}/admin/login/", headers={"Host": f"localhost:{port}"})
+        assert admin.status_code == 200
+    finally:
+        stop(process)
+    assert process.returncode == 0
+    assert not postgres_running_in(data_dir), "the embedded database outlived Ctrl-C"
+
+    again, lines = start_up(data_dir, port)
+    try:
+        assert credentials["demo_password"] in "".join(lines), "a second run reuses the same data"
+    finally:
+        stop(again)

@@ -1,0 +1,104 @@
+import pytest
+from django_tenants.utils import tenant_context
+
+from ai.models import Document
+from tests.conftest import host_client
+
+
+def make_document(world, title="Quarterly plan", content="Grow revenue.", **fields):
+    with tenant_context(world.tenant):
+        return Document.objects.create(title=title, content=content, created_by=world.owner, **fields)
+
+
+def test_members_see_their_own_tenants_documents(acme):
+    document = make_document(acme)
+
+    response = acme.client(acme.member_token).get("/api/documents/")
+
+    assert response.status_code == 200
+    assert [d["id"] for d in response.json()["results"]] == [document.id]
+    assert response.json()["results"][0]["created_by"] == acme.owner.email
+
+
+def test_another_tenants_document_is_invisible_by_list_and_by_id(acme, globex):
+    document = make_document(acme, title="Acme secret")
+
+    listing = globex.client(globex.owner_token).get("/api/documents/")
+    detail = globex.client(globex.owner_token).get(f"/api/documents/{document.id}/")
+
+    assert listing.json()["count"] == 0
+    assert detail.status_code == 404
+    assert detail.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
+def test_same_id_in_another_tenant_never_reaches_the_other_row(acme, globex, method):
+    globex_doc = make_document(globex, title="Globex")
+    acme_doc = make_document(acme, title="Acme", id=globex_doc.id)  # the same id in two schemas
+
+    response = getattr(globex.client(globex.owner_token), method)(
+        f"/api/documents/{globex_doc.id}/", {"title": "Changed", "content": "x"}, format="json"
+    )
+
+    assert response.status_code in (200, 204)
+    with tenant_context(acme.tenant):
+        assert Document.objects.get(id=acme_doc.id).title == "Acme"
+
+
+def test_a_token_of_another_tenant_gets_403(acme, globex):
+    response = globex.client(acme.owner_token).get("/api/documents/")
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+
+
+def test_anonymous_requests_get_401(acme):
+    response = acme.client().get("/api/documents/")
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_a_session_cookie_from_one_tenant_is_not_honoured_on_another(acme, globex):
+    login = acme.client().post("/api/auth/login/", {"email": acme.owner.email, "password": "s3cret-Passw0rd!"}, format="json")
+    assert login.status_code == 200
+    session_cookie = login.cookies["sessionid"]
+    assert not session_cookie["domain"], "session cookies must be host-only"
+
+    on_acme = host_client(acme.host)
+    on_acme.cookies["sessionid"] = session_cookie.value
+    on_globex = host_client(globex.host)
+    on_globex.cookies["sessionid"] = session_cookie.value
+
+    assert on_acme.get("/api/documents/").status_code == 200
+    assert on_globex.get("/api/documents/").status_code == 401
+
+
+def test_crud_round_trip(acme):
+    client = acme.client(acme.member_token)
+
+    created = client.post("/api/documents/", {"title": "Notes", "content": "First"}, format="json").json()
+    client.patch(f"/api/documents/{created['id']}/", {"content": "Second"}, format="json")
+    assert client.get(f"/api/documents/{created['id']}/").json()["content"] == "Second"
+    assert client.delete(f"/api/documents/{created['id']}/").status_code == 204
+    assert client.get(f"/api/documents/{created['id']}/").status_code == 404
+
+
+def test_bad_document_input_is_a_400_with_fields(acme):
+    response = acme.client(acme.member_token).post("/api/documents/", {"title": ""}, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"title", "content"}
+
+
+@pytest.mark.parametrize("count", [1, 15])
+def test_document_list_runs_a_constant_number_of_queries(acme, django_assert_num_queries, count):
+    for i in range(count):
+        make_document(acme, title=f"Doc {i}")
+    client = acme.client(acme.member_token)
+
+    # two search_path SETs, tenant by host, token+user, membership, count, page with authors joined
+    with django_assert_num_queries(7):
+        response = client.get("/api/documents/")
+
+    assert response.json()["count"] == count
