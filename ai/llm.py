@@ -391,7 +391,8 @@ def rank_passages(question: str, passages: list[str], *, limit: int) -> list[str
 def _clip(text: str, max_chars: int) -> str:
     if len(text) <= max_chars:
         return text
-    return text[:max_chars].rsplit(" ", 1)[0] + " …"
+    # Two characters go to the " …" that marks the cut.
+    return text[: max_chars - 2].rsplit(" ", 1)[0] + " …"
 
 
 def _quote(passage: str) -> str:

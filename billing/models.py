@@ -26,3 +26,93 @@ class Plan(models.Model):
     @property
     def is_paid(self) -> bool:
         return self.monthly_price_cents > 0
+
+
+class UsageEvent(models.Model):
+    """One LLM call's token counts (never its text), written with the call's own record."""
+
+    class Feature(models.TextChoices):
+        CHAT = "chat", "Chat"
+        SUMMARISE = "summarise", "Summarise"
+        EMBED = "embed", "Embed"
+
+    class MeterStatus(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        SKIPPED = "skipped", "Skipped (no Stripe customer or nothing to bill)"
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="usage_events")
+    user = models.ForeignKey("core.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    feature = models.CharField(max_length=20, choices=Feature.choices)
+    model = models.CharField(max_length=100)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_creation_input_tokens = models.PositiveIntegerField(default=0)
+    cache_read_input_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    cost_micros = models.PositiveBigIntegerField(default=0, help_text="Cost in millionths of a US dollar.")
+    request_key = models.CharField(max_length=100, unique=True, help_text="Also the Stripe meter event identifier.")
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    meter_status = models.CharField(max_length=10, choices=MeterStatus.choices, default=MeterStatus.PENDING)
+    meter_attempts = models.PositiveSmallIntegerField(default=0)
+    meter_sent_at = models.DateTimeField(null=True, blank=True)
+    meter_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "created"], name="usage_tenant_created_idx"),
+            models.Index(fields=["id"], condition=models.Q(meter_status="pending"), name="usage_meter_pending_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feature} {self.total_tokens} tokens ({self.request_key})"
+
+
+class TenantUsagePeriod(models.Model):
+    """A running total per tenant and period: the quota check reads one row instead of the ledger."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="usage_periods")
+    period_start = models.DateField()
+    tokens_used = models.PositiveBigIntegerField(default=0)
+    cost_micros = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "period_start"], name="usage_period_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.period_start}: {self.tokens_used}"
+
+
+class Subscription(models.Model):
+    """A tenant's Stripe customer and subscription, as the webhooks last told us."""
+
+    tenant = models.OneToOneField("tenants.Tenant", on_delete=models.CASCADE, related_name="subscription")
+    stripe_customer_id = models.CharField(max_length=100, blank=True, db_index=True)
+    stripe_subscription_id = models.CharField(max_length=100, blank=True, db_index=True)
+    checkout_session_id = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=30, default="incomplete", help_text="Stripe's subscription status.")
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    past_due_since = models.DateTimeField(null=True, blank=True)
+    # The Stripe `created` time of the newest event applied: older events arriving late are ignored.
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: {self.status}"
+
+
+class WebhookEvent(models.Model):
+    """Every Stripe event received, by id: a replay finds its row and does nothing twice."""
+
+    event_id = models.CharField(max_length=100, unique=True)
+    type = models.CharField(max_length=100)
+    created = models.DateTimeField(help_text="When Stripe created the event.")
+    received = models.DateTimeField(auto_now_add=True)
+    payload = models.JSONField()
+
+    class Meta:
+        ordering = ["-received"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"

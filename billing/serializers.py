@@ -14,3 +14,14 @@ class PlanSerializer(serializers.ModelSerializer):
 
     def get_monthly_price(self, plan: Plan) -> str:
         return f"{plan.monthly_price_cents / 100:.2f}"
+
+
+class UsageSummarySerializer(serializers.Serializer):
+    period_start = serializers.DateField()
+    period_end = serializers.DateField()
+    used = serializers.IntegerField()
+    included = serializers.IntegerField()
+    remaining = serializers.IntegerField()
+    hard_limit = serializers.BooleanField()
+    cost_micros = serializers.IntegerField()
+    by_feature = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()))

@@ -2,6 +2,8 @@
 
 from django.urls import include, path
 
+from ai.api import SearchApi
+from billing.api import UsageApi
 from ai.api import router as ai_router
 from core.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
 from tenants.admin import tenant_admin_site
@@ -9,5 +11,7 @@ from tenants.admin import tenant_admin_site
 urlpatterns = [
     path("admin/", tenant_admin_site.urls),
     path("api/", include(ai_router.urls)),
+    path("api/search/", SearchApi.as_view(), name="search"),
+    path("api/usage/", UsageApi.as_view(), name="usage"),
     *common_urlpatterns,
 ]

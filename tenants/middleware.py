@@ -14,8 +14,9 @@ _BLOCKED = {
     Tenant.Status.SUSPENDED: (403, "tenant_suspended", "This organisation is suspended. Contact support to reactivate it."),
     Tenant.Status.PENDING_PAYMENT: (402, "payment_pending", "This organisation is waiting for its first payment to complete."),
 }
-# Paths that stay reachable so a pending tenant can finish paying and anyone can log out.
+# Paths that stay reachable so a pending tenant's owner can log in and finish paying.
 _ALWAYS_OPEN = ("/healthz", "/static/", "/api/auth/logout/")
+_OPEN_WHILE_PENDING = ("/api/auth/", "/api/billing/", "/login/", "/logout/")
 
 
 class TenantStatusMiddleware:
@@ -27,7 +28,7 @@ class TenantStatusMiddleware:
         if tenant is None or tenant.is_public or request.path.startswith(_ALWAYS_OPEN):
             return self.get_response(request)
         blocked = _BLOCKED.get(tenant.status)
-        if blocked is None:
+        if blocked is None or (tenant.status == Tenant.Status.PENDING_PAYMENT and request.path.startswith(_OPEN_WHILE_PENDING)):
             return self.get_response(request)
         status, code, message = blocked
         if request.path.startswith("/api/"):

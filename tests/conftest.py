@@ -17,6 +17,7 @@ from core.models import User
 from tenants.models import Membership, Tenant
 from tenants.services import tenant_public_ensure, tenant_signup, tenant_template_ensure
 from tests.factories import PASSWORD, UserFactory
+from tests.fakes.anthropic_server import FakeAnthropic
 
 
 @dataclass
@@ -106,3 +107,35 @@ def committed_tenants(db) -> list[str]:  # noqa: ANN001
     unique names, until the test database is dropped at the end of the session: dropping a tenant
     schema while the test transaction holds locks on public tables would wait for it."""
     return []
+
+
+@pytest.fixture(autouse=True)
+def _eager_tasks_offline_llm(settings) -> None:  # noqa: ANN001
+    """Background jobs run at once (inside the test transaction); no model key unless a test sets one."""
+    settings.TASK_MODE = "eager"
+    settings.ANTHROPIC_API_KEY = ""
+    settings.STRIPE_SECRET_KEY = ""
+
+
+@pytest.fixture(scope="session")
+def anthropic_server() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_anthropic(anthropic_server: FakeAnthropic, settings) -> Iterator[FakeAnthropic]:  # noqa: ANN001
+    """The real Anthropic SDK pointed at our wire-level fake, with a clean slate per test."""
+    anthropic_server.reset()
+    settings.ANTHROPIC_API_KEY = "sk-ant-test-key"
+    settings.ANTHROPIC_BASE_URL = anthropic_server.base_url
+    settings.ANTHROPIC_MAX_RETRIES = 2
+    settings.ANTHROPIC_TIMEOUT = 10.0
+    yield anthropic_server
+    anthropic_server.reset()
+
+
+@pytest.fixture
+def ingest(django_capture_on_commit_callbacks):  # noqa: ANN001
+    """Runs the after-commit work (chunking, embedding) of whatever the block does."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)

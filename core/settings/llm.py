@@ -1,1 +1,37 @@
-"""llm settings."""
+"""LLM, embedding, ingestion and search settings (Anthropic is on only when its key is set)."""
+
+from .env import PRODUCTION, env
+
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="") or None
+ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-6")
+ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
+ANTHROPIC_TIMEOUT = env.float("ANTHROPIC_TIMEOUT", default=60.0)
+if PRODUCTION and not ANTHROPIC_API_KEY and not env.bool("ALLOW_OFFLINE_LLM", default=False):
+    raise RuntimeError("ANTHROPIC_API_KEY is required in production (or set ALLOW_OFFLINE_LLM=true).")
+
+EMBEDDING_BACKEND = env.str("EMBEDDING_BACKEND", default="local")
+EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
+EMBEDDING_DIMENSIONS = env.int("EMBEDDING_DIMENSIONS", default=384)
+EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
+VOYAGE_API_KEY = env.str("VOYAGE_API_KEY", default="")
+VOYAGE_BASE_URL = env.str("VOYAGE_BASE_URL", default="") or None
+
+# Ingestion: uploads are parsed in the request, chunked and embedded in the background.
+DOCUMENT_MAX_UPLOAD_BYTES = env.int("DOCUMENT_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+DOCUMENT_MAX_CHARS = env.int("DOCUMENT_MAX_CHARS", default=2_000_000)
+CHUNK_TOKENS = env.int("CHUNK_TOKENS", default=200)
+CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", default=30)
+# "thread": an in-process worker pool; "eager": run at once (tests); "celery": the scale-out path.
+TASK_MODE = env.str("TASK_MODE", default="thread")
+
+# Search: HNSW candidate list size; iterative scans keep filtered searches returning k rows.
+HNSW_EF_SEARCH = env.int("HNSW_EF_SEARCH", default=80)
+SEARCH_MAX_K = env.int("SEARCH_MAX_K", default=50)
+
+# Summaries: documents past this many tokens are summarised section by section, then combined.
+SUMMARY_CONTEXT_TOKENS = env.int("SUMMARY_CONTEXT_TOKENS", default=12_000)
+SUMMARY_MAX_TOKENS = env.int("SUMMARY_MAX_TOKENS", default=600)
+TASK_WORKERS = env.int("TASK_WORKERS", default=2)
+if TASK_MODE not in ("thread", "eager"):
+    raise RuntimeError("TASK_MODE must be 'thread' or 'eager'.")

@@ -79,6 +79,11 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
     status, note = _initial_status(chosen_plan)
     tenant_template_ensure_once()
     with schema_context(get_public_schema_name()):
+        checkout = None
+        if status == Tenant.Status.PENDING_PAYMENT:
+            # Stripe first, outside our transaction: if it fails nothing is stored; if our
+            # transaction fails afterwards, an unpaid Checkout Session simply expires.
+            checkout = _checkout_for_signup(organisation=organisation.strip(), subdomain=subdomain, email=email.strip(), plan=chosen_plan)
         try:
             with transaction.atomic():
                 result = _signup_in_transaction(
@@ -89,6 +94,7 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
                     plan=chosen_plan,
                     status=status,
                     note=note,
+                    checkout=checkout,
                 )
         except IntegrityError as exc:
             # Backstop for a race the advisory lock did not cover (e.g. the same e-mail twice).
@@ -96,8 +102,17 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
     return result
 
 
+def _checkout_for_signup(*, organisation: str, subdomain: str, email: str, plan: Plan):
+    from billing.services.stripe import checkout_start
+    from tenants.models import tenant_url
+
+    if Tenant.objects.filter(subdomain=subdomain).exists():
+        raise _field_error("subdomain", f"The subdomain '{subdomain}' is already taken.", "subdomain_taken")
+    return checkout_start(subdomain=subdomain, tenant_url=tenant_url(subdomain), email=email, organisation=organisation, plan=plan)
+
+
 def _signup_in_transaction(
-    *, organisation: str, subdomain: str, email: str, password: str, plan: Plan, status: str, note: str | None
+    *, organisation: str, subdomain: str, email: str, password: str, plan: Plan, status: str, note: str | None, checkout
 ) -> SignupResult:
     # Taken first, so the checks below see a rival signup's committed rows.
     provisioning_lock()
@@ -107,10 +122,11 @@ def _signup_in_transaction(
     Membership.objects.create(user=user, tenant=tenant, role=Membership.Role.OWNER)
     token, _ = Token.objects.get_or_create(user=user)
     checkout_url = None
-    if status == Tenant.Status.PENDING_PAYMENT:
-        from billing.services import checkout_session_start
+    if checkout is not None:
+        from billing.models import Subscription
 
-        checkout_url = checkout_session_start(tenant=tenant, user=user)
+        Subscription.objects.create(tenant=tenant, stripe_customer_id=checkout.customer_id, checkout_session_id=checkout.session_id)
+        checkout_url = checkout.url
     return SignupResult(tenant=tenant, user=user, token=token.key, checkout_url=checkout_url, note=note)
 
 

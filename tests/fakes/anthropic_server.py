@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import threading
 import uuid
@@ -22,6 +23,8 @@ __all__ = [
     "split_tokens",
     "validate_body",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_REPLY = "Strata's fake Claude says hello from the test server."
 
@@ -164,8 +167,9 @@ class FakeAnthropic:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
-        # Live, so not cleared by reset(): connections currently open to the fake.
+        # Live counts, which reset() leaves alone: what is open on the fake right now.
         self.open_connections = 0
+        self.active_streams = 0
         self.reset()
 
     # Configuration and records
@@ -181,8 +185,7 @@ class FakeAnthropic:
             self.requests: list[RecordedRequest] = []
             self.disconnects = 0
             self.completed_streams = 0
-            self.active_streams = 0
-            self.max_active_streams = 0
+            self.max_active_streams = self.active_streams
             self._changed.notify_all()
 
     def wait_for_disconnect(self, timeout: float, count: int = 1) -> bool:
@@ -193,6 +196,11 @@ class FakeAnthropic:
     def wait_for_requests(self, count: int, timeout: float) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: len(self.requests) >= count, timeout)
+
+    def wait_for_open_connections(self, at_most: int, timeout: float) -> bool:
+        """Block until no more than ``at_most`` client connections are open; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.open_connections <= at_most, timeout)
 
     # Lifecycle
 
@@ -263,11 +271,6 @@ class FakeAnthropic:
         with self._changed:
             self.open_connections += change
             self._changed.notify_all()
-
-    def wait_for_open_connections(self, at_most: int, timeout: float) -> bool:
-        """Block until no more than ``at_most`` client connections are open; False on timeout."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self.open_connections <= at_most, timeout)
 
     def _record(self, request: RecordedRequest) -> None:
         with self._changed:
@@ -389,7 +392,13 @@ class _Exchange:
         if status is not None:
             await self._send_failure(status)
             return
-        pieces, stop_reason = self._pieces(body)
+        try:
+            pieces, stop_reason = self._pieces(body)
+        except Exception:
+            # A broken reply_fn is the test's bug: answer like a failing upstream and show the traceback.
+            logger.exception("FakeAnthropic reply_fn failed")
+            await self._send_failure(500)
+            return
         if body.get("stream") is True:
             await self._stream_message(body, pieces, stop_reason)
         else:

@@ -205,6 +205,25 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(
 
 
 @pytest.mark.asyncio
+async def test_leaving_the_stream_early_closes_the_upstream_connection(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    fake.reply = LONG_REPLY
+    fake.token_delay = 0.05
+
+    async with provider.stream(system=SYSTEM, messages=QUESTION, max_tokens=512) as stream:
+        async for _ in stream:
+            if len(stream.text.split()) == 2:
+                break
+        left_at = time.monotonic()
+
+    assert await asyncio.to_thread(fake.wait_for_disconnect, 1.0)
+    assert time.monotonic() - left_at < 1.0
+    assert fake.completed_streams == 0
+    assert stream.usage.output_tokens == estimate_tokens(stream.text)
+
+
+@pytest.mark.asyncio
 async def test_slow_tokens_arrive_one_at_a_time(fake: FakeAnthropic, provider: AnthropicProvider) -> None:
     fake.reply = "one two three four five six"
     fake.token_delay = 0.08

@@ -1,0 +1,43 @@
+"""`manage.py embed_documents [--schema S] [--reembed]`: embed chunks that lack (current) embeddings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django_tenants.utils import get_public_schema_name, schema_context
+from tqdm import tqdm
+
+from ai.services.embedding import chunks_embed_pending
+from tenants.models import Tenant
+
+
+class Command(BaseCommand):
+    help = "Embed every chunk without an embedding, for one tenant (--schema) or all; safe to re-run after an interruption."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--schema", help="Only this tenant schema (default: every tenant).")
+        parser.add_argument("--batch-size", type=int, default=256)
+        parser.add_argument("--reembed", action="store_true", help="Re-embed chunks made by another model (after a model change).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        tenants = Tenant.objects.exclude(schema_name=get_public_schema_name()).order_by("schema_name")
+        if options["schema"]:
+            tenants = tenants.filter(schema_name=options["schema"])
+            if not tenants.exists():
+                raise CommandError(f"No tenant with schema {options['schema']!r}.")
+        grand_total = 0
+        for tenant in tenants:
+            with schema_context(tenant.schema_name):
+                bar = tqdm(desc=tenant.schema_name, unit="chunk", file=self.stderr._out, disable=options["verbosity"] == 0)
+
+                def progress(done: int, total: int, bar: tqdm = bar) -> None:
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
+
+                embedded = chunks_embed_pending(batch_size=options["batch_size"], reembed=options["reembed"], progress=progress)
+                bar.close()
+            grand_total += embedded
+            self.stdout.write(f"{tenant.schema_name}: embedded {embedded} chunk(s)")
+        self.stdout.write(self.style.SUCCESS(f"Done: {grand_total} chunk(s) embedded."))

@@ -1,0 +1,79 @@
+"""Reads of the AI app that need care: semantic search through the HNSW index."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import QuerySet
+from pgvector.django import CosineDistance
+
+from ai.embeddings import get_embedder
+from ai.models import Chunk, Conversation, Document
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    document_id: int
+    title: str
+    chunk_id: int
+    text: str
+    distance: float
+
+
+def _search_queryset(vector: list[float], *, k: int, document_ids: Sequence[int] | None) -> QuerySet[Chunk]:
+    queryset = Chunk.objects.filter(embedding__isnull=False)
+    if document_ids is not None:
+        queryset = queryset.filter(document_id__in=list(document_ids))
+    # ORDER BY embedding <=> q LIMIT k is the shape the HNSW (cosine) index answers.
+    return (
+        queryset.annotate(distance=CosineDistance("embedding", vector))
+        .select_related("document")
+        .only("id", "text", "document_id", "document__title")
+        .order_by("distance")[:k]
+    )
+
+
+def chunks_nearest(
+    *, vector: list[float], k: int, document_ids: Sequence[int] | None = None, exact: bool = False
+) -> list[Chunk]:
+    """The k chunks nearest ``vector`` in the current tenant's schema (HNSW unless ``exact``)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        # SET LOCAL lasts until the end of this transaction only.
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(settings.HNSW_EF_SEARCH, k))])
+        # pgvector 0.8: keep scanning the index when a filter drops candidates, so k rows come back.
+        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        if exact:
+            cursor.execute("SELECT set_config('enable_indexscan', 'off', true)")
+        chunks = list(_search_queryset(vector, k=k, document_ids=document_ids))
+    # relaxed_order may return neighbours slightly out of order; restore it.
+    return sorted(chunks, key=lambda chunk: chunk.distance)
+
+
+def documents_search(
+    *, query: str, k: int = 5, max_distance: float | None = None, document_ids: Sequence[int] | None = None
+) -> list[SearchHit]:
+    """Chunks of this tenant's documents nearest in meaning to ``query``, by cosine distance."""
+    vector = get_embedder().embed_query(query)
+    chunks = chunks_nearest(vector=vector, k=k, document_ids=document_ids)
+    return [
+        SearchHit(
+            document_id=chunk.document_id,
+            title=chunk.document.title,
+            chunk_id=chunk.id,
+            text=chunk.text,
+            distance=float(chunk.distance),
+        )
+        for chunk in chunks
+        if max_distance is None or chunk.distance <= max_distance
+    ]
+
+
+def documents_list() -> QuerySet[Document]:
+    return Document.objects.select_related("created_by").defer("content")
+
+
+def conversations_for(*, user_id: int) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(user_id=user_id)

@@ -1,0 +1,129 @@
+"""Documents: create from text or an upload, update, delete, and ingest (chunk + embed) in the background."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import PurePath
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import connection, transaction
+
+from ai.chunking import chunk_text, count_tokens
+from ai.embeddings import get_embedder
+from ai.extraction import extract_text
+from ai.models import Chunk, Document
+from ai.tasks import task_enqueue
+from core.exceptions import ApplicationError
+from core.models import User
+
+logger = logging.getLogger(__name__)
+
+
+def _too_large(what: str, limit: int, unit: str) -> ApplicationError:
+    return ApplicationError(f"{what} is too large; the limit is {limit:,} {unit}.", code="payload_too_large", status=413)
+
+
+def _text_from_upload(upload: UploadedFile) -> str:
+    if upload.size is not None and upload.size > settings.DOCUMENT_MAX_UPLOAD_BYTES:
+        raise _too_large("The file", settings.DOCUMENT_MAX_UPLOAD_BYTES, "bytes")
+    data = upload.read(settings.DOCUMENT_MAX_UPLOAD_BYTES + 1)
+    if len(data) > settings.DOCUMENT_MAX_UPLOAD_BYTES:
+        raise _too_large("The file", settings.DOCUMENT_MAX_UPLOAD_BYTES, "bytes")
+    return extract_text(filename=upload.name or "upload", content_type=upload.content_type, data=data)
+
+
+def _checked_content(content: str) -> str:
+    if not content.strip():
+        raise ApplicationError("The document has no text.", code="empty_document", status=400, extra={"fields": {"content": ["This field may not be blank."]}})
+    if len(content) > settings.DOCUMENT_MAX_CHARS:
+        raise _too_large("The document", settings.DOCUMENT_MAX_CHARS, "characters")
+    return content
+
+
+def _schedule_ingest(document: Document) -> None:
+    schema_name = connection.schema_name
+    transaction.on_commit(lambda: task_enqueue(document_ingest, schema_name=schema_name, document_id=document.id))
+
+
+def document_create(*, user: User, title: str = "", content: str = "", upload: UploadedFile | None = None) -> Document:
+    """Store a document (text now, chunks and embeddings in the background) and return it pending."""
+    source_name = content_type = ""
+    if upload is not None:
+        content = _text_from_upload(upload)
+        source_name = PurePath(upload.name or "upload").name[:255]
+        content_type = (upload.content_type or "")[:100]
+        title = title or PurePath(source_name).stem or source_name
+    if not title.strip():
+        raise ApplicationError("A title is required.", code="invalid", status=400, extra={"fields": {"title": ["This field is required."]}})
+    content = _checked_content(content)
+    with transaction.atomic():
+        document = Document.objects.create(
+            title=title.strip()[:300],
+            content=content,
+            source_name=source_name,
+            content_type=content_type,
+            created_by=user,
+        )
+        _schedule_ingest(document)
+    return document
+
+
+def document_update(*, document: Document, title: str | None = None, content: str | None = None) -> Document:
+    """Change a document; new content is re-chunked and re-embedded in the background."""
+    fields = []
+    if title is not None:
+        document.title = title.strip()[:300]
+        fields.append("title")
+    content_changed = content is not None and content != document.content
+    if content_changed:
+        document.content = _checked_content(content)
+        document.status = Document.Status.PENDING
+        document.error = ""
+        fields += ["content", "status", "error"]
+    with transaction.atomic():
+        document.save(update_fields=[*fields, "updated"])
+        if content_changed:
+            _schedule_ingest(document)
+    return document
+
+
+def document_delete(*, document: Document) -> None:
+    document.delete()
+
+
+def document_ingest(*, document_id: int) -> None:
+    """Chunk and embed one document; runs in the tenant's schema, in the background."""
+    document = Document.objects.filter(id=document_id).first()
+    if document is None:
+        return  # deleted before its turn came
+    content = document.content
+    try:
+        texts = chunk_text(content, chunk_tokens=settings.CHUNK_TOKENS, overlap_tokens=settings.CHUNK_OVERLAP_TOKENS)
+        embedder = get_embedder()
+        vectors = embedder.embed_documents(texts) if texts else []
+    except Exception as exc:  # noqa: BLE001 - any failure is shown on the document, not lost in a log
+        logger.warning("ingesting document %s failed: %s", document_id, exc)
+        message = exc.message if isinstance(exc, ApplicationError) else f"{exc.__class__.__name__}: {exc}"
+        Document.objects.filter(id=document_id, content=content).update(status=Document.Status.FAILED, error=message[:2000])
+        return
+    with transaction.atomic():
+        current = Document.objects.select_for_update().filter(id=document_id).first()
+        if current is None or current.content != content:
+            return  # deleted or edited meanwhile; the newer ingest wins
+        Chunk.objects.filter(document=current).delete()
+        Chunk.objects.bulk_create(
+            Chunk(
+                document=current,
+                position=position,
+                text=text,
+                token_count=count_tokens(text),
+                embedding=vector,
+                embedding_model=embedder.name,
+            )
+            for position, (text, vector) in enumerate(zip(texts, vectors, strict=True))
+        )
+        current.status = Document.Status.READY if texts else Document.Status.FAILED
+        current.error = "" if texts else "The document has no text to index."
+        current.chunk_count = len(texts)
+        current.save(update_fields=["status", "error", "chunk_count", "updated"])
