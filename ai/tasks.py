@@ -32,15 +32,20 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _run(task: Callable[..., Any], schema_name: str, kwargs: dict[str, Any]) -> None:
-    close_old_connections()
     try:
         with schema_context(schema_name):
             task(**kwargs)
     except Exception:
         logger.exception("task %s failed in schema %s", task.__name__, schema_name)
+
+
+def _run_in_worker(task: Callable[..., Any], schema_name: str, kwargs: dict[str, Any]) -> None:
+    # A worker thread has its own connection: make sure it is usable, and never keep it idle.
+    close_old_connections()
+    try:
+        _run(task, schema_name, kwargs)
     finally:
-        if settings.TASK_MODE != "eager":
-            connection.close()
+        connection.close()
 
 
 def task_enqueue(task: Callable[..., Any], *, schema_name: str, **kwargs: Any) -> None:
@@ -48,7 +53,7 @@ def task_enqueue(task: Callable[..., Any], *, schema_name: str, **kwargs: Any) -
     if settings.TASK_MODE == "eager":
         _run(task, schema_name, kwargs)
         return
-    future = _pool().submit(_run, task, schema_name, kwargs)
+    future = _pool().submit(_run_in_worker, task, schema_name, kwargs)
     _pending.add(future)
     future.add_done_callback(_pending.discard)
 

@@ -1,9 +1,8 @@
 """URLs of the public host: signup, plans, billing webhooks, the platform operator admin."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
-from billing.api import PlanListApi
 from core.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
 from tenants.api import SignupApi
 from tenants.views import home, signup_page
@@ -12,7 +11,7 @@ urlpatterns = [
     path("", home, name="home"),
     path("signup/", signup_page, name="signup"),
     path("admin/", admin.site.urls),
-    path("api/plans/", PlanListApi.as_view(), name="plans"),
+    path("api/", include("billing.urls_public")),
     path("api/signup/", SignupApi.as_view(), name="signup-api"),
     *common_urlpatterns,
 ]
