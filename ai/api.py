@@ -1,10 +1,14 @@
-"""Tenant-host API of the AI app: documents, search, summaries."""
+"""Tenant-host API of the AI app: documents, search, summaries, conversations and SSE chat."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+import json
+from collections.abc import AsyncIterator
+
+from django.db.models import Prefetch, QuerySet
+from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -12,8 +16,11 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
 from ai import selectors
-from ai.models import Document
+from ai.models import Conversation, Document, Message
 from ai.serializers import (
+    ChatInputSerializer,
+    ConversationDetailSerializer,
+    ConversationSerializer,
     DocumentCreateSerializer,
     DocumentListSerializer,
     DocumentSerializer,
@@ -22,8 +29,9 @@ from ai.serializers import (
     SearchOutputSerializer,
     SummaryOutputSerializer,
 )
+from ai.services.chat import chat_message_validate, chat_prepare, chat_stream
 from ai.services.documents import document_create, document_delete, document_update
-from core.api import TenantAPIView, TenantModelViewSet
+from core.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
 
 
 class DocumentViewSet(TenantModelViewSet):
@@ -81,6 +89,44 @@ class SearchApi(TenantAPIView):
         return Response(SearchOutputSerializer({"results": hits}).data)
 
 
+class ConversationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantGenericViewSet):
+    """A member's own conversations; other members' are invisible (404)."""
+
+    def get_queryset(self) -> QuerySet[Conversation]:
+        queryset = selectors.conversations_for(user_id=self.request.user.id)
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("created", "id")))
+        return queryset
+
+    def get_serializer_class(self) -> type:
+        return ConversationDetailSerializer if self.action == "retrieve" else ConversationSerializer
+
+    def perform_create(self, serializer: ConversationSerializer) -> None:
+        serializer.instance = Conversation.objects.create(user=self.request.user, title=serializer.validated_data["title"])
+
+
+class ChatSseApi(TenantAPIView):
+    """POST a message, receive the chat frames as ``text/event-stream``; refusals are plain 4xx."""
+
+    @extend_schema(request=ChatInputSerializer, responses={(200, "text/event-stream"): str})
+    def post(self, request: Request) -> StreamingHttpResponse:
+        message, conversation_id = chat_message_validate(request.data)
+        turn = chat_prepare(tenant=request.tenant, user=request.user, message=message, conversation_id=conversation_id)
+        response = StreamingHttpResponse(_sse(chat_stream(turn=turn)), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx must pass tokens through as they come
+        return response
+
+
+async def _sse(frames: AsyncIterator[dict]) -> AsyncIterator[bytes]:
+    try:
+        async for frame in frames:
+            yield f"event: {frame['type']}\ndata: {json.dumps(frame)}\n\n".encode()
+    finally:
+        await frames.aclose()
+
+
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("documents", DocumentViewSet, basename="document")
+router.register("conversations", ConversationViewSet, basename="conversation")

@@ -74,3 +74,30 @@ class SummaryOutputSerializer(serializers.Serializer):
     usage = UsageSerializer()
     provider = serializers.CharField()
     model = serializers.CharField()
+
+
+class MessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    role = serializers.CharField()
+    content = serializers.CharField()
+    status = serializers.CharField()
+    sources = serializers.JSONField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    created = serializers.DateTimeField()
+
+
+class ConversationSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    created = serializers.DateTimeField(read_only=True)
+    updated = serializers.DateTimeField(read_only=True)
+
+
+class ConversationDetailSerializer(ConversationSerializer):
+    messages = MessageSerializer(many=True, read_only=True)
+
+
+class ChatInputSerializer(serializers.Serializer):
+    message = serializers.CharField(trim_whitespace=True)
+    conversation_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)

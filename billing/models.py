@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.db import models
 
 
@@ -40,6 +42,7 @@ class UsageEvent(models.Model):
         PENDING = "pending", "Pending"
         SENT = "sent", "Sent"
         SKIPPED = "skipped", "Skipped (no Stripe customer or nothing to bill)"
+        FAILED = "failed", "Failed (Stripe refused it; needs an operator)"
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="usage_events")
     user = models.ForeignKey("core.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -51,15 +54,18 @@ class UsageEvent(models.Model):
     cache_read_input_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveBigIntegerField(default=0)
     cost_micros = models.PositiveBigIntegerField(default=0, help_text="Cost in millionths of a US dollar.")
-    request_key = models.CharField(max_length=100, unique=True, help_text="Also the Stripe meter event identifier.")
+    # Callers key by ids of their own tenant schema (``action:31``), so the key is unique per tenant.
+    request_key = models.CharField(max_length=100, help_text="Unique per tenant; with the tenant id, the Stripe meter event identifier.")
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     meter_status = models.CharField(max_length=10, choices=MeterStatus.choices, default=MeterStatus.PENDING)
     meter_attempts = models.PositiveSmallIntegerField(default=0)
     meter_sent_at = models.DateTimeField(null=True, blank=True)
     meter_error = models.CharField(max_length=300, blank=True)
+    meter_next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Backoff after a failed send.")
 
     class Meta:
         ordering = ["-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "request_key"], name="usage_tenant_request_key_unique")]
         indexes = [
             models.Index(fields=["tenant", "created"], name="usage_tenant_created_idx"),
             models.Index(fields=["id"], condition=models.Q(meter_status="pending"), name="usage_meter_pending_idx"),
@@ -67,6 +73,14 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.feature} {self.total_tokens} tokens ({self.request_key})"
+
+    @property
+    def meter_identifier(self) -> str:
+        """Stripe de-duplicates meter events by this (account-wide, at most 100 characters)."""
+        identifier = f"{self.tenant_id}-{self.request_key}"
+        if len(identifier) <= 100:
+            return identifier
+        return f"{self.tenant_id}-sha256-{hashlib.sha256(self.request_key.encode()).hexdigest()}"
 
 
 class TenantUsagePeriod(models.Model):
@@ -110,6 +124,7 @@ class WebhookEvent(models.Model):
     created = models.DateTimeField(help_text="When Stripe created the event.")
     received = models.DateTimeField(auto_now_add=True)
     payload = models.JSONField()
+    outcome = models.CharField(max_length=200, blank=True, help_text="What Strata did with it.")
 
     class Meta:
         ordering = ["-received"]

@@ -1,4 +1,4 @@
-"""The one ASGI application: Django over HTTP; WebSocket routes join through Channels."""
+"""The one ASGI application: Django for HTTP, Channels for WebSocket, both tenant-aware."""
 
 import os
 
@@ -7,6 +7,14 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from ai.routing import websocket_urlpatterns  # noqa: E402
+from core.websocket import TenantAuthMiddleware  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": TenantAuthMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)

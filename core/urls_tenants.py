@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from ai.api import SearchApi
+from ai.api import ChatSseApi, SearchApi
 from ai.api import router as ai_router
 from core.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
 from tenants.admin import tenant_admin_site
@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", tenant_admin_site.urls),
     path("api/", include(ai_router.urls)),
     path("api/search/", SearchApi.as_view(), name="search"),
+    path("api/chat/", ChatSseApi.as_view(), name="chat-sse"),
     path("api/", include("billing.urls_tenant")),
     *common_urlpatterns,
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from tenants.models import Membership, Tenant
 from tenants.services import tenant_public_ensure, tenant_signup, tenant_template_ensure
 from tests.factories import PASSWORD, UserFactory
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.live_server import LiveAsgiServer
 
 
 @dataclass
@@ -60,6 +62,15 @@ def make_world(subdomain: str) -> World:
     Membership.objects.create(user=member, tenant=result.tenant, role=Membership.Role.MEMBER)
     member_token, _ = Token.objects.get_or_create(user=member)
     return World(result.tenant, result.user, member, result.token, member_token.key)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings_tox_suffix() -> None:
+    """A test database per pytest run (xdist adds _gwN after it): runs side by side never collide."""
+    from pytest_django.fixtures import _set_suffix_to_test_databases
+
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8] or str(os.getpid())
+    _set_suffix_to_test_databases(suffix=run)
 
 
 @pytest.fixture(scope="session")
@@ -139,3 +150,18 @@ def fake_anthropic(anthropic_server: FakeAnthropic, settings) -> Iterator[FakeAn
 def ingest(django_capture_on_commit_callbacks):  # noqa: ANN001
     """Runs the after-commit work (chunking, embedding) of whatever the block does."""
     return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup, django_db_blocker) -> Iterator[LiveAsgiServer]:  # noqa: ANN001
+    """uvicorn serving the real ASGI app. Its threads see committed data only: use the session
+    worlds (acme, globex via ``live_worlds``), not rows made inside a test transaction."""
+    with django_db_blocker.unblock():
+        server = LiveAsgiServer().start()
+        yield server
+        server.stop()
+
+
+@pytest.fixture
+def live_worlds(django_db_setup, asgi_server) -> dict[str, World]:  # noqa: ANN001
+    return django_db_setup

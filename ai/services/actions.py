@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from ai.llm import Usage
-from ai.models import AgentAction, Conversation, Document
+from ai.models import AgentAction, Document
 from core.models import User
 
 
@@ -23,7 +23,7 @@ def agent_action_record(
     status: str = AgentAction.Status.OK,
     error: str = "",
     document: Document | None = None,
-    conversation: Conversation | None = None,
+    conversation_id: int | None = None,
 ) -> AgentAction:
     """Write one AgentAction and, for model calls, its usage event, in the caller's transaction.
 
@@ -42,7 +42,7 @@ def agent_action_record(
         status=status,
         latency_ms=latency_ms,
         document=document,
-        conversation=conversation,
+        conversation_id=conversation_id,
         **usage.as_dict(),
     )
     if provider == "offline":

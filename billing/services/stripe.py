@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import stripe
 from django.conf import settings
@@ -17,15 +18,22 @@ def billing_enabled() -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def _client_for(api_key: str, api_base: str | None, retries: int) -> stripe.StripeClient:
+def _client_for(api_key: str, api_base: str | None, retries: int, timeout: float) -> stripe.StripeClient:
     base_addresses = {"api": api_base} if api_base else {}
-    return stripe.StripeClient(api_key, base_addresses=base_addresses, max_network_retries=retries)
+    # The SDK's default read timeout is 80 s; a hung Stripe must not hold a request or the sync job that long.
+    http_client = stripe.RequestsClient(timeout=timeout)
+    return stripe.StripeClient(api_key, base_addresses=base_addresses, max_network_retries=retries, http_client=http_client)
 
 
 def stripe_client() -> stripe.StripeClient:
     if not billing_enabled():
         raise ApplicationError("Billing is not configured on this server.", code="billing_unavailable", status=503)
-    return _client_for(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_MAX_NETWORK_RETRIES)
+    return _client_for(
+        settings.STRIPE_SECRET_KEY,
+        settings.STRIPE_API_BASE,
+        settings.STRIPE_MAX_NETWORK_RETRIES,
+        float(getattr(settings, "STRIPE_TIMEOUT_SECONDS", 20)),
+    )
 
 
 def stripe_unavailable(exc: stripe.StripeError) -> ApplicationError:
@@ -44,25 +52,28 @@ class CheckoutStarted:
     url: str
 
 
-def checkout_start(*, subdomain: str, tenant_url: str, email: str, organisation: str, plan) -> CheckoutStarted:
-    """Create (or reuse, by idempotency key) the Stripe customer and a subscription Checkout Session."""
+def checkout_start(
+    *, subdomain: str, tenant_url: str, email: str, organisation: str, plan: Any, customer_id: str | None = None
+) -> CheckoutStarted:
+    """A subscription Checkout Session, for ``customer_id`` or a new customer (idempotent by subdomain and e-mail)."""
     if not plan.stripe_price_id:
         raise ApplicationError(f"The {plan.name} plan has no Stripe price configured.", code="billing_unavailable", status=503)
     client = stripe_client()
-    line_items = [{"price": plan.stripe_price_id, "quantity": 1}]
+    line_items: list[dict[str, Any]] = [{"price": plan.stripe_price_id, "quantity": 1}]
     if plan.stripe_metered_price_id:
         line_items.append({"price": plan.stripe_metered_price_id})
     metadata = {"subdomain": subdomain, "plan": plan.slug}
     try:
-        customer = client.v1.customers.create(
-            params={"email": email, "name": organisation, "metadata": metadata},
-            options={"idempotency_key": f"customer-{subdomain}-{email}"},
-        )
+        if customer_id is None:
+            customer_id = client.v1.customers.create(
+                params={"email": email, "name": organisation, "metadata": metadata},
+                options={"idempotency_key": f"customer-{subdomain}-{email}"},
+            ).id
         session = client.v1.checkout.sessions.create(
             params={
                 "mode": "subscription",
-                "customer": customer.id,
-                "line_items": line_items,
+                "customer": customer_id,
+                "line_items": line_items,  # type: ignore[typeddict-item]
                 "client_reference_id": subdomain,
                 "success_url": f"{tenant_url}?checkout=success",
                 "cancel_url": f"{tenant_url}?checkout=cancelled",
@@ -72,25 +83,36 @@ def checkout_start(*, subdomain: str, tenant_url: str, email: str, organisation:
         )
     except stripe.StripeError as exc:
         raise stripe_unavailable(exc) from exc
-    return CheckoutStarted(customer_id=customer.id, session_id=session.id, url=session.url)
+    return CheckoutStarted(customer_id=customer_id, session_id=session.id, url=session.url or "")
 
 
-def checkout_session_start(*, tenant, user) -> str:
-    """A fresh Checkout Session for a tenant still waiting for its first payment."""
+def checkout_session_start(*, tenant: Any, user: Any) -> str:
+    """A fresh Checkout Session for a tenant still waiting for its first payment (its owner asks)."""
     from billing.models import Subscription
+    from tenants.models import Tenant
 
+    if tenant.status != Tenant.Status.PENDING_PAYMENT:
+        raise ApplicationError("This organisation has already paid; use the billing portal instead.", code="already_paid", status=409)
+    if tenant.plan is None or not tenant.plan.is_paid:
+        raise ApplicationError("This organisation's plan needs no payment.", code="no_payment_needed", status=409)
     subscription = Subscription.objects.filter(tenant=tenant).first()
+    existing_customer = subscription.stripe_customer_id if subscription and subscription.stripe_customer_id else None
     started = checkout_start(
-        subdomain=tenant.subdomain, tenant_url=tenant.url, email=user.email, organisation=tenant.name, plan=tenant.plan
+        subdomain=tenant.subdomain,
+        tenant_url=tenant.url,
+        email=user.email,
+        organisation=tenant.name,
+        plan=tenant.plan,
+        customer_id=existing_customer,
     )
     Subscription.objects.update_or_create(
-        tenant=tenant,
-        defaults={"stripe_customer_id": subscription.stripe_customer_id if subscription and subscription.stripe_customer_id else started.customer_id, "checkout_session_id": started.session_id},
+        tenant=tenant, defaults={"stripe_customer_id": started.customer_id, "checkout_session_id": started.session_id}
     )
     return started.url
 
 
-def portal_session_start(*, tenant) -> str:
+def portal_session_start(*, tenant: Any) -> str:
+    """A Stripe customer-portal session (card, invoices, plan, cancellation) for the tenant's customer."""
     from billing.models import Subscription
 
     subscription = Subscription.objects.filter(tenant=tenant).exclude(stripe_customer_id="").first()

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import TenantUsagePeriod, UsageEvent
@@ -54,8 +54,10 @@ def current_tenant_id() -> int:
 def usage_record(*, user_id: int | None, feature: str, model: str, usage: Any, request_key: str) -> UsageEvent:
     """Write one ledger row and bump the period total, atomically with the caller's transaction.
 
-    ``usage`` has input/output/cache token attributes (ai.llm.Usage). The period total is an
-    UPDATE ... SET tokens = tokens + n, so concurrent calls never lose an increment.
+    ``usage`` has input/output/cache token attributes (ai.llm.Usage). ``request_key`` must be
+    unique within the tenant (it is the Stripe meter event identifier once prefixed with the
+    tenant id). The period total is one ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``,
+    so concurrent calls never lose an increment, even the first ones of a period.
     """
     tenant_id = current_tenant_id()
     counts = {
@@ -66,8 +68,8 @@ def usage_record(*, user_id: int | None, feature: str, model: str, usage: Any, r
     }
     total = sum(counts.values())
     cost = cost_micros(model=model, **counts)
-    start = period_start()
-    with transaction.atomic():
+    # No savepoint of our own: inside the caller's transaction a failure rolls the whole call back.
+    with transaction.atomic(savepoint=False):
         event = UsageEvent.objects.create(
             tenant_id=tenant_id,
             user_id=user_id,
@@ -79,24 +81,24 @@ def usage_record(*, user_id: int | None, feature: str, model: str, usage: Any, r
             meter_status=UsageEvent.MeterStatus.PENDING if total else UsageEvent.MeterStatus.SKIPPED,
             **counts,
         )
-        updated = TenantUsagePeriod.objects.filter(tenant_id=tenant_id, period_start=start).update(
-            tokens_used=F("tokens_used") + total, cost_micros=F("cost_micros") + cost
-        )
-        if not updated:
-            _period_row_create(tenant_id=tenant_id, start=start, total=total, cost=cost)
+        _period_total_add(tenant_id=tenant_id, start=period_start(event.created), total=total, cost=cost)
     return event
 
 
-def _period_row_create(*, tenant_id: int, start: dt.date, total: int, cost: int) -> None:
-    # First call of the period: two callers may race to insert; the loser adds to the winner's row.
-    with transaction.atomic():
-        _, created = TenantUsagePeriod.objects.get_or_create(
-            tenant_id=tenant_id, period_start=start, defaults={"tokens_used": total, "cost_micros": cost}
-        )
-    if not created:
-        TenantUsagePeriod.objects.filter(tenant_id=tenant_id, period_start=start).update(
-            tokens_used=F("tokens_used") + total, cost_micros=F("cost_micros") + cost
-        )
+_PERIOD_UPSERT = """
+    INSERT INTO {table} (tenant_id, period_start, tokens_used, cost_micros)
+    VALUES (%s, %s, %s, %s)
+    ON CONFLICT (tenant_id, period_start) DO UPDATE
+    SET tokens_used = {table}.tokens_used + EXCLUDED.tokens_used,
+        cost_micros = {table}.cost_micros + EXCLUDED.cost_micros
+"""
+
+
+def _period_total_add(*, tenant_id: int, start: dt.date, total: int, cost: int) -> None:
+    # The ORM has no "add on conflict"; get_or_create + update would need a retry path for the race.
+    table = connection.ops.quote_name(TenantUsagePeriod._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(_PERIOD_UPSERT.format(table=table), [tenant_id, start, total, cost])
 
 
 def tokens_used(*, tenant_id: int, start: dt.date | None = None) -> int:
@@ -116,11 +118,15 @@ class UsageSummary:
     by_feature: dict[str, dict[str, int]]
 
 
+def _utc_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+
+
 def usage_summary(*, tenant: Any) -> UsageSummary:
     start = period_start()
     end = next_period_start(start)
     rows = (
-        UsageEvent.objects.filter(tenant_id=tenant.pk, created__date__gte=start, created__date__lt=end)
+        UsageEvent.objects.filter(tenant_id=tenant.pk, created__gte=_utc_midnight(start), created__lt=_utc_midnight(end))
         .values("feature")
         .annotate(
             tokens=Sum("total_tokens"),

@@ -35,3 +35,10 @@ SUMMARY_MAX_TOKENS = env.int("SUMMARY_MAX_TOKENS", default=600)
 TASK_WORKERS = env.int("TASK_WORKERS", default=2)
 if TASK_MODE not in ("thread", "eager"):
     raise RuntimeError("TASK_MODE must be 'thread' or 'eager'.")
+
+# Chat: what one message may hold, how much history and context go to the model, streams per user.
+CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=8_000)
+CHAT_CONTEXT_CHUNKS = env.int("CHAT_CONTEXT_CHUNKS", default=5)
+CHAT_HISTORY_TOKENS = env.int("CHAT_HISTORY_TOKENS", default=4_000)
+CHAT_MAX_TOKENS = env.int("CHAT_MAX_TOKENS", default=1_024)
+CHAT_MAX_STREAMS_PER_USER = env.int("CHAT_MAX_STREAMS_PER_USER", default=3)

@@ -1,0 +1,122 @@
+"""Builders for tenant-schema AI rows and sample uploads; call the factories inside a tenant_context."""
+
+from __future__ import annotations
+
+import io
+
+import docx
+import factory
+import numpy as np
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django_tenants.utils import tenant_context
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfgen import canvas
+
+from ai.models import AgentAction, Chunk, Document
+from tenants.models import Tenant
+
+DIMENSIONS = 384
+
+
+class DocumentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Document
+
+    title = factory.Sequence(lambda n: f"Document {n}")
+    content = factory.LazyAttribute(lambda document: f"The text of {document.title}.")
+    status = Document.Status.READY
+
+
+class ChunkFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Chunk
+
+    document = factory.SubFactory(DocumentFactory)
+    position = factory.Sequence(int)
+    text = factory.Sequence(lambda n: f"Chunk number {n} talks about topic {n % 7}.")
+    embedding = None
+    embedding_model = ""
+
+
+class AgentActionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AgentAction
+
+    agent_type = AgentAction.AgentType.SUMMARISE
+    status = AgentAction.Status.OK
+    provider = "anthropic"
+    model = "claude-sonnet-4-6"
+    input_prompt = factory.Sequence(lambda n: f"Prompt number {n}")
+    output_text = factory.Sequence(lambda n: f"Output number {n}")
+    input_tokens = 100
+    output_tokens = 20
+
+
+def unit_vectors(count: int, *, seed: int = 0, dimensions: int = DIMENSIONS) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((count, dimensions)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def near(vector: list[float] | np.ndarray, count: int, *, spread: float, seed: int = 0) -> np.ndarray:
+    """``count`` unit vectors scattered around ``vector``; a larger ``spread`` scatters them further."""
+    rng = np.random.default_rng(seed)
+    centre = np.asarray(vector, dtype=np.float32)
+    noisy = centre + spread * rng.standard_normal((count, centre.size)).astype(np.float32) / np.sqrt(centre.size)
+    return noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+
+
+def chunks_insert(document: Document, vectors: np.ndarray, *, model: str = "test/random") -> list[Chunk]:
+    """Store one chunk per vector for ``document`` (in the current schema), as ingestion would."""
+    chunks = Chunk.objects.bulk_create(
+        (
+            Chunk(document=document, position=i, text=f"{document.title} part {i}", embedding=v.tolist(), embedding_model=model)
+            for i, v in enumerate(vectors)
+        ),
+        batch_size=1000,
+    )
+    Document.objects.filter(pk=document.pk).update(chunk_count=len(chunks), status=Document.Status.READY)
+    return chunks
+
+
+def ids_align(*tenants: Tenant, tables: tuple[str, ...] = ("ai_document", "ai_chunk")) -> None:
+    """Make the next ids of ``tables`` equal in every tenant's schema, so one id names a row in each."""
+    for table in tables:
+        drawn = []
+        for tenant in tenants:
+            with tenant_context(tenant), connection.cursor() as cursor:
+                cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [table])
+                drawn.append(cursor.fetchone()[0])
+        for tenant in tenants:
+            with tenant_context(tenant), connection.cursor() as cursor:
+                cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, max(drawn)])
+
+
+# Sample uploads, made by the tests themselves.
+
+
+def pdf_bytes(lines: list[str]) -> bytes:
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=A4)
+    y = 780
+    for line in lines:
+        pdf.drawString(72, y, line)
+        y -= 18
+    pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+def docx_bytes(heading: str, paragraphs: list[str]) -> bytes:
+    document = docx.Document()
+    document.add_heading(heading, level=1)
+    for paragraph in paragraphs:
+        document.add_paragraph(paragraph)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def upload(name: str, data: bytes, content_type: str = "application/octet-stream") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type=content_type)

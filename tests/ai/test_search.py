@@ -1,0 +1,263 @@
+"""Semantic search through the API: the right document first, k, max_distance, filters, validation, tenancy."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_tenants.utils import tenant_context
+
+from ai.embeddings import get_embedder
+from ai.models import Chunk
+from tests.ai.factories import DocumentFactory, chunks_insert, ids_align, near
+
+# Ten short documents on different topics; each question avoids its document's words.
+CORPUS = {
+    "Sourdough at home": (
+        "Feed the starter with flour and water the night before. Mix the dough, let it rise slowly for "
+        "twelve hours, shape the loaf and bake it in a very hot cast-iron pot until the crust is dark and crackly."
+    ),
+    "Preparing for a marathon": (
+        "Build weekly mileage gradually, include one slow long run every week and taper for the final "
+        "fortnight so the legs are fresh when the 42-kilometre race starts."
+    ),
+    "Photosynthesis": (
+        "Chlorophyll in leaves captures sunlight and turns carbon dioxide and water into sugar, releasing "
+        "oxygen as a by-product."
+    ),
+    "Why central banks raise rates": (
+        "When the central bank lifts its policy rate, mortgages and business credit cost more, spending "
+        "slows and inflation comes down."
+    ),
+    "Puppy obedience": (
+        "Reward the puppy with a treat the moment it sits on command; short daily sessions and consistency "
+        "beat punishment."
+    ),
+    "Volcanic eruptions": (
+        "Magma forces its way up through cracks in the crust and bursts out as lava, ash and gas, burying "
+        "nearby villages and cooling the climate for a year."
+    ),
+    "Account security": (
+        "Use a long, unique passphrase for every account, keep it in a password manager and turn on "
+        "two-factor authentication to stop attackers who steal credentials."
+    ),
+    "French press coffee": (
+        "Grind the beans just before brewing, pour water slightly below boiling and let the grounds steep "
+        "for four minutes before pushing the plunger down."
+    ),
+    "Rovers on Mars": (
+        "Perseverance drives across the dusty red surface of the fourth planet, drilling rock samples that "
+        "may hold signs of ancient microbial life."
+    ),
+    "Parental leave policy": (
+        "New parents are entitled to up to twelve weeks of paid leave after a birth or adoption, and the "
+        "company may not dismiss anyone for taking it."
+    ),
+}
+
+QUESTIONS = {
+    "How do I make naturally leavened bread in my kitchen?": "Sourdough at home",
+    "What schedule gets a jogger ready for a long road event?": "Preparing for a marathon",
+    "How does greenery produce food from light?": "Photosynthesis",
+    "Why would the monetary authority make borrowing pricier to fight rising prices?": "Why central banks raise rates",
+    "What is the best way to teach a young dog to behave?": "Puppy obedience",
+    "What happens when a mountain explodes with molten rock?": "Volcanic eruptions",
+    "How can I keep hackers out of my online logins?": "Account security",
+    "How should I prepare a good cup of java?": "French press coffee",
+    "Are robots searching for fossils of bacteria on another world?": "Rovers on Mars",
+    "Can I take time off work when my baby is born?": "Parental leave policy",
+}
+
+
+@pytest.fixture
+def corpus(acme, ingest) -> dict[str, int]:  # noqa: ANN001
+    """The ten documents, uploaded and ingested through the API; title -> id."""
+    client = acme.client(acme.member_token)
+    ids = {}
+    with ingest():
+        for title, content in CORPUS.items():
+            response = client.post("/api/documents/", {"title": title, "content": content}, format="json")
+            assert response.status_code == 201, response.content
+            ids[title] = response.json()["id"]
+    return ids
+
+
+def search(world, token: str | None = None, **payload: object):  # noqa: ANN001, ANN201
+    return world.client(token or world.member_token).post("/api/search/", payload, format="json")
+
+
+def test_questions_find_the_right_document_first(acme, corpus):
+    for question, title in QUESTIONS.items():
+        results = search(acme, query=question, k=3).json()["results"]
+
+        assert results[0]["title"] == title, (question, [r["title"] for r in results])
+        assert results[0]["document_id"] == corpus[title]
+        assert results[0]["text"] == CORPUS[title]
+
+
+def test_results_have_the_documented_shape_and_are_ordered_by_distance(acme, corpus):
+    response = search(acme, query="What should I feed a hungry dog?", k=4)
+
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    assert len(results) == 4
+    assert all(set(r) == {"document_id", "title", "chunk_id", "text", "distance"} for r in results)
+    distances = [r["distance"] for r in results]
+    assert distances == sorted(distances)
+    assert all(0.0 <= d <= 2.0 for d in distances)
+    assert len({r["chunk_id"] for r in results}) == 4
+    with tenant_context(acme.tenant):
+        for r in results:
+            assert Chunk.objects.get(id=r["chunk_id"]).document_id == r["document_id"]
+
+
+def test_k_defaults_to_five_and_caps_the_result_count(acme, corpus):
+    assert len(search(acme, query="money").json()["results"]) == 5
+    assert len(search(acme, query="money", k=1).json()["results"]) == 1
+    assert len(search(acme, query="money", k=50).json()["results"]) == len(CORPUS)
+
+
+def test_max_distance_drops_results_further_than_it(acme, corpus):
+    everything = search(acme, query="baking bread", k=10).json()["results"]
+    cutoff = (everything[0]["distance"] + everything[1]["distance"]) / 2
+
+    close = search(acme, query="baking bread", k=10, max_distance=cutoff).json()["results"]
+
+    assert [r["title"] for r in close] == ["Sourdough at home"]
+    assert search(acme, query="baking bread", k=10, max_distance=0.0).json()["results"] == []
+    assert len(search(acme, query="baking bread", k=10, max_distance=2.0).json()["results"]) == len(CORPUS)
+
+
+def test_document_ids_restrict_the_search_to_those_documents(acme, corpus):
+    chosen = [corpus["Rovers on Mars"], corpus["Account security"]]
+
+    results = search(acme, query="How does greenery produce food from light?", k=5, document_ids=chosen).json()["results"]
+
+    assert len(results) == 2
+    assert {r["document_id"] for r in results} == set(chosen)
+
+
+def test_a_filtered_search_still_returns_k_rows_when_the_nearest_chunks_are_filtered_out(acme, corpus):
+    # Thousands of chunks sit right next to the question, in a document that is filtered out; the
+    # wanted document's chunks are all far away. An index scan that stopped at its first candidates
+    # (hnsw.ef_search of them) would find none of them.
+    question = "quarterly revenue of the northern region"
+    vector = get_embedder().embed_query(question)
+    with tenant_context(acme.tenant), connection.cursor() as cursor:
+        crowd = DocumentFactory(title="Crowd")
+        wanted = DocumentFactory(title="Wanted")
+        chunks_insert(crowd, near(vector, 3000, spread=0.3, seed=1))
+        chunks_insert(wanted, near([-x for x in vector], 30, spread=0.3, seed=2))
+        cursor.execute("ANALYZE ai_chunk")
+
+    results = search(acme, query=question, k=12, document_ids=[wanted.id]).json()["results"]
+
+    assert len(results) == 12
+    assert {r["document_id"] for r in results} == {wanted.id}
+    unfiltered = search(acme, query=question, k=12).json()["results"]
+    assert {r["document_id"] for r in unfiltered} == {crowd.id}
+
+
+def test_documents_without_embeddings_are_not_searched(acme, corpus):
+    with tenant_context(acme.tenant):
+        Chunk.objects.filter(document_id=corpus["Volcanic eruptions"]).update(embedding=None)
+
+    results = search(acme, query="What happens when a mountain explodes with molten rock?", k=10).json()["results"]
+
+    assert corpus["Volcanic eruptions"] not in {r["document_id"] for r in results}
+    assert len(results) == len(CORPUS) - 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"query": "x", "k": 0}, "k"),
+        ({"query": "x", "k": -3}, "k"),
+        ({"query": "x", "k": 51}, "k"),
+        ({"query": "x", "k": "many"}, "k"),
+        ({}, "query"),
+        ({"query": ""}, "query"),
+        ({"query": "x" * 2001}, "query"),
+        ({"query": "x", "max_distance": -0.1}, "max_distance"),
+        ({"query": "x", "max_distance": 2.5}, "max_distance"),
+        ({"query": "x", "document_ids": "3"}, "document_ids"),
+        ({"query": "x", "document_ids": [0]}, "document_ids"),
+    ],
+)
+def test_bad_search_input_is_a_400_naming_the_field(acme, payload, field):
+    response = search(acme, **payload)
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert field in error["fields"]
+    assert error["message"]
+
+
+def test_k_is_capped_by_the_setting(acme, corpus, settings):
+    assert search(acme, query="x", k=settings.SEARCH_MAX_K).status_code == 200
+    assert search(acme, query="x", k=settings.SEARCH_MAX_K + 1).status_code == 400
+
+
+def test_search_needs_a_member_of_the_tenant(acme, globex, corpus):
+    assert acme.client().post("/api/search/", {"query": "x"}, format="json").status_code == 401
+    assert search(acme, token=globex.owner_token, query="x").status_code == 403
+
+
+def test_search_runs_a_constant_number_of_queries(acme, ingest, django_assert_num_queries):
+    client = acme.client(acme.member_token)
+    with ingest():
+        client.post("/api/documents/", {"title": "Only", "content": "The only document about gardening."}, format="json")
+    with CaptureQueriesContext(connection) as one:
+        assert len(search(acme, query="plants", k=10).json()["results"]) == 1
+    with ingest():
+        for title, content in CORPUS.items():
+            client.post("/api/documents/", {"title": title, "content": content}, format="json")
+
+    with django_assert_num_queries(len(one.captured_queries)):
+        assert len(search(acme, query="plants", k=10).json()["results"]) == 10
+
+
+# Two tenants with near-identical documents
+
+
+TWIN = "{name} revenue grew eleven percent this quarter, led by strong sales of garden furniture in the {region}."
+
+
+@pytest.fixture
+def twins(acme, globex, ingest) -> int:  # noqa: ANN001
+    """The same document id (and chunk ids) in both tenants, with slightly different text."""
+    ids_align(acme.tenant, globex.tenant)
+    ids = []
+    for world, region in ((acme, "north"), (globex, "south")):
+        with ingest():
+            response = world.client(world.member_token).post(
+                "/api/documents/", {"title": "Quarterly results", "content": TWIN.format(name=world.tenant.name, region=region)}, format="json"
+            )
+        ids.append(response.json()["id"])
+    assert ids[0] == ids[1]
+    return ids[0]
+
+
+def test_search_only_returns_the_tenants_own_chunks_even_with_equal_ids(acme, globex, twins):
+    for world, region in ((acme, "north"), (globex, "south")):
+        (hit,) = search(world, query="How did furniture sales do?", k=10).json()["results"]
+
+        assert hit["document_id"] == twins
+        assert hit["text"] == TWIN.format(name=world.tenant.name, region=region)
+        with tenant_context(world.tenant):
+            assert Chunk.objects.get(id=hit["chunk_id"]).text == hit["text"]
+    acme_hit = search(acme, query="furniture", k=10).json()["results"][0]
+    globex_hit = search(globex, query="furniture", k=10).json()["results"][0]
+    assert acme_hit["chunk_id"] == globex_hit["chunk_id"]
+    assert acme_hit["text"] != globex_hit["text"]
+
+
+def test_filtering_by_another_tenants_document_ids_finds_nothing_of_theirs(acme, globex, twins, ingest):
+    with ingest():
+        other = globex.client(globex.member_token).post("/api/documents/", {"title": "Globex only", "content": "Globex secret plans for garden furniture."}, format="json").json()
+
+    results = search(acme, query="garden furniture plans", k=10, document_ids=[other["id"], twins]).json()["results"]
+
+    assert all("Globex" not in r["text"] for r in results)
+    assert {r["document_id"] for r in results} <= {twins}

@@ -1,0 +1,42 @@
+"""A real uvicorn server for the ASGI app, in a thread of the test process (same test database)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import uvicorn
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveAsgiServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        from core.asgi import application
+
+        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", ws="websockets")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="live-asgi", daemon=True)
+
+    def start(self) -> LiveAsgiServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def host_url(self, subdomain: str, scheme: str = "http") -> str:
+        return f"{scheme}://{subdomain}.localhost:{self.port}"
