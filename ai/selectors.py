@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -36,20 +37,45 @@ def _search_queryset(vector: list[float], *, k: int, document_ids: Sequence[int]
     )
 
 
+@contextmanager
+def _search_settings(*, k: int, exact: bool) -> Iterator[None]:
+    """The planner settings of one search (SET LOCAL), undone when the search ends.
+
+    A search writes nothing, so its transaction, or its savepoint inside a caller's transaction,
+    is rolled back: a released savepoint would leave the settings (``enable_indexscan = off``
+    above all) on every later query of the caller's transaction.
+    """
+    with transaction.atomic():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true)", [str(max(settings.HNSW_EF_SEARCH, k))]
+                )
+                # pgvector 0.8: keep scanning the index when a filter drops candidates, so k rows come back.
+                cursor.execute("SELECT set_config('hnsw.iterative_scan', 'off', true)")
+                if exact:
+                    cursor.execute("SELECT set_config('enable_indexscan', 'off', true)")
+            yield
+        finally:
+            transaction.set_rollback(True)
+
+
 def chunks_nearest(
     *, vector: list[float], k: int, document_ids: Sequence[int] | None = None, exact: bool = False
 ) -> list[Chunk]:
     """The k chunks nearest ``vector`` in the current tenant's schema (HNSW unless ``exact``)."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        # SET LOCAL lasts until the end of this transaction only.
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(settings.HNSW_EF_SEARCH, k))])
-        # pgvector 0.8: keep scanning the index when a filter drops candidates, so k rows come back.
-        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        if exact:
-            cursor.execute("SELECT set_config('enable_indexscan', 'off', true)")
+    with _search_settings(k=k, exact=exact):
         chunks = list(_search_queryset(vector, k=k, document_ids=document_ids))
     # relaxed_order may return neighbours slightly out of order; restore it.
     return sorted(chunks, key=lambda chunk: chunk.distance)
+
+
+def chunks_nearest_plan(
+    *, vector: list[float], k: int, document_ids: Sequence[int] | None = None, exact: bool = False, analyze: bool = False
+) -> str:
+    """PostgreSQL's plan for the query ``chunks_nearest`` runs with the same arguments (EXPLAIN)."""
+    with _search_settings(k=k, exact=exact):
+        return _search_queryset(vector, k=k, document_ids=document_ids).explain(analyze=analyze)
 
 
 def documents_search(

@@ -25,3 +25,18 @@ class UsageSummarySerializer(serializers.Serializer):
     hard_limit = serializers.BooleanField()
     cost_micros = serializers.IntegerField()
     by_feature = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()))
+
+
+class SessionUrlSerializer(serializers.Serializer):
+    url = serializers.URLField()
+
+
+class WebhookOutcomeSerializer(serializers.Serializer):
+    received = serializers.SerializerMethodField()
+    event_id = serializers.CharField()
+    type = serializers.CharField()
+    duplicate = serializers.BooleanField()
+    outcome = serializers.CharField()
+
+    def get_received(self, outcome: object) -> bool:
+        return True

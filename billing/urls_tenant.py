@@ -2,8 +2,10 @@
 
 from django.urls import path
 
-from billing.api import UsageApi
+from billing.api import CheckoutApi, PortalApi, UsageApi
 
 urlpatterns = [
     path("usage/", UsageApi.as_view(), name="usage"),
+    path("billing/portal/", PortalApi.as_view(), name="billing-portal"),
+    path("billing/checkout/", CheckoutApi.as_view(), name="billing-checkout"),
 ]

@@ -14,9 +14,13 @@ _BLOCKED = {
     Tenant.Status.SUSPENDED: (403, "tenant_suspended", "This organisation is suspended. Contact support to reactivate it."),
     Tenant.Status.PENDING_PAYMENT: (402, "payment_pending", "This organisation is waiting for its first payment to complete."),
 }
-# Paths that stay reachable so a pending tenant's owner can log in and finish paying.
+# Paths that stay reachable so an owner can log in and pay: a pending tenant's first payment,
+# or a tenant suspended for non-payment reaching the billing portal (invoice.paid reactivates it).
 _ALWAYS_OPEN = ("/healthz", "/static/", "/api/auth/logout/")
-_OPEN_WHILE_PENDING = ("/api/auth/", "/api/billing/", "/login/", "/logout/")
+_OPEN_WHILE_BLOCKED = {
+    Tenant.Status.PENDING_PAYMENT: ("/api/auth/", "/api/billing/", "/login/", "/logout/"),
+    Tenant.Status.SUSPENDED: ("/api/auth/", "/api/billing/portal/"),
+}
 
 
 class TenantStatusMiddleware:
@@ -28,7 +32,7 @@ class TenantStatusMiddleware:
         if tenant is None or tenant.is_public or request.path.startswith(_ALWAYS_OPEN):
             return self.get_response(request)
         blocked = _BLOCKED.get(tenant.status)
-        if blocked is None or (tenant.status == Tenant.Status.PENDING_PAYMENT and request.path.startswith(_OPEN_WHILE_PENDING)):
+        if blocked is None or request.path.startswith(_OPEN_WHILE_BLOCKED[tenant.status]):
             return self.get_response(request)
         status, code, message = blocked
         if request.path.startswith("/api/"):

@@ -160,8 +160,25 @@ def asgi_server(django_db_setup, django_db_blocker) -> Iterator[LiveAsgiServer]:
         server = LiveAsgiServer().start()
         yield server
         server.stop()
+        # The server's threads keep their own connections; end them so the test database can be dropped.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 @pytest.fixture
 def live_worlds(django_db_setup, asgi_server) -> dict[str, World]:  # noqa: ANN001
     return django_db_setup
+
+
+@pytest.fixture
+def new_member():
+    """A fresh member of a world (inside the test transaction), for tests that count rows per user."""
+
+    def make(world: World, role: str = Membership.Role.MEMBER) -> tuple[User, str]:
+        user = UserFactory()
+        Membership.objects.create(user=user, tenant=world.tenant, role=role)
+        return user, Token.objects.create(user=user).key
+
+    return make

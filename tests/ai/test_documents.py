@@ -357,9 +357,10 @@ def test_the_document_list_runs_a_constant_number_of_queries(acme, django_assert
         DocumentFactory(created_by=acme.owner)
     with CaptureQueriesContext(connection) as one:
         assert client.get("/api/documents/").json()["count"] == 1
+    one_document = len(one)  # read now: the next request empties the connection's query log
     with tenant_context(acme.tenant):
         for user in (acme.owner, acme.member, None) * 6:
             DocumentFactory(created_by=user)
 
-    with django_assert_num_queries(len(one.captured_queries)):
+    with django_assert_num_queries(one_document):
         assert client.get("/api/documents/").json()["count"] == 19

@@ -1,0 +1,102 @@
+import asyncio
+import json
+
+import httpx
+import pytest
+from django_tenants.utils import tenant_context
+
+from ai.models import Message
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db]
+
+
+def client(server, subdomain, token=None):
+    headers = {"Host": f"{subdomain}.localhost:{server.port}"}
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    return httpx.AsyncClient(base_url=server.url, headers=headers, timeout=20)
+
+
+async def read_events(response):
+    events = []
+    async for line in response.aiter_lines():
+        if line.startswith("data: "):
+            events.append(json.loads(line[len("data: "):]))
+    return events
+
+
+async def test_sse_streams_the_same_frames_as_the_websocket(live_worlds, asgi_server, fake_anthropic):
+    acme = live_worlds["acme"]
+    fake_anthropic.reply = "Streaming over server-sent events works."
+    async with client(asgi_server, "acme", acme.member_token) as http, http.stream("POST", "/api/chat/", json={"message": "Does SSE work?"}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = await read_events(response)
+
+    assert events[0]["type"] == "start"
+    assert "".join(e["token"] for e in events if e["type"] == "token") == fake_anthropic.reply
+    assert events[-1]["type"] == "done"
+    assert events[-1]["usage"]["output_tokens"] > 0
+
+
+async def test_sse_tokens_arrive_incrementally(live_worlds, asgi_server, fake_anthropic):
+    acme = live_worlds["acme"]
+    fake_anthropic.reply = "a b c d e f g h"
+    fake_anthropic.token_delay = 0.1
+    arrivals = []
+    loop = asyncio.get_running_loop()
+    async with client(asgi_server, "acme", acme.member_token) as http, http.stream("POST", "/api/chat/", json={"message": "slowly"}) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: ") and json.loads(line[6:])["type"] == "token":
+                arrivals.append(loop.time())
+    assert len(arrivals) == 8
+    assert arrivals[-1] - arrivals[0] > 0.5  # not buffered into one burst
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [({}, 400, "bad_request"), ({"message": ""}, 400, "bad_request"), ({"message": "hi", "conversation_id": 999999}, 404, "conversation_not_found")],
+)
+async def test_sse_refusals_are_plain_json_errors(live_worlds, asgi_server, body, status, code):
+    acme = live_worlds["acme"]
+    async with client(asgi_server, "acme", acme.member_token) as http:
+        response = await http.post("/api/chat/", json=body)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+async def test_sse_needs_a_member_of_the_host_tenant(live_worlds, asgi_server):
+    acme = live_worlds["acme"]
+    async with client(asgi_server, "globex", acme.member_token) as http:
+        assert (await http.post("/api/chat/", json={"message": "hi"})).status_code == 403
+    async with client(asgi_server, "acme") as http:
+        assert (await http.post("/api/chat/", json={"message": "hi"})).status_code == 401
+
+
+async def test_sse_client_disconnect_cancels_the_upstream(live_worlds, asgi_server, fake_anthropic):
+    acme = live_worlds["acme"]
+    fake_anthropic.reply = " ".join(f"w{i}" for i in range(300))
+    fake_anthropic.token_delay = 0.02
+    async with client(asgi_server, "acme", acme.member_token) as http, http.stream("POST", "/api/chat/", json={"message": "long"}) as response:
+        start = None
+        tokens = 0
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                frame = json.loads(line[6:])
+                start = start or frame
+                tokens += frame["type"] == "token"
+                if tokens == 5:
+                    break
+    assert await asyncio.to_thread(fake_anthropic.wait_for_disconnect, 3)
+
+    def answer():
+        with tenant_context(acme.tenant):
+            return Message.objects.get(id=start["message_id"])
+
+    for _ in range(100):
+        message = await asyncio.to_thread(answer)
+        if message.content:
+            break
+        await asyncio.sleep(0.05)
+    assert message.status == "interrupted"
+    assert message.output_tokens > 0

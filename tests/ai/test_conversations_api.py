@@ -1,0 +1,52 @@
+import pytest
+from django_tenants.utils import tenant_context
+
+from ai.models import Conversation, Message
+
+
+def make_conversation(world, user, turns=1):
+    with tenant_context(world.tenant):
+        conversation = Conversation.objects.create(user=user, title="Budget")
+        for i in range(turns):
+            Message.objects.create(conversation=conversation, role="user", content=f"question {i}")
+            Message.objects.create(conversation=conversation, role="assistant", content=f"answer {i}", sources=[{"document_id": 1, "chunk_id": 2, "title": "Plan"}])
+        return conversation
+
+
+def test_a_member_lists_and_reads_their_conversations(acme, new_member):
+    user, token = new_member(acme)
+    conversation = make_conversation(acme, user, turns=2)
+    client = acme.client(token)
+
+    listing = client.get("/api/conversations/").json()
+    detail = client.get(f"/api/conversations/{conversation.id}/").json()
+
+    assert [c["id"] for c in listing["results"]] == [conversation.id]
+    assert [m["content"] for m in detail["messages"]] == ["question 0", "answer 0", "question 1", "answer 1"]
+    assert detail["messages"][1]["sources"][0]["title"] == "Plan"
+
+
+def test_a_member_creates_an_empty_conversation(acme):
+    response = acme.client(acme.member_token).post("/api/conversations/", {"title": "New topic"}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["title"] == "New topic"
+
+
+def test_other_members_conversations_are_invisible(acme, globex, new_member):
+    owners = make_conversation(acme, acme.owner)
+    _, token = new_member(acme)
+
+    assert acme.client(token).get(f"/api/conversations/{owners.id}/").status_code == 404
+    assert acme.client(token).get("/api/conversations/").json()["count"] == 0
+    assert globex.client(globex.owner_token).get(f"/api/conversations/{owners.id}/").status_code in (403, 404)
+
+
+@pytest.mark.parametrize("turns", [1, 10])
+def test_reading_a_conversation_takes_a_constant_number_of_queries(acme, django_assert_num_queries, turns):
+    conversation = make_conversation(acme, acme.member, turns=turns)
+    client = acme.client(acme.member_token)
+
+    # two search_path SETs, tenant, token+user, membership, conversation, its messages
+    with django_assert_num_queries(7):
+        assert client.get(f"/api/conversations/{conversation.id}/").status_code == 200
