@@ -48,13 +48,13 @@ def _search_settings(*, k: int, exact: bool) -> Iterator[None]:
     with transaction.atomic():
         try:
             with connection.cursor() as cursor:
+                # One round trip. pgvector 0.8's iterative scan keeps reading the index when a
+                # filter drops candidates, so a filtered search still returns k rows.
                 cursor.execute(
-                    "SELECT set_config('hnsw.ef_search', %s, true)", [str(max(settings.HNSW_EF_SEARCH, k))]
+                    "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                    " set_config('enable_indexscan', %s, true)",
+                    [str(max(settings.HNSW_EF_SEARCH, k)), "off" if exact else "on"],
                 )
-                # pgvector 0.8: keep scanning the index when a filter drops candidates, so k rows come back.
-                cursor.execute("SELECT set_config('hnsw.iterative_scan', 'off', true)")
-                if exact:
-                    cursor.execute("SELECT set_config('enable_indexscan', 'off', true)")
             yield
         finally:
             transaction.set_rollback(True)
@@ -79,10 +79,19 @@ def chunks_nearest_plan(
 
 
 def documents_search(
-    *, query: str, k: int = 5, max_distance: float | None = None, document_ids: Sequence[int] | None = None
+    *,
+    query: str,
+    k: int = 5,
+    max_distance: float | None = None,
+    document_ids: Sequence[int] | None = None,
+    vector: list[float] | None = None,
 ) -> list[SearchHit]:
-    """Chunks of this tenant's documents nearest in meaning to ``query``, by cosine distance."""
-    vector = get_embedder().embed_query(query)
+    """Chunks of this tenant's documents nearest in meaning to ``query``, by cosine distance.
+
+    ``vector`` is the query's embedding when the caller already computed it (chat does, in
+    parallel with its own database work)."""
+    if vector is None:
+        vector = get_embedder().embed_query(query)
     chunks = chunks_nearest(vector=vector, k=k, document_ids=document_ids)
     return [
         SearchHit(

@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django_tenants.utils import tenant_context
 
+from ai.embeddings import get_embedder
 from ai.llm import LLMStream, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Conversation, Message
 from ai.selectors import documents_search
@@ -28,6 +31,7 @@ from core.exceptions import ApplicationError
 from core.models import User
 
 Frame = dict[str, Any]
+_embedding_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="strata-embed")
 
 
 class _StreamSlot:
@@ -122,15 +126,22 @@ def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int 
     provider = get_llm_provider()
     slot = _StreamSlot(f"strata:streams:{tenant.schema_name}:{user.pk}")
     slot.acquire()
+    # The query embedding is CPU work that needs no database: it runs while the checks and
+    # history reads below wait on PostgreSQL.
+    embedding = _embedding_pool.submit(get_embedder().embed_query, message)
     try:
         with tenant_context(tenant):
-            return _prepare_in_schema(tenant=tenant, user=user, question=message, conversation_id=conversation_id, provider=provider, slot=slot)
+            return _prepare_in_schema(
+                tenant=tenant, user=user, question=message, conversation_id=conversation_id, provider=provider, slot=slot, embedding=embedding
+            )
     except BaseException:
         slot.release()
         raise
 
 
-def _prepare_in_schema(*, tenant: Any, user: User, question: str, conversation_id: int | None, provider: Any, slot: _StreamSlot) -> ChatTurn:
+def _prepare_in_schema(
+    *, tenant: Any, user: User, question: str, conversation_id: int | None, provider: Any, slot: _StreamSlot, embedding: Future[list[float]]
+) -> ChatTurn:
     from billing.services import quota_check
 
     quota_check(feature=AgentAction.AgentType.CHAT, model=provider.model)
@@ -141,13 +152,18 @@ def _prepare_in_schema(*, tenant: Any, user: User, question: str, conversation_i
         if conversation is None:
             raise ApplicationError("No such conversation.", code="conversation_not_found", status=404)
     history = _history(conversation)
-    hits = documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS)
+    hits = documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=embedding.result())
     content, passages = _prompt(question, hits)
     system = prompt_active(name="chat").system_prompt
     with transaction.atomic():
-        Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
-        # Created now so the start frame can name it; its status is settled when the stream ends.
-        answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.INTERRUPTED)
+        # The answer is created now so the start frame can name it; its status is settled when
+        # the stream ends. One INSERT for both rows.
+        _, answer = Message.objects.bulk_create(
+            [
+                Message(conversation=conversation, role=Message.Role.USER, content=question),
+                Message(conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.INTERRUPTED),
+            ]
+        )
         conversation.save(update_fields=["updated"])
     return ChatTurn(
         tenant=tenant,

@@ -93,7 +93,7 @@ def _database() -> dict:
 
         config = environ_db(embedded_database_url(DATA_DIR))
     config["ENGINE"] = "django_tenants.postgresql_backend"
-    config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+    config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     config["CONN_HEALTH_CHECKS"] = True
     return config
 
