@@ -60,7 +60,7 @@ def _template_strip_vector_indexes() -> None:
     """The bundled clone function turns vector(n) into plain vector, and an HNSW index on a
     dimensionless column can't be recreated, so the template keeps none (see DESIGN.md)."""
     with schema_context(settings.TENANT_BASE_SCHEMA), connection.schema_editor() as editor:
-        for model, index in _hnsw_indexes():
+        for _model, index in _hnsw_indexes():
             editor.execute(f'DROP INDEX IF EXISTS "{index.name}"')
 
 

@@ -278,3 +278,43 @@ async def test_two_tenants_chatting_at_once_keep_every_row_in_their_own_schema(l
         assert messages[1]["content"] == answer_text(frames)
         stray, stray_messages = await db(rows, other, frames[0]["conversation_id"])
         assert all(f"{world.tenant.subdomain}-question-{i}" != m["content"] for m in stray_messages)
+
+
+async def test_an_upstream_that_times_out_is_retried_then_reported(live_worlds, asgi_server, fake_anthropic, settings):
+    settings.ANTHROPIC_TIMEOUT = 0.3
+    settings.ANTHROPIC_MAX_RETRIES = 1
+    fake_anthropic.hang_before_response = 2
+    acme = live_worlds["acme"]
+    async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:
+        frames = await ask(ws, "are you there?")
+    assert frames[-1]["error"]["code"] == "upstream_unavailable"
+    assert len(fake_anthropic.requests) == 2
+
+
+async def test_a_tenant_over_its_hard_limit_gets_quota_exceeded_and_keeps_the_socket(live_worlds, asgi_server, fake_anthropic):
+    from billing.models import TenantUsagePeriod
+    from billing.services import period_start
+
+    globex = live_worlds["globex"]
+
+    def exhaust():
+        row, _ = TenantUsagePeriod.objects.get_or_create(tenant=globex.tenant, period_start=period_start())
+        previous = row.tokens_used
+        row.tokens_used = globex.tenant.plan.included_tokens
+        row.save(update_fields=["tokens_used"])
+        return previous
+
+    def restore(previous):
+        TenantUsagePeriod.objects.filter(tenant=globex.tenant, period_start=period_start()).update(tokens_used=previous)
+
+    previous = await db(exhaust)
+    try:
+        async with await ws_connect(asgi_server, "globex", token=globex.member_token) as ws:
+            frames = await ask(ws, "one more question")
+            assert [frame["type"] for frame in frames] == ["error"]
+            assert frames[0]["error"]["code"] == "quota_exceeded"
+            await db(restore, previous)
+            assert (await ask(ws, "and now?"))[-1]["type"] == "done"
+    finally:
+        await db(restore, previous)
+    assert len(fake_anthropic.requests) == 1
