@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from channels.db import database_sync_to_async
 from django.conf import settings
