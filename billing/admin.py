@@ -14,7 +14,16 @@ from billing.models import Plan, Subscription, TenantUsagePeriod, UsageEvent, We
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "monthly_price_cents", "included_tokens", "hard_limit", "stripe_price_id", "stripe_metered_price_id", "is_public")
+    list_display = (
+        "name",
+        "slug",
+        "monthly_price_cents",
+        "included_tokens",
+        "hard_limit",
+        "stripe_price_id",
+        "stripe_metered_price_id",
+        "is_public",
+    )
     prepopulated_fields = {"slug": ("name",)}
 
 
@@ -31,7 +40,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ReadOnlyAdmin):
-    list_display = ("tenant", "status", "stripe_customer_id", "stripe_subscription_id", "current_period_end", "past_due_since", "last_event_at")
+    list_display = (
+        "tenant",
+        "status",
+        "stripe_customer_id",
+        "stripe_subscription_id",
+        "current_period_end",
+        "past_due_since",
+        "last_event_at",
+    )
     list_filter = ("status",)
     search_fields = ("tenant__subdomain", "tenant__name", "stripe_customer_id", "stripe_subscription_id")
     list_select_related = ("tenant",)
@@ -39,7 +56,17 @@ class SubscriptionAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = ("created", "tenant", "feature", "model", "total_tokens", "cost_micros", "meter_status", "meter_attempts", "meter_error")
+    list_display = (
+        "created",
+        "tenant",
+        "feature",
+        "model",
+        "total_tokens",
+        "cost_micros",
+        "meter_status",
+        "meter_attempts",
+        "meter_error",
+    )
     list_filter = ("meter_status", "feature", "model")
     search_fields = ("request_key", "tenant__subdomain")
     list_select_related = ("tenant",)

@@ -12,10 +12,16 @@ class Plan(models.Model):
     slug = models.SlugField(max_length=40, unique=True)
     monthly_price_cents = models.PositiveIntegerField(default=0)
     included_tokens = models.PositiveBigIntegerField(help_text="Tokens included per billing period.")
-    hard_limit = models.BooleanField(default=True, help_text="Refuse calls past the allowance instead of billing overage.")
+    hard_limit = models.BooleanField(
+        default=True, help_text="Refuse calls past the allowance instead of billing overage."
+    )
     stripe_price_id = models.CharField(max_length=100, blank=True, help_text="Stripe price of the monthly base fee.")
-    stripe_metered_price_id = models.CharField(max_length=100, blank=True, help_text="Stripe metered price for overage tokens.")
-    allowed_models = models.JSONField(default=list, blank=True, help_text="Model names this plan may use; empty means any.")
+    stripe_metered_price_id = models.CharField(
+        max_length=100, blank=True, help_text="Stripe metered price for overage tokens."
+    )
+    allowed_models = models.JSONField(
+        default=list, blank=True, help_text="Model names this plan may use; empty means any."
+    )
     is_public = models.BooleanField(default=True, help_text="Offered at signup.")
     sort_order = models.PositiveSmallIntegerField(default=0)
 
@@ -55,7 +61,9 @@ class UsageEvent(models.Model):
     total_tokens = models.PositiveBigIntegerField(default=0)
     cost_micros = models.PositiveBigIntegerField(default=0, help_text="Cost in millionths of a US dollar.")
     # Callers key by ids of their own tenant schema (``action:31``), so the key is unique per tenant.
-    request_key = models.CharField(max_length=100, help_text="Unique per tenant; with the tenant id, the Stripe meter event identifier.")
+    request_key = models.CharField(
+        max_length=100, help_text="Unique per tenant; with the tenant id, the Stripe meter event identifier."
+    )
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     meter_status = models.CharField(max_length=10, choices=MeterStatus.choices, default=MeterStatus.PENDING)
     meter_attempts = models.PositiveSmallIntegerField(default=0)
@@ -65,7 +73,9 @@ class UsageEvent(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
-        constraints = [models.UniqueConstraint(fields=["tenant", "request_key"], name="usage_tenant_request_key_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "request_key"], name="usage_tenant_request_key_unique")
+        ]
         indexes = [
             models.Index(fields=["tenant", "created"], name="usage_tenant_created_idx"),
             models.Index(fields=["id"], condition=models.Q(meter_status="pending"), name="usage_meter_pending_idx"),

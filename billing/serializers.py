@@ -10,7 +10,15 @@ class PlanSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Plan
-        fields = ("slug", "name", "monthly_price", "monthly_price_cents", "included_tokens", "hard_limit", "allowed_models")
+        fields = (
+            "slug",
+            "name",
+            "monthly_price",
+            "monthly_price_cents",
+            "included_tokens",
+            "hard_limit",
+            "allowed_models",
+        )
 
     def get_monthly_price(self, plan: Plan) -> str:
         return f"{plan.monthly_price_cents / 100:.2f}"

@@ -65,7 +65,8 @@ def chunks_embed_naively(*, embedder: Embedder | None = None) -> int:
     embedder = embedder or get_embedder()
     done = 0
     for chunk in Chunk.objects.filter(embedding__isnull=True).order_by("id"):
-        chunk.embedding = embedder.embed_query(chunk.text)
+        # A document embedding, as the batched path makes (a hosted model embeds queries differently).
+        (chunk.embedding,) = embedder.embed_documents([chunk.text])
         chunk.embedding_model = embedder.name
         chunk.save(update_fields=["embedding", "embedding_model"])
         done += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from dataclasses import dataclass
@@ -63,19 +64,39 @@ def _sections(text: str, budget_tokens: int) -> list[str]:
     return sections
 
 
+def _groups(summaries: list[str], budget_tokens: int) -> list[str]:
+    """Pack whole section summaries into groups that fit ``budget_tokens`` (estimated), at least two
+    to a group: cutting summaries to fit could give more groups than inputs and never converge, so a
+    group outgrows the budget only when two summaries alone do."""
+    budget_chars = budget_tokens * 4
+    groups: list[list[str]] = []
+    size = 0
+    for summary in summaries:
+        if groups and (len(groups[-1]) < 2 or size + 2 + len(summary) <= budget_chars):
+            groups[-1].append(summary)
+            size += 2 + len(summary)
+        else:
+            groups.append([summary])
+            size = len(summary)
+    if len(groups) > 1 and len(groups[-1]) == 1:
+        groups[-2].extend(groups.pop())
+    return ["\n\n".join(group) for group in groups]
+
+
 def _summarise_with_model(*, provider: LLMProvider, user: User, document: Document) -> SummaryResult:
     total = Usage()
     budget = settings.SUMMARY_CONTEXT_TOKENS
     sections = _sections(document.content, budget)
+    title = html.escape(document.title, quote=True)
     summaries = [
-        _call(provider, user, document, prompt_name="summarise", text=f"<document title=\"{document.title}\">\n{section}\n</document>", total=total)
+        _call(provider, user, document, prompt_name="summarise", text=f"<document title=\"{title}\">\n{section}\n</document>", total=total)
         for section in sections
     ]
-    # Reduce until one summary is left; each round fits its inputs into the context budget.
+    # Reduce until one summary is left; every round has fewer inputs than the last.
     while len(summaries) > 1:
-        groups = _sections("\n\n".join(summaries), budget)
+        groups = _groups(summaries, budget)
         summaries = [
-            _call(provider, user, document, prompt_name="summarise_reduce", text=f"<section_summaries title=\"{document.title}\">\n{group}\n</section_summaries>", total=total)
+            _call(provider, user, document, prompt_name="summarise_reduce", text=f"<section_summaries title=\"{title}\">\n{group}\n</section_summaries>", total=total)
             for group in groups
         ]
     return SummaryResult(summary=summaries[0], usage=total, provider=provider.name, model=provider.model)

@@ -83,7 +83,9 @@ def _skip_rows_without_customer() -> int:
 def _due_rows(*, now: dt.datetime, limit: int) -> list[UsageEvent]:
     due = Q(meter_next_attempt_at__isnull=True) | Q(meter_next_attempt_at__lte=now)
     return list(
-        UsageEvent.objects.filter(due, meter_status=UsageEvent.MeterStatus.PENDING, tenant__subscription__stripe_customer_id__gt="")
+        UsageEvent.objects.filter(
+            due, meter_status=UsageEvent.MeterStatus.PENDING, tenant__subscription__stripe_customer_id__gt=""
+        )
         .annotate(customer_id=F("tenant__subscription__stripe_customer_id"))
         .only("id", "tenant_id", "request_key", "total_tokens", "created", "meter_attempts")
         .order_by("id")[:limit]
@@ -114,7 +116,7 @@ def _mark_failed(row: UsageEvent, error: str, *, now: dt.datetime, retry: bool) 
 
 def _error_text(exc: stripe.StripeError) -> str:
     status = getattr(exc, "http_status", None)
-    return f"{type(exc).__name__} {status or ''}: {exc.user_message or exc}".strip()
+    return " ".join(f"{type(exc).__name__} {status or ''}: {exc.user_message or exc}".split())
 
 
 def _is_duplicate(exc: stripe.StripeError) -> bool:
@@ -145,7 +147,14 @@ def usage_sync(*, limit: int = 2000, now: dt.datetime | None = None) -> SyncRepo
         finally:
             _mark_delivered(delivered)
     if report.stopped or report.failed:
-        logger.warning("usage sync: %s", report)
+        logger.warning(
+            "usage sync: sent %s, duplicates %s, failed %s, deferred %s; %s",
+            report.sent,
+            report.duplicates,
+            report.failed,
+            report.deferred,
+            report.stopped or "refused: " + "; ".join(report.errors[:3]),
+        )
     return report
 
 
@@ -173,7 +182,14 @@ def _send(rows: list[UsageEvent], report: SyncReport, delivered: list[int], *, n
                 report.errors.append(_error_text(exc))
                 _mark_failed(row, _error_text(exc), now=now, retry=False)
             continue
-        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.AuthenticationError, stripe.PermissionError, stripe.IdempotencyError) as exc:
+        except (
+            stripe.APIConnectionError,
+            stripe.APIError,
+            stripe.RateLimitError,
+            stripe.AuthenticationError,
+            stripe.PermissionError,
+            stripe.IdempotencyError,
+        ) as exc:
             report.deferred += 1
             report.errors.append(_error_text(exc))
             _mark_failed(row, _error_text(exc), now=now, retry=True)

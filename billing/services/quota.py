@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import OuterRef, Subquery
+from django.db import connection
 
-from billing.models import TenantUsagePeriod
+from billing.models import Plan, TenantUsagePeriod
 from billing.services.usage import current_tenant_id, period_start
 from core.exceptions import ApplicationError
 
@@ -38,33 +40,52 @@ def _rate_limit(tenant_id: int) -> None:
         )
 
 
+_PLAN_AND_USAGE_SQL = """
+    SELECT p.id, p.name, p.included_tokens, p.hard_limit, p.allowed_models, u.tokens_used
+    FROM {tenant} t
+    JOIN {plan} p ON p.id = t.plan_id
+    LEFT JOIN {period} u ON u.tenant_id = t.id AND u.period_start = %s
+    WHERE t.id = %s
+"""
+
+
+@functools.cache
+def _plan_and_usage_sql() -> str:
+    from tenants.models import Tenant
+
+    quote = connection.ops.quote_name
+    return _PLAN_AND_USAGE_SQL.format(
+        tenant=quote(Tenant._meta.db_table),
+        plan=quote(Plan._meta.db_table),
+        period=quote(TenantUsagePeriod._meta.db_table),
+    )
+
+
 def quota_check(*, feature: str, model: str) -> None:
     """Raise 429 ``rate_limited`` or 402 ``quota_exceeded`` / ``model_not_allowed`` before a call.
 
     One cache counter and one indexed query (the plan joined to this period's running total):
-    no scan of the usage ledger.
+    no scan of the usage ledger. The query is plain SQL because it runs before every LLM call and
+    building it through the ORM cost more than running it (see tests/benchmarks/bench_billing.py).
     """
-    from tenants.models import Tenant
-
     tenant_id = current_tenant_id()
     _rate_limit(tenant_id)
-    used = TenantUsagePeriod.objects.filter(tenant_id=OuterRef("pk"), period_start=period_start()).values("tokens_used")[:1]
-    row = (
-        Tenant.objects.filter(pk=tenant_id)
-        .values("plan_id", "plan__name", "plan__included_tokens", "plan__hard_limit", "plan__allowed_models")
-        .annotate(used=Subquery(used))
-        .first()
-    )
-    if row is None or row["plan_id"] is None:
+    with connection.cursor() as cursor:
+        cursor.execute(_plan_and_usage_sql(), [period_start(), tenant_id])
+        row = cursor.fetchone()
+    if row is None:  # no plan: nothing to enforce
         return
-    allowed, name = row["plan__allowed_models"], row["plan__name"]
+    _, name, included, hard_limit, allowed, used = row
+    allowed = json.loads(allowed) if isinstance(allowed, str) else allowed
     if allowed and model not in allowed and model != "offline":
-        raise ApplicationError(f"The {name} plan does not include the model {model}.", code="model_not_allowed", status=402)
-    included = row["plan__included_tokens"]
-    if row["plan__hard_limit"] and (row["used"] or 0) >= included:
+        raise ApplicationError(
+            f"The {name} plan does not include the model {model}.", code="model_not_allowed", status=402
+        )
+    used = used or 0
+    if hard_limit and used >= included:
         raise ApplicationError(
             f"This organisation has used its {included:,} tokens for this period. Upgrade the plan to continue.",
             code="quota_exceeded",
             status=402,
-            extra={"used": row["used"], "included": included},
+            extra={"used": used, "included": included},
         )

@@ -22,7 +22,9 @@ def _client_for(api_key: str, api_base: str | None, retries: int, timeout: float
     base_addresses = {"api": api_base} if api_base else {}
     # The SDK's default read timeout is 80 s; a hung Stripe must not hold a request or the sync job that long.
     http_client = stripe.RequestsClient(timeout=timeout)
-    return stripe.StripeClient(api_key, base_addresses=base_addresses, max_network_retries=retries, http_client=http_client)
+    return stripe.StripeClient(
+        api_key, base_addresses=base_addresses, max_network_retries=retries, http_client=http_client
+    )
 
 
 def stripe_client() -> stripe.StripeClient:
@@ -57,7 +59,9 @@ def checkout_start(
 ) -> CheckoutStarted:
     """A subscription Checkout Session, for ``customer_id`` or a new customer (idempotent by subdomain and e-mail)."""
     if not plan.stripe_price_id:
-        raise ApplicationError(f"The {plan.name} plan has no Stripe price configured.", code="billing_unavailable", status=503)
+        raise ApplicationError(
+            f"The {plan.name} plan has no Stripe price configured.", code="billing_unavailable", status=503
+        )
     client = stripe_client()
     line_items: list[dict[str, Any]] = [{"price": plan.stripe_price_id, "quantity": 1}]
     if plan.stripe_metered_price_id:
@@ -92,7 +96,9 @@ def checkout_session_start(*, tenant: Any, user: Any) -> str:
     from tenants.models import Tenant
 
     if tenant.status != Tenant.Status.PENDING_PAYMENT:
-        raise ApplicationError("This organisation has already paid; use the billing portal instead.", code="already_paid", status=409)
+        raise ApplicationError(
+            "This organisation has already paid; use the billing portal instead.", code="already_paid", status=409
+        )
     if tenant.plan is None or not tenant.plan.is_paid:
         raise ApplicationError("This organisation's plan needs no payment.", code="no_payment_needed", status=409)
     subscription = Subscription.objects.filter(tenant=tenant).first()

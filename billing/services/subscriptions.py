@@ -137,7 +137,9 @@ def _plan_for_prices(obj: dict[str, Any]) -> Plan | None:
 def subscription_changed(*, obj: dict[str, Any], event_at: dt.datetime, deleted: bool = False) -> str:
     """customer.subscription.created / updated / deleted: status, period, plan."""
     subdomain = (obj.get("metadata") or {}).get("subdomain") or ""
-    subscription = _subscription_find(subscription_id=obj.get("id") or "", customer_id=obj.get("customer") or "", subdomain=subdomain)
+    subscription = _subscription_find(
+        subscription_id=obj.get("id") or "", customer_id=obj.get("customer") or "", subdomain=subdomain
+    )
     if subscription is None:
         return "ignored: no tenant for this subscription"
     changed = _fill_ids(subscription, customer_id=obj.get("customer") or "", subscription_id=obj.get("id") or "")
@@ -184,7 +186,9 @@ def _invoice_subscription_id(invoice: dict[str, Any]) -> str:
 
 
 def invoice_paid(*, invoice: dict[str, Any], event_at: dt.datetime) -> str:
-    subscription = _subscription_find(subscription_id=_invoice_subscription_id(invoice), customer_id=invoice.get("customer") or "")
+    subscription = _subscription_find(
+        subscription_id=_invoice_subscription_id(invoice), customer_id=invoice.get("customer") or ""
+    )
     if subscription is None:
         return "ignored: no tenant for this invoice"
     if _is_stale(subscription, event_at):
@@ -200,7 +204,9 @@ def invoice_paid(*, invoice: dict[str, Any], event_at: dt.datetime) -> str:
 
 
 def invoice_payment_failed(*, invoice: dict[str, Any], event_at: dt.datetime) -> str:
-    subscription = _subscription_find(subscription_id=_invoice_subscription_id(invoice), customer_id=invoice.get("customer") or "")
+    subscription = _subscription_find(
+        subscription_id=_invoice_subscription_id(invoice), customer_id=invoice.get("customer") or ""
+    )
     if subscription is None:
         return "ignored: no tenant for this invoice"
     if _is_stale(subscription, event_at):
@@ -224,7 +230,9 @@ def subscriptions_enforce_grace(*, now: dt.datetime | None = None) -> list[int]:
     """
     now = now or timezone.now()
     cutoff = now - dt.timedelta(days=settings.STRIPE_PAST_DUE_GRACE_DAYS)
-    overdue = Subscription.objects.filter(past_due_since__lte=cutoff, tenant__status=Tenant.Status.ACTIVE).select_related("tenant")
+    overdue = Subscription.objects.filter(
+        past_due_since__lte=cutoff, tenant__status=Tenant.Status.ACTIVE
+    ).select_related("tenant")
     suspended = []
     for subscription in overdue:
         with transaction.atomic():

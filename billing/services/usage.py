@@ -25,7 +25,9 @@ def next_period_start(start: dt.date) -> dt.date:
     return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-def cost_micros(*, model: str, input_tokens: int, output_tokens: int, cache_creation_input_tokens: int, cache_read_input_tokens: int) -> int:
+def cost_micros(
+    *, model: str, input_tokens: int, output_tokens: int, cache_creation_input_tokens: int, cache_read_input_tokens: int
+) -> int:
     # Prices are US dollars per million tokens, which is exactly micro-dollars per token.
     prices = settings.MODEL_PRICES.get(model) or settings.MODEL_PRICES.get("default", {})
     return round(
@@ -102,7 +104,11 @@ def _period_total_add(*, tenant_id: int, start: dt.date, total: int, cost: int) 
 
 
 def tokens_used(*, tenant_id: int, start: dt.date | None = None) -> int:
-    row = TenantUsagePeriod.objects.filter(tenant_id=tenant_id, period_start=start or period_start()).values_list("tokens_used", flat=True).first()
+    row = (
+        TenantUsagePeriod.objects.filter(tenant_id=tenant_id, period_start=start or period_start())
+        .values_list("tokens_used", flat=True)
+        .first()
+    )
     return row or 0
 
 
@@ -126,7 +132,9 @@ def usage_summary(*, tenant: Any) -> UsageSummary:
     start = period_start()
     end = next_period_start(start)
     rows = (
-        UsageEvent.objects.filter(tenant_id=tenant.pk, created__gte=_utc_midnight(start), created__lt=_utc_midnight(end))
+        UsageEvent.objects.filter(
+            tenant_id=tenant.pk, created__gte=_utc_midnight(start), created__lt=_utc_midnight(end)
+        )
         .values("feature")
         .annotate(
             tokens=Sum("total_tokens"),
@@ -137,7 +145,12 @@ def usage_summary(*, tenant: Any) -> UsageSummary:
         .order_by("feature")
     )
     by_feature = {
-        row["feature"]: {"tokens": row["tokens"], "input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"], "cost_micros": row["cost"]}
+        row["feature"]: {
+            "tokens": row["tokens"],
+            "input_tokens": row["input_tokens"],
+            "output_tokens": row["output_tokens"],
+            "cost_micros": row["cost"],
+        }
         for row in rows
     }
     period = TenantUsagePeriod.objects.filter(tenant_id=tenant.pk, period_start=start).first()

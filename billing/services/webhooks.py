@@ -25,7 +25,9 @@ _HANDLERS: dict[str, _Handler] = {
     "checkout.session.completed": lambda obj, at: subscriptions.checkout_completed(session=obj, event_at=at),
     "customer.subscription.created": lambda obj, at: subscriptions.subscription_changed(obj=obj, event_at=at),
     "customer.subscription.updated": lambda obj, at: subscriptions.subscription_changed(obj=obj, event_at=at),
-    "customer.subscription.deleted": lambda obj, at: subscriptions.subscription_changed(obj=obj, event_at=at, deleted=True),
+    "customer.subscription.deleted": lambda obj, at: subscriptions.subscription_changed(
+        obj=obj, event_at=at, deleted=True
+    ),
     "invoice.paid": lambda obj, at: subscriptions.invoice_paid(invoice=obj, event_at=at),
     "invoice.payment_failed": lambda obj, at: subscriptions.invoice_payment_failed(invoice=obj, event_at=at),
 }
@@ -47,7 +49,9 @@ def _verified_event(payload: bytes, signature: str | None) -> dict[str, Any]:
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:
         # 503, not 400: Stripe keeps retrying, and the events arrive once the secret is configured.
-        raise ApplicationError("Stripe webhooks are not configured on this server.", code="billing_unavailable", status=503)
+        raise ApplicationError(
+            "Stripe webhooks are not configured on this server.", code="billing_unavailable", status=503
+        )
     if not signature:
         raise _invalid("The Stripe-Signature header is missing.")
     try:
@@ -57,7 +61,9 @@ def _verified_event(payload: bytes, signature: str | None) -> dict[str, Any]:
     except ValueError as exc:
         raise ApplicationError("The webhook body is not JSON.", code="invalid_payload", status=400) from exc
     event = json.loads(payload)
-    if not (isinstance(event, dict) and event.get("id") and event.get("type") and isinstance(event.get("created"), int)):
+    if not (
+        isinstance(event, dict) and event.get("id") and event.get("type") and isinstance(event.get("created"), int)
+    ):
         raise ApplicationError("The webhook body is not a Stripe event.", code="invalid_payload", status=400)
     return event
 

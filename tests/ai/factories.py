@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import io
+import uuid
 
 import docx
 import factory
 import numpy as np
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
-from django_tenants.utils import tenant_context
+from django.db import connection, transaction
+from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
+from rest_framework.authtoken.models import Token
 
 from ai.models import AgentAction, Chunk, Document
-from tenants.models import Tenant
+from billing.models import Plan
+from core.models import User
+from tenants.models import Membership, Tenant
+from tenants.services import tenant_provision
+from tenants.validators import schema_name_for
+from tests.conftest import World
 
 DIMENSIONS = 384
 
@@ -53,6 +60,30 @@ class AgentActionFactory(factory.django.DjangoModelFactory):
     output_tokens = 20
 
 
+def world_create(name: str = "Initech") -> World:
+    """A tenant of its own for one test, cloned from the template inside the test's transaction.
+
+    The session's acme and globex also hold rows that live-server tests committed; a test that
+    counts a tenant's documents, chunks or AI actions starts from an empty one instead.
+    Passwords are left unusable (hashing costs a third of a second): log in with force_login.
+    """
+    subdomain = f"{name.lower()}{uuid.uuid4().hex[:8]}"
+    with schema_context(get_public_schema_name()), transaction.atomic():
+        tenant = tenant_provision(
+            name=name,
+            subdomain=subdomain,
+            schema_name=schema_name_for(subdomain),
+            status=Tenant.Status.ACTIVE,
+            plan=Plan.objects.get(slug="free"),
+        )
+        owner = User.objects.create_user(f"owner@{subdomain}.test")
+        member = User.objects.create_user(f"member@{subdomain}.test")
+        Membership.objects.create(user=owner, tenant=tenant, role=Membership.Role.OWNER)
+        Membership.objects.create(user=member, tenant=tenant, role=Membership.Role.MEMBER)
+        owner_token, member_token = Token.objects.create(user=owner), Token.objects.create(user=member)
+    return World(tenant, owner, member, owner_token.key, member_token.key)
+
+
 def unit_vectors(count: int, *, seed: int = 0, dimensions: int = DIMENSIONS) -> np.ndarray:
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((count, dimensions)).astype(np.float32)
@@ -71,7 +102,13 @@ def chunks_insert(document: Document, vectors: np.ndarray, *, model: str = "test
     """Store one chunk per vector for ``document`` (in the current schema), as ingestion would."""
     chunks = Chunk.objects.bulk_create(
         (
-            Chunk(document=document, position=i, text=f"{document.title} part {i}", embedding=v.tolist(), embedding_model=model)
+            Chunk(
+                document=document,
+                position=i,
+                text=f"{document.title} part {i}",
+                embedding=v.tolist(),
+                embedding_model=model,
+            )
             for i, v in enumerate(vectors)
         ),
         batch_size=1000,

@@ -9,8 +9,21 @@ from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from ai.models import Chunk, Document
-from tests.ai.factories import DocumentFactory, docx_bytes, pdf_bytes, upload
+from tests.ai.factories import DocumentFactory, docx_bytes, pdf_bytes, upload, world_create
+from tests.conftest import World
 from tests.fakes.voyage_server import DEFAULT_API_KEY, FakeVoyage
+
+
+@pytest.fixture
+def acme(db) -> World:  # noqa: ANN001
+    """A tenant of this test's own (shadowing the session-wide one): see world_create."""
+    return world_create("Acme")
+
+
+@pytest.fixture
+def globex(db) -> World:  # noqa: ANN001
+    return world_create("Globex")
+
 
 LOCAL_MODEL = "local/sentence-transformers/all-MiniLM-L6-v2"
 
@@ -51,14 +64,40 @@ def voyage(settings):  # noqa: ANN001
 @pytest.mark.parametrize(
     ("name", "content_type", "data", "expected", "left_out"),
     [
-        ("notes.txt", "text/plain", "Meeting moved to Thursday.\r\nBring the café receipts.".encode(), "Meeting moved to Thursday.\nBring the café receipts.", ""),
-        ("readme.md", "text/markdown", b"# Release plan\n\n- ship the beta\n- collect feedback\n", "# Release plan\n\n- ship the beta\n- collect feedback", ""),
-        ("garden.html", "text/html", HTML_PAGE, "Garden notes\n\nTomatoes need full sun and regular watering.\n\nPrune the basil so it grows bushy.", "never indexed"),
-        ("invoice.pdf", "application/pdf", pdf_bytes(["Invoice 2024-117", "Total due: 1,250.00 EUR by 31 March."]), "Invoice 2024-117\nTotal due: 1,250.00 EUR by 31 March.", ""),
+        (
+            "notes.txt",
+            "text/plain",
+            "Meeting moved to Thursday.\r\nBring the café receipts.".encode(),
+            "Meeting moved to Thursday.\nBring the café receipts.",
+            "",
+        ),
+        (
+            "readme.md",
+            "text/markdown",
+            b"# Release plan\n\n- ship the beta\n- collect feedback\n",
+            "# Release plan\n\n- ship the beta\n- collect feedback",
+            "",
+        ),
+        (
+            "garden.html",
+            "text/html",
+            HTML_PAGE,
+            "Garden notes\n\nTomatoes need full sun and regular watering.\n\nPrune the basil so it grows bushy.",
+            "never indexed",
+        ),
+        (
+            "invoice.pdf",
+            "application/pdf",
+            pdf_bytes(["Invoice 2024-117", "Total due: 1,250.00 EUR by 31 March."]),
+            "Invoice 2024-117\nTotal due: 1,250.00 EUR by 31 March.",
+            "",
+        ),
         (
             "contract.docx",
             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-            docx_bytes("Supplier agreement", ["The supplier delivers within thirty days.", "Payment is due on receipt."]),
+            docx_bytes(
+                "Supplier agreement", ["The supplier delivers within thirty days.", "Payment is due on receipt."]
+            ),
             "Supplier agreement\n\nThe supplier delivers within thirty days.\n\nPayment is due on receipt.",
             "",
         ),
@@ -87,7 +126,9 @@ def test_each_upload_format_is_stored_as_its_text(acme, ingest, name, content_ty
 
 def test_an_upload_keeps_the_title_it_was_given(acme):
     response = acme.client(acme.member_token).post(
-        "/api/documents/", {"title": "Q3 minutes", "file": upload("m.txt", b"Minutes of the meeting.", "text/plain")}, format="multipart"
+        "/api/documents/",
+        {"title": "Q3 minutes", "file": upload("m.txt", b"Minutes of the meeting.", "text/plain")},
+        format="multipart",
     )
 
     assert response.status_code == 201, response.content
@@ -98,7 +139,9 @@ def test_a_json_document_is_created_pending_and_becomes_ready(acme, ingest):
     client = acme.client(acme.member_token)
 
     with ingest():
-        response = client.post("/api/documents/", {"title": "Handbook", "content": "Holidays are booked in the HR portal."}, format="json")
+        response = client.post(
+            "/api/documents/", {"title": "Handbook", "content": "Holidays are booked in the HR portal."}, format="json"
+        )
 
     assert response.status_code == 201, response.content
     created = response.json()
@@ -114,7 +157,9 @@ def test_a_json_document_is_created_pending_and_becomes_ready(acme, ingest):
 def test_without_the_background_job_a_document_stays_pending(acme):
     client = acme.client(acme.member_token)
 
-    created = client.post("/api/documents/", {"title": "Later", "content": "Indexed once the worker runs."}, format="json").json()
+    created = client.post(
+        "/api/documents/", {"title": "Later", "content": "Indexed once the worker runs."}, format="json"
+    ).json()
 
     assert client.get(f"/api/documents/{created['id']}/").json()["status"] == "pending"
     assert chunks_of(acme, created["id"]) == []
@@ -134,21 +179,47 @@ def corrupt_docx() -> bytes:
         ("setup.exe", "application/octet-stream", b"MZ\x90\x00binary", 415, "unsupported_media_type"),
         ("photo.png", "image/png", b"\x89PNG\r\n\x1a\n....", 415, "unsupported_media_type"),
         ("noextension", "image/gif", b"GIF89a", 415, "unsupported_media_type"),
-        ("broken.pdf", "application/pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R >>\ntrailer garbage", 400, "unreadable_file"),
+        (
+            "broken.pdf",
+            "application/pdf",
+            b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R >>\ntrailer garbage",
+            400,
+            "unreadable_file",
+        ),
         ("not-really.pdf", "application/pdf", b"Just some words pretending to be a PDF.", 400, "unreadable_file"),
-        ("broken.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", corrupt_docx(), 400, "unreadable_file"),
+        (
+            "broken.docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            corrupt_docx(),
+            400,
+            "unreadable_file",
+        ),
         ("binary.txt", "text/plain", b"\x7fELF\x02\x01\x01\x00\x00\x00", 400, "unreadable_file"),
         ("empty.txt", "text/plain", b"", 400, "empty_document"),
         ("blank.md", "text/markdown", b"  \n\n\t \r\n", 400, "empty_document"),
         ("only-script.html", "text/html", b"<html><script>var x = 1;</script></html>", 400, "empty_document"),
         ("blank.pdf", "application/pdf", pdf_bytes([]), 400, "empty_document"),
     ],
-    ids=["exe", "png", "gif-no-extension", "corrupt-pdf", "text-named-pdf", "corrupt-docx", "binary-txt", "empty", "whitespace", "script-only-html", "blank-pdf"],
+    ids=[
+        "exe",
+        "png",
+        "gif-no-extension",
+        "corrupt-pdf",
+        "text-named-pdf",
+        "corrupt-docx",
+        "binary-txt",
+        "empty",
+        "whitespace",
+        "script-only-html",
+        "blank-pdf",
+    ],
 )
 def test_bad_uploads_get_the_right_4xx_and_save_nothing(acme, name, content_type, data, status, code):
     before = document_count(acme)
 
-    response = acme.client(acme.member_token).post("/api/documents/", {"file": upload(name, data, content_type)}, format="multipart")
+    response = acme.client(acme.member_token).post(
+        "/api/documents/", {"file": upload(name, data, content_type)}, format="multipart"
+    )
 
     assert response.status_code == status, response.content
     error = response.json()["error"]
@@ -162,8 +233,12 @@ def test_an_upload_over_the_size_limit_is_a_413_and_saves_nothing(acme, settings
     before = document_count(acme)
     client = acme.client(acme.member_token)
 
-    too_big = client.post("/api/documents/", {"file": upload("big.txt", b"word " * 201, "text/plain")}, format="multipart")
-    at_limit = client.post("/api/documents/", {"file": upload("ok.txt", b"word " * 200, "text/plain")}, format="multipart")
+    too_big = client.post(
+        "/api/documents/", {"file": upload("big.txt", b"word " * 201, "text/plain")}, format="multipart"
+    )
+    at_limit = client.post(
+        "/api/documents/", {"file": upload("ok.txt", b"word " * 200, "text/plain")}, format="multipart"
+    )
 
     assert too_big.status_code == 413, too_big.content
     assert too_big.json()["error"]["code"] == "payload_too_large"
@@ -176,7 +251,9 @@ def test_json_content_over_the_character_limit_is_a_413(acme, settings):
     settings.DOCUMENT_MAX_CHARS = 50
     before = document_count(acme)
 
-    response = acme.client(acme.member_token).post("/api/documents/", {"title": "Long", "content": "x" * 51}, format="json")
+    response = acme.client(acme.member_token).post(
+        "/api/documents/", {"title": "Long", "content": "x" * 51}, format="json"
+    )
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
@@ -185,7 +262,11 @@ def test_json_content_over_the_character_limit_is_a_413(acme, settings):
 
 @pytest.mark.parametrize(
     ("payload", "fields"),
-    [({"title": "No content"}, {"content"}), ({"content": "No title"}, {"title"}), ({"title": " ", "content": " \n"}, {"title", "content"})],
+    [
+        ({"title": "No content"}, {"content"}),
+        ({"content": "No title"}, {"title"}),
+        ({"title": " ", "content": " \n"}, {"title", "content"}),
+    ],
 )
 def test_a_json_document_needs_a_title_and_content(acme, payload, fields):
     before = document_count(acme)
@@ -205,7 +286,8 @@ def test_ingestion_stores_normalised_embeddings_for_every_chunk(acme, ingest, se
     settings.CHUNK_TOKENS = 40
     settings.CHUNK_OVERLAP_TOKENS = 8
     content = "\n\n".join(
-        f"Section {i}. The warehouse in city number {i} ships parcels every weekday morning and closes at six." for i in range(12)
+        f"Section {i}. The warehouse in city number {i} ships parcels every weekday morning and closes at six."
+        for i in range(12)
     )
     client = acme.client(acme.member_token)
 
@@ -231,7 +313,9 @@ def test_a_failing_embedding_provider_marks_the_document_failed_with_the_error(a
     client = acme.client(acme.member_token)
 
     with ingest():
-        created = client.post("/api/documents/", {"title": "Plans", "content": "The roadmap for next year."}, format="json")
+        created = client.post(
+            "/api/documents/", {"title": "Plans", "content": "The roadmap for next year."}, format="json"
+        )
 
     assert created.status_code == 201
     shown = client.get(f"/api/documents/{created.json()['id']}/").json()
@@ -240,14 +324,18 @@ def test_a_failing_embedding_provider_marks_the_document_failed_with_the_error(a
     assert shown["chunk_count"] == 0
     assert chunks_of(acme, shown["id"]) == []
     listed = client.get("/api/documents/").json()["results"]
-    assert {"id": shown["id"], "status": "failed", "error": shown["error"]}.items() <= next(d for d in listed if d["id"] == shown["id"]).items()
+    assert {"id": shown["id"], "status": "failed", "error": shown["error"]}.items() <= next(
+        d for d in listed if d["id"] == shown["id"]
+    ).items()
 
 
 def test_the_hosted_embedding_backend_ingests_through_its_sdk(acme, ingest, voyage):
     client = acme.client(acme.member_token)
 
     with ingest():
-        created = client.post("/api/documents/", {"title": "Plans", "content": "The roadmap for next year."}, format="json").json()
+        created = client.post(
+            "/api/documents/", {"title": "Plans", "content": "The roadmap for next year."}, format="json"
+        ).json()
 
     assert client.get(f"/api/documents/{created['id']}/").json()["status"] == "ready"
     (request,) = voyage.requests
@@ -277,11 +365,15 @@ def test_a_failed_document_recovers_when_its_content_is_edited(acme, ingest, voy
 def test_editing_the_content_reingests_the_document(acme, ingest):
     client = acme.client(acme.member_token)
     with ingest():
-        created = client.post("/api/documents/", {"title": "Menu", "content": "Monday: lentil soup."}, format="json").json()
+        created = client.post(
+            "/api/documents/", {"title": "Menu", "content": "Monday: lentil soup."}, format="json"
+        ).json()
     old_chunks = chunks_of(acme, created["id"])
 
     with ingest():
-        edited = client.patch(f"/api/documents/{created['id']}/", {"content": "Monday: grilled fish with potatoes."}, format="json")
+        edited = client.patch(
+            f"/api/documents/{created['id']}/", {"content": "Monday: grilled fish with potatoes."}, format="json"
+        )
 
     assert edited.status_code == 200, edited.content
     assert edited.json()["status"] == "pending"
@@ -297,11 +389,17 @@ def test_editing_the_content_reingests_the_document(acme, ingest):
 def test_renaming_a_document_keeps_its_chunks(acme, ingest):
     client = acme.client(acme.member_token)
     with ingest():
-        created = client.post("/api/documents/", {"title": "Menu", "content": "Monday: lentil soup."}, format="json").json()
+        created = client.post(
+            "/api/documents/", {"title": "Menu", "content": "Monday: lentil soup."}, format="json"
+        ).json()
     before = [(c.id, c.text) for c in chunks_of(acme, created["id"])]
 
     with ingest():
-        renamed = client.put(f"/api/documents/{created['id']}/", {"title": "Canteen menu", "content": "Monday: lentil soup."}, format="json")
+        renamed = client.put(
+            f"/api/documents/{created['id']}/",
+            {"title": "Canteen menu", "content": "Monday: lentil soup."},
+            format="json",
+        )
 
     assert renamed.status_code == 200, renamed.content
     assert renamed.json()["title"] == "Canteen menu"
@@ -312,7 +410,9 @@ def test_renaming_a_document_keeps_its_chunks(acme, ingest):
 def test_editing_to_blank_content_is_a_400_and_changes_nothing(acme, ingest):
     client = acme.client(acme.member_token)
     with ingest():
-        created = client.post("/api/documents/", {"title": "Menu", "content": "Monday: lentil soup."}, format="json").json()
+        created = client.post(
+            "/api/documents/", {"title": "Menu", "content": "Monday: lentil soup."}, format="json"
+        ).json()
 
     response = client.patch(f"/api/documents/{created['id']}/", {"content": "   "}, format="json")
 
@@ -325,14 +425,19 @@ def test_editing_to_blank_content_is_a_400_and_changes_nothing(acme, ingest):
 def test_deleting_a_document_removes_its_chunks_from_search(acme, ingest):
     client = acme.client(acme.member_token)
     with ingest():
-        created = client.post("/api/documents/", {"title": "Parking", "content": "Staff park behind building B."}, format="json").json()
+        created = client.post(
+            "/api/documents/", {"title": "Parking", "content": "Staff park behind building B."}, format="json"
+        ).json()
     assert chunks_of(acme, created["id"])
 
     assert client.delete(f"/api/documents/{created['id']}/").status_code == 204
 
     assert chunks_of(acme, created["id"]) == []
     assert client.get(f"/api/documents/{created['id']}/").status_code == 404
-    assert client.post("/api/search/", {"query": "where do employees leave their cars"}, format="json").json()["results"] == []
+    assert (
+        client.post("/api/search/", {"query": "where do employees leave their cars"}, format="json").json()["results"]
+        == []
+    )
 
 
 # Listing

@@ -22,5 +22,6 @@ def test_upload_ingest_search_summarise(acme, ingest, fake_anthropic):
     assert summary.status_code == 200, summary.content
     assert summary.json()["provider"] == "anthropic"
     with tenant_context(acme.tenant):
-        assert AgentAction.objects.count() == 1
-    assert UsageEvent.objects.get().total_tokens == sum(v for v in summary.json()["usage"].values())
+        action = AgentAction.objects.filter(agent_type="summarise").latest("id")
+    event = UsageEvent.objects.get(tenant=acme.tenant, request_key=f"action:{action.id}")
+    assert event.total_tokens == sum(summary.json()["usage"].values())

@@ -9,8 +9,21 @@ from django_tenants.utils import tenant_context
 
 from ai.embeddings import get_embedder
 from ai.models import Chunk
-from ai.selectors import chunks_nearest_plan
-from tests.ai.factories import DocumentFactory, chunks_insert, ids_align, near
+from ai.selectors import chunks_nearest, chunks_nearest_plan
+from tests.ai.factories import DocumentFactory, chunks_insert, ids_align, near, world_create
+from tests.conftest import World
+
+
+@pytest.fixture
+def acme(db) -> World:  # noqa: ANN001
+    """A tenant of this test's own (shadowing the session-wide one): see world_create."""
+    return world_create("Acme")
+
+
+@pytest.fixture
+def globex(db) -> World:  # noqa: ANN001
+    return world_create("Globex")
+
 
 # Ten short documents on different topics; each question avoids its document's words.
 CORPUS = {
@@ -132,7 +145,9 @@ def test_max_distance_drops_results_further_than_it(acme, corpus):
 def test_document_ids_restrict_the_search_to_those_documents(acme, corpus):
     chosen = [corpus["Rovers on Mars"], corpus["Account security"]]
 
-    results = search(acme, query="How does greenery produce food from light?", k=5, document_ids=chosen).json()["results"]
+    results = search(acme, query="How does greenery produce food from light?", k=5, document_ids=chosen).json()[
+        "results"
+    ]
 
     assert len(results) == 2
     assert {r["document_id"] for r in results} == set(chosen)
@@ -213,7 +228,9 @@ def test_search_needs_a_member_of_the_tenant(acme, globex, corpus):
 def test_search_runs_a_constant_number_of_queries(acme, ingest, django_assert_num_queries):
     client = acme.client(acme.member_token)
     with ingest():
-        client.post("/api/documents/", {"title": "Only", "content": "The only document about gardening."}, format="json")
+        client.post(
+            "/api/documents/", {"title": "Only", "content": "The only document about gardening."}, format="json"
+        )
     with CaptureQueriesContext(connection) as one:
         assert len(search(acme, query="plants", k=10).json()["results"]) == 1
     one_document = len(one)  # read now: the next request empties the connection's query log
@@ -239,7 +256,9 @@ def twins(acme, globex, ingest) -> int:  # noqa: ANN001
     for world, region in ((acme, "north"), (globex, "south")):
         with ingest():
             response = world.client(world.member_token).post(
-                "/api/documents/", {"title": "Quarterly results", "content": TWIN.format(name=world.tenant.name, region=region)}, format="json"
+                "/api/documents/",
+                {"title": "Quarterly results", "content": TWIN.format(name=world.tenant.name, region=region)},
+                format="json",
             )
         ids.append(response.json()["id"])
     assert ids[0] == ids[1]
@@ -262,9 +281,29 @@ def test_search_only_returns_the_tenants_own_chunks_even_with_equal_ids(acme, gl
 
 def test_filtering_by_another_tenants_document_ids_finds_nothing_of_theirs(acme, globex, twins, ingest):
     with ingest():
-        other = globex.client(globex.member_token).post("/api/documents/", {"title": "Globex only", "content": "Globex secret plans for garden furniture."}, format="json").json()
+        other = (
+            globex.client(globex.member_token)
+            .post(
+                "/api/documents/",
+                {"title": "Globex only", "content": "Globex secret plans for garden furniture."},
+                format="json",
+            )
+            .json()
+        )
 
     results = search(acme, query="garden furniture plans", k=10, document_ids=[other["id"], twins]).json()["results"]
 
     assert all("Globex" not in r["text"] for r in results)
     assert {r["document_id"] for r in results} <= {twins}
+
+
+def test_an_exact_search_leaves_no_planner_settings_behind_in_the_callers_transaction(acme, corpus):
+    vector = get_embedder().embed_query("anything")
+    with tenant_context(acme.tenant), connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('enable_indexscan'), current_setting('hnsw.ef_search')")
+        before = cursor.fetchone()
+
+        assert len(chunks_nearest(vector=vector, k=45, exact=True)) == len(CORPUS)
+
+        cursor.execute("SELECT current_setting('enable_indexscan'), current_setting('hnsw.ef_search')")
+        assert cursor.fetchone() == before == ("on", "40")

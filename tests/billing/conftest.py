@@ -15,7 +15,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from ai.llm import Usage
-from billing.models import Plan, Subscription, UsageEvent
+from billing.models import Plan, Subscription, TenantUsagePeriod, UsageEvent, WebhookEvent
 from billing.services import usage_record
 from core.models import User
 from tenants.models import Membership, Tenant
@@ -35,6 +35,17 @@ _keys = itertools.count()
 def stripe_server() -> Iterator[FakeStripe]:
     with FakeStripe(api_key=API_KEY) as fake:
         yield fake
+
+
+@pytest.fixture(autouse=True)
+def _billing_tables_empty(db) -> None:  # noqa: ANN001
+    """Live-server tests (chat over WebSocket/SSE) commit usage for the session worlds; billing
+    tests count rows, so each starts from empty tables. The deletes happen inside the test's
+    transaction and are rolled back with it: other tests still see what was committed."""
+    UsageEvent.objects.all().delete()
+    TenantUsagePeriod.objects.all().delete()
+    Subscription.objects.all().delete()
+    WebhookEvent.objects.all().delete()
 
 
 @pytest.fixture
@@ -57,7 +68,13 @@ def paid_plans(db) -> None:  # noqa: ANN001
 
 
 def signup_payload(subdomain: str, plan: str = "pro") -> dict[str, str]:
-    return {"organisation": "Initech", "subdomain": subdomain, "email": f"boss@{subdomain}.test", "password": PASSWORD, "plan": plan}
+    return {
+        "organisation": "Initech",
+        "subdomain": subdomain,
+        "email": f"boss@{subdomain}.test",
+        "password": PASSWORD,
+        "plan": plan,
+    }
 
 
 SendWebhook = Callable[..., Any]
@@ -67,7 +84,14 @@ SendWebhook = Callable[..., Any]
 def send_webhook(public_client: APIClient) -> SendWebhook:
     """POST an event to the webhook the way Stripe does: raw JSON body, `Stripe-Signature` header."""
 
-    def send(event: dict[str, Any], *, secret: str = WEBHOOK_SECRET, signature: str | None = None, timestamp: int | None = None, body: bytes | None = None) -> Any:
+    def send(
+        event: dict[str, Any],
+        *,
+        secret: str = WEBHOOK_SECRET,
+        signature: str | None = None,
+        timestamp: int | None = None,
+        body: bytes | None = None,
+    ) -> Any:
         raw = body if body is not None else json.dumps(event, indent=2).encode()
         header = signature if signature is not None else sign_webhook(raw, secret, timestamp)
         extra = {"HTTP_STRIPE_SIGNATURE": header} if header else {}
@@ -108,14 +132,18 @@ def add_member(tenant: Tenant, role: str = Membership.Role.MEMBER) -> tuple[User
 
 
 @pytest.fixture
-def pending_tenant(stripe_fake: FakeStripe, paid_plans: None, public_client: APIClient, unique_subdomain: str) -> PaidTenant:
+def pending_tenant(
+    stripe_fake: FakeStripe, paid_plans: None, public_client: APIClient, unique_subdomain: str
+) -> PaidTenant:
     """Signed up on Pro; Checkout started, not paid."""
     response = public_client.post("/api/signup/", signup_payload(unique_subdomain), format="json")
     assert response.status_code == 201, response.content
     tenant = Tenant.objects.get(subdomain=unique_subdomain)
     row = Subscription.objects.get(tenant=tenant)
     _, member_token = add_member(tenant)
-    return PaidTenant(tenant, response.json()["token"], member_token, row.stripe_customer_id, row.checkout_session_id, {})
+    return PaidTenant(
+        tenant, response.json()["token"], member_token, row.stripe_customer_id, row.checkout_session_id, {}
+    )
 
 
 @pytest.fixture
@@ -144,7 +172,14 @@ def invoice(paid: PaidTenant, *, status: str = "open") -> dict[str, Any]:
     }
 
 
-def record_usage(tenant: Tenant, *, tokens: int = 100, feature: str = "summarise", model: str = "claude-sonnet-4-6", key: str | None = None) -> UsageEvent:
+def record_usage(
+    tenant: Tenant,
+    *,
+    tokens: int = 100,
+    feature: str = "summarise",
+    model: str = "claude-sonnet-4-6",
+    key: str | None = None,
+) -> UsageEvent:
     with tenant_context(tenant):
         return usage_record(
             user_id=None,

@@ -5,7 +5,9 @@ from tests.billing.conftest import PRO_PRICE, PRO_TOKENS_PRICE, add_member, sign
 from tests.conftest import host_client
 
 
-def test_paid_signup_waits_for_payment_then_the_webhook_activates_it(stripe_fake, paid_plans, public_client, send_webhook, unique_subdomain):
+def test_paid_signup_waits_for_payment_then_the_webhook_activates_it(
+    stripe_fake, paid_plans, public_client, send_webhook, unique_subdomain
+):
     response = public_client.post("/api/signup/", signup_payload(unique_subdomain), format="json")
 
     assert response.status_code == 201, response.content

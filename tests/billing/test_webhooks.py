@@ -5,11 +5,11 @@ import time
 import pytest
 from django.utils import timezone
 
-from billing.models import Plan, Subscription, WebhookEvent
+from billing.models import Subscription, WebhookEvent
 from billing.services import subscriptions_enforce_grace
 from billing.services.subscriptions import NONPAYMENT_REASON
 from tenants.models import Tenant
-from tenants.services.status import tenant_reactivate, tenant_suspend
+from tenants.services.status import tenant_suspend
 from tests.billing.conftest import ENTERPRISE_PRICE, WEBHOOK_SECRET, event_at, invoice
 from tests.fakes.stripe_server import make_event, sign_webhook
 
@@ -41,7 +41,9 @@ def test_a_bad_or_missing_signature_is_refused_and_changes_nothing(pending_tenan
     assert pending_tenant.refresh().status == Tenant.Status.PENDING_PAYMENT
 
 
-def test_without_a_webhook_secret_events_are_refused_for_a_retry_later(pending_tenant, stripe_fake, send_webhook, settings):
+def test_without_a_webhook_secret_events_are_refused_for_a_retry_later(
+    pending_tenant, stripe_fake, send_webhook, settings
+):
     _, event = stripe_fake.complete_checkout(pending_tenant.session_id)
     settings.STRIPE_WEBHOOK_SECRET = ""
 
@@ -82,13 +84,20 @@ def test_the_webhook_needs_no_csrf_token_and_only_takes_post(stripe_fake, send_w
     strict = APIClient(HTTP_HOST="localhost", enforce_csrf_checks=True)
     event = make_event("ping", {})
     body = json.dumps(event).encode()
-    response = strict.post("/api/billing/webhook/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign_webhook(body, WEBHOOK_SECRET))
+    response = strict.post(
+        "/api/billing/webhook/",
+        data=body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=sign_webhook(body, WEBHOOK_SECRET),
+    )
 
     assert response.status_code == 200
     assert strict.get("/api/billing/webhook/").status_code == 405
 
 
-def test_a_failure_while_acting_keeps_no_event_so_stripes_retry_applies_it(pending_tenant, stripe_fake, send_webhook, monkeypatch):
+def test_a_failure_while_acting_keeps_no_event_so_stripes_retry_applies_it(
+    pending_tenant, stripe_fake, send_webhook, monkeypatch
+):
     from billing.services import webhooks
 
     _, event = stripe_fake.complete_checkout(pending_tenant.session_id)
@@ -118,7 +127,9 @@ def test_subscription_created_before_checkout_completed_also_activates(pending_t
 
     row = pending_tenant.row
     assert (row.status, row.stripe_subscription_id) == ("active", subscription["id"])
-    assert row.current_period_end == dt.datetime.fromtimestamp(subscription["items"]["data"][0]["current_period_end"], tz=dt.UTC)
+    assert row.current_period_end == dt.datetime.fromtimestamp(
+        subscription["items"]["data"][0]["current_period_end"], tz=dt.UTC
+    )
     assert pending_tenant.refresh().status == Tenant.Status.ACTIVE
 
 
@@ -135,7 +146,10 @@ def test_an_older_event_arriving_late_does_not_roll_the_state_back(paid_tenant, 
 
 
 def test_a_plan_change_in_stripe_changes_the_tenants_plan(paid_tenant, send_webhook):
-    items = {"object": "list", "data": [{"id": "si_1", "price": {"id": ENTERPRISE_PRICE}, "current_period_end": int(time.time()) + 86400}]}
+    items = {
+        "object": "list",
+        "data": [{"id": "si_1", "price": {"id": ENTERPRISE_PRICE}, "current_period_end": int(time.time()) + 86400}],
+    }
     event = _subscription_event(paid_tenant, "customer.subscription.updated", items=items)
 
     assert send_webhook(event).status_code == 200
@@ -153,7 +167,9 @@ def test_a_deleted_subscription_downgrades_the_tenant_to_free(paid_tenant, send_
     assert paid_tenant.row.status == "canceled"
 
 
-def test_a_failed_payment_is_past_due_then_suspended_after_the_grace_period_then_paid_reactivates(paid_tenant, send_webhook, settings):
+def test_a_failed_payment_is_past_due_then_suspended_after_the_grace_period_then_paid_reactivates(
+    paid_tenant, send_webhook, settings
+):
     settings.STRIPE_PAST_DUE_GRACE_DAYS = 7
 
     assert send_webhook(event_at("invoice.payment_failed", invoice(paid_tenant))).status_code == 200
@@ -198,15 +214,17 @@ def test_payment_does_not_lift_a_suspension_an_operator_made(paid_tenant, send_w
     assert paid_tenant.refresh().status == Tenant.Status.SUSPENDED
 
 
-def test_grace_enforcement_leaves_tenants_that_paid_meanwhile_or_are_fine(paid_tenant, acme, settings):
-    Subscription.objects.create(tenant=acme.tenant, status="active")
-    Subscription.objects.filter(tenant=paid_tenant.tenant).update(past_due_since=timezone.now() - dt.timedelta(days=30))
-    tenant_suspend(tenant=paid_tenant.tenant, reason="Operator hold")
-    tenant_reactivate(tenant=paid_tenant.tenant)
+def test_grace_enforcement_suspends_only_active_tenants_past_due_too_long(paid_tenant, acme, settings):
+    settings.STRIPE_PAST_DUE_GRACE_DAYS = 7
+    Subscription.objects.create(
+        tenant=acme.tenant, status="past_due", past_due_since=timezone.now() - dt.timedelta(days=1)
+    )
+    Subscription.objects.filter(tenant=paid_tenant.tenant).update(
+        status="past_due", past_due_since=timezone.now() - dt.timedelta(days=8)
+    )
 
-    suspended = subscriptions_enforce_grace()
-
-    assert suspended == [paid_tenant.tenant.pk]
+    assert subscriptions_enforce_grace() == [paid_tenant.tenant.pk]
+    assert subscriptions_enforce_grace() == []  # already suspended: nothing twice
     assert Tenant.objects.get(pk=acme.tenant.pk).status == Tenant.Status.ACTIVE
 
 
@@ -217,4 +235,3 @@ def test_events_for_customers_we_do_not_know_are_stored_and_ignored(stripe_fake,
 
     assert response.status_code == 200
     assert WebhookEvent.objects.get(event_id=event["id"]).outcome == "ignored: no tenant for this invoice"
-    assert not Plan.objects.filter(slug="nobody").exists()
