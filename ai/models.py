@@ -92,6 +92,14 @@ class PromptTemplate(models.Model):
         return f"{self.name} v{self.version}{' (active)' if self.active else ''}"
 
 
+class CallStatus(models.TextChoices):
+    """How an AI call ended; shared by the call's AgentAction and the chat Message it produced."""
+
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
 class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     user = _user_reference(related_name="+")
@@ -111,10 +119,7 @@ class AgentAction(models.Model):
         SUMMARISE = "summarise", "Summarise"
         CHAT = "chat", "Chat"
 
-    class Status(models.TextChoices):
-        OK = "ok", "OK"
-        ERROR = "error", "Error"
-        INTERRUPTED = "interrupted", "Interrupted"
+    Status = CallStatus
 
     timestamp = models.DateTimeField(auto_now_add=True, db_index=True)
     agent_type = models.CharField(max_length=20, choices=AgentType.choices)
@@ -154,10 +159,7 @@ class Message(models.Model):
         USER = "user", "User"
         ASSISTANT = "assistant", "Assistant"
 
-    class Status(models.TextChoices):
-        OK = "ok", "OK"
-        ERROR = "error", "Error"
-        INTERRUPTED = "interrupted", "Interrupted"
+    Status = CallStatus
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
