@@ -61,10 +61,12 @@ class AgentActionFactory(factory.django.DjangoModelFactory):
 
 
 def world_create(name: str = "Initech") -> World:
-    """A tenant of its own for one test, cloned from the template inside the test's transaction.
+    """A tenant with an owner and a member, under a unique subdomain.
 
-    The session's acme and globex also hold rows that live-server tests committed; a test that
-    counts a tenant's documents, chunks or AI actions starts from an empty one instead.
+    The session-wide acme and globex also hold rows that live-server tests commit; a module
+    whose tests count a tenant's documents, chunks or AI actions creates its own pair once
+    (committed, left in place like ``committed_tenants``), and each test's rows roll back.
+    Cloning a schema for every test would bloat the catalog and slow the whole suite down.
     Passwords are left unusable (hashing costs a third of a second): log in with force_login.
     """
     subdomain = f"{name.lower()}{uuid.uuid4().hex[:8]}"

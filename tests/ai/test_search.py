@@ -14,15 +14,21 @@ from tests.ai.factories import DocumentFactory, chunks_insert, ids_align, near, 
 from tests.conftest import World
 
 
-@pytest.fixture
-def acme(db) -> World:  # noqa: ANN001
-    """A tenant of this test's own (shadowing the session-wide one): see world_create."""
-    return world_create("Acme")
+@pytest.fixture(scope="module")
+def worlds(django_db_setup, django_db_blocker) -> dict[str, World]:  # noqa: ANN001
+    """Tenants of this module's own (see world_create), shadowing the session-wide acme and globex."""
+    with django_db_blocker.unblock():
+        return {"acme": world_create("Acme"), "globex": world_create("Globex")}
 
 
 @pytest.fixture
-def globex(db) -> World:  # noqa: ANN001
-    return world_create("Globex")
+def acme(worlds, db) -> World:  # noqa: ANN001
+    return worlds["acme"]
+
+
+@pytest.fixture
+def globex(worlds, db) -> World:  # noqa: ANN001
+    return worlds["globex"]
 
 
 # Ten short documents on different topics; each question avoids its document's words.
@@ -145,9 +151,9 @@ def test_max_distance_drops_results_further_than_it(acme, corpus):
 def test_document_ids_restrict_the_search_to_those_documents(acme, corpus):
     chosen = [corpus["Rovers on Mars"], corpus["Account security"]]
 
-    results = search(acme, query="How does greenery produce food from light?", k=5, document_ids=chosen).json()[
-        "results"
-    ]
+    response = search(acme, query="How does greenery produce food from light?", k=5, document_ids=chosen)
+
+    results = response.json()["results"]
 
     assert len(results) == 2
     assert {r["document_id"] for r in results} == set(chosen)

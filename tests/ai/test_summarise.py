@@ -15,15 +15,21 @@ from tests.conftest import World
 from tests.fakes.anthropic_server import estimate_input_tokens
 
 
-@pytest.fixture
-def acme(db) -> World:  # noqa: ANN001
-    """A tenant of this test's own (shadowing the session-wide one): see world_create."""
-    return world_create("Acme")
+@pytest.fixture(scope="module")
+def worlds(django_db_setup, django_db_blocker) -> dict[str, World]:  # noqa: ANN001
+    """Tenants of this module's own (see world_create), shadowing the session-wide acme and globex."""
+    with django_db_blocker.unblock():
+        return {"acme": world_create("Acme"), "globex": world_create("Globex")}
 
 
 @pytest.fixture
-def globex(db) -> World:  # noqa: ANN001
-    return world_create("Globex")
+def acme(worlds, db) -> World:  # noqa: ANN001
+    return worlds["acme"]
+
+
+@pytest.fixture
+def globex(worlds, db) -> World:  # noqa: ANN001
+    return worlds["globex"]
 
 
 REPORT = (

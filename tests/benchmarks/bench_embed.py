@@ -16,7 +16,7 @@ from ai.models import Chunk, Document
 from ai.services.embedding import chunks_embed_naively, chunks_embed_pending
 from tests.benchmarks.conftest import print_table
 
-DOCUMENTS = 30
+DOCUMENTS = 45
 GOAL_RATIO = 5.0
 
 TOPICS = [

@@ -32,7 +32,8 @@ def test_tenant_list_shows_usage_this_period_and_subscription_in_fixed_queries(
 
     assert response.status_code == 200
     rows = {tenant.subdomain: tenant for tenant in response.context["cl"].result_list}
-    assert len(rows) == 7
+    # Other tests of this worker may have committed tenants of their own (signup races).
+    assert {"acme", "globex", *(f"extra{n}" for n in range(5))} <= rows.keys()
     assert (rows["acme"].tokens_this_period, rows["globex"].tokens_this_period) == (1234, 0)
     page = response.content.decode()
     assert "1,234" in page and "200,000" in page and "past_due" in page
