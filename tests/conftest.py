@@ -124,6 +124,7 @@ def committed_tenants(db) -> list[str]:  # noqa: ANN001
 def _eager_tasks_offline_llm(settings) -> None:  # noqa: ANN001
     """Background jobs run at once (inside the test transaction); no model key unless a test sets one."""
     settings.TASK_MODE = "eager"
+    settings.TENANT_SPARE_SCHEMAS = 0  # tests that want warm spares turn them on
     settings.ANTHROPIC_API_KEY = ""
     settings.STRIPE_SECRET_KEY = ""
 

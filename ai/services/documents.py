@@ -13,9 +13,9 @@ from ai.chunking import chunk_text, count_tokens
 from ai.embeddings import get_embedder
 from ai.extraction import extract_text
 from ai.models import Chunk, Document
-from ai.tasks import task_enqueue
 from core.exceptions import ApplicationError
 from core.models import User
+from core.tasks import task_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -93,37 +93,61 @@ def document_delete(*, document: Document) -> None:
 
 
 def document_ingest(*, document_id: int) -> None:
-    """Chunk and embed one document; runs in the tenant's schema, in the background."""
+    """Chunk, store, then embed one document; runs in the tenant's schema, in the background.
+
+    Chunks are stored before they are embedded, so if the embedding provider fails the document
+    shows the error and ``embed_documents`` (or an edit) can finish the job later.
+    """
     document = Document.objects.filter(id=document_id).first()
     if document is None:
         return  # deleted before its turn came
     content = document.content
     try:
         texts = chunk_text(content, chunk_tokens=settings.CHUNK_TOKENS, overlap_tokens=settings.CHUNK_OVERLAP_TOKENS)
-        embedder = get_embedder()
-        vectors = embedder.embed_documents(texts) if texts else []
     except Exception as exc:  # noqa: BLE001 - any failure is shown on the document, not lost in a log
-        logger.warning("ingesting document %s failed: %s", document_id, exc)
-        message = exc.message if isinstance(exc, ApplicationError) else f"{exc.__class__.__name__}: {exc}"
-        Document.objects.filter(id=document_id, content=content).update(status=Document.Status.FAILED, error=message[:2000])
+        _ingest_failed(document_id, content, exc)
+        return
+    chunks = _chunks_replace(document_id=document_id, content=content, texts=texts)
+    if not chunks:
+        return
+    try:
+        embedder = get_embedder()
+        vectors = embedder.embed_documents([chunk.text for chunk in chunks])
+    except Exception as exc:  # noqa: BLE001
+        _ingest_failed(document_id, content, exc)
         return
     with transaction.atomic():
-        current = Document.objects.select_for_update().filter(id=document_id).first()
-        if current is None or current.content != content:
+        current = Document.objects.select_for_update().filter(id=document_id, content=content).first()
+        if current is None:
             return  # deleted or edited meanwhile; the newer ingest wins
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            chunk.embedding = vector
+            chunk.embedding_model = embedder.name
+        Chunk.objects.bulk_update(chunks, ["embedding", "embedding_model"])
+        current.status = Document.Status.READY
+        current.error = ""
+        current.save(update_fields=["status", "error", "updated"])
+
+
+def _chunks_replace(*, document_id: int, content: str, texts: list[str]) -> list[Chunk]:
+    """Store the document's new chunks (not yet embedded); [] if there is nothing to embed."""
+    with transaction.atomic():
+        current = Document.objects.select_for_update().filter(id=document_id, content=content).first()
+        if current is None:
+            return []
         Chunk.objects.filter(document=current).delete()
-        Chunk.objects.bulk_create(
-            Chunk(
-                document=current,
-                position=position,
-                text=text,
-                token_count=count_tokens(text),
-                embedding=vector,
-                embedding_model=embedder.name,
-            )
-            for position, (text, vector) in enumerate(zip(texts, vectors, strict=True))
+        chunks = Chunk.objects.bulk_create(
+            Chunk(document=current, position=position, text=text, token_count=count_tokens(text))
+            for position, text in enumerate(texts)
         )
-        current.status = Document.Status.READY if texts else Document.Status.FAILED
-        current.error = "" if texts else "The document has no text to index."
-        current.chunk_count = len(texts)
-        current.save(update_fields=["status", "error", "chunk_count", "updated"])
+        current.chunk_count = len(chunks)
+        current.status = Document.Status.PENDING if chunks else Document.Status.FAILED
+        current.error = "" if chunks else "The document has no text to index."
+        current.save(update_fields=["chunk_count", "status", "error", "updated"])
+        return chunks
+
+
+def _ingest_failed(document_id: int, content: str, exc: Exception) -> None:
+    logger.warning("ingesting document %s failed: %s", document_id, exc)
+    message = exc.message if isinstance(exc, ApplicationError) else f"{exc.__class__.__name__}: {exc}"
+    Document.objects.filter(id=document_id, content=content).update(status=Document.Status.FAILED, error=message[:2000])

@@ -54,10 +54,11 @@ def chunks_embed_pending(
 
 
 def _documents_mark_ready() -> None:
-    """Documents whose chunks all have embeddings now are searchable."""
-    Document.objects.filter(status=Document.Status.PENDING, chunk_count__gt=0).exclude(
+    """Documents whose chunks all have embeddings now are searchable, including those whose
+    ingestion failed at the embedding step earlier."""
+    Document.objects.filter(status__in=[Document.Status.PENDING, Document.Status.FAILED], chunk_count__gt=0).exclude(
         chunks__embedding__isnull=True
-    ).update(status=Document.Status.READY)
+    ).update(status=Document.Status.READY, error="")
 
 
 def chunks_embed_naively(*, embedder: Embedder | None = None) -> int:

@@ -26,7 +26,7 @@ CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", default=30)
 TASK_MODE = env.str("TASK_MODE", default="thread")
 
 # Search: HNSW candidate list size; iterative scans keep filtered searches returning k rows.
-HNSW_EF_SEARCH = env.int("HNSW_EF_SEARCH", default=80)
+HNSW_EF_SEARCH = env.int("HNSW_EF_SEARCH", default=120)
 SEARCH_MAX_K = env.int("SEARCH_MAX_K", default=50)
 
 # Summaries: documents past this many tokens are summarised section by section, then combined.

@@ -13,7 +13,7 @@ from django_tenants.utils import get_public_schema_name, schema_context
 
 from core.models import User
 from tenants.models import Tenant
-from tenants.services.provisioning import tenant_public_ensure, tenant_template_ensure
+from tenants.services.provisioning import spares_refill, tenant_public_ensure, tenant_template_ensure
 from tenants.services.signup import tenant_signup
 
 DEMO_SUBDOMAIN = "demo"
@@ -49,6 +49,7 @@ def platform_migrate(*, verbosity: int = 0) -> None:
     tenant_public_ensure()
     tenant_template_ensure(verbosity=verbosity)
     call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
+    spares_refill()
 
 
 def platform_bootstrap(*, data_dir: Path, verbosity: int = 0) -> Credentials:

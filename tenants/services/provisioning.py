@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 
 from django.apps import apps
@@ -108,14 +109,42 @@ def tenant_template_ensure(*, verbosity: int = 0) -> bool:
                 cursor.execute(f'CREATE SCHEMA "{template}"')
         call_command("migrate_schemas", tenant=True, schema_name=template, interactive=False, verbosity=verbosity)
         _template_strip_vector_indexes()
+    spares_drop()
     _template_checked_at = time.monotonic()
     return True
 
 
 def tenant_template_ensure_once() -> None:
-    """Check the template once per process: migrations only change with a deploy (a restart)."""
+    """Check the template and install the clone function once per process: migrations only
+    change with a deploy, which restarts processes."""
     if _template_checked_at is None:
         tenant_template_ensure()
+        clone_function_install()
+
+
+def clone_function_install() -> None:
+    """Install django-tenants' clone_schema SQL function (pg-clone-schema).
+
+    CloneSchema.clone_schema() re-creates the function, and DROPs and re-creates its enum type,
+    on every call: 20 ms each time, and two processes doing it at once break each other. We
+    install it once per process, under the provisioning lock, and call it directly.
+    """
+    with transaction.atomic():
+        provisioning_lock()
+        CloneSchema()._create_clone_schema_function()
+
+
+def _clone_template(schema_name: str) -> None:
+    # NOOWNER/NOACL: everything belongs to our one database role already, and skipping the
+    # ownership and grant passes makes the clone a third faster (measured 90 vs 140 ms).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regprocedure('public.clone_schema(text,text,public.cloneparms[])') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            CloneSchema()._create_clone_schema_function()
+        cursor.execute(
+            "SELECT public.clone_schema(%s, %s, 'DATA', 'NOOWNER', 'NOACL')",
+            [settings.TENANT_BASE_SCHEMA, schema_name],
+        )
 
 
 def tenant_provision(*, name: str, subdomain: str, schema_name: str, status: str, plan=None) -> Tenant:
@@ -131,10 +160,71 @@ def tenant_provision(*, name: str, subdomain: str, schema_name: str, status: str
     tenant = Tenant(name=name, subdomain=subdomain, schema_name=schema_name, status=status, plan=plan)
     tenant.save()
     Domain.objects.create(domain=f"{subdomain}.{settings.BASE_DOMAIN}", tenant=tenant, is_primary=True)
-    CloneSchema().clone_schema(settings.TENANT_BASE_SCHEMA, schema_name, "DATA", set_connection=False)
-    _restore_vector_columns(schema_name)
+    if not _spare_claim(schema_name):
+        _clone_template(schema_name)
+        _restore_vector_columns(schema_name)
     connection.set_schema_to_public()
+    if settings.TENANT_SPARE_SCHEMAS:
+        transaction.on_commit(_spares_refill_later)
     return tenant
+
+
+# --- Warm spares: clones made ahead of time, renamed into place at signup -------------------
+SPARE_PREFIX = "spare_"
+
+
+def _spare_names() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY nspname", [SPARE_PREFIX.replace("_", r"\_") + "%"])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _spare_claim(schema_name: str) -> bool:
+    """Rename a ready spare schema to ``schema_name`` (under the provisioning lock); False if none."""
+    spares = _spare_names()
+    if not spares:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(f'ALTER SCHEMA "{spares[0]}" RENAME TO "{schema_name}"')
+    return True
+
+
+def spares_refill(*, target: int | None = None) -> int:
+    """Clone the template into spare schemas until ``target`` (TENANT_SPARE_SCHEMAS) are ready."""
+    target = settings.TENANT_SPARE_SCHEMAS if target is None else target
+    made = 0
+    with schema_context(get_public_schema_name()):
+        while True:
+            with transaction.atomic():
+                provisioning_lock()
+                if len(_spare_names()) >= target:
+                    return made
+                name = f"{SPARE_PREFIX}{uuid.uuid4().hex[:16]}"
+                _clone_template(name)
+                _restore_vector_columns(name)
+                connection.set_schema_to_public()
+            made += 1
+
+
+def spares_drop() -> int:
+    """Drop every spare: they are clones of a template that has just changed."""
+    with schema_context(get_public_schema_name()), transaction.atomic():
+        provisioning_lock()
+        spares = _spare_names()
+        with connection.cursor() as cursor:
+            for name in spares:
+                cursor.execute(f'DROP SCHEMA "{name}" CASCADE')
+    return len(spares)
+
+
+def _spares_refill_later() -> None:
+    from core.tasks import task_enqueue
+
+    task_enqueue(_spares_refill_task, schema_name=get_public_schema_name())
+
+
+def _spares_refill_task() -> None:
+    spares_refill()
 
 
 def tenant_provision_by_migrations(*, name: str, subdomain: str, schema_name: str) -> Tenant:

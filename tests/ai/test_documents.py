@@ -314,6 +314,22 @@ def test_ingestion_stores_normalised_embeddings_for_every_chunk(acme, ingest, se
     assert any(a.text.split()[-1] in b.text.split()[:8] for a, b in zip(chunks, chunks[1:], strict=False))
 
 
+def test_embed_documents_finishes_a_document_whose_embedding_failed(acme, ingest, voyage):
+    from django.core.management import call_command
+
+    voyage.fail_next = [500]
+    client = acme.client(acme.member_token)
+    with ingest():
+        created = client.post("/api/documents/", {"title": "Plans", "content": "The roadmap for next year."}, format="json")
+    assert client.get(f"/api/documents/{created.json()['id']}/").json()["status"] == "failed"
+
+    call_command("embed_documents", schema=acme.tenant.schema_name, verbosity=0)
+
+    shown = client.get(f"/api/documents/{created.json()['id']}/").json()
+    assert (shown["status"], shown["error"]) == ("ready", "")
+    assert all(chunk.embedding is not None for chunk in chunks_of(acme, shown["id"]))
+
+
 def test_a_failing_embedding_provider_marks_the_document_failed_with_the_error(acme, ingest, voyage):
     voyage.fail_next = [500]
     client = acme.client(acme.member_token)
@@ -327,8 +343,9 @@ def test_a_failing_embedding_provider_marks_the_document_failed_with_the_error(a
     shown = client.get(f"/api/documents/{created.json()['id']}/").json()
     assert shown["status"] == "failed"
     assert shown["error"] == "The embedding provider returned an error (HTTP 500)."
-    assert shown["chunk_count"] == 0
-    assert chunks_of(acme, shown["id"]) == []
+    # The chunks are kept, unembedded, so embed_documents can finish once the provider is back.
+    assert shown["chunk_count"] == 1
+    assert [chunk.embedding for chunk in chunks_of(acme, shown["id"])] == [None]
     listed = client.get("/api/documents/").json()["results"]
     assert {"id": shown["id"], "status": "failed", "error": shown["error"]}.items() <= next(
         d for d in listed if d["id"] == shown["id"]

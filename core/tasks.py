@@ -1,4 +1,4 @@
-"""Background work for a tenant: an in-process worker pool by default, at once in tests.
+"""Background work in a schema: an in-process worker pool by default, at once in tests.
 
 Every task runs inside its tenant's schema on a connection of its own thread and closes that
 connection afterwards, so no schema leaks from one tenant's job into another's.
