@@ -127,7 +127,7 @@ def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int 
     slot.acquire()
     # The query embedding is CPU work that needs no database: it runs while the checks and
     # history reads below wait on PostgreSQL.
-    embedding = _embedding_pool.submit(get_embedder().embed_query, message)
+    embedding = _embedding_pool.submit(get_embedder().embed_query, message) if settings.CHAT_CONTEXT_CHUNKS else None
     try:
         with tenant_context(tenant):
             return _prepare_in_schema(
@@ -139,7 +139,7 @@ def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int 
 
 
 def _prepare_in_schema(
-    *, tenant: Any, user: User, question: str, conversation_id: int | None, provider: Any, slot: _StreamSlot, embedding: Future[list[float]]
+    *, tenant: Any, user: User, question: str, conversation_id: int | None, provider: Any, slot: _StreamSlot, embedding: Future[list[float]] | None
 ) -> ChatTurn:
     from billing.services import quota_check
 
@@ -151,7 +151,8 @@ def _prepare_in_schema(
         if conversation is None:
             raise ApplicationError("No such conversation.", code="conversation_not_found", status=404)
     history = _history(conversation)
-    hits = documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=embedding.result())
+    # CHAT_CONTEXT_CHUNKS=0 turns retrieval off: a plain chat with the model.
+    hits = documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=embedding.result()) if embedding else []
     content, passages = _prompt(question, hits)
     system = prompt_active(name="chat").system_prompt
     with transaction.atomic():

@@ -318,3 +318,13 @@ async def test_a_tenant_over_its_hard_limit_gets_quota_exceeded_and_keeps_the_so
     finally:
         await db(restore, previous)
     assert len(fake_anthropic.requests) == 1
+
+
+async def test_with_retrieval_off_the_question_goes_to_the_model_without_passages(live_worlds, asgi_server, fake_anthropic, settings):
+    settings.CHAT_CONTEXT_CHUNKS = 0
+    acme = live_worlds["acme"]
+    async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:
+        frames = await ask(ws, "just chatting")
+    assert frames[-1]["type"] == "done"
+    assert frames[-1]["sources"] == []
+    assert "<document " not in fake_anthropic.requests[-1]["messages"][-1]["content"]

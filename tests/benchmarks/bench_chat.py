@@ -72,15 +72,24 @@ def stack(tmp_path_factory):
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("UPDATE billing_plan SET hard_limit = false")
         time.sleep(3)  # let the background ingest finish
-        yield {"port": port, "fake_url": f"http://127.0.0.1:{fake_port}", "token": token, "dsn": dsn}
+        # The same platform with retrieval off: isolates what the transport and bookkeeping add.
+        plain_port = free_port()
+        plain = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "core.asgi:application", "--port", str(plain_port), "--ws", "websockets-sansio",
+             "--lifespan", "off", "--log-level", "error"],
+            cwd=ROOT, env={**env, "CHAT_CONTEXT_CHUNKS": "0"},
+        )
+        wait_http(f"http://127.0.0.1:{plain_port}/healthz", {"Host": "localhost"})
+        yield {"port": port, "plain_port": plain_port, "fake_url": f"http://127.0.0.1:{fake_port}", "token": token, "dsn": dsn}
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        for process in [p for p in (locals().get("plain"), server) if p is not None]:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
         fake.terminate()
         fake.wait(timeout=10)
 
 
-async def ws_chat(port: int, token: str, question: str) -> tuple[float, float, list[float], bool]:
+async def ws_chat(port: int, token: str, question: str) -> tuple[float, float, list[float], bool]:  # noqa: C901
     """(time to first token, total time, gaps between tokens, ok) for one chat over a fresh socket."""
     async with websockets.connect(
         f"ws://demo.localhost:{port}/ws/chat/", additional_headers={"Authorization": f"Token {token}"},
@@ -114,20 +123,25 @@ async def sdk_chat(client: anthropic.AsyncAnthropic, question: str) -> tuple[flo
 def test_added_latency_of_a_chat_through_strata(stack):
     async def run():
         client = anthropic.AsyncAnthropic(api_key="sk-ant-bench", base_url=stack["fake_url"])
-        direct, strata = [], []
+        direct, strata, plain = [], [], []
         await ws_chat(stack["port"], stack["token"], "warm up")  # loads the embedding model
+        await ws_chat(stack["plain_port"], stack["token"], "warm up")
         for i in range(SEQUENTIAL):
             direct.append(await sdk_chat(client, f"What is the refund window? {i}"))
             ttft, total, _, ok = await ws_chat(stack["port"], stack["token"], f"What is the refund window? {i}")
             assert ok
             strata.append((ttft, total))
+            ttft, total, _, ok = await ws_chat(stack["plain_port"], stack["token"], f"What is the refund window? {i}")
+            assert ok
+            plain.append((ttft, total))
         await client.close()
-        return direct, strata
+        return direct, strata, plain
 
-    direct, strata = asyncio.run(run())
+    direct, strata, plain = asyncio.run(run())
     ms = lambda values: [v * 1000 for v in values]  # noqa: E731
     d_ttft, d_total = ms([d[0] for d in direct]), ms([d[1] for d in direct])
     s_ttft, s_total = ms([s[0] for s in strata]), ms([s[1] for s in strata])
+    p_ttft, p_total = ms([p[0] for p in plain]), ms([p[1] for p in plain])
     rows = [
         ["SDK direct: first token", *summary(d_ttft)],
         ["Strata WebSocket: first token", *summary(s_ttft)],
@@ -135,6 +149,10 @@ def test_added_latency_of_a_chat_through_strata(stack):
         ["SDK direct: total", *summary(d_total)],
         ["Strata WebSocket: total", *summary(s_total)],
         ["added to total", summary(s_total)[0] - summary(d_total)[0], summary(s_total)[1] - summary(d_total)[1], summary(s_total)[2] - summary(d_total)[2]],
+        ["Strata, retrieval off: first token", *summary(p_ttft)],
+        ["added to first token, retrieval off", summary(p_ttft)[0] - summary(d_ttft)[0], summary(p_ttft)[1] - summary(d_ttft)[1], summary(p_ttft)[2] - summary(d_ttft)[2]],
+        ["Strata, retrieval off: total", *summary(p_total)],
+        ["added to total, retrieval off", summary(p_total)[0] - summary(d_total)[0], summary(p_total)[1] - summary(d_total)[1], summary(p_total)[2] - summary(d_total)[2]],
     ]
     print_table(f"Chat latency, {SEQUENTIAL} sequential chats of 30 tokens (ms)", ["path", "p50", "p95", "mean"], rows)
 
