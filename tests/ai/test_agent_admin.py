@@ -8,26 +8,7 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from ai.models import AgentAction
-from tests.ai.factories import AgentActionFactory, world_create
-from tests.conftest import World
-
-
-@pytest.fixture(scope="module")
-def worlds(django_db_setup, django_db_blocker) -> dict[str, World]:  # noqa: ANN001
-    """Tenants of this module's own (see world_create), shadowing the session-wide acme and globex."""
-    with django_db_blocker.unblock():
-        return {"acme": world_create("Acme"), "globex": world_create("Globex")}
-
-
-@pytest.fixture
-def acme(worlds, db) -> World:  # noqa: ANN001
-    return worlds["acme"]
-
-
-@pytest.fixture
-def globex(worlds, db) -> World:  # noqa: ANN001
-    return worlds["globex"]
-
+from tests.ai.factories import AgentActionFactory
 
 CHANGELIST = "/admin/ai/agentaction/"
 

@@ -9,27 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from ai.models import Chunk, Document
-from tests.ai.factories import DocumentFactory, docx_bytes, pdf_bytes, upload, world_create
-from tests.conftest import World
+from tests.ai.factories import DocumentFactory, docx_bytes, pdf_bytes, upload
 from tests.fakes.voyage_server import DEFAULT_API_KEY, FakeVoyage
-
-
-@pytest.fixture(scope="module")
-def worlds(django_db_setup, django_db_blocker) -> dict[str, World]:  # noqa: ANN001
-    """Tenants of this module's own (see world_create), shadowing the session-wide acme and globex."""
-    with django_db_blocker.unblock():
-        return {"acme": world_create("Acme"), "globex": world_create("Globex")}
-
-
-@pytest.fixture
-def acme(worlds, db) -> World:  # noqa: ANN001
-    return worlds["acme"]
-
-
-@pytest.fixture
-def globex(worlds, db) -> World:  # noqa: ANN001
-    return worlds["globex"]
-
 
 LOCAL_MODEL = "local/sentence-transformers/all-MiniLM-L6-v2"
 

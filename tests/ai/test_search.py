@@ -10,26 +10,7 @@ from django_tenants.utils import tenant_context
 from ai.embeddings import get_embedder
 from ai.models import Chunk
 from ai.selectors import chunks_nearest, chunks_nearest_plan
-from tests.ai.factories import DocumentFactory, chunks_insert, ids_align, near, world_create
-from tests.conftest import World
-
-
-@pytest.fixture(scope="module")
-def worlds(django_db_setup, django_db_blocker) -> dict[str, World]:  # noqa: ANN001
-    """Tenants of this module's own (see world_create), shadowing the session-wide acme and globex."""
-    with django_db_blocker.unblock():
-        return {"acme": world_create("Acme"), "globex": world_create("Globex")}
-
-
-@pytest.fixture
-def acme(worlds, db) -> World:  # noqa: ANN001
-    return worlds["acme"]
-
-
-@pytest.fixture
-def globex(worlds, db) -> World:  # noqa: ANN001
-    return worlds["globex"]
-
+from tests.ai.factories import DocumentFactory, chunks_insert, ids_align, near
 
 # Ten short documents on different topics; each question avoids its document's words.
 CORPUS = {

@@ -10,27 +10,8 @@ from django_tenants.utils import tenant_context
 from ai.models import AgentAction, PromptTemplate
 from ai.services.prompts import prompt_active
 from billing.models import UsageEvent
-from tests.ai.factories import ids_align, world_create
-from tests.conftest import World
+from tests.ai.factories import ids_align
 from tests.fakes.anthropic_server import estimate_input_tokens
-
-
-@pytest.fixture(scope="module")
-def worlds(django_db_setup, django_db_blocker) -> dict[str, World]:  # noqa: ANN001
-    """Tenants of this module's own (see world_create), shadowing the session-wide acme and globex."""
-    with django_db_blocker.unblock():
-        return {"acme": world_create("Acme"), "globex": world_create("Globex")}
-
-
-@pytest.fixture
-def acme(worlds, db) -> World:  # noqa: ANN001
-    return worlds["acme"]
-
-
-@pytest.fixture
-def globex(worlds, db) -> World:  # noqa: ANN001
-    return worlds["globex"]
-
 
 REPORT = (
     "The board met on 4 March to review the first quarter. Revenue rose eight percent to 2.1 million euros, "
