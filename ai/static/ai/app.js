@@ -42,6 +42,7 @@ const Strata = (() => {
       }));
       clearTimeout(pollTimer);
       if (page.results.some((doc) => doc.status === "pending")) pollTimer = setTimeout(refresh, 1000);
+      else if (status.textContent.endsWith("indexing…")) status.textContent = status.textContent.replace("indexing…", "ready to search.");
     }
 
     document.getElementById("upload").addEventListener("submit", async (event) => {
