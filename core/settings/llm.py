@@ -22,7 +22,7 @@ DOCUMENT_MAX_UPLOAD_BYTES = env.int("DOCUMENT_MAX_UPLOAD_BYTES", default=10 * 10
 DOCUMENT_MAX_CHARS = env.int("DOCUMENT_MAX_CHARS", default=2_000_000)
 CHUNK_TOKENS = env.int("CHUNK_TOKENS", default=200)
 CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", default=30)
-# "thread": an in-process worker pool; "eager": run at once (tests); "celery": the scale-out path.
+# "thread": an in-process worker pool; "eager": run at once (tests).
 TASK_MODE = env.str("TASK_MODE", default="thread")
 
 # Search: HNSW candidate list size; iterative scans keep filtered searches returning k rows.

@@ -123,3 +123,9 @@ def test_tenant_members_cannot_use_the_operator_admin(acme):
     client.force_login(acme.owner)
 
     assert client.get("/admin/").status_code == 302
+
+
+def test_platform_superusers_may_enter_any_tenant_admin(acme, django_user_model):
+    operator = django_user_model.objects.create_superuser("root@example.com", "ops-Passw0rd!")
+
+    assert acme.session_client(operator).get("/admin/").status_code == 200
