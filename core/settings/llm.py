@@ -43,3 +43,5 @@ CHAT_HISTORY_TOKENS = env.int("CHAT_HISTORY_TOKENS", default=4_000)
 CHAT_MAX_TOKENS = env.int("CHAT_MAX_TOKENS", default=1_024)
 CHAT_MAX_STREAMS_PER_USER = env.int("CHAT_MAX_STREAMS_PER_USER", default=3)
 EMBEDDING_TORCH_THREADS = env.int("EMBEDDING_TORCH_THREADS", default=1)
+# embed_documents may use bfloat16 matrix maths on CPUs with AMX tiles (cosine to float32 >= 0.99998).
+EMBEDDING_BULK_BFLOAT16 = env.bool("EMBEDDING_BULK_BFLOAT16", default=True)

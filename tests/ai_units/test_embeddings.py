@@ -297,3 +297,20 @@ def test_factory_refuses_impossible_configurations(
 
     with pytest.raises(ImproperlyConfigured):
         get_embedder()
+
+
+def test_bulk_mode_gives_the_same_vectors_within_bfloat16_rounding():
+    import numpy as np
+    import torch
+
+    from ai.embeddings import LocalEmbedder, bulk_embedding
+
+    embedder = LocalEmbedder()
+    texts = ["Refunds are paid within five working days.", "The lighthouse keeper logs the weather at dawn."]
+    plain = np.asarray(embedder.embed_documents(texts))
+    threads = torch.get_num_threads()
+    with bulk_embedding(threads=2, bfloat16=True):
+        bulk = np.asarray(embedder.embed_documents(texts))
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == threads
+    assert (np.sum(plain * bulk, axis=1) > 0.999).all()

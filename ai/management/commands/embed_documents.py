@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django_tenants.utils import get_public_schema_name, schema_context
 from tqdm import tqdm
 
+from ai.embeddings import bulk_embedding, get_embedder
 from ai.services.embedding import chunks_embed_pending
 from tenants.models import Tenant
 
@@ -19,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--schema", help="Only this tenant schema (default: every tenant).")
         parser.add_argument("--batch-size", type=int, default=256)
         parser.add_argument("--reembed", action="store_true", help="Re-embed chunks made by another model (after a model change).")
+        parser.add_argument("--threads", type=int, default=None, help="CPU threads for the local model (default: every core).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         tenants = Tenant.objects.exclude(schema_name=get_public_schema_name()).order_by("schema_name")
@@ -27,17 +29,24 @@ class Command(BaseCommand):
             if not tenants.exists():
                 raise CommandError(f"No tenant with schema {options['schema']!r}.")
         grand_total = 0
-        for tenant in tenants:
-            with schema_context(tenant.schema_name):
-                bar = tqdm(desc=tenant.schema_name, unit="chunk", file=self.stderr._out, disable=options["verbosity"] == 0)
-
-                def progress(done: int, total: int, bar: tqdm = bar) -> None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-
-                embedded = chunks_embed_pending(batch_size=options["batch_size"], reembed=options["reembed"], progress=progress)
-                bar.close()
-            grand_total += embedded
-            self.stdout.write(f"{tenant.schema_name}: embedded {embedded} chunk(s)")
+        embedder = get_embedder()
+        if hasattr(embedder, "load"):
+            embedder.load()  # before bulk mode: loading sets the serving thread count
+        with bulk_embedding(threads=options["threads"]):
+            for tenant in tenants:
+                grand_total += self._embed_tenant(tenant, options)
         self.stdout.write(self.style.SUCCESS(f"Done: {grand_total} chunk(s) embedded."))
+
+    def _embed_tenant(self, tenant: Tenant, options: dict[str, Any]) -> int:
+        with schema_context(tenant.schema_name):
+            bar = tqdm(desc=tenant.schema_name, unit="chunk", file=self.stderr._out, disable=options["verbosity"] == 0)
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            embedded = chunks_embed_pending(batch_size=options["batch_size"], reembed=options["reembed"], progress=progress)
+            bar.close()
+        self.stdout.write(f"{tenant.schema_name}: embedded {embedded} chunk(s)")
+        return embedded
