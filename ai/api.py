@@ -102,7 +102,7 @@ class ConversationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         return ConversationDetailSerializer if self.action == "retrieve" else ConversationSerializer
 
     def perform_create(self, serializer: ConversationSerializer) -> None:
-        serializer.instance = Conversation.objects.create(user=self.request.user, title=serializer.validated_data["title"])
+        serializer.save(user=self.request.user)
 
 
 class ChatSseApi(TenantAPIView):

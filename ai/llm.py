@@ -62,6 +62,11 @@ class Usage:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def add(self, other: Usage) -> None:
+        """Add another call's counts to these (a map-reduce summary's total, say)."""
+        for name, value in other.as_dict().items():
+            setattr(self, name, getattr(self, name) + value)
+
 
 @dataclass
 class Completion:

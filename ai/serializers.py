@@ -3,7 +3,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
-from ai.models import Document
+from ai.models import Conversation, Document, Message
 
 
 class DocumentListSerializer(serializers.ModelSerializer):
@@ -76,26 +76,25 @@ class SummaryOutputSerializer(serializers.Serializer):
     model = serializers.CharField()
 
 
-class MessageSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    role = serializers.CharField()
-    content = serializers.CharField()
-    status = serializers.CharField()
-    sources = serializers.JSONField()
-    input_tokens = serializers.IntegerField()
-    output_tokens = serializers.IntegerField()
-    created = serializers.DateTimeField()
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = ("id", "role", "content", "status", "sources", "input_tokens", "output_tokens", "created")
+        read_only_fields = fields
 
 
-class ConversationSerializer(serializers.Serializer):
-    id = serializers.IntegerField(read_only=True)
-    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    created = serializers.DateTimeField(read_only=True)
-    updated = serializers.DateTimeField(read_only=True)
+class ConversationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Conversation
+        fields = ("id", "title", "created", "updated")
+        read_only_fields = ("id", "created", "updated")
 
 
 class ConversationDetailSerializer(ConversationSerializer):
     messages = MessageSerializer(many=True, read_only=True)
+
+    class Meta(ConversationSerializer.Meta):
+        fields = (*ConversationSerializer.Meta.fields, "messages")
 
 
 class ChatInputSerializer(serializers.Serializer):

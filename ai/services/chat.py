@@ -8,10 +8,11 @@ those calls on one shared thread whose connection may hold any tenant's search_p
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -73,7 +74,7 @@ class ChatTurn:
     messages: list[dict[str, str]]
     passages: list[str]
     slot: _StreamSlot
-    sources: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[dict[str, Any]]
 
 
 def error_frame(exc: ApplicationError) -> Frame:
@@ -115,7 +116,10 @@ def _history(conversation: Conversation) -> list[dict[str, str]]:
 
 def _prompt(question: str, hits: list[Any]) -> tuple[str, list[str]]:
     passages = [hit.text for hit in hits]
-    documents = "\n".join(f'<document title="{hit.title}" id="{hit.document_id}">\n{hit.text}\n</document>' for hit in hits)
+    # Titles are the users' own text: escaped so one cannot close the tag and pose as instructions.
+    documents = "\n".join(
+        f'<document title="{html.escape(hit.title, quote=True)}" id="{hit.document_id}">\n{hit.text}\n</document>' for hit in hits
+    )
     return f"<documents>\n{documents}\n</documents>\n\n{question}", passages
 
 

@@ -13,6 +13,7 @@ from ai.chunking import chunk_text, count_tokens
 from ai.embeddings import get_embedder
 from ai.extraction import extract_text
 from ai.models import Chunk, Document
+from ai.services.embedding import chunks_embeddings_save
 from core.exceptions import ApplicationError
 from core.models import User
 from core.tasks import task_enqueue
@@ -120,10 +121,7 @@ def document_ingest(*, document_id: int) -> None:
         current = Document.objects.select_for_update().filter(id=document_id, content=content).first()
         if current is None:
             return  # deleted or edited meanwhile; the newer ingest wins
-        for chunk, vector in zip(chunks, vectors, strict=True):
-            chunk.embedding = vector
-            chunk.embedding_model = embedder.name
-        Chunk.objects.bulk_update(chunks, ["embedding", "embedding_model"])
+        chunks_embeddings_save(chunks=chunks, vectors=vectors, embedder=embedder)
         current.status = Document.Status.READY
         current.error = ""
         current.save(update_fields=["status", "error", "updated"])

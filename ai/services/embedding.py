@@ -11,6 +11,14 @@ from ai.embeddings import Embedder, get_embedder
 from ai.models import Chunk, Document
 
 
+def chunks_embeddings_save(*, chunks: list[Chunk], vectors: list[list[float]], embedder: Embedder) -> None:
+    """Store computed embeddings on their chunks in one bulk UPDATE (call inside a transaction)."""
+    for chunk, vector in zip(chunks, vectors, strict=True):
+        chunk.embedding = vector
+        chunk.embedding_model = embedder.name
+    Chunk.objects.bulk_update(chunks, ["embedding", "embedding_model"], batch_size=len(chunks) or None)
+
+
 def _chunks_needing_embedding(*, embedder: Embedder, reembed: bool) -> QuerySet[Chunk]:
     needed = Q(embedding__isnull=True)
     if reembed:
@@ -40,11 +48,8 @@ def chunks_embed_pending(
         if not batch:
             break
         vectors = embedder.embed_documents([chunk.text for chunk in batch])
-        for chunk, vector in zip(batch, vectors, strict=True):
-            chunk.embedding = vector
-            chunk.embedding_model = embedder.name
         with transaction.atomic():
-            Chunk.objects.bulk_update(batch, ["embedding", "embedding_model"], batch_size=batch_size)
+            chunks_embeddings_save(chunks=batch, vectors=vectors, embedder=embedder)
         last_id = batch[-1].id
         done += len(batch)
         if progress:

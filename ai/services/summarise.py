@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
 
 from ai.embeddings import get_embedder
 from ai.llm import LLMProvider, Usage, estimate_tokens, get_llm_provider
@@ -115,14 +114,12 @@ def _call(provider: LLMProvider, user: User, document: Document, *, prompt_name:
             status=AgentAction.Status.ERROR, error=exc.message, document=document,
         )
         raise
-    with transaction.atomic():
-        agent_action_record(
-            agent_type=AgentAction.AgentType.SUMMARISE, user=user, provider=provider.name, model=completion.model,
-            input_prompt=text, output_text=completion.text, usage=completion.usage, latency_ms=_ms(started),
-            document=document,
-        )
-    for field in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
-        setattr(total, field, getattr(total, field) + getattr(completion.usage, field))
+    agent_action_record(
+        agent_type=AgentAction.AgentType.SUMMARISE, user=user, provider=provider.name, model=completion.model,
+        input_prompt=text, output_text=completion.text, usage=completion.usage, latency_ms=_ms(started),
+        document=document,
+    )
+    total.add(completion.usage)
     return completion.text
 
 
@@ -149,10 +146,9 @@ def _summarise_extractive(*, user: User, document: Document) -> SummaryResult:
         chosen = [sentences[i] for i in keep]
     summary = " ".join(chosen)
     usage = Usage(input_tokens=estimate_tokens(document.content), output_tokens=estimate_tokens(summary))
-    with transaction.atomic():
-        agent_action_record(
-            agent_type=AgentAction.AgentType.SUMMARISE, user=user, provider="offline", model="offline",
-            input_prompt=document.content[:10_000], output_text=summary, usage=usage, latency_ms=_ms(started),
-            document=document,
-        )
+    agent_action_record(
+        agent_type=AgentAction.AgentType.SUMMARISE, user=user, provider="offline", model="offline",
+        input_prompt=document.content[:10_000], output_text=summary, usage=usage, latency_ms=_ms(started),
+        document=document,
+    )
     return SummaryResult(summary=summary, usage=usage, provider="offline", model="offline")

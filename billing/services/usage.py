@@ -56,18 +56,13 @@ def current_tenant_id() -> int:
 def usage_record(*, user_id: int | None, feature: str, model: str, usage: Any, request_key: str) -> UsageEvent:
     """Write one ledger row and bump the period total, atomically with the caller's transaction.
 
-    ``usage`` has input/output/cache token attributes (ai.llm.Usage). ``request_key`` must be
+    ``usage`` is an ``ai.llm.Usage`` (its ``as_dict()`` gives the four token counts). ``request_key`` must be
     unique within the tenant (it is the Stripe meter event identifier once prefixed with the
     tenant id). The period total is one ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``,
     so concurrent calls never lose an increment, even the first ones of a period.
     """
     tenant_id = current_tenant_id()
-    counts = {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-        "cache_read_input_tokens": usage.cache_read_input_tokens,
-    }
+    counts = usage.as_dict()
     total = sum(counts.values())
     cost = cost_micros(model=model, **counts)
     # No savepoint of our own: inside the caller's transaction a failure rolls the whole call back.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -22,7 +21,7 @@ from tenants.models import Domain, Tenant
 logger = logging.getLogger(__name__)
 
 _PROVISION_LOCK = "strata.tenant_provision"
-_template_checked_at: float | None = None
+_template_ready = False  # checked and clone function installed, once per process
 
 
 def provisioning_lock() -> None:
@@ -97,9 +96,7 @@ def template_is_current() -> bool:
 
 def tenant_template_ensure(*, verbosity: int = 0) -> bool:
     """Create or migrate the template schema when it lags behind the code; True if it changed."""
-    global _template_checked_at
     if template_is_current():
-        _template_checked_at = time.monotonic()
         return False
     template = settings.TENANT_BASE_SCHEMA
     logger.info("migrating template schema %s", template)
@@ -110,16 +107,17 @@ def tenant_template_ensure(*, verbosity: int = 0) -> bool:
         call_command("migrate_schemas", tenant=True, schema_name=template, interactive=False, verbosity=verbosity)
         _template_strip_vector_indexes()
     spares_drop()
-    _template_checked_at = time.monotonic()
     return True
 
 
 def tenant_template_ensure_once() -> None:
     """Check the template and install the clone function once per process: migrations only
     change with a deploy, which restarts processes."""
-    if _template_checked_at is None:
+    global _template_ready
+    if not _template_ready:
         tenant_template_ensure()
         clone_function_install()
+        _template_ready = True
 
 
 def clone_function_install() -> None:
@@ -138,9 +136,6 @@ def _clone_template(schema_name: str) -> None:
     # NOOWNER/NOACL: everything belongs to our one database role already, and skipping the
     # ownership and grant passes makes the clone a third faster (measured 90 vs 140 ms).
     with connection.cursor() as cursor:
-        cursor.execute("SELECT to_regprocedure('public.clone_schema(text,text,public.cloneparms[])') IS NOT NULL")
-        if not cursor.fetchone()[0]:
-            CloneSchema()._create_clone_schema_function()
         cursor.execute(
             "SELECT public.clone_schema(%s, %s, 'DATA', 'NOOWNER', 'NOACL')",
             [settings.TENANT_BASE_SCHEMA, schema_name],
@@ -192,6 +187,7 @@ def _spare_claim(schema_name: str) -> bool:
 def spares_refill(*, target: int | None = None) -> int:
     """Clone the template into spare schemas until ``target`` (TENANT_SPARE_SCHEMAS) are ready."""
     target = settings.TENANT_SPARE_SCHEMAS if target is None else target
+    tenant_template_ensure_once()
     made = 0
     with schema_context(get_public_schema_name()):
         while True:

@@ -8,13 +8,14 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django_tenants.utils import get_public_schema_name, schema_context
 from rest_framework.authtoken.models import Token
 
 from billing.models import Plan
 from core.exceptions import ApplicationError
 from core.models import User
-from tenants.models import Membership, Tenant
+from tenants.models import Membership, Tenant, tenant_url
 from tenants.services.provisioning import provisioning_lock, tenant_provision, tenant_template_ensure_once
 from tenants.validators import schema_name_for, validate_subdomain
 
@@ -71,6 +72,7 @@ def _initial_status(plan: Plan) -> tuple[str, str | None]:
 def tenant_signup(*, organisation: str, subdomain: str, email: str, password: str, plan: str) -> SignupResult:
     """Sign an organisation up; raises ApplicationError (400) for any refusal and leaves nothing behind."""
     subdomain = subdomain.strip().lower()
+    organisation, email = organisation.strip(), email.strip()
     try:
         validate_subdomain(subdomain)
     except ValidationError as exc:
@@ -83,13 +85,13 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
         if status == Tenant.Status.PENDING_PAYMENT:
             # Stripe first, outside our transaction: if it fails nothing is stored; if our
             # transaction fails afterwards, an unpaid Checkout Session simply expires.
-            checkout = _checkout_for_signup(organisation=organisation.strip(), subdomain=subdomain, email=email.strip(), plan=chosen_plan)
+            checkout = _checkout_for_signup(organisation=organisation, subdomain=subdomain, email=email, plan=chosen_plan)
         try:
             with transaction.atomic():
                 result = _signup_in_transaction(
-                    organisation=organisation.strip(),
+                    organisation=organisation,
                     subdomain=subdomain,
-                    email=email.strip(),
+                    email=email,
                     password=password,
                     plan=chosen_plan,
                     status=status,
@@ -104,10 +106,8 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
 
 def _checkout_for_signup(*, organisation: str, subdomain: str, email: str, plan: Plan):
     from billing.services.stripe import checkout_start
-    from tenants.models import tenant_url
 
-    if Tenant.objects.filter(subdomain=subdomain).exists():
-        raise _field_error("subdomain", f"The subdomain '{subdomain}' is already taken.", "subdomain_taken")
+    _subdomain_free_check(subdomain)
     return checkout_start(subdomain=subdomain, tenant_url=tenant_url(subdomain), email=email, organisation=organisation, plan=plan)
 
 
@@ -130,7 +130,12 @@ def _signup_in_transaction(
     return SignupResult(tenant=tenant, user=user, token=token.key, checkout_url=checkout_url, note=note)
 
 
-def _provision_unless_taken(*, organisation: str, subdomain: str, schema_name: str, plan: Plan, status: str) -> Tenant:
-    if Tenant.objects.filter(subdomain=subdomain).exists() or Tenant.objects.filter(schema_name=schema_name).exists():
+def _subdomain_free_check(subdomain: str) -> None:
+    # The schema name follows from the subdomain (schema_name_for), so one lookup covers both.
+    if Tenant.objects.filter(Q(subdomain=subdomain) | Q(schema_name=schema_name_for(subdomain))).exists():
         raise _field_error("subdomain", f"The subdomain '{subdomain}' is already taken.", "subdomain_taken")
+
+
+def _provision_unless_taken(*, organisation: str, subdomain: str, schema_name: str, plan: Plan, status: str) -> Tenant:
+    _subdomain_free_check(subdomain)
     return tenant_provision(name=organisation, subdomain=subdomain, schema_name=schema_name, status=status, plan=plan)
