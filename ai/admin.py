@@ -16,7 +16,16 @@ class DocumentAdmin(TenantModelAdmin):
     list_filter = ("status",)
     search_fields = ("title",)
     list_select_related = ("created_by",)
-    readonly_fields = ("status", "error", "chunk_count", "source_name", "content_type", "created_by", "created", "updated")
+    readonly_fields = (
+        "status",
+        "error",
+        "chunk_count",
+        "source_name",
+        "content_type",
+        "created_by",
+        "created",
+        "updated",
+    )
 
 
 @admin.register(PromptTemplate, site=tenant_admin_site)
@@ -27,15 +36,37 @@ class PromptTemplateAdmin(TenantModelAdmin):
 
 @admin.register(AgentAction, site=tenant_admin_site)
 class AgentActionAdmin(TenantModelAdmin):
-    list_display = ("timestamp", "agent_type", "user", "status", "token_count", "model", "reviewed", "flagged_for_training")
+    list_display = (
+        "timestamp",
+        "agent_type",
+        "user",
+        "status",
+        "token_count",
+        "model",
+        "reviewed",
+        "flagged_for_training",
+    )
     list_filter = ("agent_type", "status", "reviewed", "flagged_for_training")
     search_fields = ("input_prompt", "output_text")
     list_select_related = ("user",)
     date_hierarchy = "timestamp"
     readonly_fields = (
-        "timestamp", "agent_type", "user", "status", "provider", "model", "input_prompt", "output_text", "error",
-        "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "latency_ms",
-        "document", "conversation",
+        "timestamp",
+        "agent_type",
+        "user",
+        "status",
+        "provider",
+        "model",
+        "input_prompt",
+        "output_text",
+        "error",
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "latency_ms",
+        "document",
+        "conversation",
     )
     actions = ("mark_reviewed", "flag_for_training")
 

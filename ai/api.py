@@ -89,13 +89,17 @@ class SearchApi(TenantAPIView):
         return Response(SearchOutputSerializer({"results": hits}).data)
 
 
-class ConversationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantGenericViewSet):
+class ConversationViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantGenericViewSet
+):
     """A member's own conversations; other members' are invisible (404)."""
 
     def get_queryset(self) -> QuerySet[Conversation]:
         queryset = selectors.conversations_for(user_id=self.request.user.id)
         if self.action == "retrieve":
-            queryset = queryset.prefetch_related(Prefetch("messages", queryset=Message.objects.order_by("created", "id")))
+            queryset = queryset.prefetch_related(
+                Prefetch("messages", queryset=Message.objects.order_by("created", "id"))
+            )
         return queryset
 
     def get_serializer_class(self) -> type:

@@ -45,7 +45,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._cancel_answer()
             return
         if self.answer is not None and not self.answer.done():
-            await self._send_error(ApplicationError("An answer is still streaming; cancel it or wait.", code="stream_in_progress", status=409))
+            await self._send_error(
+                ApplicationError(
+                    "An answer is still streaming; cancel it or wait.", code="stream_in_progress", status=409
+                )
+            )
             return
         try:
             message, conversation_id = chat_message_validate(payload)

@@ -36,7 +36,9 @@ class Document(models.Model):
         ordering = ["-created", "-id"]
         indexes = [models.Index(fields=["-created"], name="document_created_idx")]
         constraints = [
-            models.CheckConstraint(condition=models.Q(status__in=["pending", "ready", "failed"]), name="document_status_valid")
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "ready", "failed"]), name="document_status_valid"
+            )
         ]
 
     def __str__(self) -> str:
@@ -85,7 +87,9 @@ class PromptTemplate(models.Model):
         ordering = ["name", "-version"]
         constraints = [
             models.UniqueConstraint(fields=["name", "version"], name="prompt_unique_version"),
-            models.UniqueConstraint(fields=["name"], condition=models.Q(active=True), name="prompt_one_active_per_name"),
+            models.UniqueConstraint(
+                fields=["name"], condition=models.Q(active=True), name="prompt_one_active_per_name"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -143,7 +147,9 @@ class AgentAction(models.Model):
     class Meta:
         ordering = ["-timestamp", "-id"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(status__in=["ok", "error", "interrupted"]), name="agent_action_status_valid")
+            models.CheckConstraint(
+                condition=models.Q(status__in=["ok", "error", "interrupted"]), name="agent_action_status_valid"
+            )
         ]
 
     def __str__(self) -> str:

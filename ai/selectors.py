@@ -71,7 +71,12 @@ def chunks_nearest(
 
 
 def chunks_nearest_plan(
-    *, vector: list[float], k: int, document_ids: Sequence[int] | None = None, exact: bool = False, analyze: bool = False
+    *,
+    vector: list[float],
+    k: int,
+    document_ids: Sequence[int] | None = None,
+    exact: bool = False,
+    analyze: bool = False,
 ) -> str:
     """PostgreSQL's plan for the query ``chunks_nearest`` runs with the same arguments (EXPLAIN)."""
     with _search_settings(k=k, exact=exact):

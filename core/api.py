@@ -125,4 +125,3 @@ class TenantModelViewSet(_TenantScoped, viewsets.ModelViewSet):
 
 class TenantGenericViewSet(_TenantScoped, viewsets.GenericViewSet):
     """A GenericViewSet on a tenant host, for members of that tenant only."""
-

@@ -14,7 +14,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
         with connection.cursor() as cursor:
             cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
             row = cursor.fetchone()
-        database = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2), "pgvector": row[0] if row else None}
+        database = {
+            "ok": True,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "pgvector": row[0] if row else None,
+        }
     except Exception as exc:  # noqa: BLE001 - any database failure is reported, not raised
         database = {"ok": False, "error": exc.__class__.__name__}
     ok = database["ok"]

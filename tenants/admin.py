@@ -37,7 +37,14 @@ class SubscriptionInline(admin.StackedInline):
     model = Subscription
     extra = 0
     can_delete = False
-    readonly_fields = ("status", "stripe_customer_id", "stripe_subscription_id", "current_period_end", "past_due_since", "last_event_at")
+    readonly_fields = (
+        "status",
+        "stripe_customer_id",
+        "stripe_subscription_id",
+        "current_period_end",
+        "past_due_since",
+        "last_event_at",
+    )
     fields = readonly_fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -46,7 +53,17 @@ class SubscriptionInline(admin.StackedInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("name", "subdomain", "status", "plan", "subscription_status", "tokens_this_period", "allowance", "member_count", "created")
+    list_display = (
+        "name",
+        "subdomain",
+        "status",
+        "plan",
+        "subscription_status",
+        "tokens_this_period",
+        "allowance",
+        "member_count",
+        "created",
+    )
     list_filter = ("status", "plan", "subscription__status")
     search_fields = ("name", "subdomain", "domains__domain", "memberships__user__email")
     readonly_fields = ("schema_name", "created")

@@ -20,7 +20,11 @@ def member_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
     @ensure_csrf_cookie
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         tenant = getattr(request, "tenant", None)
-        if not request.user.is_authenticated or tenant is None or membership_get(user=request.user, tenant=tenant) is None:
+        if (
+            not request.user.is_authenticated
+            or tenant is None
+            or membership_get(user=request.user, tenant=tenant) is None
+        ):
             return redirect_to_login(request.get_full_path())
         return view(request, *args, **kwargs)
 

@@ -11,8 +11,16 @@ from core.api import error_body
 from tenants.models import Tenant
 
 _BLOCKED = {
-    Tenant.Status.SUSPENDED: (403, "tenant_suspended", "This organisation is suspended. Contact support to reactivate it."),
-    Tenant.Status.PENDING_PAYMENT: (402, "payment_pending", "This organisation is waiting for its first payment to complete."),
+    Tenant.Status.SUSPENDED: (
+        403,
+        "tenant_suspended",
+        "This organisation is suspended. Contact support to reactivate it.",
+    ),
+    Tenant.Status.PENDING_PAYMENT: (
+        402,
+        "payment_pending",
+        "This organisation is waiting for its first payment to complete.",
+    ),
 }
 # Paths that stay reachable so an owner can log in and pay: a pending tenant's first payment,
 # or a tenant suspended for non-payment reaching the billing portal (invoice.paid reactivates it).
@@ -37,4 +45,6 @@ class TenantStatusMiddleware:
         status, code, message = blocked
         if request.path.startswith("/api/"):
             return JsonResponse(error_body(code, message), status=status)
-        return render(request, "tenants/unavailable.html", {"tenant": tenant, "code": code, "message": message}, status=status)
+        return render(
+            request, "tenants/unavailable.html", {"tenant": tenant, "code": code, "message": message}, status=status
+        )

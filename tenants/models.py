@@ -69,7 +69,9 @@ class Membership(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant"),
-            models.CheckConstraint(condition=models.Q(role__in=["owner", "admin", "member"]), name="membership_role_valid"),
+            models.CheckConstraint(
+                condition=models.Q(role__in=["owner", "admin", "member"]), name="membership_role_valid"
+            ),
         ]
 
     def __str__(self) -> str:

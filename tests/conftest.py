@@ -56,7 +56,11 @@ def host_client(host: str, token: str | None = None) -> APIClient:
 
 def make_world(subdomain: str) -> World:
     result = tenant_signup(
-        organisation=subdomain.title(), subdomain=subdomain, email=f"owner@{subdomain}.test", password=PASSWORD, plan="free"
+        organisation=subdomain.title(),
+        subdomain=subdomain,
+        email=f"owner@{subdomain}.test",
+        password=PASSWORD,
+        plan="free",
     )
     member = UserFactory(email=f"member@{subdomain}.test")
     Membership.objects.create(user=member, tenant=result.tenant, role=Membership.Role.MEMBER)

@@ -21,7 +21,9 @@ class LiveAsgiServer:
         self.url = f"http://127.0.0.1:{self.port}"
         from core.asgi import application
 
-        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", ws="websockets-sansio")
+        config = uvicorn.Config(
+            application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", ws="websockets-sansio"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="live-asgi", daemon=True)
 

@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,142 +16,257 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(blank=True, max_length=200)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('user', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("title", models.CharField(blank=True, max_length=200)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-updated', '-id'],
+                "ordering": ["-updated", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Document',
+            name="Document",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=300)),
-                ('content', models.TextField()),
-                ('source_name', models.CharField(blank=True, help_text='File name of an upload.', max_length=255)),
-                ('content_type', models.CharField(blank=True, max_length=100)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('ready', 'Ready'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('error', models.TextField(blank=True)),
-                ('chunk_count', models.PositiveIntegerField(default=0)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("title", models.CharField(max_length=300)),
+                ("content", models.TextField()),
+                ("source_name", models.CharField(blank=True, help_text="File name of an upload.", max_length=255)),
+                ("content_type", models.CharField(blank=True, max_length=100)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("ready", "Ready"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("chunk_count", models.PositiveIntegerField(default=0)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created', '-id'],
+                "ordering": ["-created", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Chunk',
+            name="Chunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('text', models.TextField()),
-                ('token_count', models.PositiveIntegerField(default=0)),
-                ('embedding', pgvector.django.vector.VectorField(blank=True, dimensions=384, null=True)),
-                ('embedding_model', models.CharField(blank=True, max_length=100)),
-                ('document', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='ai.document')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("position", models.PositiveIntegerField()),
+                ("text", models.TextField()),
+                ("token_count", models.PositiveIntegerField(default=0)),
+                ("embedding", pgvector.django.vector.VectorField(blank=True, dimensions=384, null=True)),
+                ("embedding_model", models.CharField(blank=True, max_length=100)),
+                (
+                    "document",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="chunks", to="ai.document"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['document_id', 'position'],
+                "ordering": ["document_id", "position"],
             },
         ),
         migrations.CreateModel(
-            name='AgentAction',
+            name="AgentAction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('timestamp', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('agent_type', models.CharField(choices=[('summarise', 'Summarise'), ('chat', 'Chat')], max_length=20)),
-                ('status', models.CharField(choices=[('ok', 'OK'), ('error', 'Error'), ('interrupted', 'Interrupted')], default='ok', max_length=12)),
-                ('provider', models.CharField(blank=True, max_length=20)),
-                ('model', models.CharField(blank=True, max_length=100)),
-                ('input_prompt', models.TextField(blank=True)),
-                ('output_text', models.TextField(blank=True)),
-                ('error', models.TextField(blank=True)),
-                ('input_tokens', models.PositiveIntegerField(default=0)),
-                ('output_tokens', models.PositiveIntegerField(default=0)),
-                ('cache_creation_input_tokens', models.PositiveIntegerField(default=0)),
-                ('cache_read_input_tokens', models.PositiveIntegerField(default=0)),
-                ('latency_ms', models.PositiveIntegerField(default=0)),
-                ('reviewed', models.BooleanField(default=False)),
-                ('flagged_for_training', models.BooleanField(default=False)),
-                ('user', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('conversation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='ai.conversation')),
-                ('document', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='ai.document')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("timestamp", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("agent_type", models.CharField(choices=[("summarise", "Summarise"), ("chat", "Chat")], max_length=20)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("ok", "OK"), ("error", "Error"), ("interrupted", "Interrupted")],
+                        default="ok",
+                        max_length=12,
+                    ),
+                ),
+                ("provider", models.CharField(blank=True, max_length=20)),
+                ("model", models.CharField(blank=True, max_length=100)),
+                ("input_prompt", models.TextField(blank=True)),
+                ("output_text", models.TextField(blank=True)),
+                ("error", models.TextField(blank=True)),
+                ("input_tokens", models.PositiveIntegerField(default=0)),
+                ("output_tokens", models.PositiveIntegerField(default=0)),
+                ("cache_creation_input_tokens", models.PositiveIntegerField(default=0)),
+                ("cache_read_input_tokens", models.PositiveIntegerField(default=0)),
+                ("latency_ms", models.PositiveIntegerField(default=0)),
+                ("reviewed", models.BooleanField(default=False)),
+                ("flagged_for_training", models.BooleanField(default=False)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="ai.conversation",
+                    ),
+                ),
+                (
+                    "document",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="ai.document",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-timestamp', '-id'],
+                "ordering": ["-timestamp", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('user', 'User'), ('assistant', 'Assistant')], max_length=10)),
-                ('content', models.TextField(blank=True)),
-                ('status', models.CharField(choices=[('ok', 'OK'), ('error', 'Error'), ('interrupted', 'Interrupted')], default='ok', max_length=12)),
-                ('sources', models.JSONField(blank=True, default=list)),
-                ('input_tokens', models.PositiveIntegerField(default=0)),
-                ('output_tokens', models.PositiveIntegerField(default=0)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('agent_action', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='ai.agentaction')),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='ai.conversation')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("role", models.CharField(choices=[("user", "User"), ("assistant", "Assistant")], max_length=10)),
+                ("content", models.TextField(blank=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("ok", "OK"), ("error", "Error"), ("interrupted", "Interrupted")],
+                        default="ok",
+                        max_length=12,
+                    ),
+                ),
+                ("sources", models.JSONField(blank=True, default=list)),
+                ("input_tokens", models.PositiveIntegerField(default=0)),
+                ("output_tokens", models.PositiveIntegerField(default=0)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                (
+                    "agent_action",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="ai.agentaction",
+                    ),
+                ),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="messages", to="ai.conversation"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created', 'id'],
+                "ordering": ["created", "id"],
             },
         ),
         migrations.CreateModel(
-            name='PromptTemplate',
+            name="PromptTemplate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(choices=[('summarise', 'Summarise'), ('summarise_reduce', 'Summarise (combine sections)'), ('chat', 'Chat')], max_length=40)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('system_prompt', models.TextField()),
-                ('active', models.BooleanField(default=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        choices=[
+                            ("summarise", "Summarise"),
+                            ("summarise_reduce", "Summarise (combine sections)"),
+                            ("chat", "Chat"),
+                        ],
+                        max_length=40,
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1)),
+                ("system_prompt", models.TextField()),
+                ("active", models.BooleanField(default=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name', '-version'],
-                'constraints': [models.UniqueConstraint(fields=('name', 'version'), name='prompt_unique_version'), models.UniqueConstraint(condition=models.Q(('active', True)), fields=('name',), name='prompt_one_active_per_name')],
+                "ordering": ["name", "-version"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("name", "version"), name="prompt_unique_version"),
+                    models.UniqueConstraint(
+                        condition=models.Q(("active", True)), fields=("name",), name="prompt_one_active_per_name"
+                    ),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['user', '-updated'], name='conversation_user_idx'),
+            model_name="conversation",
+            index=models.Index(fields=["user", "-updated"], name="conversation_user_idx"),
         ),
         migrations.AddIndex(
-            model_name='document',
-            index=models.Index(fields=['-created'], name='document_created_idx'),
+            model_name="document",
+            index=models.Index(fields=["-created"], name="document_created_idx"),
         ),
         migrations.AddConstraint(
-            model_name='document',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'ready', 'failed'])), name='document_status_valid'),
+            model_name="document",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["pending", "ready", "failed"])), name="document_status_valid"
+            ),
         ),
         migrations.AddIndex(
-            model_name='chunk',
-            index=pgvector.django.indexes.HnswIndex(ef_construction=64, fields=['embedding'], m=16, name='chunk_embedding_hnsw', opclasses=['vector_cosine_ops']),
+            model_name="chunk",
+            index=pgvector.django.indexes.HnswIndex(
+                ef_construction=64,
+                fields=["embedding"],
+                m=16,
+                name="chunk_embedding_hnsw",
+                opclasses=["vector_cosine_ops"],
+            ),
         ),
         migrations.AddIndex(
-            model_name='chunk',
-            index=models.Index(condition=models.Q(('embedding__isnull', True)), fields=['document'], name='chunk_unembedded_idx'),
+            model_name="chunk",
+            index=models.Index(
+                condition=models.Q(("embedding__isnull", True)), fields=["document"], name="chunk_unembedded_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='chunk',
-            constraint=models.UniqueConstraint(fields=('document', 'position'), name='chunk_unique_position'),
+            model_name="chunk",
+            constraint=models.UniqueConstraint(fields=("document", "position"), name="chunk_unique_position"),
         ),
         migrations.AddConstraint(
-            model_name='agentaction',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['ok', 'error', 'interrupted'])), name='agent_action_status_valid'),
+            model_name="agentaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["ok", "error", "interrupted"])), name="agent_action_status_valid"
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['conversation', 'created'], name='message_conversation_idx'),
+            model_name="message",
+            index=models.Index(fields=["conversation", "created"], name="message_conversation_idx"),
         ),
     ]

@@ -23,7 +23,9 @@ DEFAULTS = {
 def create_defaults(apps, schema_editor):
     PromptTemplate = apps.get_model("ai", "PromptTemplate")
     for name, system_prompt in DEFAULTS.items():
-        PromptTemplate.objects.get_or_create(name=name, version=1, defaults={"system_prompt": system_prompt, "active": True})
+        PromptTemplate.objects.get_or_create(
+            name=name, version=1, defaults={"system_prompt": system_prompt, "active": True}
+        )
 
 
 class Migration(migrations.Migration):

@@ -90,7 +90,9 @@ def chat_message_validate(payload: Any) -> tuple[str, int | None]:
         raise ApplicationError("'message' must be a non-empty string.", code="bad_request")
     if len(message) > settings.CHAT_MAX_MESSAGE_CHARS:
         raise ApplicationError(
-            f"'message' is longer than {settings.CHAT_MAX_MESSAGE_CHARS:,} characters.", code="message_too_long", status=413
+            f"'message' is longer than {settings.CHAT_MAX_MESSAGE_CHARS:,} characters.",
+            code="message_too_long",
+            status=413,
         )
     conversation_id = payload.get("conversation_id")
     if conversation_id is not None and (isinstance(conversation_id, bool) or not isinstance(conversation_id, int)):
@@ -102,7 +104,9 @@ def _history(conversation: Conversation) -> list[dict[str, str]]:
     """The newest turns that fit CHAT_HISTORY_TOKENS, oldest first, starting with a user turn."""
     budget = settings.CHAT_HISTORY_TOKENS
     turns: list[dict[str, str]] = []
-    for message in conversation.messages.filter(status=Message.Status.OK).exclude(content="").order_by("-created", "-id")[:50]:
+    for message in (
+        conversation.messages.filter(status=Message.Status.OK).exclude(content="").order_by("-created", "-id")[:50]
+    ):
         cost = estimate_tokens(message.content)
         if cost > budget:
             break
@@ -118,7 +122,8 @@ def _prompt(question: str, hits: list[Any]) -> tuple[str, list[str]]:
     passages = [hit.text for hit in hits]
     # Titles are the users' own text: escaped so one cannot close the tag and pose as instructions.
     documents = "\n".join(
-        f'<document title="{html.escape(hit.title, quote=True)}" id="{hit.document_id}">\n{hit.text}\n</document>' for hit in hits
+        f'<document title="{html.escape(hit.title, quote=True)}" id="{hit.document_id}">\n{hit.text}\n</document>'
+        for hit in hits
     )
     return f"<documents>\n{documents}\n</documents>\n\n{question}", passages
 
@@ -135,7 +140,13 @@ def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int 
     try:
         with tenant_context(tenant):
             return _prepare_in_schema(
-                tenant=tenant, user=user, question=message, conversation_id=conversation_id, provider=provider, slot=slot, embedding=embedding
+                tenant=tenant,
+                user=user,
+                question=message,
+                conversation_id=conversation_id,
+                provider=provider,
+                slot=slot,
+                embedding=embedding,
             )
     except BaseException:
         slot.release()
@@ -143,7 +154,14 @@ def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int 
 
 
 def _prepare_in_schema(
-    *, tenant: Any, user: User, question: str, conversation_id: int | None, provider: Any, slot: _StreamSlot, embedding: Future[list[float]] | None
+    *,
+    tenant: Any,
+    user: User,
+    question: str,
+    conversation_id: int | None,
+    provider: Any,
+    slot: _StreamSlot,
+    embedding: Future[list[float]] | None,
 ) -> ChatTurn:
     from billing.services import quota_check
 
@@ -156,7 +174,9 @@ def _prepare_in_schema(
             raise ApplicationError("No such conversation.", code="conversation_not_found", status=404)
     history = _history(conversation)
     # CHAT_CONTEXT_CHUNKS=0 turns retrieval off: a plain chat with the model.
-    hits = documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=embedding.result()) if embedding else []
+    hits = (
+        documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=embedding.result()) if embedding else []
+    )
     content, passages = _prompt(question, hits)
     system = prompt_active(name="chat").system_prompt
     with transaction.atomic():

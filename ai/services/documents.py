@@ -22,7 +22,9 @@ logger = logging.getLogger(__name__)
 
 
 def _too_large(what: str, limit: int, unit: str) -> ApplicationError:
-    return ApplicationError(f"{what} is too large; the limit is {limit:,} {unit}.", code="payload_too_large", status=413)
+    return ApplicationError(
+        f"{what} is too large; the limit is {limit:,} {unit}.", code="payload_too_large", status=413
+    )
 
 
 def _text_from_upload(upload: UploadedFile) -> str:
@@ -36,7 +38,12 @@ def _text_from_upload(upload: UploadedFile) -> str:
 
 def _checked_content(content: str) -> str:
     if not content.strip():
-        raise ApplicationError("The document has no text.", code="empty_document", status=400, extra={"fields": {"content": ["This field may not be blank."]}})
+        raise ApplicationError(
+            "The document has no text.",
+            code="empty_document",
+            status=400,
+            extra={"fields": {"content": ["This field may not be blank."]}},
+        )
     if len(content) > settings.DOCUMENT_MAX_CHARS:
         raise _too_large("The document", settings.DOCUMENT_MAX_CHARS, "characters")
     return content
@@ -56,7 +63,9 @@ def document_create(*, user: User, title: str = "", content: str = "", upload: U
         content_type = (upload.content_type or "")[:100]
         title = title or PurePath(source_name).stem or source_name
     if not title.strip():
-        raise ApplicationError("A title is required.", code="invalid", status=400, extra={"fields": {"title": ["This field is required."]}})
+        raise ApplicationError(
+            "A title is required.", code="invalid", status=400, extra={"fields": {"title": ["This field is required."]}}
+        )
     content = _checked_content(content)
     with transaction.atomic():
         document = Document.objects.create(

@@ -9,5 +9,7 @@ from core.exceptions import ApplicationError
 def prompt_active(*, name: str) -> PromptTemplate:
     template = PromptTemplate.objects.filter(name=name, active=True).first()
     if template is None:
-        raise ApplicationError(f"No active '{name}' prompt template; an admin must activate one.", code="prompt_missing", status=409)
+        raise ApplicationError(
+            f"No active '{name}' prompt template; an admin must activate one.", code="prompt_missing", status=409
+        )
     return template

@@ -88,14 +88,28 @@ def _summarise_with_model(*, provider: LLMProvider, user: User, document: Docume
     sections = _sections(document.content, budget)
     title = html.escape(document.title, quote=True)
     summaries = [
-        _call(provider, user, document, prompt_name="summarise", text=f"<document title=\"{title}\">\n{section}\n</document>", total=total)
+        _call(
+            provider,
+            user,
+            document,
+            prompt_name="summarise",
+            text=f'<document title="{title}">\n{section}\n</document>',
+            total=total,
+        )
         for section in sections
     ]
     # Reduce until one summary is left; every round has fewer inputs than the last.
     while len(summaries) > 1:
         groups = _groups(summaries, budget)
         summaries = [
-            _call(provider, user, document, prompt_name="summarise_reduce", text=f"<section_summaries title=\"{title}\">\n{group}\n</section_summaries>", total=total)
+            _call(
+                provider,
+                user,
+                document,
+                prompt_name="summarise_reduce",
+                text=f'<section_summaries title="{title}">\n{group}\n</section_summaries>',
+                total=total,
+            )
             for group in groups
         ]
     return SummaryResult(summary=summaries[0], usage=total, provider=provider.name, model=provider.model)
@@ -109,14 +123,28 @@ def _call(provider: LLMProvider, user: User, document: Document, *, prompt_name:
         completion = provider.complete(system=system, messages=messages, max_tokens=settings.SUMMARY_MAX_TOKENS)
     except ApplicationError as exc:
         agent_action_record(
-            agent_type=AgentAction.AgentType.SUMMARISE, user=user, provider=provider.name, model=provider.model,
-            input_prompt=text, output_text="", usage=Usage(), latency_ms=_ms(started),
-            status=AgentAction.Status.ERROR, error=exc.message, document=document,
+            agent_type=AgentAction.AgentType.SUMMARISE,
+            user=user,
+            provider=provider.name,
+            model=provider.model,
+            input_prompt=text,
+            output_text="",
+            usage=Usage(),
+            latency_ms=_ms(started),
+            status=AgentAction.Status.ERROR,
+            error=exc.message,
+            document=document,
         )
         raise
     agent_action_record(
-        agent_type=AgentAction.AgentType.SUMMARISE, user=user, provider=provider.name, model=completion.model,
-        input_prompt=text, output_text=completion.text, usage=completion.usage, latency_ms=_ms(started),
+        agent_type=AgentAction.AgentType.SUMMARISE,
+        user=user,
+        provider=provider.name,
+        model=completion.model,
+        input_prompt=text,
+        output_text=completion.text,
+        usage=completion.usage,
+        latency_ms=_ms(started),
         document=document,
     )
     total.add(completion.usage)
@@ -147,8 +175,14 @@ def _summarise_extractive(*, user: User, document: Document) -> SummaryResult:
     summary = " ".join(chosen)
     usage = Usage(input_tokens=estimate_tokens(document.content), output_tokens=estimate_tokens(summary))
     agent_action_record(
-        agent_type=AgentAction.AgentType.SUMMARISE, user=user, provider="offline", model="offline",
-        input_prompt=document.content[:10_000], output_text=summary, usage=usage, latency_ms=_ms(started),
+        agent_type=AgentAction.AgentType.SUMMARISE,
+        user=user,
+        provider="offline",
+        model="offline",
+        input_prompt=document.content[:10_000],
+        output_text=summary,
+        usage=usage,
+        latency_ms=_ms(started),
         document=document,
     )
     return SummaryResult(summary=summary, usage=usage, provider="offline", model="offline")

@@ -4,30 +4,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Plan',
+            name="Plan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=60)),
-                ('slug', models.SlugField(max_length=40, unique=True)),
-                ('monthly_price_cents', models.PositiveIntegerField(default=0)),
-                ('included_tokens', models.PositiveBigIntegerField(help_text='Tokens included per billing period.')),
-                ('hard_limit', models.BooleanField(default=True, help_text='Refuse calls past the allowance instead of billing overage.')),
-                ('stripe_price_id', models.CharField(blank=True, help_text='Stripe price of the monthly base fee.', max_length=100)),
-                ('stripe_metered_price_id', models.CharField(blank=True, help_text='Stripe metered price for overage tokens.', max_length=100)),
-                ('allowed_models', models.JSONField(blank=True, default=list, help_text='Model names this plan may use; empty means any.')),
-                ('is_public', models.BooleanField(default=True, help_text='Offered at signup.')),
-                ('sort_order', models.PositiveSmallIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=60)),
+                ("slug", models.SlugField(max_length=40, unique=True)),
+                ("monthly_price_cents", models.PositiveIntegerField(default=0)),
+                ("included_tokens", models.PositiveBigIntegerField(help_text="Tokens included per billing period.")),
+                (
+                    "hard_limit",
+                    models.BooleanField(
+                        default=True, help_text="Refuse calls past the allowance instead of billing overage."
+                    ),
+                ),
+                (
+                    "stripe_price_id",
+                    models.CharField(blank=True, help_text="Stripe price of the monthly base fee.", max_length=100),
+                ),
+                (
+                    "stripe_metered_price_id",
+                    models.CharField(blank=True, help_text="Stripe metered price for overage tokens.", max_length=100),
+                ),
+                (
+                    "allowed_models",
+                    models.JSONField(
+                        blank=True, default=list, help_text="Model names this plan may use; empty means any."
+                    ),
+                ),
+                ("is_public", models.BooleanField(default=True, help_text="Offered at signup.")),
+                ("sort_order", models.PositiveSmallIntegerField(default=0)),
             ],
             options={
-                'ordering': ['sort_order', 'monthly_price_cents'],
+                "ordering": ["sort_order", "monthly_price_cents"],
             },
         ),
     ]

@@ -6,51 +6,96 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0002_seed_plans'),
-        ('tenants', '0001_initial'),
+        ("billing", "0002_seed_plans"),
+        ("tenants", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TenantUsagePeriod',
+            name="TenantUsagePeriod",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period_start', models.DateField()),
-                ('tokens_used', models.PositiveBigIntegerField(default=0)),
-                ('cost_micros', models.PositiveBigIntegerField(default=0)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='usage_periods', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("period_start", models.DateField()),
+                ("tokens_used", models.PositiveBigIntegerField(default=0)),
+                ("cost_micros", models.PositiveBigIntegerField(default=0)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="usage_periods", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'period_start'), name='usage_period_unique')],
+                "constraints": [models.UniqueConstraint(fields=("tenant", "period_start"), name="usage_period_unique")],
             },
         ),
         migrations.CreateModel(
-            name='UsageEvent',
+            name="UsageEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('feature', models.CharField(choices=[('chat', 'Chat'), ('summarise', 'Summarise'), ('embed', 'Embed')], max_length=20)),
-                ('model', models.CharField(max_length=100)),
-                ('input_tokens', models.PositiveIntegerField(default=0)),
-                ('output_tokens', models.PositiveIntegerField(default=0)),
-                ('cache_creation_input_tokens', models.PositiveIntegerField(default=0)),
-                ('cache_read_input_tokens', models.PositiveIntegerField(default=0)),
-                ('total_tokens', models.PositiveBigIntegerField(default=0)),
-                ('cost_micros', models.PositiveBigIntegerField(default=0, help_text='Cost in millionths of a US dollar.')),
-                ('request_key', models.CharField(help_text='Also the Stripe meter event identifier.', max_length=100, unique=True)),
-                ('created', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('meter_status', models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('skipped', 'Skipped (no Stripe customer or nothing to bill)')], default='pending', max_length=10)),
-                ('meter_attempts', models.PositiveSmallIntegerField(default=0)),
-                ('meter_sent_at', models.DateTimeField(blank=True, null=True)),
-                ('meter_error', models.CharField(blank=True, max_length=300)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='usage_events', to='tenants.tenant')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "feature",
+                    models.CharField(
+                        choices=[("chat", "Chat"), ("summarise", "Summarise"), ("embed", "Embed")], max_length=20
+                    ),
+                ),
+                ("model", models.CharField(max_length=100)),
+                ("input_tokens", models.PositiveIntegerField(default=0)),
+                ("output_tokens", models.PositiveIntegerField(default=0)),
+                ("cache_creation_input_tokens", models.PositiveIntegerField(default=0)),
+                ("cache_read_input_tokens", models.PositiveIntegerField(default=0)),
+                ("total_tokens", models.PositiveBigIntegerField(default=0)),
+                (
+                    "cost_micros",
+                    models.PositiveBigIntegerField(default=0, help_text="Cost in millionths of a US dollar."),
+                ),
+                (
+                    "request_key",
+                    models.CharField(help_text="Also the Stripe meter event identifier.", max_length=100, unique=True),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "meter_status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("sent", "Sent"),
+                            ("skipped", "Skipped (no Stripe customer or nothing to bill)"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("meter_attempts", models.PositiveSmallIntegerField(default=0)),
+                ("meter_sent_at", models.DateTimeField(blank=True, null=True)),
+                ("meter_error", models.CharField(blank=True, max_length=300)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="usage_events", to="tenants.tenant"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created', '-id'],
-                'indexes': [models.Index(fields=['tenant', 'created'], name='usage_tenant_created_idx'), models.Index(condition=models.Q(('meter_status', 'pending')), fields=['id'], name='usage_meter_pending_idx')],
+                "ordering": ["-created", "-id"],
+                "indexes": [
+                    models.Index(fields=["tenant", "created"], name="usage_tenant_created_idx"),
+                    models.Index(
+                        condition=models.Q(("meter_status", "pending")), fields=["id"], name="usage_meter_pending_idx"
+                    ),
+                ],
             },
         ),
     ]

@@ -5,40 +5,47 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0003_tenantusageperiod_usageevent'),
-        ('tenants', '0001_initial'),
+        ("billing", "0003_tenantusageperiod_usageevent"),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="WebhookEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_id', models.CharField(max_length=100, unique=True)),
-                ('type', models.CharField(max_length=100)),
-                ('created', models.DateTimeField(help_text='When Stripe created the event.')),
-                ('received', models.DateTimeField(auto_now_add=True)),
-                ('payload', models.JSONField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("event_id", models.CharField(max_length=100, unique=True)),
+                ("type", models.CharField(max_length=100)),
+                ("created", models.DateTimeField(help_text="When Stripe created the event.")),
+                ("received", models.DateTimeField(auto_now_add=True)),
+                ("payload", models.JSONField()),
             ],
             options={
-                'ordering': ['-received'],
+                "ordering": ["-received"],
             },
         ),
         migrations.CreateModel(
-            name='Subscription',
+            name="Subscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stripe_customer_id', models.CharField(blank=True, db_index=True, max_length=100)),
-                ('stripe_subscription_id', models.CharField(blank=True, db_index=True, max_length=100)),
-                ('checkout_session_id', models.CharField(blank=True, max_length=200)),
-                ('status', models.CharField(default='incomplete', help_text="Stripe's subscription status.", max_length=30)),
-                ('current_period_end', models.DateTimeField(blank=True, null=True)),
-                ('past_due_since', models.DateTimeField(blank=True, null=True)),
-                ('last_event_at', models.DateTimeField(blank=True, null=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='subscription', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("stripe_customer_id", models.CharField(blank=True, db_index=True, max_length=100)),
+                ("stripe_subscription_id", models.CharField(blank=True, db_index=True, max_length=100)),
+                ("checkout_session_id", models.CharField(blank=True, max_length=200)),
+                (
+                    "status",
+                    models.CharField(default="incomplete", help_text="Stripe's subscription status.", max_length=30),
+                ),
+                ("current_period_end", models.DateTimeField(blank=True, null=True)),
+                ("past_due_since", models.DateTimeField(blank=True, null=True)),
+                ("last_event_at", models.DateTimeField(blank=True, null=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "tenant",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="subscription", to="tenants.tenant"
+                    ),
+                ),
             ],
         ),
     ]

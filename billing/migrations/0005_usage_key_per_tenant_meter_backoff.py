@@ -5,36 +5,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0004_webhookevent_subscription'),
-        ('tenants', '0001_initial'),
+        ("billing", "0004_webhookevent_subscription"),
+        ("tenants", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='usageevent',
-            name='meter_next_attempt_at',
-            field=models.DateTimeField(blank=True, help_text='Backoff after a failed send.', null=True),
+            model_name="usageevent",
+            name="meter_next_attempt_at",
+            field=models.DateTimeField(blank=True, help_text="Backoff after a failed send.", null=True),
         ),
         migrations.AddField(
-            model_name='webhookevent',
-            name='outcome',
-            field=models.CharField(blank=True, help_text='What Strata did with it.', max_length=200),
+            model_name="webhookevent",
+            name="outcome",
+            field=models.CharField(blank=True, help_text="What Strata did with it.", max_length=200),
         ),
         migrations.AlterField(
-            model_name='usageevent',
-            name='meter_status',
-            field=models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('skipped', 'Skipped (no Stripe customer or nothing to bill)'), ('failed', 'Failed (Stripe refused it; needs an operator)')], default='pending', max_length=10),
+            model_name="usageevent",
+            name="meter_status",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Pending"),
+                    ("sent", "Sent"),
+                    ("skipped", "Skipped (no Stripe customer or nothing to bill)"),
+                    ("failed", "Failed (Stripe refused it; needs an operator)"),
+                ],
+                default="pending",
+                max_length=10,
+            ),
         ),
         migrations.AlterField(
-            model_name='usageevent',
-            name='request_key',
-            field=models.CharField(help_text='Unique per tenant; with the tenant id, the Stripe meter event identifier.', max_length=100),
+            model_name="usageevent",
+            name="request_key",
+            field=models.CharField(
+                help_text="Unique per tenant; with the tenant id, the Stripe meter event identifier.", max_length=100
+            ),
         ),
         migrations.AddConstraint(
-            model_name='usageevent',
-            constraint=models.UniqueConstraint(fields=('tenant', 'request_key'), name='usage_tenant_request_key_unique'),
+            model_name="usageevent",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "request_key"), name="usage_tenant_request_key_unique"
+            ),
         ),
     ]

@@ -84,6 +84,7 @@ TEMPLATES = [
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "core.asgi.application"
 
+
 # --- Database ---------------------------------------------------------------------------
 def _database() -> dict:
     if env.str("DATABASE_URL", default=""):

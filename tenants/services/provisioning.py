@@ -170,7 +170,10 @@ SPARE_PREFIX = "spare_"
 
 def _spare_names() -> list[str]:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY nspname", [SPARE_PREFIX.replace("_", r"\_") + "%"])
+        cursor.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY nspname",
+            [SPARE_PREFIX.replace("_", r"\_") + "%"],
+        )
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -243,5 +246,7 @@ def tenant_public_ensure() -> Tenant:
         defaults={"name": "Strata", "subdomain": "public"},
     )
     for host in (settings.BASE_DOMAIN, "127.0.0.1"):
-        Domain.objects.get_or_create(domain=host, defaults={"tenant": public, "is_primary": host == settings.BASE_DOMAIN})
+        Domain.objects.get_or_create(
+            domain=host, defaults={"tenant": public, "is_primary": host == settings.BASE_DOMAIN}
+        )
     return public

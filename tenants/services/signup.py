@@ -66,7 +66,9 @@ def _initial_status(plan: Plan) -> tuple[str, str | None]:
         return Tenant.Status.PENDING_PAYMENT, None
     if settings.DEBUG:
         return Tenant.Status.ACTIVE, "Stripe is not configured; the paid plan is active without payment (DEBUG)."
-    raise _field_error("plan", "Paid plans are unavailable: billing is not configured on this server.", "billing_unavailable")
+    raise _field_error(
+        "plan", "Paid plans are unavailable: billing is not configured on this server.", "billing_unavailable"
+    )
 
 
 def tenant_signup(*, organisation: str, subdomain: str, email: str, password: str, plan: str) -> SignupResult:
@@ -85,7 +87,9 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
         if status == Tenant.Status.PENDING_PAYMENT:
             # Stripe first, outside our transaction: if it fails nothing is stored; if our
             # transaction fails afterwards, an unpaid Checkout Session simply expires.
-            checkout = _checkout_for_signup(organisation=organisation, subdomain=subdomain, email=email, plan=chosen_plan)
+            checkout = _checkout_for_signup(
+                organisation=organisation, subdomain=subdomain, email=email, plan=chosen_plan
+            )
         try:
             with transaction.atomic():
                 result = _signup_in_transaction(
@@ -100,7 +104,9 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
                 )
         except IntegrityError as exc:
             # Backstop for a race the advisory lock did not cover (e.g. the same e-mail twice).
-            raise _field_error("subdomain", "This organisation or account was just created; try again.", "conflict") from exc
+            raise _field_error(
+                "subdomain", "This organisation or account was just created; try again.", "conflict"
+            ) from exc
     return result
 
 
@@ -108,7 +114,9 @@ def _checkout_for_signup(*, organisation: str, subdomain: str, email: str, plan:
     from billing.services.stripe import checkout_start
 
     _subdomain_free_check(subdomain)
-    return checkout_start(subdomain=subdomain, tenant_url=tenant_url(subdomain), email=email, organisation=organisation, plan=plan)
+    return checkout_start(
+        subdomain=subdomain, tenant_url=tenant_url(subdomain), email=email, organisation=organisation, plan=plan
+    )
 
 
 def _signup_in_transaction(
@@ -118,14 +126,18 @@ def _signup_in_transaction(
     provisioning_lock()
     user = _owner_account(email=email, password=password)
     schema_name = schema_name_for(subdomain)
-    tenant = _provision_unless_taken(organisation=organisation, subdomain=subdomain, schema_name=schema_name, plan=plan, status=status)
+    tenant = _provision_unless_taken(
+        organisation=organisation, subdomain=subdomain, schema_name=schema_name, plan=plan, status=status
+    )
     Membership.objects.create(user=user, tenant=tenant, role=Membership.Role.OWNER)
     token, _ = Token.objects.get_or_create(user=user)
     checkout_url = None
     if checkout is not None:
         from billing.models import Subscription
 
-        Subscription.objects.create(tenant=tenant, stripe_customer_id=checkout.customer_id, checkout_session_id=checkout.session_id)
+        Subscription.objects.create(
+            tenant=tenant, stripe_customer_id=checkout.customer_id, checkout_session_id=checkout.session_id
+        )
         checkout_url = checkout.url
     return SignupResult(tenant=tenant, user=user, token=token.key, checkout_url=checkout_url, note=note)
 

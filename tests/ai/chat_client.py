@@ -10,7 +10,9 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 
-async def ws_connect(server: Any, subdomain: str, *, token: str | None = None, cookie: str | None = None, origin: str | None = None) -> ClientConnection:
+async def ws_connect(
+    server: Any, subdomain: str, *, token: str | None = None, cookie: str | None = None, origin: str | None = None
+) -> ClientConnection:
     headers = {}
     if token:
         headers["Authorization"] = f"Token {token}"
@@ -32,7 +34,9 @@ async def receive(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
-async def ask(ws: ClientConnection, message: str, conversation_id: int | None = None, timeout: float = 20) -> list[dict[str, Any]]:
+async def ask(
+    ws: ClientConnection, message: str, conversation_id: int | None = None, timeout: float = 20
+) -> list[dict[str, Any]]:
     """Send a message and collect frames up to done/error."""
     payload: dict[str, Any] = {"message": message}
     if conversation_id is not None:

@@ -21,14 +21,17 @@ async def read_events(response):
     events = []
     async for line in response.aiter_lines():
         if line.startswith("data: "):
-            events.append(json.loads(line[len("data: "):]))
+            events.append(json.loads(line[len("data: ") :]))
     return events
 
 
 async def test_sse_streams_the_same_frames_as_the_websocket(live_worlds, asgi_server, fake_anthropic):
     acme = live_worlds["acme"]
     fake_anthropic.reply = "Streaming over server-sent events works."
-    async with client(asgi_server, "acme", acme.member_token) as http, http.stream("POST", "/api/chat/", json={"message": "Does SSE work?"}) as response:
+    async with (
+        client(asgi_server, "acme", acme.member_token) as http,
+        http.stream("POST", "/api/chat/", json={"message": "Does SSE work?"}) as response,
+    ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = await read_events(response)
@@ -45,7 +48,10 @@ async def test_sse_tokens_arrive_incrementally(live_worlds, asgi_server, fake_an
     fake_anthropic.token_delay = 0.1
     arrivals = []
     loop = asyncio.get_running_loop()
-    async with client(asgi_server, "acme", acme.member_token) as http, http.stream("POST", "/api/chat/", json={"message": "slowly"}) as response:
+    async with (
+        client(asgi_server, "acme", acme.member_token) as http,
+        http.stream("POST", "/api/chat/", json={"message": "slowly"}) as response,
+    ):
         async for line in response.aiter_lines():
             if line.startswith("data: ") and json.loads(line[6:])["type"] == "token":
                 arrivals.append(loop.time())
@@ -55,7 +61,11 @@ async def test_sse_tokens_arrive_incrementally(live_worlds, asgi_server, fake_an
 
 @pytest.mark.parametrize(
     ("body", "status", "code"),
-    [({}, 400, "bad_request"), ({"message": ""}, 400, "bad_request"), ({"message": "hi", "conversation_id": 999999}, 404, "conversation_not_found")],
+    [
+        ({}, 400, "bad_request"),
+        ({"message": ""}, 400, "bad_request"),
+        ({"message": "hi", "conversation_id": 999999}, 404, "conversation_not_found"),
+    ],
 )
 async def test_sse_refusals_are_plain_json_errors(live_worlds, asgi_server, body, status, code):
     acme = live_worlds["acme"]
@@ -77,7 +87,10 @@ async def test_sse_client_disconnect_cancels_the_upstream(live_worlds, asgi_serv
     acme = live_worlds["acme"]
     fake_anthropic.reply = " ".join(f"w{i}" for i in range(300))
     fake_anthropic.token_delay = 0.02
-    async with client(asgi_server, "acme", acme.member_token) as http, http.stream("POST", "/api/chat/", json={"message": "long"}) as response:
+    async with (
+        client(asgi_server, "acme", acme.member_token) as http,
+        http.stream("POST", "/api/chat/", json={"message": "long"}) as response,
+    ):
         start = None
         tokens = 0
         async for line in response.aiter_lines():

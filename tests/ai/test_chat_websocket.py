@@ -17,7 +17,11 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db]
 def rows(world, conversation_id):
     with tenant_context(world.tenant):
         conversation = Conversation.objects.filter(id=conversation_id).first()
-        messages = list(Message.objects.filter(conversation_id=conversation_id).order_by("id").values("role", "content", "status", "output_tokens", "sources"))
+        messages = list(
+            Message.objects.filter(conversation_id=conversation_id)
+            .order_by("id")
+            .values("role", "content", "status", "output_tokens", "sources")
+        )
         return conversation, messages
 
 
@@ -65,7 +69,9 @@ async def test_session_cookie_authenticates_on_its_own_tenant(live_worlds, asgi_
     import httpx
 
     acme = live_worlds["acme"]
-    async with httpx.AsyncClient(base_url=asgi_server.url, headers={"Host": f"acme.localhost:{asgi_server.port}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=asgi_server.url, headers={"Host": f"acme.localhost:{asgi_server.port}"}
+    ) as http:
         login = await http.post("/api/auth/login/", json={"email": acme.member.email, "password": "s3cret-Passw0rd!"})
     cookie = login.cookies["sessionid"]
     origin = asgi_server.host_url("acme")
@@ -116,7 +122,9 @@ async def test_a_suspended_tenant_refuses_the_handshake(live_worlds, asgi_server
         (json.dumps({"message": "hi", "conversation_id": 987654}), "conversation_not_found"),
     ],
 )
-async def test_bad_frames_get_an_error_frame_and_the_socket_stays_usable(live_worlds, asgi_server, fake_anthropic, frame, code):
+async def test_bad_frames_get_an_error_frame_and_the_socket_stays_usable(
+    live_worlds, asgi_server, fake_anthropic, frame, code
+):
     acme = live_worlds["acme"]
     async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:
         await ws.send(frame)
@@ -133,10 +141,14 @@ async def test_another_members_conversation_is_not_found(live_worlds, asgi_serve
         owners = await ask(ws, "private question")
     async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:
         frames = await ask(ws, "let me in", conversation_id=owners[0]["conversation_id"])
-    assert frames == [{"type": "error", "error": {"code": "conversation_not_found", "message": "No such conversation."}}]
+    assert frames == [
+        {"type": "error", "error": {"code": "conversation_not_found", "message": "No such conversation."}}
+    ]
 
 
-async def test_an_error_mid_stream_sends_an_error_frame_and_closes_within_a_second(live_worlds, asgi_server, fake_anthropic):
+async def test_an_error_mid_stream_sends_an_error_frame_and_closes_within_a_second(
+    live_worlds, asgi_server, fake_anthropic
+):
     acme = live_worlds["acme"]
     fake_anthropic.reply = "one two three four five six seven eight"
     fake_anthropic.error_mid_stream_after = 3
@@ -164,7 +176,9 @@ async def test_overloaded_upstream_is_retried_then_answers(live_worlds, asgi_ser
     assert len(fake_anthropic.requests) == 2
 
 
-async def test_upstream_errors_before_the_first_token_are_reported_after_retries(live_worlds, asgi_server, fake_anthropic):
+async def test_upstream_errors_before_the_first_token_are_reported_after_retries(
+    live_worlds, asgi_server, fake_anthropic
+):
     acme = live_worlds["acme"]
     fake_anthropic.fail_before_first_token = [529, 500, 529]
     async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:
@@ -176,7 +190,9 @@ async def test_upstream_errors_before_the_first_token_are_reported_after_retries
     assert len(fake_anthropic.requests) == 3  # the SDK's two retries
 
 
-async def test_a_client_that_leaves_mid_answer_cancels_the_upstream_and_keeps_the_tokens(live_worlds, asgi_server, fake_anthropic):
+async def test_a_client_that_leaves_mid_answer_cancels_the_upstream_and_keeps_the_tokens(
+    live_worlds, asgi_server, fake_anthropic
+):
     acme = live_worlds["acme"]
     fake_anthropic.reply = " ".join(f"word{i}" for i in range(200))
     fake_anthropic.token_delay = 0.02
@@ -203,7 +219,9 @@ async def test_a_client_that_leaves_mid_answer_cancels_the_upstream_and_keeps_th
     def usage_recorded():
         with tenant_context(acme.tenant):
             action = AgentAction.objects.get(conversation_id=start["conversation_id"])
-        return action.status, UsageEvent.objects.filter(request_key=f"action:{action.id}").values_list("output_tokens", flat=True).first()
+        return action.status, UsageEvent.objects.filter(request_key=f"action:{action.id}").values_list(
+            "output_tokens", flat=True
+        ).first()
 
     status, output_tokens = await db(usage_recorded)
     assert status == "interrupted"
@@ -237,7 +255,10 @@ async def test_too_many_concurrent_streams_per_user_are_refused(live_worlds, asg
     acme = live_worlds["acme"]
     fake_anthropic.reply = " ".join(f"w{i}" for i in range(100))
     fake_anthropic.token_delay = 0.02
-    async with await ws_connect(asgi_server, "acme", token=acme.owner_token) as first, await ws_connect(asgi_server, "acme", token=acme.owner_token) as second:
+    async with (
+        await ws_connect(asgi_server, "acme", token=acme.owner_token) as first,
+        await ws_connect(asgi_server, "acme", token=acme.owner_token) as second,
+    ):
         await first.send(json.dumps({"message": "long one"}))
         assert (await receive(first))["type"] == "start"
         frames = await ask(second, "me too")
@@ -254,7 +275,9 @@ async def test_without_a_key_the_offline_provider_answers_from_the_documents(liv
     assert "offline" in answer_text(frames).lower() or "no language model" in answer_text(frames).lower()
 
 
-async def test_two_tenants_chatting_at_once_keep_every_row_in_their_own_schema(live_worlds, asgi_server, fake_anthropic, settings):
+async def test_two_tenants_chatting_at_once_keep_every_row_in_their_own_schema(
+    live_worlds, asgi_server, fake_anthropic, settings
+):
     """Consumers of both tenants share the database thread; interleave them and check every row."""
     settings.CHAT_MAX_STREAMS_PER_USER = 20
     acme, globex = live_worlds["acme"], live_worlds["globex"]
@@ -291,7 +314,9 @@ async def test_an_upstream_that_times_out_is_retried_then_reported(live_worlds, 
     assert len(fake_anthropic.requests) == 2
 
 
-async def test_a_tenant_over_its_hard_limit_gets_quota_exceeded_and_keeps_the_socket(live_worlds, asgi_server, fake_anthropic):
+async def test_a_tenant_over_its_hard_limit_gets_quota_exceeded_and_keeps_the_socket(
+    live_worlds, asgi_server, fake_anthropic
+):
     from billing.models import TenantUsagePeriod
     from billing.services import period_start
 
@@ -320,7 +345,9 @@ async def test_a_tenant_over_its_hard_limit_gets_quota_exceeded_and_keeps_the_so
     assert len(fake_anthropic.requests) == 1
 
 
-async def test_with_retrieval_off_the_question_goes_to_the_model_without_passages(live_worlds, asgi_server, fake_anthropic, settings):
+async def test_with_retrieval_off_the_question_goes_to_the_model_without_passages(
+    live_worlds, asgi_server, fake_anthropic, settings
+):
     settings.CHAT_CONTEXT_CHUNKS = 0
     acme = live_worlds["acme"]
     async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:

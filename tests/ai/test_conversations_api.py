@@ -9,7 +9,12 @@ def make_conversation(world, user, turns=1):
         conversation = Conversation.objects.create(user=user, title="Budget")
         for i in range(turns):
             Message.objects.create(conversation=conversation, role="user", content=f"question {i}")
-            Message.objects.create(conversation=conversation, role="assistant", content=f"answer {i}", sources=[{"document_id": 1, "chunk_id": 2, "title": "Plan"}])
+            Message.objects.create(
+                conversation=conversation,
+                role="assistant",
+                content=f"answer {i}",
+                sources=[{"document_id": 1, "chunk_id": 2, "title": "Plan"}],
+            )
         return conversation
 
 

@@ -301,7 +301,9 @@ def test_embed_documents_finishes_a_document_whose_embedding_failed(acme, ingest
     voyage.fail_next = [500]
     client = acme.client(acme.member_token)
     with ingest():
-        created = client.post("/api/documents/", {"title": "Plans", "content": "The roadmap for next year."}, format="json")
+        created = client.post(
+            "/api/documents/", {"title": "Plans", "content": "The roadmap for next year."}, format="json"
+        )
     assert client.get(f"/api/documents/{created.json()['id']}/").json()["status"] == "failed"
 
     call_command("embed_documents", schema=acme.tenant.schema_name, verbosity=0)

@@ -44,7 +44,9 @@ def wait_http(url: str, headers: dict | None = None, timeout: float = 90) -> Non
 def stack(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("bench-chat")
     fake_port, port = free_port(), free_port()
-    fake = subprocess.Popen([sys.executable, "-m", "tests.fakes.anthropic_server", "--port", str(fake_port), "--reply", REPLY], cwd=ROOT)
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.anthropic_server", "--port", str(fake_port), "--reply", REPLY], cwd=ROOT
+    )
     env = {
         **os.environ,
         "STRATA_DATA_DIR": str(data_dir),
@@ -57,17 +59,26 @@ def stack(tmp_path_factory):
         "LOG_LEVEL": "ERROR",
     }
     env.pop("DATABASE_URL", None)
-    server = subprocess.Popen([sys.executable, "manage.py", "up", "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "up", "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+    )
     try:
         wait_http(f"http://127.0.0.1:{fake_port}/", timeout=20)
         wait_http(f"http://127.0.0.1:{port}/healthz", {"Host": "localhost"})
         credentials = json.loads((data_dir / "credentials.json").read_text())
         host = f"demo.localhost:{port}"
-        token = httpx.post(f"http://127.0.0.1:{port}/api/auth/login/", headers={"Host": host},
-                           json={"email": credentials["demo_email"], "password": credentials["demo_password"]}).json()["key"]
+        token = httpx.post(
+            f"http://127.0.0.1:{port}/api/auth/login/",
+            headers={"Host": host},
+            json={"email": credentials["demo_email"], "password": credentials["demo_password"]},
+        ).json()["key"]
         auth = {"Host": host, "Authorization": f"Token {token}"}
-        httpx.post(f"http://127.0.0.1:{port}/api/documents/", headers=auth,
-                   json={"title": "Handbook", "content": "Refunds are accepted within thirty days of delivery. " * 20}, timeout=60)
+        httpx.post(
+            f"http://127.0.0.1:{port}/api/documents/",
+            headers=auth,
+            json={"title": "Handbook", "content": "Refunds are accepted within thirty days of delivery. " * 20},
+            timeout=60,
+        )
         dsn = f"postgresql://postgres@/strata?host={data_dir / 'postgres'}"
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("UPDATE billing_plan SET hard_limit = false")
@@ -75,12 +86,31 @@ def stack(tmp_path_factory):
         # The same platform with retrieval off: isolates what the transport and bookkeeping add.
         plain_port = free_port()
         plain = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "core.asgi:application", "--port", str(plain_port), "--ws", "websockets-sansio",
-             "--lifespan", "off", "--log-level", "error"],
-            cwd=ROOT, env={**env, "CHAT_CONTEXT_CHUNKS": "0"},
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "core.asgi:application",
+                "--port",
+                str(plain_port),
+                "--ws",
+                "websockets-sansio",
+                "--lifespan",
+                "off",
+                "--log-level",
+                "error",
+            ],
+            cwd=ROOT,
+            env={**env, "CHAT_CONTEXT_CHUNKS": "0"},
         )
         wait_http(f"http://127.0.0.1:{plain_port}/healthz", {"Host": "localhost"})
-        yield {"port": port, "plain_port": plain_port, "fake_url": f"http://127.0.0.1:{fake_port}", "token": token, "dsn": dsn}
+        yield {
+            "port": port,
+            "plain_port": plain_port,
+            "fake_url": f"http://127.0.0.1:{fake_port}",
+            "token": token,
+            "dsn": dsn,
+        }
     finally:
         for process in [p for p in (locals().get("plain"), server) if p is not None]:
             process.send_signal(signal.SIGINT)
@@ -92,8 +122,13 @@ def stack(tmp_path_factory):
 async def ws_chat(port: int, token: str, question: str) -> tuple[float, float, list[float], bool]:  # noqa: C901
     """(time to first token, total time, gaps between tokens, ok) for one chat over a fresh socket."""
     async with websockets.connect(
-        f"ws://demo.localhost:{port}/ws/chat/", additional_headers={"Authorization": f"Token {token}"},
-        host="127.0.0.1", port=port, proxy=None, open_timeout=60, max_queue=None,
+        f"ws://demo.localhost:{port}/ws/chat/",
+        additional_headers={"Authorization": f"Token {token}"},
+        host="127.0.0.1",
+        port=port,
+        proxy=None,
+        open_timeout=60,
+        max_queue=None,
     ) as ws:
         started = time.perf_counter()
         await ws.send(json.dumps({"message": question}))
@@ -113,7 +148,9 @@ async def ws_chat(port: int, token: str, question: str) -> tuple[float, float, l
 async def sdk_chat(client: anthropic.AsyncAnthropic, question: str) -> tuple[float, float]:
     started = time.perf_counter()
     first = None
-    async with client.messages.stream(model="claude-sonnet-4-6", max_tokens=1024, messages=[{"role": "user", "content": question}]) as stream:
+    async with client.messages.stream(
+        model="claude-sonnet-4-6", max_tokens=1024, messages=[{"role": "user", "content": question}]
+    ) as stream:
         async for _ in stream.text_stream:
             first = first or time.perf_counter()
     return first - started, time.perf_counter() - started
@@ -145,14 +182,34 @@ def test_added_latency_of_a_chat_through_strata(stack):
     rows = [
         ["SDK direct: first token", *summary(d_ttft)],
         ["Strata WebSocket: first token", *summary(s_ttft)],
-        ["added to first token", summary(s_ttft)[0] - summary(d_ttft)[0], summary(s_ttft)[1] - summary(d_ttft)[1], summary(s_ttft)[2] - summary(d_ttft)[2]],
+        [
+            "added to first token",
+            summary(s_ttft)[0] - summary(d_ttft)[0],
+            summary(s_ttft)[1] - summary(d_ttft)[1],
+            summary(s_ttft)[2] - summary(d_ttft)[2],
+        ],
         ["SDK direct: total", *summary(d_total)],
         ["Strata WebSocket: total", *summary(s_total)],
-        ["added to total", summary(s_total)[0] - summary(d_total)[0], summary(s_total)[1] - summary(d_total)[1], summary(s_total)[2] - summary(d_total)[2]],
+        [
+            "added to total",
+            summary(s_total)[0] - summary(d_total)[0],
+            summary(s_total)[1] - summary(d_total)[1],
+            summary(s_total)[2] - summary(d_total)[2],
+        ],
         ["Strata, retrieval off: first token", *summary(p_ttft)],
-        ["added to first token, retrieval off", summary(p_ttft)[0] - summary(d_ttft)[0], summary(p_ttft)[1] - summary(d_ttft)[1], summary(p_ttft)[2] - summary(d_ttft)[2]],
+        [
+            "added to first token, retrieval off",
+            summary(p_ttft)[0] - summary(d_ttft)[0],
+            summary(p_ttft)[1] - summary(d_ttft)[1],
+            summary(p_ttft)[2] - summary(d_ttft)[2],
+        ],
         ["Strata, retrieval off: total", *summary(p_total)],
-        ["added to total, retrieval off", summary(p_total)[0] - summary(d_total)[0], summary(p_total)[1] - summary(d_total)[1], summary(p_total)[2] - summary(d_total)[2]],
+        [
+            "added to total, retrieval off",
+            summary(p_total)[0] - summary(d_total)[0],
+            summary(p_total)[1] - summary(d_total)[1],
+            summary(p_total)[2] - summary(d_total)[2],
+        ],
     ]
     print_table(f"Chat latency, {SEQUENTIAL} sequential chats of 30 tokens (ms)", ["path", "p50", "p95", "mean"], rows)
 
@@ -165,7 +222,11 @@ def test_200_concurrent_websocket_chats(stack):
     async def sample_connections():
         async with await psycopg.AsyncConnection.connect(stack["dsn"], autocommit=True) as conn:
             while not stop.is_set():
-                row = await (await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'strata' AND pid <> pg_backend_pid()")).fetchone()
+                row = await (
+                    await conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'strata' AND pid <> pg_backend_pid()"
+                    )
+                ).fetchone()
                 peak["connections"] = max(peak["connections"], row[0])
                 await asyncio.sleep(0.05)
 
@@ -173,7 +234,8 @@ def test_200_concurrent_websocket_chats(stack):
         sampler = asyncio.create_task(sample_connections())
         started = time.perf_counter()
         results = await asyncio.gather(
-            *[ws_chat(stack["port"], stack["token"], f"question {i}") for i in range(CONCURRENT)], return_exceptions=True
+            *[ws_chat(stack["port"], stack["token"], f"question {i}") for i in range(CONCURRENT)],
+            return_exceptions=True,
         )
         elapsed = time.perf_counter() - started
         stop.set()

@@ -88,9 +88,21 @@ def test_batched_embedding_is_faster_than_one_chunk_at_a_time(acme, settings):
         ["method", "seconds", "chunks/s", "x naive"],
         [
             ["naive: one model call + one save per chunk (1 thread, float32)", naive_s, naive_rate, 1.0],
-            [f"batches of {settings.EMBEDDING_BATCH_SIZE} + bulk_update (1 thread, float32)", batched_only_s, batched_rate, batched_rate / naive_rate],
-            [f"manage.py embed_documents (batches, {os.cpu_count()} threads, bf16 if AMX: {_cpu_has_amx()})", command_s, command_rate, command_rate / naive_rate],
+            [
+                f"batches of {settings.EMBEDDING_BATCH_SIZE} + bulk_update (1 thread, float32)",
+                batched_only_s,
+                batched_rate,
+                batched_rate / naive_rate,
+            ],
+            [
+                f"manage.py embed_documents (batches, {os.cpu_count()} threads, bf16 if AMX: {_cpu_has_amx()})",
+                command_s,
+                command_rate,
+                command_rate / naive_rate,
+            ],
         ],
     )
-    print(f"\ngoal: embed_documents >= {GOAL_RATIO}x naive -> {'met' if command_rate / naive_rate >= GOAL_RATIO else 'NOT met'}")
+    print(
+        f"\ngoal: embed_documents >= {GOAL_RATIO}x naive -> {'met' if command_rate / naive_rate >= GOAL_RATIO else 'NOT met'}"
+    )
     assert command_rate > batched_rate > naive_rate

@@ -29,11 +29,27 @@ def test_provisioning_by_clone_and_by_spare_vs_migrating(db, settings):
     clone_times, spare_times, migrate_times = [], [], []
     for i in range(ROUNDS):
         settings.TENANT_SPARE_SCHEMAS = 0
-        clone_times.append(timed(lambda i=i: tenant_provision(name=f"C{i}", subdomain=f"clone{i}", schema_name=f"t_clone{i}", status="active")))
-        migrate_times.append(timed(lambda i=i: tenant_provision_by_migrations(name=f"M{i}", subdomain=f"migr{i}", schema_name=f"t_migr{i}")))
+        clone_times.append(
+            timed(
+                lambda i=i: tenant_provision(
+                    name=f"C{i}", subdomain=f"clone{i}", schema_name=f"t_clone{i}", status="active"
+                )
+            )
+        )
+        migrate_times.append(
+            timed(
+                lambda i=i: tenant_provision_by_migrations(name=f"M{i}", subdomain=f"migr{i}", schema_name=f"t_migr{i}")
+            )
+        )
         settings.TENANT_SPARE_SCHEMAS = 1
         spares_refill()  # off the signup path: the background refill after the previous signup
-        spare_times.append(timed(lambda i=i: tenant_provision(name=f"S{i}", subdomain=f"spare{i}", schema_name=f"t_spare{i}", status="active")))
+        spare_times.append(
+            timed(
+                lambda i=i: tenant_provision(
+                    name=f"S{i}", subdomain=f"spare{i}", schema_name=f"t_spare{i}", status="active"
+                )
+            )
+        )
 
     migrate, clone, spare = summary(migrate_times), summary(clone_times), summary(spare_times)
     print_table(

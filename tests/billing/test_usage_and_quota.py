@@ -197,7 +197,9 @@ def test_a_plan_limited_to_other_models_refuses_with_402(acme, fake_anthropic):
     assert response.json()["error"]["code"] == "model_not_allowed"
 
 
-def test_too_many_ai_requests_a_minute_get_429_until_the_next_minute(acme, globex, fake_anthropic, settings, monkeypatch):
+def test_too_many_ai_requests_a_minute_get_429_until_the_next_minute(
+    acme, globex, fake_anthropic, settings, monkeypatch
+):
     settings.TENANT_RATE_LIMIT_PER_MINUTE = 2
     now = [1_800_000_000.0 + 15]  # 15 s into a minute
     monkeypatch.setattr(quota_module, "_clock", lambda: now[0])

@@ -13,7 +13,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (tests/run.sh installs it)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (tests/run.sh installs it)"
+    ),
 ]
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -57,13 +59,17 @@ def log_in(page, base, email):
     expect(page.get_by_role("heading", name="Upload a document")).to_be_visible()
 
 
-def test_log_in_upload_ask_and_watch_the_answer_stream(page, live_worlds, asgi_server, fake_anthropic, tmp_path, settings):
+def test_log_in_upload_ask_and_watch_the_answer_stream(
+    page, live_worlds, asgi_server, fake_anthropic, tmp_path, settings
+):
     globex = live_worlds["globex"]
     base = asgi_server.host_url("globex")
     fake_anthropic.reply = "The lighthouse keeper logs the weather at dawn and at dusk, every single day."
     fake_anthropic.token_delay = 0.05
     notes = tmp_path / "lighthouse-routine.txt"
-    notes.write_text("The keeper of the Skerry lighthouse records wind speed and weather twice daily, at dawn and dusk.")
+    notes.write_text(
+        "The keeper of the Skerry lighthouse records wind speed and weather twice daily, at dawn and dusk."
+    )
 
     log_in(page, base, globex.member.email)
     page.set_input_files("#file", str(notes))
@@ -101,7 +107,9 @@ def test_upstream_errors_are_shown_and_stop_cancels(page, live_worlds, asgi_serv
     fake_anthropic.fail_before_first_token = [400]
     page.fill("#message", "Try again")
     page.click("#send")
-    expect(page.locator("#chat-error")).to_have_text("The language model failed to answer this request.", timeout=10_000)
+    expect(page.locator("#chat-error")).to_have_text(
+        "The language model failed to answer this request.", timeout=10_000
+    )
 
 
 def test_a_non_member_cannot_log_in_and_logout_works(page, live_worlds, asgi_server):

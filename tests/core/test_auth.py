@@ -45,7 +45,10 @@ def test_login_is_throttled(acme, settings):
 
 def test_logout_invalidates_the_session(acme):
     client = host_client(acme.host)
-    assert client.post("/api/auth/login/", {"email": acme.member.email, "password": PASSWORD}, format="json").status_code == 200
+    assert (
+        client.post("/api/auth/login/", {"email": acme.member.email, "password": PASSWORD}, format="json").status_code
+        == 200
+    )
     assert client.get("/api/documents/").status_code == 200
 
     assert client.post("/api/auth/logout/").status_code == 200
@@ -78,7 +81,9 @@ def test_members_cannot_enter_the_tenant_admin(acme):
 
 
 def test_one_tenants_owner_cannot_enter_another_tenants_admin(acme, globex):
-    refused = host_client(globex.host).post("/admin/login/?next=/admin/", {"username": acme.owner.email, "password": PASSWORD})
+    refused = host_client(globex.host).post(
+        "/admin/login/?next=/admin/", {"username": acme.owner.email, "password": PASSWORD}
+    )
     assert b"Only owners and admins" in refused.content
 
     client = globex.session_client(acme.owner)

@@ -24,7 +24,12 @@ def start_up(data_dir: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
     env = {**os.environ, "STRATA_DATA_DIR": str(data_dir), "PORT": str(port), "PYTHONUNBUFFERED": "1"}
     env.pop("DATABASE_URL", None)
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "manage.py", "up"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     deadline = time.monotonic() + 90
@@ -81,7 +86,8 @@ def test_up_starts_the_platform_with_a_demo_tenant_and_stops_cleanly(tmp_path):
         )
         assert login.status_code == 200
         documents = httpx.get(
-            f"{base}/api/documents/", headers={"Host": f"demo.localhost:{port}", "Authorization": f"Token {login.json()['key']}"}
+            f"{base}/api/documents/",
+            headers={"Host": f"demo.localhost:{port}", "Authorization": f"Token {login.json()['key']}"},
         )
         assert documents.status_code == 200
         admin = httpx.get(f"{base}/admin/login/", headers={"Host": f"localhost:{port}"})

@@ -25,7 +25,10 @@ REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.django_db,
-    pytest.mark.skipif(not (Path(NGINX).exists() and Path(REDIS).exists()), reason="nginx and redis-server are installed by tests/run.sh"),
+    pytest.mark.skipif(
+        not (Path(NGINX).exists() and Path(REDIS).exists()),
+        reason="nginx and redis-server are installed by tests/run.sh",
+    ),
 ]
 
 NGINX_CONF = """
@@ -74,7 +77,12 @@ def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_fact
     db = connection.settings_dict
     database_url = f"postgres://{db['USER']}@/{db['NAME']}?host={db['OPTIONS']['host']}"
     redis_port, nginx_port, port_a, port_b = free_port(), free_port(), free_port(), free_port()
-    processes = [subprocess.Popen([REDIS, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)]
+    processes = [
+        subprocess.Popen(
+            [REDIS, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+    ]
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -87,11 +95,28 @@ def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_fact
         "LOG_LEVEL": "ERROR",
     }
     for port in (port_a, port_b):
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "core.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-             "--ws", "websockets-sansio", "--lifespan", "off", "--log-level", "warning"],
-            cwd=ROOT, env=env,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "core.asgi:application",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--ws",
+                    "websockets-sansio",
+                    "--lifespan",
+                    "off",
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
+            )
+        )
     for sub in ("body", "proxy", "fcgi", "uwsgi", "scgi"):
         (tmp / sub).mkdir()
     (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, a=port_a, b=port_b, port=nginx_port))
@@ -117,14 +142,20 @@ def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_fact
 
 
 def via_nginx(topology, subdomain: str) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{topology['port']}", headers={"Host": f"{subdomain}.localhost:{topology['port']}"}, timeout=20)
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{topology['port']}",
+        headers={"Host": f"{subdomain}.localhost:{topology['port']}"},
+        timeout=20,
+    )
 
 
 def test_wildcard_subdomains_reach_their_tenant_through_nginx(topology, live_worlds):
     acme = live_worlds["acme"]
     with via_nginx(topology, "acme") as http:
         key = http.post("/api/auth/login/", json={"email": acme.member.email, "password": PASSWORD}).json()["key"]
-        statuses = {http.get("/api/documents/", headers={"Authorization": f"Token {key}"}).status_code for _ in range(6)}
+        statuses = {
+            http.get("/api/documents/", headers={"Authorization": f"Token {key}"}).status_code for _ in range(6)
+        }
     with via_nginx(topology, "globex") as http:
         other = http.get("/api/documents/", headers={"Authorization": f"Token {key}"}).status_code
     with via_nginx(topology, "nowhere") as http:
@@ -140,9 +171,12 @@ def test_sse_streams_through_nginx_unbuffered(topology, live_worlds, anthropic_s
     anthropic_server.token_delay = 0.1
     acme = live_worlds["acme"]
     arrivals = []
-    with via_nginx(topology, "acme") as http, http.stream(
-        "POST", "/api/chat/", json={"message": "stream me"}, headers={"Authorization": f"Token {acme.member_token}"}
-    ) as response:
+    with (
+        via_nginx(topology, "acme") as http,
+        http.stream(
+            "POST", "/api/chat/", json={"message": "stream me"}, headers={"Authorization": f"Token {acme.member_token}"}
+        ) as response,
+    ):
         for line in response.iter_lines():
             if line.startswith("data: ") and json.loads(line[6:])["type"] == "token":
                 arrivals.append(time.monotonic())
@@ -164,7 +198,10 @@ def test_websocket_chat_through_nginx_and_limits_shared_by_both_processes(topolo
             return websockets.connect(
                 f"ws://acme.localhost:{topology['port']}/ws/chat/",
                 additional_headers={"Authorization": f"Token {acme.owner_token}"},
-                host="127.0.0.1", port=topology["port"], proxy=None, max_queue=None,
+                host="127.0.0.1",
+                port=topology["port"],
+                proxy=None,
+                max_queue=None,
             )
 
         # nginx sends the two sockets to different processes (round robin); the per-user stream

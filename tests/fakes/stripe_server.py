@@ -200,7 +200,6 @@ def make_event(
 
 
 class _Handler(BaseHTTPRequestHandler):
-
     # Headers and body go out in separate writes; without TCP_NODELAY each call waits ~40 ms for a delayed ACK.
     disable_nagle_algorithm = True
     # HTTP/1.1 so the SDK's requests session reuses connections as it does against Stripe.

@@ -60,7 +60,9 @@ def test_anonymous_requests_get_401(acme):
 
 
 def test_a_session_cookie_from_one_tenant_is_not_honoured_on_another(acme, globex):
-    login = acme.client().post("/api/auth/login/", {"email": acme.owner.email, "password": "s3cret-Passw0rd!"}, format="json")
+    login = acme.client().post(
+        "/api/auth/login/", {"email": acme.owner.email, "password": "s3cret-Passw0rd!"}, format="json"
+    )
     assert login.status_code == 200
     session_cookie = login.cookies["sessionid"]
     assert not session_cookie["domain"], "session cookies must be host-only"

@@ -106,7 +106,9 @@ def test_signup_with_missing_fields_is_a_400(public_client):
 
 def test_existing_account_needs_its_password_to_start_another_organisation(public_client, acme, unique_subdomain):
     wrong = public_client.post(
-        "/api/signup/", signup_payload(unique_subdomain, email=acme.owner.email, password="Another-passw0rd!"), format="json"
+        "/api/signup/",
+        signup_payload(unique_subdomain, email=acme.owner.email, password="Another-passw0rd!"),
+        format="json",
     )
     assert wrong.status_code == 400
     assert wrong.json()["error"]["code"] == "email_taken"

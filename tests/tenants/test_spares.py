@@ -14,7 +14,9 @@ def column_type_and_index(schema: str) -> tuple[str, bool]:
             [schema],
         )
         column = cursor.fetchone()[0]
-        cursor.execute("SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = 'chunk_embedding_hnsw'", [schema])
+        cursor.execute(
+            "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = 'chunk_embedding_hnsw'", [schema]
+        )
         return column, cursor.fetchone() is not None
 
 
@@ -29,7 +31,9 @@ def test_spares_are_full_clones_with_their_vector_index(db, settings):
         assert column_type_and_index(name) == ("vector(384)", True)
 
 
-def test_a_signup_takes_a_spare_and_the_refill_replaces_it(db, settings, unique_subdomain, django_capture_on_commit_callbacks):
+def test_a_signup_takes_a_spare_and_the_refill_replaces_it(
+    db, settings, unique_subdomain, django_capture_on_commit_callbacks
+):
     settings.TENANT_SPARE_SCHEMAS = 2
     spares_refill()
     before = set(_spare_names())
@@ -37,7 +41,12 @@ def test_a_signup_takes_a_spare_and_the_refill_replaces_it(db, settings, unique_
     with django_capture_on_commit_callbacks(execute=False) as refills:
         response = host_client("localhost").post(
             "/api/signup/",
-            {"organisation": "Spare Co", "subdomain": unique_subdomain, "email": f"o@{unique_subdomain}.test", "password": PASSWORD},
+            {
+                "organisation": "Spare Co",
+                "subdomain": unique_subdomain,
+                "email": f"o@{unique_subdomain}.test",
+                "password": PASSWORD,
+            },
             format="json",
         )
     assert response.status_code == 201

@@ -19,8 +19,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--schema", help="Only this tenant schema (default: every tenant).")
         parser.add_argument("--batch-size", type=int, default=256)
-        parser.add_argument("--reembed", action="store_true", help="Re-embed chunks made by another model (after a model change).")
-        parser.add_argument("--threads", type=int, default=None, help="CPU threads for the local model (default: every core).")
+        parser.add_argument(
+            "--reembed", action="store_true", help="Re-embed chunks made by another model (after a model change)."
+        )
+        parser.add_argument(
+            "--threads", type=int, default=None, help="CPU threads for the local model (default: every core)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         tenants = Tenant.objects.exclude(schema_name=get_public_schema_name()).order_by("schema_name")
@@ -46,7 +50,9 @@ class Command(BaseCommand):
                 bar.n = done
                 bar.refresh()
 
-            embedded = chunks_embed_pending(batch_size=options["batch_size"], reembed=options["reembed"], progress=progress)
+            embedded = chunks_embed_pending(
+                batch_size=options["batch_size"], reembed=options["reembed"], progress=progress
+            )
             bar.close()
         self.stdout.write(f"{tenant.schema_name}: embedded {embedded} chunk(s)")
         return embedded

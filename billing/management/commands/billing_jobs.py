@@ -14,7 +14,9 @@ from billing.tasks import billing_jobs_run_once
 
 
 class Command(BaseCommand):
-    help = "Sync usage to Stripe Billing Meters and enforce the past-due grace period every BILLING_JOBS_INTERVAL_SECONDS."
+    help = (
+        "Sync usage to Stripe Billing Meters and enforce the past-due grace period every BILLING_JOBS_INTERVAL_SECONDS."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not billing_enabled():

@@ -39,4 +39,11 @@ class Command(BaseCommand):
         self.stdout.flush()
         if options["no_serve"]:
             return
-        uvicorn.run("core.asgi:application", host=options["host"], port=options["port"], lifespan="off", log_level="info", ws="websockets-sansio")
+        uvicorn.run(
+            "core.asgi:application",
+            host=options["host"],
+            port=options["port"],
+            lifespan="off",
+            log_level="info",
+            ws="websockets-sansio",
+        )
