@@ -31,7 +31,8 @@ from ai.serializers import (
 )
 from ai.services.chat import chat_message_validate, chat_prepare, chat_stream
 from ai.services.documents import document_create, document_delete, document_update
-from core.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
+from ai.services.summarise import document_summarise
+from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
 
 
 class DocumentViewSet(TenantModelViewSet):
@@ -74,8 +75,6 @@ class DocumentViewSet(TenantModelViewSet):
     @extend_schema(request=None, responses={200: SummaryOutputSerializer})
     @action(detail=True, methods=["post"])
     def summarise(self, request: Request, pk: str | None = None) -> Response:
-        from ai.services.summarise import document_summarise
-
         result = document_summarise(user=request.user, document=self.get_object())
         return Response(SummaryOutputSerializer(result).data)
 

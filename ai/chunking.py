@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from ai.embedders import model_folder
+
 if TYPE_CHECKING:
     from semchunk import Chunker
     from tokenizers import Tokenizer
@@ -24,8 +26,6 @@ _tokenizer_instance: Tokenizer | None = None
 @functools.cache
 def max_sequence_length() -> int:
     """Word pieces the embedding model reads per input, special tokens included (256 for MiniLM)."""
-    from ai.embeddings import model_folder
-
     config = json.loads((model_folder() / "sentence_bert_config.json").read_text())
     return int(config["max_seq_length"])
 
@@ -47,8 +47,6 @@ def tokenizer() -> Tokenizer:
 
 def _read_tokenizer() -> Tokenizer:
     from tokenizers import Tokenizer
-
-    from ai.embeddings import model_folder
 
     loaded = Tokenizer.from_file(str(model_folder() / "tokenizer.json"))
     # tokenizer.json ships with truncation and padding at 128, which would make every long span

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from ai.services.chat import chat_message_validate, chat_prepare, chat_stream, error_frame
-from core.exceptions import ApplicationError
+from core.platform.exceptions import ApplicationError
 from tenants.models import Tenant
 
 # Close codes in the 4000 range are ours: 4403 = refused (no tenant, not a member, not active).

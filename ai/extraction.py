@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
-from core.exceptions import ApplicationError
+from core.platform.exceptions import ApplicationError
 
 if TYPE_CHECKING:
     from bs4 import BeautifulSoup

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from pgvector.django import CosineDistance
 
-from ai.embeddings import get_embedder
+from ai.embedders import get_embedder
 from ai.models import Chunk, Conversation, Document
 
 

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from billing.models import Plan
 from billing.serializers import PlanSerializer, SessionUrlSerializer, UsageSummarySerializer, WebhookOutcomeSerializer
 from billing.services import checkout_session_start, portal_session_start, usage_summary, webhook_event_receive
-from core.api import IsTenantMember, TenantAPIView
+from core.platform.api import IsTenantMember, TenantAPIView
 from tenants.models import Membership
 
 

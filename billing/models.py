@@ -109,13 +109,19 @@ class TenantUsagePeriod(models.Model):
 
 
 class Subscription(models.Model):
-    """A tenant's Stripe customer and subscription, as the webhooks last told us."""
+    """A tenant's plan, and its Stripe customer and subscription as the webhooks last told us.
+
+    Every tenant has one from signup; a tenant on a free plan has no Stripe ids and no status.
+    """
 
     tenant = models.OneToOneField("tenants.Tenant", on_delete=models.CASCADE, related_name="subscription")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
     stripe_customer_id = models.CharField(max_length=100, blank=True, db_index=True)
     stripe_subscription_id = models.CharField(max_length=100, blank=True, db_index=True)
     checkout_session_id = models.CharField(max_length=200, blank=True)
-    status = models.CharField(max_length=30, default="incomplete", help_text="Stripe's subscription status.")
+    status = models.CharField(
+        max_length=30, blank=True, default="", help_text="Stripe's subscription status (empty without Stripe)."
+    )
     current_period_end = models.DateTimeField(null=True, blank=True)
     past_due_since = models.DateTimeField(null=True, blank=True)
     # The Stripe `created` time of the newest event applied: older events arriving late are ignored.

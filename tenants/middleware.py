@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from core.api import error_body
+from core.platform.api import error_body
 from tenants.models import Tenant
 
 _BLOCKED = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
@@ -16,7 +18,6 @@ class Tenant(TenantMixin):
     name = models.CharField(max_length=120)
     subdomain = models.CharField(max_length=40, unique=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
-    plan = models.ForeignKey("billing.Plan", null=True, blank=True, on_delete=models.PROTECT, related_name="tenants")
     created = models.DateTimeField(auto_now_add=True)
     suspended_reason = models.CharField(max_length=200, blank=True)
 
@@ -43,6 +44,12 @@ class Tenant(TenantMixin):
     @property
     def url(self) -> str:
         return tenant_url(self.subdomain)
+
+    def membership_of(self, user: Any) -> Membership | None:
+        """The user's membership here, or None (the tenant API guard asks through the request's tenant)."""
+        if not getattr(user, "is_authenticated", False):
+            return None
+        return Membership.objects.filter(user=user, tenant=self).first()
 
 
 def tenant_url(subdomain: str) -> str:

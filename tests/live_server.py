@@ -19,7 +19,7 @@ class LiveAsgiServer:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        from core.asgi import application
+        from core.project.asgi import application
 
         config = uvicorn.Config(
             application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", ws="websockets-sansio"

@@ -6,6 +6,7 @@ from django.db import transaction
 
 from ai.llm import Usage
 from ai.models import AgentAction, Document
+from billing.services import usage_record
 from core.models import User
 
 
@@ -29,8 +30,6 @@ def agent_action_record(
 
     Offline answers are no LLM call: their estimated tokens are kept on the action only.
     """
-    from billing.services import usage_record
-
     action = AgentAction.objects.create(
         agent_type=agent_type,
         user=user,

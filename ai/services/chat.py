@@ -8,6 +8,7 @@ those calls on one shared thread whose connection may hold any tenant's search_p
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import time
 from collections.abc import AsyncIterator
@@ -17,48 +18,26 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django_tenants.utils import tenant_context
 
-from ai.embeddings import get_embedder
+from ai.embedders import get_embedder
 from ai.llm import LLMStream, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Conversation, Message
 from ai.selectors import documents_search
 from ai.services.actions import agent_action_record
 from ai.services.prompts import prompt_active
-from core.exceptions import ApplicationError
+from ai.services.stream_slots import StreamSlot
+from billing.services import quota_check
 from core.models import User
+from core.platform.exceptions import ApplicationError
 
 Frame = dict[str, Any]
-_embedding_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="strata-embed")
 
 
-class _StreamSlot:
-    """At most CHAT_MAX_STREAMS_PER_USER concurrent answers per user (shared through the cache)."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.taken = False
-
-    def acquire(self) -> None:
-        cache.add(self.key, 0, timeout=3600)
-        if cache.incr(self.key) > settings.CHAT_MAX_STREAMS_PER_USER:
-            cache.decr(self.key)
-            raise ApplicationError(
-                f"You already have {settings.CHAT_MAX_STREAMS_PER_USER} answers streaming; wait for one to finish.",
-                code="too_many_streams",
-                status=429,
-            )
-        self.taken = True
-
-    def release(self) -> None:
-        if self.taken:
-            self.taken = False
-            try:
-                cache.decr(self.key)
-            except ValueError:
-                pass
+@functools.cache
+def _embedding_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="strata-embed")
 
 
 @dataclass
@@ -73,7 +52,7 @@ class ChatTurn:
     system: str
     messages: list[dict[str, str]]
     passages: list[str]
-    slot: _StreamSlot
+    slot: StreamSlot
     sources: list[dict[str, Any]]
 
 
@@ -132,11 +111,11 @@ def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int 
     """Accept a chat turn or refuse it (ApplicationError): stream slot, quota, conversation,
     retrieval, prompt; stores the question and a placeholder answer. Sync, in the tenant's schema."""
     provider = get_llm_provider()
-    slot = _StreamSlot(f"strata:streams:{tenant.schema_name}:{user.pk}")
+    slot = StreamSlot(schema_name=tenant.schema_name, user_id=user.pk)
     slot.acquire()
     # The query embedding is CPU work that needs no database: it runs while the checks and
     # history reads below wait on PostgreSQL.
-    embedding = _embedding_pool.submit(get_embedder().embed_query, message) if settings.CHAT_CONTEXT_CHUNKS else None
+    embedding = _embedding_pool().submit(get_embedder().embed_query, message) if settings.CHAT_CONTEXT_CHUNKS else None
     try:
         with tenant_context(tenant):
             return _prepare_in_schema(
@@ -160,11 +139,9 @@ def _prepare_in_schema(
     question: str,
     conversation_id: int | None,
     provider: Any,
-    slot: _StreamSlot,
+    slot: StreamSlot,
     embedding: Future[list[float]] | None,
 ) -> ChatTurn:
-    from billing.services import quota_check
-
     quota_check(feature=AgentAction.AgentType.CHAT, model=provider.model)
     if conversation_id is None:
         conversation = Conversation.objects.create(user=user, title=question[:80])
@@ -266,6 +243,7 @@ async def chat_stream(*, turn: ChatTurn) -> AsyncIterator[Frame]:
         try:
             async with stream:
                 async for text in stream:
+                    turn.slot.refresh()
                     yield {"type": "token", "token": text}
         except ApplicationError as exc:
             await finish(Message.Status.ERROR, exc.message)

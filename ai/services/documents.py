@@ -7,16 +7,16 @@ from pathlib import PurePath
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, transaction
+from django.db import transaction
 
 from ai.chunking import chunk_text, count_tokens
-from ai.embeddings import get_embedder
+from ai.embedders import get_embedder
 from ai.extraction import extract_text
 from ai.models import Chunk, Document
-from ai.services.embedding import chunks_embeddings_save
-from core.exceptions import ApplicationError
+from ai.services.chunk_embeddings import chunks_embeddings_save
 from core.models import User
-from core.tasks import task_enqueue
+from core.platform.exceptions import ApplicationError
+from core.platform.jobs import TransientJobError, tenant_job_defer
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +49,12 @@ def _checked_content(content: str) -> str:
     return content
 
 
+INGEST_JOB = "ai.document_ingest"
+
+
 def _schedule_ingest(document: Document) -> None:
-    schema_name = connection.schema_name
-    transaction.on_commit(lambda: task_enqueue(document_ingest, schema_name=schema_name, document_id=document.id))
+    # In the caller's transaction: the job exists exactly when the document row does.
+    tenant_job_defer(INGEST_JOB, document_id=document.id)
 
 
 def document_create(*, user: User, title: str = "", content: str = "", upload: UploadedFile | None = None) -> Document:
@@ -102,11 +105,14 @@ def document_delete(*, document: Document) -> None:
     document.delete()
 
 
-def document_ingest(*, document_id: int) -> None:
-    """Chunk, store, then embed one document; runs in the tenant's schema, in the background.
+def document_ingest(*, document_id: int, final_attempt: bool = True) -> None:
+    """Chunk, store, then embed one document; the ingestion job runs it in the tenant's schema.
 
-    Chunks are stored before they are embedded, so if the embedding provider fails the document
-    shows the error and ``embed_documents`` (or an edit) can finish the job later.
+    Safe to run again (a retry, a worker that died mid-job): the chunks are replaced, never added
+    to. Chunks are stored before they are embedded, so when the embedding provider is down the
+    document waits with a readable error and the job raises ``TransientJobError`` to be retried;
+    on the ``final_attempt`` it is marked failed, and ``embed_documents`` or the retry action can
+    finish it later.
     """
     document = Document.objects.filter(id=document_id).first()
     if document is None:
@@ -123,6 +129,12 @@ def document_ingest(*, document_id: int) -> None:
     try:
         embedder = get_embedder()
         vectors = embedder.embed_documents([chunk.text for chunk in chunks])
+    except ApplicationError as exc:
+        if exc.status == 503 and not final_attempt:
+            _ingest_failed(document_id, content, exc, status=Document.Status.PENDING, suffix=" Retrying shortly.")
+            raise TransientJobError(exc.message) from exc
+        _ingest_failed(document_id, content, exc)
+        return
     except Exception as exc:  # noqa: BLE001
         _ingest_failed(document_id, content, exc)
         return
@@ -134,6 +146,18 @@ def document_ingest(*, document_id: int) -> None:
         current.status = Document.Status.READY
         current.error = ""
         current.save(update_fields=["status", "error", "updated"])
+
+
+def document_ingest_retry(*, document: Document) -> Document:
+    """Queue a failed (or stuck) document's ingestion again."""
+    if document.status == Document.Status.READY:
+        raise ApplicationError("This document is already indexed.", code="already_ready", status=409)
+    with transaction.atomic():
+        document.status = Document.Status.PENDING
+        document.error = ""
+        document.save(update_fields=["status", "error", "updated"])
+        _schedule_ingest(document)
+    return document
 
 
 def _chunks_replace(*, document_id: int, content: str, texts: list[str]) -> list[Chunk]:
@@ -154,7 +178,9 @@ def _chunks_replace(*, document_id: int, content: str, texts: list[str]) -> list
         return chunks
 
 
-def _ingest_failed(document_id: int, content: str, exc: Exception) -> None:
+def _ingest_failed(
+    document_id: int, content: str, exc: Exception, *, status: str = Document.Status.FAILED, suffix: str = ""
+) -> None:
     logger.warning("ingesting document %s failed: %s", document_id, exc)
     message = exc.message if isinstance(exc, ApplicationError) else f"{exc.__class__.__name__}: {exc}"
-    Document.objects.filter(id=document_id, content=content).update(status=Document.Status.FAILED, error=message[:2000])
+    Document.objects.filter(id=document_id, content=content).update(status=status, error=(message + suffix)[:2000])

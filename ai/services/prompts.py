@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ai.models import PromptTemplate
-from core.exceptions import ApplicationError
+from core.platform.exceptions import ApplicationError
 
 
 def prompt_active(*, name: str) -> PromptTemplate:

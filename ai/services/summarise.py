@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
-from ai.embeddings import get_embedder
+from ai.embedders import get_embedder
 from ai.llm import LLMProvider, Usage, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Document
 from ai.services.actions import agent_action_record
 from ai.services.prompts import prompt_active
-from core.exceptions import ApplicationError
+from billing.services import quota_check
 from core.models import User
+from core.platform.exceptions import ApplicationError
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 EXTRACTIVE_SENTENCES = 5
@@ -33,8 +34,6 @@ class SummaryResult:
 
 def document_summarise(*, user: User, document: Document) -> SummaryResult:
     """Summarise ``document``; every model call is recorded as an AgentAction and a usage event."""
-    from billing.services import quota_check
-
     provider = get_llm_provider()
     quota_check(feature=AgentAction.AgentType.SUMMARISE, model=provider.model)
     if provider.name == "offline":

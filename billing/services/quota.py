@@ -10,9 +10,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
-from billing.models import Plan, TenantUsagePeriod
+from billing.models import Plan, Subscription, TenantUsagePeriod
 from billing.services.usage import current_tenant_id, period_start
-from core.exceptions import ApplicationError
+from core.platform.exceptions import ApplicationError
 
 # Indirection so tests can pin the clock of the per-minute window without patching time.time.
 _clock = time.time
@@ -42,20 +42,18 @@ def _rate_limit(tenant_id: int) -> None:
 
 _PLAN_AND_USAGE_SQL = """
     SELECT p.id, p.name, p.included_tokens, p.hard_limit, p.allowed_models, u.tokens_used
-    FROM {tenant} t
-    JOIN {plan} p ON p.id = t.plan_id
-    LEFT JOIN {period} u ON u.tenant_id = t.id AND u.period_start = %s
-    WHERE t.id = %s
+    FROM {subscription} s
+    JOIN {plan} p ON p.id = s.plan_id
+    LEFT JOIN {period} u ON u.tenant_id = s.tenant_id AND u.period_start = %s
+    WHERE s.tenant_id = %s
 """
 
 
 @functools.cache
 def _plan_and_usage_sql() -> str:
-    from tenants.models import Tenant
-
     quote = connection.ops.quote_name
     return _PLAN_AND_USAGE_SQL.format(
-        tenant=quote(Tenant._meta.db_table),
+        subscription=quote(Subscription._meta.db_table),
         plan=quote(Plan._meta.db_table),
         period=quote(TenantUsagePeriod._meta.db_table),
     )

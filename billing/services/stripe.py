@@ -10,7 +10,10 @@ from typing import Any
 import stripe
 from django.conf import settings
 
-from core.exceptions import ApplicationError
+from billing.models import Plan, Subscription
+from core.models import User
+from core.platform.exceptions import ApplicationError
+from tenants.models import Tenant
 
 
 def billing_enabled() -> bool:
@@ -34,7 +37,7 @@ def stripe_client() -> stripe.StripeClient:
         settings.STRIPE_SECRET_KEY,
         settings.STRIPE_API_BASE,
         settings.STRIPE_MAX_NETWORK_RETRIES,
-        float(getattr(settings, "STRIPE_TIMEOUT_SECONDS", 20)),
+        settings.STRIPE_TIMEOUT_SECONDS,
     )
 
 
@@ -55,7 +58,7 @@ class CheckoutStarted:
 
 
 def checkout_start(
-    *, subdomain: str, tenant_url: str, email: str, organisation: str, plan: Any, customer_id: str | None = None
+    *, subdomain: str, tenant_url: str, email: str, organisation: str, plan: Plan, customer_id: str | None = None
 ) -> CheckoutStarted:
     """A subscription Checkout Session, for ``customer_id`` or a new customer (idempotent by subdomain and e-mail)."""
     if not plan.stripe_price_id:
@@ -90,37 +93,31 @@ def checkout_start(
     return CheckoutStarted(customer_id=customer_id, session_id=session.id, url=session.url or "")
 
 
-def checkout_session_start(*, tenant: Any, user: Any) -> str:
+def checkout_session_start(*, tenant: Tenant, user: User) -> str:
     """A fresh Checkout Session for a tenant still waiting for its first payment (its owner asks)."""
-    from billing.models import Subscription
-    from tenants.models import Tenant
-
     if tenant.status != Tenant.Status.PENDING_PAYMENT:
         raise ApplicationError(
             "This organisation has already paid; use the billing portal instead.", code="already_paid", status=409
         )
-    if tenant.plan is None or not tenant.plan.is_paid:
+    subscription = Subscription.objects.select_related("plan").get(tenant=tenant)
+    if not subscription.plan.is_paid:
         raise ApplicationError("This organisation's plan needs no payment.", code="no_payment_needed", status=409)
-    subscription = Subscription.objects.filter(tenant=tenant).first()
-    existing_customer = subscription.stripe_customer_id if subscription and subscription.stripe_customer_id else None
     started = checkout_start(
         subdomain=tenant.subdomain,
         tenant_url=tenant.url,
         email=user.email,
         organisation=tenant.name,
-        plan=tenant.plan,
-        customer_id=existing_customer,
+        plan=subscription.plan,
+        customer_id=subscription.stripe_customer_id or None,
     )
-    Subscription.objects.update_or_create(
-        tenant=tenant, defaults={"stripe_customer_id": started.customer_id, "checkout_session_id": started.session_id}
-    )
+    subscription.stripe_customer_id = started.customer_id
+    subscription.checkout_session_id = started.session_id
+    subscription.save(update_fields=["stripe_customer_id", "checkout_session_id", "updated"])
     return started.url
 
 
-def portal_session_start(*, tenant: Any) -> str:
+def portal_session_start(*, tenant: Tenant) -> str:
     """A Stripe customer-portal session (card, invoices, plan, cancellation) for the tenant's customer."""
-    from billing.models import Subscription
-
     subscription = Subscription.objects.filter(tenant=tenant).exclude(stripe_customer_id="").first()
     if subscription is None:
         raise ApplicationError("This organisation has no billing account yet.", code="no_billing_account", status=409)

@@ -30,7 +30,7 @@ def _ts(value: Any) -> dt.datetime | None:
 
 
 def _locked(queryset: Any) -> Subscription | None:
-    return queryset.select_for_update(of=("self",)).select_related("tenant", "tenant__plan").first()
+    return queryset.select_for_update(of=("self",)).select_related("tenant", "plan").first()
 
 
 def _subscription_find(*, subscription_id: str = "", customer_id: str = "", subdomain: str = "") -> Subscription | None:
@@ -46,7 +46,6 @@ def _subscription_find(*, subscription_id: str = "", customer_id: str = "", subd
     if subdomain:
         tenant = Tenant.objects.filter(subdomain=subdomain).first()
         if tenant is not None:
-            Subscription.objects.get_or_create(tenant=tenant)
             return _locked(Subscription.objects.filter(tenant=tenant))
     return None
 
@@ -90,6 +89,13 @@ def _fill_ids(subscription: Subscription, *, customer_id: str, subscription_id: 
 
 def _outcome(*parts: str) -> str:
     return "; ".join(part for part in parts if part) or "no change"
+
+
+def subscription_start(*, tenant: Tenant, plan: Plan, customer_id: str = "", checkout_session_id: str = "") -> Subscription:
+    """A new tenant's subscription: its plan, and for a paid plan the Stripe customer and Checkout."""
+    return Subscription.objects.create(
+        tenant=tenant, plan=plan, stripe_customer_id=customer_id, checkout_session_id=checkout_session_id
+    )
 
 
 # --- event handlers (called by billing.services.webhooks inside its transaction) --------------
@@ -159,23 +165,23 @@ def subscription_changed(*, obj: dict[str, Any], event_at: dt.datetime, deleted:
     notes = [f"subscription {status}"]
     if status in _GOOD_STANDING:
         subscription.past_due_since = None
-        notes.append(_plan_change(tenant, _plan_for_prices(obj)))
+        notes.append(_plan_change(subscription, _plan_for_prices(obj), changed))
         notes.append(_tenant_in_good_standing(tenant))
     elif status in _OVERDUE:
         subscription.past_due_since = subscription.past_due_since or event_at
     elif status in _ENDED:
         subscription.past_due_since = None
         if tenant.status != Tenant.Status.PENDING_PAYMENT:
-            notes.append(_plan_change(tenant, Plan.objects.filter(slug=FREE_PLAN_SLUG).first()))
+            notes.append(_plan_change(subscription, Plan.objects.filter(slug=FREE_PLAN_SLUG).first(), changed))
     _save(subscription, changed)
     return _outcome(*notes)
 
 
-def _plan_change(tenant: Tenant, plan: Plan | None) -> str:
-    if plan is None or plan.pk == tenant.plan_id:
+def _plan_change(subscription: Subscription, plan: Plan | None, changed: set[str]) -> str:
+    if plan is None or plan.pk == subscription.plan_id:
         return ""
-    tenant.plan = plan
-    tenant.save(update_fields=["plan"])
+    subscription.plan = plan
+    changed.add("plan")
     return f"plan changed to {plan.slug}"
 
 

@@ -12,7 +12,8 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing.models import TenantUsagePeriod, UsageEvent
+from billing.models import Subscription, TenantUsagePeriod, UsageEvent
+from tenants.models import Tenant
 
 
 def period_start(now: dt.datetime | None = None) -> dt.date:
@@ -40,8 +41,6 @@ def cost_micros(
 
 @functools.lru_cache(maxsize=4096)
 def _tenant_id_for_schema(schema_name: str) -> int:
-    from tenants.models import Tenant
-
     return Tenant.objects.only("id").get(schema_name=schema_name).id
 
 
@@ -123,7 +122,7 @@ def _utc_midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
 
 
-def usage_summary(*, tenant: Any) -> UsageSummary:
+def usage_summary(*, tenant: Tenant) -> UsageSummary:
     start = period_start()
     end = next_period_start(start)
     rows = (
@@ -150,14 +149,16 @@ def usage_summary(*, tenant: Any) -> UsageSummary:
     }
     period = TenantUsagePeriod.objects.filter(tenant_id=tenant.pk, period_start=start).first()
     used = period.tokens_used if period else 0
-    included = tenant.plan.included_tokens if tenant.plan_id else 0
+    subscription = Subscription.objects.select_related("plan").filter(tenant_id=tenant.pk).first()
+    plan = subscription.plan if subscription else None
+    included = plan.included_tokens if plan else 0
     return UsageSummary(
         period_start=start,
         period_end=end,
         used=used,
         included=included,
         remaining=max(0, included - used),
-        hard_limit=tenant.plan.hard_limit if tenant.plan_id else True,
+        hard_limit=plan.hard_limit if plan else True,
         cost_micros=period.cost_micros if period else 0,
         by_feature=by_feature,
     )

@@ -15,7 +15,7 @@ from django.db import transaction
 
 from billing.models import WebhookEvent
 from billing.services import subscriptions
-from core.exceptions import ApplicationError
+from core.platform.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,6 @@
 """Core Django settings: tenancy map, database, auth, REST framework, static files."""
 
-from pathlib import Path
-
-from .env import BASE_DIR, PRODUCTION, env, required_in_production
+from .env import BASE_DIR, DATA_DIR, PRODUCTION, env, required_in_production
 
 # --- Tenancy: where each app's tables live -------------------------------------------
 SHARED_APPS = [
@@ -21,6 +19,7 @@ SHARED_APPS = [
     "dj_rest_auth",
     "drf_spectacular",
     "channels",
+    "procrastinate.contrib.django",  # the job queue's tables and SQL functions live in public only
 ]
 
 TENANT_APPS = [
@@ -38,26 +37,30 @@ PUBLIC_SCHEMA_NAME = "public"
 # New tenants are cloned from this migrated schema instead of replaying migrations.
 TENANT_BASE_SCHEMA = "tenant_template"
 TENANT_CREATION_FAKES_MIGRATIONS = True
-TENANT_LIMIT_SET_CALLS = True
+# Off: every cursor sets its search_path, so a pooled connection never runs a query in its
+# previous borrower's schema (with it on, a savepoint rollback can leave a stale path: #1262).
+TENANT_LIMIT_SET_CALLS = False
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 BASE_DOMAIN = env.str("BASE_DOMAIN", default="localhost")
-PUBLIC_SCHEMA_URLCONF = "core.urls_public"
-DEFAULT_NOT_FOUND_TENANT_VIEW = "core.views.unknown_tenant"
-ROOT_URLCONF = "core.urls_tenants"
+PUBLIC_SCHEMA_URLCONF = "core.project.urls_public"
+DEFAULT_NOT_FOUND_TENANT_VIEW = "core.project.views.unknown_tenant"
+ROOT_URLCONF = "core.project.urls_tenants"
 
 # --- Core -----------------------------------------------------------------------------
 SECRET_KEY = required_in_production("SECRET_KEY", "strata-insecure-development-key-change-me")
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[BASE_DOMAIN, f".{BASE_DOMAIN}", "127.0.0.1"])
-DATA_DIR = Path(env.str("STRATA_DATA_DIR", default=str(BASE_DIR / ".data")))
 PORT = env.int("PORT", default=8000)
 SITE_SCHEME = env.str("SITE_SCHEME", default="http")
 
 MIDDLEWARE = [
-    "django_tenants.middleware.main.TenantMainMiddleware",
-    "tenants.middleware.TenantStatusMiddleware",
+    # Static files, the favicon and the liveness probe are answered before anything looks up a
+    # tenant: they never touch the database.
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.platform.health.LivenessMiddleware",
+    "django_tenants.middleware.main.TenantMainMiddleware",
+    "tenants.middleware.TenantStatusMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -82,31 +85,8 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = None
-ASGI_APPLICATION = "core.asgi.application"
+ASGI_APPLICATION = "core.project.asgi.application"
 
-
-# --- Database ---------------------------------------------------------------------------
-def _database() -> dict:
-    if env.str("DATABASE_URL", default=""):
-        config = env.db_url("DATABASE_URL")
-    else:
-        from core.embedded_db import embedded_database_url
-
-        config = environ_db(embedded_database_url(DATA_DIR))
-    config["ENGINE"] = "django_tenants.postgresql_backend"
-    config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    config["CONN_HEALTH_CHECKS"] = True
-    return config
-
-
-def environ_db(url: str) -> dict:
-    from environ import Env
-
-    return Env.db_url_config(url)
-
-
-DATABASES = {"default": _database()}
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -------------------------------------------------------------------------------
 AUTH_USER_MODEL = "core.User"
@@ -126,43 +106,17 @@ CSRF_TRUSTED_ORIGINS = env.list(
 )
 LOGIN_URL = "/login/"
 
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 20,
-    "EXCEPTION_HANDLER": "core.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {
-        "login": env.str("LOGIN_THROTTLE_RATE", default="10/min"),
-        "signup": env.str("SIGNUP_THROTTLE_RATE", default="20/hour"),
-    },
-}
-REST_AUTH = {
-    "LOGIN_SERIALIZER": "core.serializers.TenantLoginSerializer",
-    "USER_DETAILS_SERIALIZER": "core.serializers.UserSerializer",
-    "SESSION_LOGIN": True,
-}
-SPECTACULAR_SETTINGS = {"TITLE": "Strata API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
-
-# --- Caches (throttles), static files, i18n ---------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
+# --- Static files, i18n ------------------------------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request without it
+STATIC_ROOT = env.path("STATIC_ROOT", default=str(DATA_DIR / "static"))
+# Files served at the site root (favicon.ico), straight from WhiteNoise.
+WHITENOISE_ROOT = BASE_DIR / "core" / "root_files"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = True
+# Development serves app static files directly; production serves what collectstatic gathered.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -175,5 +129,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
 }
 # Spare tenant schemas cloned ahead of time: a signup renames one into place (milliseconds)
-# instead of cloning on the spot; refilled in the background after each signup.
+# instead of cloning on the spot; a job refills them after each signup, and periodically.
 TENANT_SPARE_SCHEMAS = env.int("TENANT_SPARE_SCHEMAS", default=2)
+TENANT_SPARES_CHECK_CRON = env.str("TENANT_SPARES_CHECK_CRON", default="*/5 * * * *")

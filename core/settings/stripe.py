@@ -19,12 +19,8 @@ MODEL_PRICES = {
     "offline": {},
     "default": {"input": 3.0, "output": 15.0, "cache_write": 3.75, "cache_read": 0.30},
 }
-# Requests per minute per tenant to the AI endpoints (0 switches the limit off).
-TENANT_RATE_LIMIT_PER_MINUTE = env.int("TENANT_RATE_LIMIT_PER_MINUTE", default=120)
 STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
-# The billing job (meter sync + grace period): how often, and how many usage rows per run.
-BILLING_JOBS_INTERVAL_SECONDS = env.int("BILLING_JOBS_INTERVAL_SECONDS", default=60)
+# Billing's periodic jobs (cron; a sixth field is seconds): usage to Stripe, and the grace period.
+BILLING_METER_SYNC_CRON = env.str("BILLING_METER_SYNC_CRON", default="* * * * *")
+BILLING_GRACE_CRON = env.str("BILLING_GRACE_CRON", default="*/15 * * * *")
 BILLING_SYNC_BATCH = env.int("BILLING_SYNC_BATCH", default=2000)
-# In-process billing job in every web process (the advisory lock keeps runs from overlapping);
-# turn it off when a separate `manage.py billing_jobs` process runs it.
-BILLING_JOBS_IN_PROCESS = env.bool("BILLING_JOBS_IN_PROCESS", default=True)

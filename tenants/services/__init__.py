@@ -1,4 +1,4 @@
-"""What the tenants app can do: provision schemas, sign organisations up, manage members."""
+"""What the tenants app can do: provision schemas, keep them migrated, suspend and reactivate."""
 
 from tenants.services.provisioning import (  # noqa: F401
     template_is_current,
@@ -7,5 +7,4 @@ from tenants.services.provisioning import (  # noqa: F401
     tenant_template_ensure,
     tenant_template_ensure_once,
 )
-from tenants.services.signup import SignupResult, tenant_signup  # noqa: F401
 from tenants.services.status import tenant_reactivate, tenant_suspend  # noqa: F401

@@ -16,6 +16,7 @@ from django_tenants.clone import CloneSchema
 from django_tenants.utils import get_public_schema_name, schema_context, schema_exists
 from pgvector.django import HnswIndex, VectorField
 
+from core.platform.jobs import job_defer
 from tenants.models import Domain, Tenant
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def _clone_template(schema_name: str) -> None:
         )
 
 
-def tenant_provision(*, name: str, subdomain: str, schema_name: str, status: str, plan=None) -> Tenant:
+def tenant_provision(*, name: str, subdomain: str, schema_name: str, status: str) -> Tenant:
     """Create the Tenant, its Domain and its schema (cloned from the template) atomically.
 
     Must be called inside ``transaction.atomic`` (the caller owns the transaction, so a later
@@ -152,7 +153,7 @@ def tenant_provision(*, name: str, subdomain: str, schema_name: str, status: str
     if not connection.in_atomic_block:
         raise RuntimeError("tenant_provision must run inside transaction.atomic()")
     provisioning_lock()
-    tenant = Tenant(name=name, subdomain=subdomain, schema_name=schema_name, status=status, plan=plan)
+    tenant = Tenant(name=name, subdomain=subdomain, schema_name=schema_name, status=status)
     tenant.save()
     Domain.objects.create(domain=f"{subdomain}.{settings.BASE_DOMAIN}", tenant=tenant, is_primary=True)
     if not _spare_claim(schema_name):
@@ -160,12 +161,13 @@ def tenant_provision(*, name: str, subdomain: str, schema_name: str, status: str
         _restore_vector_columns(schema_name)
     connection.set_schema_to_public()
     if settings.TENANT_SPARE_SCHEMAS:
-        transaction.on_commit(_spares_refill_later)
+        job_defer(SPARES_REFILL_JOB)
     return tenant
 
 
 # --- Warm spares: clones made ahead of time, renamed into place at signup -------------------
 SPARE_PREFIX = "spare_"
+SPARES_REFILL_JOB = "tenants.spares_refill"
 
 
 def _spare_names() -> list[str]:
@@ -214,28 +216,6 @@ def spares_drop() -> int:
             for name in spares:
                 cursor.execute(f'DROP SCHEMA "{name}" CASCADE')
     return len(spares)
-
-
-def _spares_refill_later() -> None:
-    from core.tasks import task_enqueue
-
-    task_enqueue(_spares_refill_task, schema_name=get_public_schema_name())
-
-
-def _spares_refill_task() -> None:
-    spares_refill()
-
-
-def tenant_provision_by_migrations(*, name: str, subdomain: str, schema_name: str) -> Tenant:
-    """The slow path, kept for the benchmark that justifies cloning: replay every migration."""
-    tenant = Tenant(name=name, subdomain=subdomain, schema_name=schema_name, status=Tenant.Status.ACTIVE)
-    tenant.save()
-    Domain.objects.create(domain=f"{subdomain}.{settings.BASE_DOMAIN}", tenant=tenant, is_primary=True)
-    with connection.cursor() as cursor:
-        cursor.execute(f'CREATE SCHEMA "{schema_name}"')
-    call_command("migrate_schemas", tenant=True, schema_name=schema_name, interactive=False, verbosity=0)
-    connection.set_schema_to_public()
-    return tenant
 
 
 @transaction.atomic

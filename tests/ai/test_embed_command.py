@@ -11,9 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
-from ai.embeddings import get_embedder
+from ai.embedders import get_embedder
 from ai.models import Chunk, Document
-from core.exceptions import ApplicationError
+from core.platform.exceptions import ApplicationError
 from tests.ai.factories import ChunkFactory, DocumentFactory
 from tests.fakes.voyage_server import DEFAULT_API_KEY, FakeVoyage, RecordedRequest
 

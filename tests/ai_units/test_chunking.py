@@ -8,7 +8,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from ai.chunking import chunk_text, count_tokens, max_chunk_tokens
-from ai.embeddings import model_folder
+from ai.embedders import model_folder
 
 TOPICS = ["invoices", "holidays", "security", "onboarding", "pricing", "backups", "support", "hiring"]
 

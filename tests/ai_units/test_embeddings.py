@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from ai import embeddings
-from ai.embeddings import (
+from ai.embedders import (
     WEIGHTS_SHA256,
     Embedder,
     LocalEmbedder,
@@ -23,7 +23,7 @@ from ai.embeddings import (
     model_folder,
     weights_file,
 )
-from core.exceptions import ApplicationError
+from core.platform.exceptions import ApplicationError
 from tests.fakes.voyage_server import DEFAULT_API_KEY, FakeVoyage, fake_embedding
 
 CAT = "The cat curled up on my lap and purred contentedly."
@@ -303,7 +303,7 @@ def test_bulk_mode_gives_the_same_vectors_within_bfloat16_rounding():
     import numpy as np
     import torch
 
-    from ai.embeddings import LocalEmbedder, bulk_embedding
+    from ai.embedders import LocalEmbedder, bulk_embedding
 
     embedder = LocalEmbedder()
     texts = ["Refunds are paid within five working days.", "The lighthouse keeper logs the weather at dawn."]

@@ -12,7 +12,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
 from ai.extraction import SUPPORTED_EXTENSIONS, extract_text, normalise_whitespace
-from core.exceptions import ApplicationError
+from core.platform.exceptions import ApplicationError
 
 
 def make_pdf(pages: list[list[str]]) -> bytes:

@@ -90,7 +90,7 @@ def stack(tmp_path_factory):
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "core.asgi:application",
+                "core.project.asgi:application",
                 "--port",
                 str(plain_port),
                 "--ws",

@@ -11,9 +11,10 @@ from django.core.management import call_command
 from django_tenants.utils import tenant_context
 
 from ai.chunking import chunk_text, count_tokens
-from ai.embeddings import _cpu_has_amx, get_embedder
+from ai.embedders import _cpu_has_amx, get_embedder
 from ai.models import Chunk, Document
-from ai.services.embedding import chunks_embed_naively, chunks_embed_pending
+from ai.services.chunk_embeddings import chunks_embed_pending
+from tests.benchmarks.baselines import chunks_embed_naively
 from tests.benchmarks.conftest import print_table
 
 DOCUMENTS = 45

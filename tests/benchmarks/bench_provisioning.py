@@ -9,8 +9,8 @@ from tenants.services.provisioning import (
     clone_function_install,
     spares_refill,
     tenant_provision,
-    tenant_provision_by_migrations,
 )
+from tests.benchmarks.baselines import tenant_provision_by_migrations
 from tests.benchmarks.conftest import print_table, summary
 
 ROUNDS = 5

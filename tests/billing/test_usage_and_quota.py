@@ -12,7 +12,7 @@ from ai.models import AgentAction, Document
 from billing.models import Plan, TenantUsagePeriod, UsageEvent
 from billing.services import period_start, quota_check, usage_record
 from billing.services import quota as quota_module
-from core.exceptions import ApplicationError
+from core.platform.exceptions import ApplicationError
 from tenants.models import Tenant
 from tests.billing.conftest import record_usage
 

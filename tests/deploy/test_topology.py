@@ -101,7 +101,7 @@ def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_fact
                     sys.executable,
                     "-m",
                     "uvicorn",
-                    "core.asgi:application",
+                    "core.project.asgi:application",
                     "--host",
                     "127.0.0.1",
                     "--port",

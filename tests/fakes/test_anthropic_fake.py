@@ -17,7 +17,7 @@ from ai.llm import (
     estimate_tokens,
     provider_for,
 )
-from core.exceptions import ApplicationError
+from core.platform.exceptions import ApplicationError
 from tests.fakes.anthropic_server import FakeAnthropic, estimate_input_tokens, split_tokens
 
 QUESTION = [{"role": "user", "content": "What does the fake say?"}]

@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django_tenants.utils import get_public_schema_name, schema_context
 from tqdm import tqdm
 
-from ai.embeddings import bulk_embedding, get_embedder
-from ai.services.embedding import chunks_embed_pending
+from ai.embedders import bulk_embedding, get_embedder
+from ai.services.chunk_embeddings import chunks_embed_pending
 from tenants.models import Tenant
 
 

@@ -1,49 +1,52 @@
-"""`manage.py up`: migrate, ensure the demo tenant and operator, then serve HTTP and WebSocket."""
+"""`manage.py up`: migrate, ensure the demo tenant and operator, then serve HTTP and WebSocket with
+one job worker beside the server. Ctrl-C or SIGTERM stops the server, the worker and the embedded
+database."""
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from tenants.services.bootstrap import platform_bootstrap, platform_urls
+from core.project.bootstrap import platform_bootstrap, platform_summary
+from core.project.processes import worker_process
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # SystemExit unwinds normally: the worker is stopped and the embedded database's at-exit
+    # handler runs (uvicorn re-raises the SIGTERM it caught once it has shut down).
+    raise SystemExit(0)
 
 
 class Command(BaseCommand):
-    help = "Start Strata on the embedded defaults with a demo tenant (Ctrl-C stops it and the database)."
+    help = "Start Strata on the embedded defaults with a demo tenant (Ctrl-C or SIGTERM stops everything)."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=settings.PORT)
         parser.add_argument("--no-serve", action="store_true", help="Bootstrap only, do not start the server.")
+        parser.add_argument("--no-worker", action="store_true", help="Do not start a job worker beside the server.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        credentials = platform_bootstrap(data_dir=settings.DATA_DIR, verbosity=0)
-        public_url, demo_url = platform_urls()
-        self.stdout.write(
-            "\n".join(
-                [
-                    "",
-                    "Strata is up.",
-                    f"  Public site and signup: {public_url}",
-                    f"  Operator admin:         {public_url}admin/   {credentials.operator_email} / {credentials.operator_password}",
-                    f"  Demo tenant:            {demo_url}   {credentials.demo_email} / {credentials.demo_password}",
-                    f"  Demo tenant admin:      {demo_url}admin/",
-                    "  Press Ctrl-C to stop the server and the embedded database.",
-                    "",
-                ]
-            )
-        )
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        credentials = platform_bootstrap(data_dir=settings.DATA_DIR)
+        self.stdout.write("\n".join(platform_summary(credentials)) + "\n")
         self.stdout.flush()
         if options["no_serve"]:
             return
-        uvicorn.run(
-            "core.asgi:application",
+        config = uvicorn.Config(
+            "core.project.asgi:application",
             host=options["host"],
             port=options["port"],
-            lifespan="off",
+            lifespan="on",
             log_level="info",
             ws="websockets-sansio",
         )
+        if options["no_worker"]:
+            uvicorn.Server(config).run()
+            return
+        with worker_process(manage_py=settings.BASE_DIR / "manage.py", concurrency=settings.JOBS_WORKER_CONCURRENCY):
+            uvicorn.Server(config).run()

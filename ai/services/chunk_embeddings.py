@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from ai.embeddings import Embedder, get_embedder
+from ai.embedders import Embedder, get_embedder
 from ai.models import Chunk, Document
 
 
@@ -64,16 +64,3 @@ def _documents_mark_ready() -> None:
     Document.objects.filter(status__in=[Document.Status.PENDING, Document.Status.FAILED], chunk_count__gt=0).exclude(
         chunks__embedding__isnull=True
     ).update(status=Document.Status.READY, error="")
-
-
-def chunks_embed_naively(*, embedder: Embedder | None = None) -> int:
-    """The baseline the benchmark compares against: one model call and one save per chunk."""
-    embedder = embedder or get_embedder()
-    done = 0
-    for chunk in Chunk.objects.filter(embedding__isnull=True).order_by("id"):
-        # A document embedding, as the batched path makes (a hosted model embeds queries differently).
-        (chunk.embedding,) = embedder.embed_documents([chunk.text])
-        chunk.embedding_model = embedder.name
-        chunk.save(update_fields=["embedding", "embedding_model"])
-        done += 1
-    return done

@@ -1,11 +1,13 @@
-"""Error pages: JSON under /api/, HTML elsewhere, never a 500 for a missing route."""
+"""Pages of the project: the public landing and signup pages, and the error pages (JSON under
+/api/, HTML elsewhere, never a 500 for a missing route)."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from core.api import error_body
+from billing.models import Plan
+from core.platform.api import error_body
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
@@ -32,3 +34,11 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 def unknown_tenant(request: HttpRequest) -> HttpResponse:
     return _error(request, 404, "unknown_tenant", "No organisation lives at this address.")
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "tenants/home.html", {"plans": Plan.objects.filter(is_public=True)})
+
+
+def signup_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "tenants/signup.html", {"plans": Plan.objects.filter(is_public=True)})

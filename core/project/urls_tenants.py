@@ -5,7 +5,7 @@ from django.urls import include, path
 from ai import views as pages
 from ai.api import ChatSseApi, SearchApi
 from ai.api import router as ai_router
-from core.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
+from core.project.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
 from tenants.admin import tenant_admin_site
 
 urlpatterns = [

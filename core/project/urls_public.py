@@ -3,9 +3,9 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from core.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
-from tenants.api import SignupApi
-from tenants.views import home, signup_page
+from core.project.api import SignupApi
+from core.project.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
+from core.project.views import home, signup_page
 
 urlpatterns = [
     path("", home, name="home"),

@@ -1,4 +1,5 @@
-"""An organisation signs up: tenant, schema, owner account, membership and API token in one go."""
+"""An organisation signs up: tenant, schema, owner account, membership, subscription and API token
+in one go. The use case spans tenants and billing, so it sits above both."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from django_tenants.utils import get_public_schema_name, schema_context
 from rest_framework.authtoken.models import Token
 
 from billing.models import Plan
-from core.exceptions import ApplicationError
+from billing.services import CheckoutStarted, billing_enabled, checkout_start, subscription_start
 from core.models import User
+from core.platform.exceptions import ApplicationError
 from tenants.models import Membership, Tenant, tenant_url
 from tenants.services.provisioning import provisioning_lock, tenant_provision, tenant_template_ensure_once
 from tenants.validators import schema_name_for, validate_subdomain
@@ -58,8 +60,6 @@ def _owner_account(*, email: str, password: str) -> User:
 
 
 def _initial_status(plan: Plan) -> tuple[str, str | None]:
-    from billing.services import billing_enabled
-
     if not plan.is_paid:
         return Tenant.Status.ACTIVE, None
     if billing_enabled():
@@ -110,9 +110,7 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
     return result
 
 
-def _checkout_for_signup(*, organisation: str, subdomain: str, email: str, plan: Plan):
-    from billing.services.stripe import checkout_start
-
+def _checkout_for_signup(*, organisation: str, subdomain: str, email: str, plan: Plan) -> CheckoutStarted:
     _subdomain_free_check(subdomain)
     return checkout_start(
         subdomain=subdomain, tenant_url=tenant_url(subdomain), email=email, organisation=organisation, plan=plan
@@ -120,25 +118,32 @@ def _checkout_for_signup(*, organisation: str, subdomain: str, email: str, plan:
 
 
 def _signup_in_transaction(
-    *, organisation: str, subdomain: str, email: str, password: str, plan: Plan, status: str, note: str | None, checkout
+    *,
+    organisation: str,
+    subdomain: str,
+    email: str,
+    password: str,
+    plan: Plan,
+    status: str,
+    note: str | None,
+    checkout: CheckoutStarted | None,
 ) -> SignupResult:
     # Taken first, so the checks below see a rival signup's committed rows.
     provisioning_lock()
     user = _owner_account(email=email, password=password)
     schema_name = schema_name_for(subdomain)
     tenant = _provision_unless_taken(
-        organisation=organisation, subdomain=subdomain, schema_name=schema_name, plan=plan, status=status
+        organisation=organisation, subdomain=subdomain, schema_name=schema_name, status=status
     )
     Membership.objects.create(user=user, tenant=tenant, role=Membership.Role.OWNER)
     token, _ = Token.objects.get_or_create(user=user)
-    checkout_url = None
-    if checkout is not None:
-        from billing.models import Subscription
-
-        Subscription.objects.create(
-            tenant=tenant, stripe_customer_id=checkout.customer_id, checkout_session_id=checkout.session_id
-        )
-        checkout_url = checkout.url
+    subscription_start(
+        tenant=tenant,
+        plan=plan,
+        customer_id=checkout.customer_id if checkout else "",
+        checkout_session_id=checkout.session_id if checkout else "",
+    )
+    checkout_url = checkout.url if checkout else None
     return SignupResult(tenant=tenant, user=user, token=token.key, checkout_url=checkout_url, note=note)
 
 
@@ -148,6 +153,6 @@ def _subdomain_free_check(subdomain: str) -> None:
         raise _field_error("subdomain", f"The subdomain '{subdomain}' is already taken.", "subdomain_taken")
 
 
-def _provision_unless_taken(*, organisation: str, subdomain: str, schema_name: str, plan: Plan, status: str) -> Tenant:
+def _provision_unless_taken(*, organisation: str, subdomain: str, schema_name: str, status: str) -> Tenant:
     _subdomain_free_check(subdomain)
-    return tenant_provision(name=organisation, subdomain=subdomain, schema_name=schema_name, status=status, plan=plan)
+    return tenant_provision(name=organisation, subdomain=subdomain, schema_name=schema_name, status=status)

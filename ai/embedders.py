@@ -14,7 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from core.exceptions import ApplicationError
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from core.platform.exceptions import ApplicationError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -139,11 +142,9 @@ def _limit_torch_threads() -> None:
     threads spinning against each other (measured: a query embedding took 8 ms with one thread
     and 45-95 ms with two on a loaded 2-core machine). EMBEDDING_TORCH_THREADS=0 keeps torch's default."""
     import torch
-    from django.conf import settings
 
-    threads = int(getattr(settings, "EMBEDDING_TORCH_THREADS", 1)) if settings.configured else 1
-    if threads > 0:
-        torch.set_num_threads(threads)
+    if settings.EMBEDDING_TORCH_THREADS > 0:
+        torch.set_num_threads(settings.EMBEDDING_TORCH_THREADS)
 
 
 def _cpu_has_amx() -> bool:
@@ -162,12 +163,11 @@ def bulk_embedding(*, threads: int | None = None, bfloat16: bool | None = None) 
     sets the thread count for serving.
     """
     import torch
-    from django.conf import settings
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or os.cpu_count() or 1)
     if bfloat16 is None:
-        bfloat16 = bool(getattr(settings, "EMBEDDING_BULK_BFLOAT16", True)) and _cpu_has_amx()
+        bfloat16 = settings.EMBEDDING_BULK_BFLOAT16 and _cpu_has_amx()
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
             yield
@@ -227,6 +227,7 @@ class LocalEmbedder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
+        _warm.set()
         return [[float(value) for value in row] for row in vectors]
 
 
@@ -345,24 +346,39 @@ def _upstream_error(exc: Exception) -> ApplicationError:
 
 def get_embedder() -> Embedder:
     """The embedder the settings ask for, one instance per distinct configuration."""
-    from django.conf import settings
-
     return _embedder_for(
-        backend=str(getattr(settings, "EMBEDDING_BACKEND", "local") or "local").lower(),
-        model=str(getattr(settings, "EMBEDDING_MODEL", "") or ""),
-        dimensions=int(getattr(settings, "EMBEDDING_DIMENSIONS", LOCAL_DIMENSIONS)),
-        batch_size=int(getattr(settings, "EMBEDDING_BATCH_SIZE", 64)),
-        api_key=str(getattr(settings, "VOYAGE_API_KEY", "") or ""),
-        base_url=str(getattr(settings, "VOYAGE_BASE_URL", "") or "") or None,
+        backend=settings.EMBEDDING_BACKEND.lower(),
+        model=settings.EMBEDDING_MODEL,
+        dimensions=settings.EMBEDDING_DIMENSIONS,
+        batch_size=settings.EMBEDDING_BATCH_SIZE,
+        api_key=settings.VOYAGE_API_KEY,
+        base_url=settings.VOYAGE_BASE_URL,
     )
+
+
+_warm = threading.Event()
+
+
+def embedder_warm() -> None:
+    """Load the configured embedder's model and run one embedding, so no user waits for it."""
+    started = time.perf_counter()
+    if isinstance(get_embedder(), LocalEmbedder):
+        get_embedder().embed_query("Strata warms up its embedding model.")
+    _warm.set()
+    logger.info("embedding model warm in %.2f s", time.perf_counter() - started)
+
+
+def embedder_state() -> dict[str, Any]:
+    """For readiness: whether the embedder is ready to serve without a start-up wait."""
+    local = settings.EMBEDDING_BACKEND.lower() == "local"
+    ready = _warm.is_set() or not local
+    return {"ready": ready, "backend": settings.EMBEDDING_BACKEND, "state": "warm" if ready else "loading"}
 
 
 @functools.cache
 def _embedder_for(
     *, backend: str, model: str, dimensions: int, batch_size: int, api_key: str, base_url: str | None
 ) -> Embedder:
-    from django.core.exceptions import ImproperlyConfigured
-
     if backend == "local":
         if model not in LOCAL_MODEL_ALIASES:
             raise ImproperlyConfigured(
