@@ -51,7 +51,8 @@ def _search_settings(*, k: int, exact: bool) -> Iterator[None]:
                 # One round trip. pgvector 0.8's iterative scan keeps reading the index when a
                 # filter drops candidates, so a filtered search still returns k rows.
                 cursor.execute(
-                    "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                    "SELECT set_config('hnsw.ef_search', %s, true),"
+                    " set_config('hnsw.iterative_scan', 'relaxed_order', true),"
                     " set_config('enable_indexscan', %s, true)",
                     [str(max(settings.HNSW_EF_SEARCH, k)), "off" if exact else "on"],
                 )

@@ -144,5 +144,3 @@ class DomainAdmin(admin.ModelAdmin):
     list_display = ("domain", "tenant", "is_primary")
     search_fields = ("domain", "tenant__name")
     list_select_related = ("tenant",)
-
-

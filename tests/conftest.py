@@ -15,8 +15,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core.models import User
+from core.project.signup import tenant_signup
 from tenants.models import Membership, Tenant
-from tenants.services import tenant_public_ensure, tenant_signup, tenant_template_ensure
+from tenants.services import tenant_public_ensure, tenant_template_ensure
 from tests.factories import PASSWORD, UserFactory
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.live_server import LiveAsgiServer
@@ -168,7 +169,8 @@ def asgi_server(django_db_setup, django_db_blocker) -> Iterator[LiveAsgiServer]:
         # The server's threads keep their own connections; end them so the test database can be dropped.
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
 
 

@@ -42,3 +42,11 @@ class LiveAsgiServer:
 
     def host_url(self, subdomain: str, scheme: str = "http") -> str:
         return f"{scheme}://{subdomain}.localhost:{self.port}"
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL for this run's test database, for the processes a test starts."""
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    return f"postgres://{params['user']}@/{params['dbname']}?host={params['host']}"

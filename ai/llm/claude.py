@@ -1,4 +1,5 @@
-"""Claude through the official Anthropic SDK: completions, and streams whose usage comes from the stream's own events."""
+"""Claude through the official Anthropic SDK: completions, and streams whose usage comes from the
+stream's own events."""
 
 from __future__ import annotations
 

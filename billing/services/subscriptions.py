@@ -91,7 +91,9 @@ def _outcome(*parts: str) -> str:
     return "; ".join(part for part in parts if part) or "no change"
 
 
-def subscription_start(*, tenant: Tenant, plan: Plan, customer_id: str = "", checkout_session_id: str = "") -> Subscription:
+def subscription_start(
+    *, tenant: Tenant, plan: Plan, customer_id: str = "", checkout_session_id: str = ""
+) -> Subscription:
     """A new tenant's subscription: its plan, and for a paid plan the Stripe customer and Checkout."""
     return Subscription.objects.create(
         tenant=tenant, plan=plan, stripe_customer_id=customer_id, checkout_session_id=checkout_session_id

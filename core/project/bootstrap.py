@@ -73,8 +73,12 @@ def platform_summary(credentials: Credentials) -> list[str]:
     """What ``manage.py up`` prints: where to go, who to log in as, and which mode each part runs in."""
     public_url, demo_url = platform_urls()
     operator = f"{credentials.operator_email} / {credentials.operator_password}"
-    answers = f"Claude ({settings.ANTHROPIC_MODEL})" if settings.ANTHROPIC_API_KEY else "offline (no ANTHROPIC_API_KEY)"
-    billing = "Stripe" if settings.STRIPE_SECRET_KEY else "local only (no STRIPE_SECRET_KEY: usage and quotas, no payments)"
+    answers = "offline (no ANTHROPIC_API_KEY)"
+    if settings.ANTHROPIC_API_KEY:
+        answers = f"Claude ({settings.ANTHROPIC_MODEL})"
+    billing = "local only (no STRIPE_SECRET_KEY: usage and quotas, no payments)"
+    if settings.STRIPE_SECRET_KEY:
+        billing = "Stripe"
     return [
         "",
         "Strata is up.",

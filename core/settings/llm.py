@@ -9,4 +9,3 @@ ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
 ANTHROPIC_TIMEOUT = env.float("ANTHROPIC_TIMEOUT", default=60.0)
 if PRODUCTION and not ANTHROPIC_API_KEY and not env.bool("ALLOW_OFFLINE_LLM", default=False):
     raise RuntimeError("ANTHROPIC_API_KEY is required in production (or set ALLOW_OFFLINE_LLM=true).")
-

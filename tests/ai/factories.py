@@ -17,6 +17,7 @@ from rest_framework.authtoken.models import Token
 
 from ai.models import AgentAction, Chunk, Document
 from billing.models import Plan
+from billing.services import subscription_start
 from core.models import User
 from tenants.models import Membership, Tenant
 from tenants.services import tenant_provision
@@ -76,8 +77,8 @@ def world_create(name: str = "Initech") -> World:
             subdomain=subdomain,
             schema_name=schema_name_for(subdomain),
             status=Tenant.Status.ACTIVE,
-            plan=Plan.objects.get(slug="free"),
         )
+        subscription_start(tenant=tenant, plan=Plan.objects.get(slug="free"))
         owner = User.objects.create_user(f"owner@{subdomain}.test")
         member = User.objects.create_user(f"member@{subdomain}.test")
         Membership.objects.create(user=owner, tenant=tenant, role=Membership.Role.OWNER)

@@ -3,6 +3,7 @@ import json
 
 import httpx
 import pytest
+from channels.db import database_sync_to_async
 from django_tenants.utils import tenant_context
 
 from ai.models import Message
@@ -107,7 +108,7 @@ async def test_sse_client_disconnect_cancels_the_upstream(live_worlds, asgi_serv
             return Message.objects.get(id=start["message_id"])
 
     for _ in range(100):
-        message = await asyncio.to_thread(answer)
+        message = await database_sync_to_async(answer)()
         if message.content:
             break
         await asyncio.sleep(0.05)

@@ -4,6 +4,7 @@ import time
 
 import pytest
 import websockets
+from channels.db import database_sync_to_async
 from django_tenants.utils import tenant_context
 
 from ai.models import AgentAction, Conversation, Message
@@ -26,7 +27,8 @@ def rows(world, conversation_id):
 
 
 async def db(fn, *args):
-    return await asyncio.to_thread(fn, *args)
+    # Channels' wrapper closes the thread's connection afterwards: it goes back to the pool.
+    return await database_sync_to_async(fn)(*args)
 
 
 async def test_a_member_chats_over_the_websocket_token_by_token(live_worlds, asgi_server, fake_anthropic):
@@ -325,7 +327,7 @@ async def test_a_tenant_over_its_hard_limit_gets_quota_exceeded_and_keeps_the_so
     def exhaust():
         row, _ = TenantUsagePeriod.objects.get_or_create(tenant=globex.tenant, period_start=period_start())
         previous = row.tokens_used
-        row.tokens_used = globex.tenant.plan.included_tokens
+        row.tokens_used = globex.tenant.subscription.plan.included_tokens
         row.save(update_fields=["tokens_used"])
         return previous
 

@@ -7,11 +7,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from ai import embeddings
+from ai import embedders as embeddings
 from ai.embedders import (
     WEIGHTS_SHA256,
     Embedder,
@@ -248,15 +248,13 @@ def test_an_unreachable_server_is_upstream_unavailable() -> None:
 
 
 @pytest.fixture
-def fake_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
-    settings = SimpleNamespace()
-    monkeypatch.setattr("django.conf.settings", settings)
+def fake_settings(settings) -> Iterator[object]:  # noqa: ANN001 - pytest-django's settings fixture
     embeddings._embedder_for.cache_clear()
     yield settings
     embeddings._embedder_for.cache_clear()
 
 
-def test_factory_defaults_to_one_shared_local_embedder(fake_settings: SimpleNamespace) -> None:
+def test_factory_defaults_to_one_shared_local_embedder(fake_settings: Any) -> None:
     embedder = get_embedder()
 
     assert isinstance(embedder, LocalEmbedder)
@@ -264,7 +262,7 @@ def test_factory_defaults_to_one_shared_local_embedder(fake_settings: SimpleName
     assert get_embedder() is embedder
 
 
-def test_factory_builds_a_voyage_embedder_from_settings(fake_settings: SimpleNamespace, voyage: FakeVoyage) -> None:
+def test_factory_builds_a_voyage_embedder_from_settings(fake_settings: Any, voyage: FakeVoyage) -> None:
     fake_settings.EMBEDDING_BACKEND = "voyage"
     fake_settings.VOYAGE_API_KEY = DEFAULT_API_KEY
     fake_settings.VOYAGE_BASE_URL = voyage.base_url
@@ -287,9 +285,7 @@ def test_factory_builds_a_voyage_embedder_from_settings(fake_settings: SimpleNam
         {"EMBEDDING_DIMENSIONS": 512},
     ],
 )
-def test_factory_refuses_impossible_configurations(
-    fake_settings: SimpleNamespace, overrides: dict[str, object]
-) -> None:
+def test_factory_refuses_impossible_configurations(fake_settings: Any, overrides: dict[str, object]) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
     for name, value in overrides.items():

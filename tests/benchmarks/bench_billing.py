@@ -32,7 +32,7 @@ def _ms(started: float) -> float:
 @pytest.mark.benchmark
 def test_usage_record_and_quota_check_add_under_2ms_per_call(acme, settings):
     settings.TENANT_RATE_LIMIT_PER_MINUTE = 10**9  # counted, never tripped
-    Tenant.objects.filter(pk=acme.tenant.pk).update(plan=Plan.objects.get(slug="pro"))
+    Subscription.objects.filter(tenant=acme.tenant).update(plan=Plan.objects.get(slug="pro"))
     baseline, quota, record, both = [], [], [], []
     usage = Usage(input_tokens=800, output_tokens=120, cache_read_input_tokens=40)
     with tenant_context(acme.tenant), connection.cursor() as cursor:
@@ -67,7 +67,7 @@ def test_usage_record_and_quota_check_add_under_2ms_per_call(acme, settings):
 
 def _customer(tenant: Tenant) -> str:
     customer = stripe_client().v1.customers.create(params={"email": f"billing@{tenant.subdomain}.test"})
-    Subscription.objects.create(tenant=tenant, stripe_customer_id=customer.id, status="active")
+    Subscription.objects.filter(tenant=tenant).update(stripe_customer_id=customer.id, status="active")
     return customer.id
 
 

@@ -104,6 +104,7 @@ def test_batched_embedding_is_faster_than_one_chunk_at_a_time(acme, settings):
         ],
     )
     print(
-        f"\ngoal: embed_documents >= {GOAL_RATIO}x naive -> {'met' if command_rate / naive_rate >= GOAL_RATIO else 'NOT met'}"
+        f"\ngoal: embed_documents >= {GOAL_RATIO}x naive -> "
+        f"{'met' if command_rate / naive_rate >= GOAL_RATIO else 'NOT met'}"
     )
     assert command_rate > batched_rate > naive_rate

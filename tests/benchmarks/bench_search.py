@@ -133,7 +133,8 @@ def test_hnsw_search_on_100k_chunks_is_fast_and_accurate(acme, settings):
 
         similarity = np.sort(queries[:20] @ vectors.T, axis=1)
         data_row = [
-            f"cosine of a query's 1st / 10th neighbour, median chunk: {similarity[:, -1].mean():.2f} / {similarity[:, -10].mean():.2f} / {np.median(similarity):.2f}",
+            "cosine of a query's 1st / 10th neighbour, median chunk: "
+            f"{similarity[:, -1].mean():.2f} / {similarity[:, -10].mean():.2f} / {np.median(similarity):.2f}",
             0.0,
             0.0,
         ]
@@ -181,7 +182,8 @@ def test_hnsw_search_on_100k_chunks_is_fast_and_accurate(acme, settings):
         + [[f"table {table_bytes / 2**20:.0f} MiB, HNSW index {index_bytes / 2**20:.0f} MiB", 0.0, 0.0], data_row],
     )
     print_table(
-        f"Search latency over {QUERIES} queries, k={K} (ms; chunks_nearest wall time, and SQL execution p50 from EXPLAIN ANALYZE)",
+        f"Search latency over {QUERIES} queries, k={K} "
+        "(ms; chunks_nearest wall time, and SQL execution p50 from EXPLAIN ANALYZE)",
         ["method", "p50", "p95", "mean", "SQL p50", "recall@10"],
         rows,
     )

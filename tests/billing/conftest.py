@@ -44,7 +44,16 @@ def _billing_tables_empty(db) -> None:  # noqa: ANN001
     transaction and are rolled back with it: other tests still see what was committed."""
     UsageEvent.objects.all().delete()
     TenantUsagePeriod.objects.all().delete()
-    Subscription.objects.all().delete()
+    # Every tenant keeps its subscription (it holds the plan); Stripe's side starts blank.
+    Subscription.objects.update(
+        stripe_customer_id="",
+        stripe_subscription_id="",
+        checkout_session_id="",
+        status="",
+        current_period_end=None,
+        past_due_since=None,
+        last_event_at=None,
+    )
     WebhookEvent.objects.all().delete()
 
 
@@ -123,6 +132,13 @@ class PaidTenant:
     @property
     def row(self) -> Subscription:
         return Subscription.objects.get(tenant=self.tenant)
+
+
+def bare_tenant(name: str, plan: str = "free") -> Tenant:
+    """A tenant row and its subscription, without a schema (enough for billing and the admin)."""
+    tenant = Tenant.objects.create(name=name, subdomain=name, schema_name=name)
+    Subscription.objects.create(tenant=tenant, plan=Plan.objects.get(slug=plan))
+    return tenant
 
 
 def add_member(tenant: Tenant, role: str = Membership.Role.MEMBER) -> tuple[User, str]:

@@ -1,5 +1,6 @@
 import datetime as dt
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -11,14 +12,15 @@ from billing.models import Subscription, UsageEvent
 from billing.services import usage_sync
 from billing.services.meter import _SYNC_LOCK_KEY
 from billing.services.stripe import stripe_client
-from billing.tasks import billing_jobs_run_once, billing_jobs_start, billing_jobs_stop
+from billing.tasks import grace_enforce, meter_sync
+from tenants.models import Tenant
 from tests.billing.conftest import record_usage
 from tests.fakes.stripe_server import DROP, DROP_AFTER_COMMIT, FakeStripe
 
 
 def customer_for(world, fake: FakeStripe) -> str:
     customer = stripe_client().v1.customers.create(params={"email": world.owner.email})
-    Subscription.objects.create(tenant=world.tenant, stripe_customer_id=customer.id, status="active")
+    Subscription.objects.filter(tenant=world.tenant).update(stripe_customer_id=customer.id, status="active")
     return customer.id
 
 
@@ -241,30 +243,24 @@ def test_the_sync_usage_command_explains_local_mode(acme):
         call_command("sync_usage")
 
 
-def test_one_billing_job_tick_syncs_usage_and_enforces_the_grace_period(paid_tenant, stripe_fake):
+def test_the_periodic_billing_jobs_sync_usage_and_enforce_the_grace_period(paid_tenant, stripe_fake):
     record_usage(paid_tenant.tenant, tokens=5)
     Subscription.objects.filter(tenant=paid_tenant.tenant).update(
         status="past_due", past_due_since=timezone.now() - dt.timedelta(days=30)
     )
 
-    result = billing_jobs_run_once()
+    meter_sync(int(time.time()))
+    grace_enforce(int(time.time()))
 
-    assert result["sync"].sent == 1
-    assert result["suspended"] == [paid_tenant.tenant.pk]
-
-
-def test_the_billing_job_thread_ticks_until_stopped(stripe_fake, monkeypatch):
-    ticks = threading.Semaphore(0)
-    monkeypatch.setattr("billing.tasks.billing_jobs_run_once", lambda: ticks.release())
-
-    thread = billing_jobs_start(interval=0.01)
-    try:
-        assert thread is not None and billing_jobs_start(interval=0.01) is thread  # once per process
-        assert all(ticks.acquire(timeout=5) for _ in range(3))
-    finally:
-        billing_jobs_stop()
-    assert not thread.is_alive()
+    assert UsageEvent.objects.get(tenant=paid_tenant.tenant).meter_status == UsageEvent.MeterStatus.SENT
+    paid_tenant.tenant.refresh_from_db()
+    assert paid_tenant.tenant.status == Tenant.Status.SUSPENDED
 
 
-def test_the_billing_job_does_not_start_without_stripe():
-    assert billing_jobs_start(interval=0.01) is None
+def test_the_periodic_billing_jobs_do_nothing_without_stripe(acme):
+    record_usage(acme.tenant, tokens=5)
+
+    meter_sync(int(time.time()))
+    grace_enforce(int(time.time()))
+
+    assert UsageEvent.objects.get(tenant=acme.tenant).meter_status == UsageEvent.MeterStatus.PENDING

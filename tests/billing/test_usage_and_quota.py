@@ -9,12 +9,12 @@ from django_tenants.utils import tenant_context
 
 from ai.llm import Usage
 from ai.models import AgentAction, Document
-from billing.models import Plan, TenantUsagePeriod, UsageEvent
+from billing.models import Plan, Subscription, TenantUsagePeriod, UsageEvent
 from billing.services import period_start, quota_check, usage_record
 from billing.services import quota as quota_module
 from core.platform.exceptions import ApplicationError
 from tenants.models import Tenant
-from tests.billing.conftest import record_usage
+from tests.billing.conftest import bare_tenant, record_usage
 
 
 def make_document(world) -> Document:
@@ -83,11 +83,7 @@ def test_concurrent_usage_for_one_tenant_loses_no_update(db):
     name = f"race{uuid.uuid4().hex[:10]}"
     made: list[Tenant] = []
     # A tenant of its own, committed, so no other test's rows or locks are in the way.
-    _in_thread(
-        lambda: made.append(
-            Tenant.objects.create(name=name, subdomain=name, schema_name=name, plan=Plan.objects.get(slug="pro"))
-        )
-    )
+    _in_thread(lambda: made.append(bare_tenant(name, "pro")))
     (tenant,) = made
     start = threading.Barrier(threads_count)
     errors: list[BaseException] = []
@@ -181,7 +177,7 @@ def test_summarise_just_under_the_limit_still_runs(acme, fake_anthropic):
 
 
 def test_a_plan_with_overage_is_not_cut_off_at_its_allowance(acme, fake_anthropic):
-    Tenant.objects.filter(pk=acme.tenant.pk).update(plan=Plan.objects.get(slug="pro"))
+    Subscription.objects.filter(tenant=acme.tenant).update(plan=Plan.objects.get(slug="pro"))
     document = make_document(acme)
     record_usage(acme.tenant, tokens=6_000_000)
 
@@ -220,8 +216,8 @@ def test_the_quota_check_is_one_query_whatever_the_ledger_size(acme, django_asse
         record_usage(acme.tenant, tokens=10)
 
     with tenant_context(acme.tenant):
-        quota_check(feature="chat", model="claude-sonnet-4-6")  # the first one also sets the search_path
-        with django_assert_num_queries(1):
+        quota_check(feature="chat", model="claude-sonnet-4-6")
+        with django_assert_num_queries(2):  # one query, after its SET search_path
             quota_check(feature="chat", model="claude-sonnet-4-6")
 
 

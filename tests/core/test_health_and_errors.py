@@ -1,14 +1,31 @@
 from tests.conftest import host_client
 
 
-def test_health_reports_the_database(public_client):
-    response = public_client.get("/healthz")
+def test_liveness_answers_without_the_database(public_client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = host_client("nobody.localhost").get("/healthz")
 
     assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readiness_reports_the_database_and_the_embedding_model(public_client):
+    response = public_client.get("/readyz")
+
     body = response.json()
-    assert body["status"] == "ok"
     assert body["database"]["ok"] is True
     assert body["database"]["pgvector"].startswith("0.8")
+    assert body["embeddings"]["backend"] == "local"
+    assert response.status_code == (200 if body["embeddings"]["ready"] else 503)
+
+
+def test_static_files_and_the_favicon_need_no_tenant_lookup(db, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        favicon = host_client("nobody.localhost").get("/favicon.ico")
+        css = host_client("acme.localhost").get("/static/core/strata.css")
+
+    assert favicon.status_code == 200
+    assert css.status_code == 200
 
 
 def test_an_unknown_host_is_a_json_404_for_the_api(db):

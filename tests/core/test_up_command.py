@@ -61,13 +61,30 @@ def postgres_running_in(data_dir: Path) -> bool:
     return False
 
 
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+def stop(process: subprocess.Popen, signum: int = signal.SIGINT) -> None:
+    process.send_signal(signum)
+    process.wait(timeout=60)
+
+
+def children_of(process: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        return psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def wait_until(predicate, timeout: float = 60, every: float = 0.2):  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition never became true")
 
 
 @pytest.mark.slow
-def test_up_starts_the_platform_with_a_demo_tenant_and_stops_cleanly(tmp_path):
+def test_up_starts_the_platform_with_a_demo_tenant_and_a_worker_and_stops_cleanly(tmp_path):
     data_dir = tmp_path / "data"
     port = free_port()
     process, lines = start_up(data_dir, port)
@@ -77,28 +94,42 @@ def test_up_starts_the_platform_with_a_demo_tenant_and_stops_cleanly(tmp_path):
         assert f"http://demo.localhost:{port}/" in output
         assert credentials["demo_password"] in output
         assert credentials["operator_password"] in output
+        assert "Answers:                offline" in output
 
         base = f"http://127.0.0.1:{port}"
+        demo = {"Host": f"demo.localhost:{port}"}
         login = httpx.post(
             f"{base}/api/auth/login/",
             json={"email": credentials["demo_email"], "password": credentials["demo_password"]},
-            headers={"Host": f"demo.localhost:{port}"},
+            headers=demo,
         )
         assert login.status_code == 200
-        documents = httpx.get(
-            f"{base}/api/documents/",
-            headers={"Host": f"demo.localhost:{port}", "Authorization": f"Token {login.json()['key']}"},
+        auth = {**demo, "Authorization": f"Token {login.json()['key']}"}
+        created = httpx.post(
+            f"{base}/api/documents/", json={"title": "Rota", "content": "The night shift starts at ten."}, headers=auth
         )
-        assert documents.status_code == 200
+        assert created.status_code == 201
+        # The job worker that up started beside the server ingests it.
+        wait_until(
+            lambda: httpx.get(f"{base}/api/documents/{created.json()['id']}/", headers=auth).json()["status"] == "ready"
+        )
+        wait_until(lambda: httpx.get(f"{base}/readyz", headers=demo).status_code == 200)
         admin = httpx.get(f"{base}/admin/login/", headers={"Host": f"localhost:{port}"})
         assert admin.status_code == 200
+        worker = [child for child in children_of(process) if "worker" in " ".join(child.cmdline())]
+        assert worker, "manage.py up runs a job worker"
     finally:
         stop(process)
     assert process.returncode == 0
+    assert not any(child.is_running() for child in worker), "the worker outlived Ctrl-C"
     assert not postgres_running_in(data_dir), "the embedded database outlived Ctrl-C"
 
     again, lines = start_up(data_dir, port)
+    worker = [child for child in children_of(again) if "worker" in " ".join(child.cmdline())]
     try:
         assert credentials["demo_password"] in "".join(lines), "a second run reuses the same data"
     finally:
-        stop(again)
+        stop(again, signal.SIGTERM)  # what supervisors and containers send
+    assert again.returncode == 0
+    wait_until(lambda: not any(child.is_running() for child in worker), timeout=30)
+    assert not postgres_running_in(data_dir), "the embedded database outlived SIGTERM"

@@ -9,14 +9,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from ai.llm import (
-    AnthropicProvider,
-    OfflineProvider,
-    ProviderConfig,
-    Usage,
-    estimate_tokens,
-    provider_for,
-)
+from ai.llm import Usage, estimate_tokens, provider_for
+from ai.llm.claude import AnthropicProvider
+from ai.llm.factory import ProviderConfig
+from ai.llm.offline import OfflineProvider
 from core.platform.exceptions import ApplicationError
 from tests.fakes.anthropic_server import FakeAnthropic, estimate_input_tokens, split_tokens
 
@@ -41,7 +37,7 @@ def fake(server: FakeAnthropic) -> Iterator[FakeAnthropic]:
 
 @pytest.fixture
 def provider(fake: FakeAnthropic) -> AnthropicProvider:
-    return AnthropicProvider(api_key="test-key", base_url=fake.base_url, model="claude-test", timeout=5)
+    return AnthropicProvider(api_key="test-key", base_url=fake.base_url, model="claude-test", max_retries=2, timeout=5)
 
 
 async def collect(provider: AnthropicProvider, **kwargs: object) -> tuple[list[str], object]:
@@ -144,7 +140,7 @@ def test_persistent_500_becomes_upstream_unavailable_after_retries(
 @pytest.mark.asyncio
 async def test_rate_limited_stream_without_retries_becomes_upstream_unavailable(fake: FakeAnthropic) -> None:
     fake.fail_before_first_token = [429]
-    provider = AnthropicProvider(api_key="k", base_url=fake.base_url, model="claude-test", max_retries=0)
+    provider = AnthropicProvider(api_key="k", base_url=fake.base_url, model="claude-test", max_retries=0, timeout=60)
 
     with pytest.raises(ApplicationError) as caught:
         await collect(provider)

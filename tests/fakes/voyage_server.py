@@ -156,7 +156,10 @@ def _validate(body: dict[str, Any]) -> str | None:
         return "input_type must be null, 'query' or 'document'."
     dimension = body.get("output_dimension")
     if dimension is not None and dimension not in OUTPUT_DIMENSIONS:
-        return f"Value '{dimension}' supplied for argument 'output_dimension' is not valid. Accepted values: {list(OUTPUT_DIMENSIONS)}."
+        return (
+            f"Value '{dimension}' supplied for argument 'output_dimension' is not valid. "
+            f"Accepted values: {list(OUTPUT_DIMENSIONS)}."
+        )
     if body.get("encoding_format") not in (None, "base64"):
         return "encoding_format must be null or 'base64'."
     if body.get("output_dtype") not in (None, "float"):

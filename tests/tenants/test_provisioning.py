@@ -10,7 +10,8 @@ from django_tenants.utils import tenant_context
 
 from ai.models import PromptTemplate
 from ai.selectors import chunks_nearest, chunks_nearest_plan
-from tenants.services import template_is_current, tenant_signup
+from core.project.signup import tenant_signup
+from tenants.services import template_is_current
 from tests.ai.factories import DocumentFactory, chunks_insert, near, unit_vectors
 from tests.conftest import host_client
 from tests.factories import PASSWORD

@@ -10,7 +10,8 @@ def column_type_and_index(schema: str) -> tuple[str, bool]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'ai_chunk' AND a.attname = 'embedding'",
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'ai_chunk' AND a.attname = 'embedding'",
             [schema],
         )
         column = cursor.fetchone()[0]

@@ -14,7 +14,10 @@ from tenants.models import Tenant
 
 
 class Command(BaseCommand):
-    help = "Embed every chunk without an embedding, for one tenant (--schema) or all; safe to re-run after an interruption."
+    help = (
+        "Embed every chunk without an embedding, for one tenant (--schema) or all; "
+        "safe to re-run after an interruption."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--schema", help="Only this tenant schema (default: every tenant).")

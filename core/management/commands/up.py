@@ -15,7 +15,7 @@ from core.project.bootstrap import platform_bootstrap, platform_summary
 from core.project.processes import worker_process
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
+def _exit_on_signal(signum: int, frame: Any) -> None:
     # SystemExit unwinds normally: the worker is stopped and the embedded database's at-exit
     # handler runs (uvicorn re-raises the SIGTERM it caught once it has shut down).
     raise SystemExit(0)
@@ -31,7 +31,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="Do not start a job worker beside the server.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        signal.signal(signal.SIGINT, _exit_on_signal)
         credentials = platform_bootstrap(data_dir=settings.DATA_DIR)
         self.stdout.write("\n".join(platform_summary(credentials)) + "\n")
         self.stdout.flush()
