@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
@@ -16,13 +15,14 @@ from tenants.selectors import membership_get
 
 
 class MemberLoginForm(AuthenticationForm):
-    """Only members of the host's tenant log in here."""
+    """Only members of the host's tenant log in here. Non-members are refused by authentication
+    itself (tenants.backends); a platform operator who is no member gets the same answer."""
 
     def confirm_login_allowed(self, user: Any) -> None:
         super().confirm_login_allowed(user)
         tenant = getattr(self.request, "tenant", None)
         if tenant is None or membership_get(user=user, tenant=tenant) is None:
-            raise forms.ValidationError("You are not a member of this organisation.", code="not_a_member")
+            raise self.get_invalid_login_error()
 
 
 class LoginView(auth_views.LoginView):

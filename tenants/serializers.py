@@ -1,4 +1,4 @@
-"""Account serializers: e-mail login limited to the host tenant's members, and the user details."""
+"""Account serializers: e-mail login (members only on a tenant host, see tenants.backends), user details."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dj_rest_auth.serializers import LoginSerializer
 from rest_framework import serializers
 
 from core.models import User
-from core.platform.exceptions import ApplicationError
 from tenants.selectors import membership_get
 
 
@@ -16,14 +15,10 @@ class TenantLoginSerializer(LoginSerializer):
     username = None  # type: ignore[assignment]
     email = serializers.EmailField()
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(attrs)
-        request = self.context["request"]
-        tenant = getattr(request, "tenant", None)
-        user = attrs["user"]
-        if tenant is not None and not tenant.is_public and membership_get(user=user, tenant=tenant) is None:
-            raise ApplicationError("You are not a member of this organisation.", code="not_a_member", status=403)
-        return attrs
+    def get_auth_user(self, username: str | None, email: str, password: str) -> Any:
+        # Always through authenticate(): an unknown e-mail costs the same password hash as a known
+        # one, and counts as a failed login for the lockout (dj-rest-auth skips both for it).
+        return self.authenticate(username=email, password=password)
 
 
 class UserSerializer(serializers.ModelSerializer):

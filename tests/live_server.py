@@ -20,9 +20,10 @@ class LiveAsgiServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         from core.project.asgi import application
+        from core.project.serving import UVICORN_OPTIONS
 
         config = uvicorn.Config(
-            application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", ws="websockets-sansio"
+            application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", **UVICORN_OPTIONS
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="live-asgi", daemon=True)

@@ -7,9 +7,9 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from core.platform.throttling import ScopedRateThrottle
 from core.project.serializers import SignupInputSerializer, SignupOutputSerializer
 from core.project.signup import tenant_signup
 

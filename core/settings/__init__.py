@@ -7,4 +7,5 @@ from .database import *  # noqa: F403
 from .jobs import *  # noqa: F403
 from .llm import *  # noqa: F403
 from .redis import *  # noqa: F403
+from .security import *  # noqa: F403
 from .stripe import *  # noqa: F403

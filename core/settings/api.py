@@ -1,6 +1,7 @@
 """The REST API: authentication, errors, pagination, OpenAPI, and every rate limit."""
 
 from .env import env
+from .security import TRUSTED_PROXY_COUNT
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -12,6 +13,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "core.platform.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's own rule for the client address, the same as core.platform.client's (which our throttles use).
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "login": env.str("LOGIN_THROTTLE_RATE", default="10/min"),
         "signup": env.str("SIGNUP_THROTTLE_RATE", default="20/hour"),

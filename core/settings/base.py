@@ -20,6 +20,7 @@ SHARED_APPS = [
     "drf_spectacular",
     "channels",
     "procrastinate.contrib.django",  # the job queue's tables and SQL functions live in public only
+    "axes",  # login lockouts: counted per address and per account (users are global)
 ]
 
 TENANT_APPS = [
@@ -67,6 +68,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last: turns a login that django-axes locked out into a 429 (core.platform.login_lockout).
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -90,6 +94,10 @@ ASGI_APPLICATION = "core.project.asgi.application"
 
 # --- Auth -------------------------------------------------------------------------------
 AUTH_USER_MODEL = "core.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses locked-out clients before any password is checked
+    "tenants.backends.TenantMemberBackend",  # on a tenant host, only its members
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
