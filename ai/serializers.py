@@ -4,6 +4,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from ai.models import Conversation, Document, Message
+from core.platform.validators import StorableCharField
 
 
 class DocumentListSerializer(serializers.ModelSerializer):
@@ -22,8 +23,8 @@ class DocumentSerializer(DocumentListSerializer):
 
 
 class DocumentCreateSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
-    content = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default="")
+    title = StorableCharField(max_length=300, required=False, allow_blank=True, default="")
+    content = StorableCharField(required=False, allow_blank=True, trim_whitespace=False, default="")
     file = serializers.FileField(required=False, allow_empty_file=True, use_url=False)
 
     def validate(self, attrs: dict) -> dict:
@@ -39,12 +40,12 @@ class DocumentCreateSerializer(serializers.Serializer):
 
 
 class DocumentUpdateSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=300, required=False)
-    content = serializers.CharField(required=False, trim_whitespace=False)
+    title = StorableCharField(max_length=300, required=False)
+    content = StorableCharField(required=False, trim_whitespace=False)
 
 
 class SearchInputSerializer(serializers.Serializer):
-    query = serializers.CharField(max_length=2000)
+    query = StorableCharField(max_length=2000)
     k = serializers.IntegerField(min_value=1, max_value=settings.SEARCH_MAX_K, default=5)
     max_distance = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
     document_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), max_length=1000, required=False)
@@ -84,6 +85,8 @@ class MessageSerializer(serializers.ModelSerializer):
 
 
 class ConversationSerializer(serializers.ModelSerializer):
+    title = StorableCharField(max_length=200, required=False, allow_blank=True)
+
     class Meta:
         model = Conversation
         fields = ("id", "title", "created", "updated")
@@ -98,5 +101,5 @@ class ConversationDetailSerializer(ConversationSerializer):
 
 
 class ChatInputSerializer(serializers.Serializer):
-    message = serializers.CharField(trim_whitespace=True)
+    message = StorableCharField(trim_whitespace=True)
     conversation_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)

@@ -10,11 +10,12 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from core.platform.validators import StorableTextFormMixin
 from tenants.decorators import member_required
 from tenants.selectors import membership_get
 
 
-class MemberLoginForm(AuthenticationForm):
+class MemberLoginForm(StorableTextFormMixin, AuthenticationForm):
     """Only members of the host's tenant log in here. Non-members are refused by authentication
     itself (tenants.backends); a platform operator who is no member gets the same answer."""
 

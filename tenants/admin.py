@@ -11,13 +11,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.models import User
+from core.platform.validators import StorableTextFormMixin
 from tenants.models import Membership
 from tenants.selectors import membership_get
 
 # --- Tenant admin (each tenant host) -------------------------------------------------------
 
 
-class TenantAdminLoginForm(AdminAuthenticationForm):
+class TenantAdminLoginForm(StorableTextFormMixin, AdminAuthenticationForm):
     """Owners and admins of the host's tenant may log in; is_staff is for platform operators."""
 
     def confirm_login_allowed(self, user: User) -> None:
@@ -50,8 +51,14 @@ class TenantAdminSite(admin.AdminSite):
 tenant_admin_site = TenantAdminSite(name="tenant_admin")
 
 
+class StorableTextModelForm(StorableTextFormMixin, forms.ModelForm):
+    pass
+
+
 class TenantModelAdmin(admin.ModelAdmin):
     """Tenant owners and admins may do everything here; Django model permissions are for operators."""
+
+    form = StorableTextModelForm
 
     def _allowed(self, request: HttpRequest) -> bool:
         return tenant_admin_site.has_permission(request)

@@ -31,6 +31,7 @@ from ai.services.stream_slots import StreamSlot
 from billing.services import quota_check
 from core.models import User
 from core.platform.exceptions import ApplicationError
+from core.platform.validators import UNSTORABLE_CODE, text_unstorable_reason
 
 Frame = dict[str, Any]
 
@@ -67,6 +68,9 @@ def chat_message_validate(payload: Any) -> tuple[str, int | None]:
     message = payload.get("message")
     if not isinstance(message, str) or not message.strip():
         raise ApplicationError("'message' must be a non-empty string.", code="bad_request")
+    unstorable = text_unstorable_reason(message)
+    if unstorable:
+        raise ApplicationError(f"'message': {unstorable}", code=UNSTORABLE_CODE)
     if len(message) > settings.CHAT_MAX_MESSAGE_CHARS:
         raise ApplicationError(
             f"'message' is longer than {settings.CHAT_MAX_MESSAGE_CHARS:,} characters.",

@@ -66,12 +66,15 @@ async def test_sse_tokens_arrive_incrementally(live_worlds, asgi_server, fake_an
         ({}, 400, "bad_request"),
         ({"message": ""}, 400, "bad_request"),
         ({"message": "hi", "conversation_id": 999999}, 404, "conversation_not_found"),
+        ({"message": "a NUL \x00 here"}, 400, "invalid_characters"),
+        ({"message": "a lone surrogate \ud800 here"}, 400, "invalid_characters"),
     ],
 )
 async def test_sse_refusals_are_plain_json_errors(live_worlds, asgi_server, body, status, code):
     acme = live_worlds["acme"]
     async with client(asgi_server, "acme", acme.member_token) as http:
-        response = await http.post("/api/chat/", json=body)
+        # json.dumps escapes a lone surrogate as \ud800, as a JSON client may send it
+        response = await http.post("/api/chat/", content=json.dumps(body), headers={"Content-Type": "application/json"})
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
 

@@ -122,6 +122,8 @@ async def test_a_suspended_tenant_refuses_the_handshake(live_worlds, asgi_server
         (json.dumps({"message": "x" * 9000}), "message_too_long"),
         (json.dumps({"message": "hi", "conversation_id": "seven"}), "bad_request"),
         (json.dumps({"message": "hi", "conversation_id": 987654}), "conversation_not_found"),
+        (json.dumps({"message": "a NUL \x00 here"}), "invalid_characters"),
+        ('{"message": "a lone surrogate \\ud800 here"}', "invalid_characters"),
     ],
 )
 async def test_bad_frames_get_an_error_frame_and_the_socket_stays_usable(

@@ -1,0 +1,91 @@
+"""Text PostgreSQL cannot store (NUL, lone surrogates) is refused with a 400 or a form error, never a 500."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django_tenants.utils import tenant_context
+
+from ai.models import Document, PromptTemplate
+from tests.conftest import host_client
+from tests.factories import PASSWORD
+
+NUL = "before\x00after"
+# As a JSON client sends it: the escape decodes to a lone surrogate, which UTF-8 cannot encode.
+SURROGATE_JSON = '"before\\ud800after"'
+
+
+def post_json(client, path: str, body: str):
+    return client.post(path, body, content_type="application/json")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/documents/", {"title": NUL, "content": "Fine text."}, "title"),
+        ("/api/documents/", {"title": "Fine", "content": NUL}, "content"),
+        ("/api/conversations/", {"title": NUL}, "title"),
+        ("/api/search/", {"query": NUL}, "query"),
+    ],
+)
+def test_a_nul_in_an_api_text_field_is_a_400_naming_the_field(acme, path, body, field):
+    response = acme.client(acme.member_token).post(path, body, format="json")
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["fields"][field][0] == "Text may not contain the character U+0000."
+
+
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        ("/api/documents/", '{"title": %s, "content": "Fine text."}'),
+        ("/api/conversations/", '{"title": %s}'),
+        ("/api/search/", '{"query": %s}'),
+    ],
+)
+def test_a_lone_surrogate_in_an_api_text_field_is_a_400(acme, path, template):
+    before = _documents(acme)
+
+    response = post_json(acme.client(acme.member_token), path, template % SURROGATE_JSON)
+
+    assert response.status_code == 400, response.content
+    assert "U+D800" in json.dumps(response.json())
+    assert _documents(acme) == before
+
+
+def test_signup_refuses_a_nul_in_the_organisation_name(public_client):
+    response = public_client.post(
+        "/api/signup/",
+        {"organisation": NUL, "subdomain": "nulcorp", "email": "a@nul.test", "password": PASSWORD},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "organisation" in response.json()["error"]["fields"]
+
+
+def test_the_login_page_shows_a_form_error_for_a_nul(acme):
+    response = host_client(acme.host).post("/login/", {"username": NUL, "password": PASSWORD})
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["username"] == ["Text may not contain the character U+0000."]
+
+
+def test_a_tenant_admin_form_refuses_a_nul(acme):
+    client = acme.session_client(acme.owner)
+
+    response = client.post(
+        "/admin/ai/prompttemplate/add/", {"name": "chat", "version": 9, "system_prompt": NUL, "active": ""}
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["system_prompt"] == ["Text may not contain the character U+0000."]
+    with tenant_context(acme.tenant):
+        assert not PromptTemplate.objects.filter(version=9).exists()
+
+
+def _documents(world) -> int:  # noqa: ANN001
+    with tenant_context(world.tenant):
+        return Document.objects.count()
