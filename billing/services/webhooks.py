@@ -14,8 +14,10 @@ from django.conf import settings
 from django.db import transaction
 
 from billing.models import WebhookEvent
+from billing.serializers import StripeEventSerializer
 from billing.services import subscriptions
 from core.platform.exceptions import ApplicationError
+from core.platform.validators import json_unstorable_reason
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ def _invalid(message: str) -> ApplicationError:
     return ApplicationError(message, code="invalid_signature", status=400)
 
 
-def _verified_event(payload: bytes, signature: str | None) -> dict[str, Any]:
+def _verified_event(payload: bytes, signature: str | None) -> Any:
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:
         # 503, not 400: Stripe keeps retrying, and the events arrive once the secret is configured.
@@ -55,17 +57,44 @@ def _verified_event(payload: bytes, signature: str | None) -> dict[str, Any]:
     if not signature:
         raise _invalid("The Stripe-Signature header is missing.")
     try:
-        stripe.Webhook.construct_event(payload, signature, secret)
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _malformed("The webhook body is not UTF-8 JSON.") from exc
+    try:
+        # The signature alone: stripe.Webhook.construct_event would also build an Event object,
+        # which fails with a 500-worthy AttributeError on a signed body that is a JSON array.
+        stripe.WebhookSignature.verify_header(text, signature, secret, stripe.Webhook.DEFAULT_TOLERANCE)
     except stripe.SignatureVerificationError as exc:
         raise _invalid("The Stripe-Signature header does not match this payload.") from exc
+    try:
+        return json.loads(text)
     except ValueError as exc:
-        raise ApplicationError("The webhook body is not JSON.", code="invalid_payload", status=400) from exc
-    event = json.loads(payload)
-    if not (
-        isinstance(event, dict) and event.get("id") and event.get("type") and isinstance(event.get("created"), int)
-    ):
-        raise ApplicationError("The webhook body is not a Stripe event.", code="invalid_payload", status=400)
-    return event
+        raise _malformed("The webhook body is not JSON.") from exc
+
+
+def _malformed(message: str, fields: Any = None) -> ApplicationError:
+    extra = {"fields": fields} if fields else None
+    return ApplicationError(message, code="invalid_payload", status=400, extra=extra)
+
+
+def _checked_event(event: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The event as stored (raw) and the fields the handlers read (validated), or a 400."""
+    if not isinstance(event, dict):
+        raise _malformed("The webhook body is not a Stripe event (a JSON object).")
+    unstorable = json_unstorable_reason(event)
+    if unstorable:
+        raise _malformed(f"The webhook body cannot be stored: {unstorable}")
+    shape = StripeEventSerializer(data=event)
+    if not shape.is_valid():
+        field, errors = next(iter(shape.errors.items()))
+        raise _malformed(f"The webhook body is not a Stripe event: {field}: {_first(errors)}", shape.errors)
+    return event, shape.validated_data
+
+
+def _first(errors: Any) -> str:
+    while isinstance(errors, dict | list) and errors:
+        errors = next(iter(errors.values())) if isinstance(errors, dict) else errors[0]
+    return str(errors)
 
 
 def webhook_event_receive(*, payload: bytes, signature: str | None) -> WebhookOutcome:
@@ -75,10 +104,10 @@ def webhook_event_receive(*, payload: bytes, signature: str | None) -> WebhookOu
     kept and Stripe's retry gets a second chance. Concurrent deliveries of one event meet at
     the unique ``event_id`` and only the first acts.
     """
-    event = _verified_event(payload, signature)
-    event_id, event_type = event["id"], event["type"]
-    event_at = dt.datetime.fromtimestamp(event["created"], tz=dt.UTC)
-    obj = ((event.get("data") or {}).get("object")) or {}
+    event, checked = _checked_event(_verified_event(payload, signature))
+    event_id, event_type = checked["id"], checked["type"]
+    event_at = dt.datetime.fromtimestamp(checked["created"], tz=dt.UTC)
+    obj = _plain(checked["data"]["object"])
     with transaction.atomic():
         stored, created = WebhookEvent.objects.get_or_create(
             event_id=event_id, defaults={"type": event_type, "created": event_at, "payload": event}
@@ -91,3 +120,12 @@ def webhook_event_receive(*, payload: bytes, signature: str | None) -> WebhookOu
         stored.save(update_fields=["outcome"])
     logger.info("stripe event %s %s: %s", event_type, event_id, outcome)
     return WebhookOutcome(event_id, event_type, duplicate=False, outcome=outcome)
+
+
+def _plain(value: Any) -> Any:
+    """Validated data as plain dicts and lists, without the keys the event did not have."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value

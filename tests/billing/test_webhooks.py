@@ -235,3 +235,80 @@ def test_events_for_customers_we_do_not_know_are_stored_and_ignored(stripe_fake,
 
     assert response.status_code == 200
     assert WebhookEvent.objects.get(event_id=event["id"]).outcome == "ignored: no tenant for this invoice"
+
+
+def _valid_event():
+    return make_event("customer.subscription.updated", {"id": "sub_1", "customer": "cus_1", "status": "active"})
+
+
+def _with(change):
+    event = _valid_event()
+    change(event)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param(json.dumps([_valid_event()]).encode(), None, id="json-array"),
+        pytest.param(json.dumps("just a string").encode(), None, id="json-string"),
+        pytest.param(json.dumps(_with(lambda e: e.update(created=10**15))).encode(), "created", id="created-1e15"),
+        pytest.param(json.dumps(_with(lambda e: e.update(created=-5))).encode(), "created", id="created-negative"),
+        pytest.param(json.dumps(_with(lambda e: e.update(created="1700000000"))).encode(), "created", id="created-str"),
+        pytest.param(json.dumps(_with(lambda e: e.update(id="evt_" + "x" * 496))).encode(), "id", id="id-500-chars"),
+        pytest.param(json.dumps(_with(lambda e: e.pop("id"))).encode(), "id", id="id-missing"),
+        pytest.param(json.dumps(_with(lambda e: e.update(type=["a"]))).encode(), "type", id="type-list"),
+        pytest.param(json.dumps(_with(lambda e: e.update(data="x"))).encode(), "data", id="data-string"),
+        pytest.param(
+            json.dumps(_with(lambda e: e["data"].update(object="sub_1"))).encode(), "data", id="data-object-string"
+        ),
+        pytest.param(
+            json.dumps(_with(lambda e: e["data"]["object"].update(customer={"id": 1}))).encode(),
+            "data",
+            id="customer-object",
+        ),
+        pytest.param(
+            json.dumps(_with(lambda e: e["data"]["object"].update(items={"data": "nope"}))).encode(),
+            "data",
+            id="items-data-string",
+        ),
+        pytest.param(
+            json.dumps(_with(lambda e: e["data"]["object"].update(current_period_end=10**15))).encode(),
+            "data",
+            id="period-end-1e15",
+        ),
+        pytest.param(
+            json.dumps(_with(lambda e: e["data"]["object"].update(metadata=["subdomain"]))).encode(),
+            "data",
+            id="metadata-list",
+        ),
+        pytest.param(
+            json.dumps(_with(lambda e: e["data"]["object"].update(note="NUL \x00"))).encode(), None, id="nul-anywhere"
+        ),
+        pytest.param(
+            b'{"id": "evt_1", "type": "x", "created": 1700000000, "data": {"object": {"s": "\\ud800"}}}',
+            None,
+            id="lone-surrogate",
+        ),
+        pytest.param(b"\xff\xfe not utf-8", None, id="not-utf8"),
+        pytest.param(b"{not json", None, id="not-json"),
+    ],
+)
+def test_a_signed_but_malformed_event_is_a_400_and_stores_nothing(stripe_fake, send_webhook, body, field):
+    response = send_webhook({}, body=body)
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_payload"
+    assert error["message"]
+    if field:
+        assert field in error["fields"]
+    assert not WebhookEvent.objects.exists()
+
+
+def test_a_well_formed_event_with_unknown_fields_and_nulls_is_accepted(stripe_fake, send_webhook):
+    event = _with(lambda e: e["data"]["object"].update(customer=None, metadata=None, items=None, extra={"a": [1]}))
+
+    response = send_webhook(event)
+
+    assert response.status_code == 200, response.content
