@@ -71,7 +71,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             async for frame in frames:
                 await self.send(text_data=json.dumps(frame))
                 if frame["type"] == "error":
-                    await self.close(code=CLOSE_UPSTREAM_ERROR)
+                    if frame["error"]["code"] != "quota_exceeded":  # a refusal keeps the socket usable
+                        await self.close(code=CLOSE_UPSTREAM_ERROR)
                     return
         finally:
             await frames.aclose()

@@ -55,6 +55,9 @@ class ChatTurn:
     passages: list[str]
     slot: StreamSlot
     sources: list[dict[str, Any]]
+    max_tokens: int
+    # Tokens left in a hard-limited allowance when the turn was accepted (None: unlimited or offline).
+    token_budget: int | None = None
 
 
 def error_frame(exc: ApplicationError) -> Frame:
@@ -146,7 +149,8 @@ def _prepare_in_schema(
     slot: StreamSlot,
     embedding: Future[list[float]] | None,
 ) -> ChatTurn:
-    quota_check(feature=AgentAction.AgentType.CHAT, model=provider.model)
+    remaining = quota_check(feature=AgentAction.AgentType.CHAT, model=provider.model)
+    budget = None if provider.name == "offline" else remaining  # offline answers are not billed
     if conversation_id is None:
         conversation = Conversation.objects.create(user=user, title=question[:80])
     else:
@@ -160,6 +164,8 @@ def _prepare_in_schema(
     )
     content, passages = _prompt(question, hits)
     system = prompt_active(name="chat").system_prompt
+    messages = [*history, {"role": "user", "content": content}]
+    max_tokens = _max_tokens_within(budget, system=system, messages=messages)
     with transaction.atomic():
         # The answer is created now so the start frame can name it; its status is settled when
         # the stream ends. One INSERT for both rows.
@@ -177,10 +183,41 @@ def _prepare_in_schema(
         conversation_id=conversation.id,
         message_id=answer.id,
         system=system,
-        messages=[*history, {"role": "user", "content": content}],
+        messages=messages,
         passages=passages,
         slot=slot,
         sources=_sources(hits),
+        max_tokens=max_tokens,
+        token_budget=budget,
+    )
+
+
+def _max_tokens_within(budget: int | None, *, system: str, messages: list[dict[str, str]]) -> int:
+    """The answer may spend what the allowance has left after the prompt; none left is a 402 now."""
+    if budget is None:
+        return settings.CHAT_MAX_TOKENS
+    prompt_tokens = estimate_tokens(system) + sum(estimate_tokens(message["content"]) for message in messages)
+    if budget <= prompt_tokens:
+        raise ApplicationError(
+            f"This organisation has {budget:,} tokens left this period, not enough for this question "
+            f"(about {prompt_tokens:,}). Upgrade the plan to continue.",
+            code="quota_exceeded",
+            status=402,
+        )
+    return min(settings.CHAT_MAX_TOKENS, budget - prompt_tokens)
+
+
+def _allowance_spent(turn: ChatTurn, stream: LLMStream) -> bool:
+    return turn.token_budget is not None and stream.usage.total >= turn.token_budget
+
+
+def _allowance_ran_out(stream: LLMStream) -> ApplicationError:
+    return ApplicationError(
+        "This organisation's token allowance ran out during this answer, so it was stopped; "
+        "the tokens it used are counted. Upgrade the plan to continue.",
+        code="quota_exceeded",
+        status=402,
+        extra={"usage": stream.usage.as_dict()},
     )
 
 
@@ -230,7 +267,7 @@ async def chat_stream(*, turn: ChatTurn) -> AsyncIterator[Frame]:
     """
     started = time.perf_counter()
     stream = turn.provider.stream(
-        system=turn.system, messages=turn.messages, max_tokens=settings.CHAT_MAX_TOKENS, context_passages=turn.passages
+        system=turn.system, messages=turn.messages, max_tokens=turn.max_tokens, context_passages=turn.passages
     )
     finished = False
 
@@ -249,6 +286,10 @@ async def chat_stream(*, turn: ChatTurn) -> AsyncIterator[Frame]:
                 async for text in stream:
                     turn.slot.refresh()
                     yield {"type": "token", "token": text}
+                    if _allowance_spent(turn, stream):
+                        raise _allowance_ran_out(stream)  # leaving the block closes the upstream request
+            if turn.max_tokens < settings.CHAT_MAX_TOKENS and stream.stop_reason == "max_tokens":
+                raise _allowance_ran_out(stream)  # the cap the allowance set ended it, not the usual limit
         except ApplicationError as exc:
             await finish(Message.Status.ERROR, exc.message)
             yield error_frame(exc)

@@ -83,6 +83,18 @@ def _groups(summaries: list[str], budget_tokens: int) -> list[str]:
 
 def _summarise_with_model(*, provider: LLMProvider, user: User, document: Document) -> SummaryResult:
     total = Usage()
+    try:
+        summary = _map_reduce(provider=provider, user=user, document=document, total=total)
+    except ApplicationError as exc:
+        if exc.code == "quota_exceeded":
+            # Every call made so far is recorded (AgentAction + usage); say so, and what it cost.
+            exc.message = f"{exc.message} The summary stopped part-way; the tokens it used are counted."
+            exc.extra["usage"] = total.as_dict()
+        raise
+    return SummaryResult(summary=summary, usage=total, provider=provider.name, model=provider.model)
+
+
+def _map_reduce(*, provider: LLMProvider, user: User, document: Document, total: Usage) -> str:
     budget = settings.SUMMARY_CONTEXT_TOKENS
     sections = _sections(document.content, budget)
     title = html.escape(document.title, quote=True)
@@ -111,10 +123,13 @@ def _summarise_with_model(*, provider: LLMProvider, user: User, document: Docume
             )
             for group in groups
         ]
-    return SummaryResult(summary=summaries[0], usage=total, provider=provider.name, model=provider.model)
+    return summaries[0]
 
 
 def _call(provider: LLMProvider, user: User, document: Document, *, prompt_name: str, text: str, total: Usage) -> str:
+    # Before every upstream call: a long document's sections must not run past the allowance.
+    # The request itself was counted against the rate limit by document_summarise.
+    quota_check(feature=AgentAction.AgentType.SUMMARISE, model=provider.model, count_request=False)
     system = prompt_active(name=prompt_name).system_prompt
     messages = [{"role": "user", "content": text}]
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """What billing can do: record usage, check quotas, talk to Stripe, sync meters, follow webhooks."""
 
 from billing.services.meter import SyncReport, usage_sync  # noqa: F401
-from billing.services.quota import quota_check  # noqa: F401
+from billing.services.quota import quota_check, quota_exceeded_error  # noqa: F401
 from billing.services.stripe import (  # noqa: F401
     CheckoutStarted,
     billing_enabled,

@@ -40,6 +40,16 @@ def _rate_limit(tenant_id: int) -> None:
         )
 
 
+def quota_exceeded_error(*, used: int, included: int) -> ApplicationError:
+    """402 ``quota_exceeded``: before a call, or when the allowance runs out part-way through one."""
+    return ApplicationError(
+        f"This organisation has used its {included:,} tokens for this period. Upgrade the plan to continue.",
+        code="quota_exceeded",
+        status=402,
+        extra={"used": used, "included": included},
+    )
+
+
 _PLAN_AND_USAGE_SQL = """
     SELECT p.id, p.name, p.included_tokens, p.hard_limit, p.allowed_models, u.tokens_used
     FROM {subscription} s
@@ -59,20 +69,26 @@ def _plan_and_usage_sql() -> str:
     )
 
 
-def quota_check(*, feature: str, model: str) -> None:
+def quota_check(*, feature: str, model: str, count_request: bool = True) -> int | None:
     """Raise 429 ``rate_limited`` or 402 ``quota_exceeded`` / ``model_not_allowed`` before a call.
+
+    Call it before every upstream call, not once per request: a map-reduce summary makes many.
+    ``count_request`` counts this against the per-minute request rate (the first call of a
+    request does; the further calls of the same request do not). Returns the tokens left in a
+    hard-limited allowance (so a caller can cap what the model may spend), or None when unlimited.
 
     One cache counter and one indexed query (the plan joined to this period's running total):
     no scan of the usage ledger. The query is plain SQL because it runs before every LLM call and
     building it through the ORM cost more than running it (see tests/benchmarks/bench_billing.py).
     """
     tenant_id = current_tenant_id()
-    _rate_limit(tenant_id)
+    if count_request:
+        _rate_limit(tenant_id)
     with connection.cursor() as cursor:
         cursor.execute(_plan_and_usage_sql(), [period_start(), tenant_id])
         row = cursor.fetchone()
     if row is None:  # no plan: nothing to enforce
-        return
+        return None
     _, name, included, hard_limit, allowed, used = row
     allowed = json.loads(allowed) if isinstance(allowed, str) else allowed
     if allowed and model not in allowed and model != "offline":
@@ -81,9 +97,5 @@ def quota_check(*, feature: str, model: str) -> None:
         )
     used = used or 0
     if hard_limit and used >= included:
-        raise ApplicationError(
-            f"This organisation has used its {included:,} tokens for this period. Upgrade the plan to continue.",
-            code="quota_exceeded",
-            status=402,
-            extra={"used": used, "included": included},
-        )
+        raise quota_exceeded_error(used=used, included=included)
+    return included - used if hard_limit else None
