@@ -11,23 +11,45 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from ai.services.chat import chat_message_validate, chat_prepare, chat_stream, error_frame
 from core.platform.exceptions import ApplicationError
 from tenants.models import Tenant
+from tenants.services.status import tenant_channel_group
 
-# Close codes in the 4000 range are ours: 4403 = refused (no tenant, not a member, not active).
+# Close codes in the 4000 range are ours: 4403 = refused (no tenant, not a member, not active, or the
+# credential is gone: checked at the handshake and again before every client frame).
 CLOSE_REFUSED = 4403
 CLOSE_UPSTREAM_ERROR = 4502
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    answer: asyncio.Task[None] | None = None
+    tenant_group: str | None = None
+
     async def connect(self) -> None:
         tenant = self.scope.get("tenant")
         if tenant is None or tenant.status != Tenant.Status.ACTIVE or self.scope.get("membership") is None:
             await self.close(code=CLOSE_REFUSED)  # before accept: the handshake is refused (HTTP 403)
             return
-        self.answer: asyncio.Task[None] | None = None
+        # Joined only once the checks above passed: a suspension reaches this socket through it.
+        self.tenant_group = tenant_channel_group(tenant.schema_name)
+        await self.channel_layer.group_add(self.tenant_group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        if self.tenant_group is not None:
+            await self.channel_layer.group_discard(self.tenant_group, self.channel_name)
         await self._cancel_answer()
+
+    async def tenant_closed(self, event: dict) -> None:
+        """The tenant was suspended (sent by tenants.services.status to the tenant's group)."""
+        await self._refuse()
+
+    async def _still_allowed(self) -> bool:
+        # Tenant status, membership and the handshake's credential, read again for every frame.
+        reauthorise = self.scope.get("reauthorise")
+        return reauthorise is not None and await database_sync_to_async(reauthorise)()
+
+    async def _refuse(self) -> None:
+        await self._cancel_answer()
+        await self.close(code=CLOSE_REFUSED)
 
     async def _cancel_answer(self) -> None:
         answer = getattr(self, "answer", None)
@@ -36,6 +58,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await asyncio.gather(answer, return_exceptions=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not await self._still_allowed():
+            await self._refuse()
+            return
         try:
             payload = json.loads(text_data or "")
         except ValueError:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
+from asgiref.sync import sync_to_async
 
 
 def free_port() -> int:
@@ -26,6 +30,14 @@ class LiveAsgiServer:
             application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", **UVICORN_OPTIONS
         )
         self.server = uvicorn.Server(config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        serve = self.server.serve
+
+        async def serve_recording_the_loop(*args: Any, **kwargs: Any) -> None:
+            self.loop = asyncio.get_running_loop()
+            await serve(*args, **kwargs)
+
+        self.server.serve = serve_recording_the_loop  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.run, name="live-asgi", daemon=True)
 
     def start(self) -> LiveAsgiServer:
@@ -40,6 +52,12 @@ class LiveAsgiServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+    async def run_as_a_view(self, fn: Callable[[], Any]) -> Any:
+        """Run sync ``fn`` where the server runs a sync view: in a worker thread of the server's
+        event loop (what an operator's admin action does; its on-commit broadcasts start there)."""
+        assert self.loop is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(sync_to_async(fn)(), self.loop))
 
     def host_url(self, subdomain: str, scheme: str = "http") -> str:
         return f"{scheme}://{subdomain}.localhost:{self.port}"

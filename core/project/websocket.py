@@ -8,6 +8,7 @@ search_path the shared database thread was left with.
 
 from __future__ import annotations
 
+import functools
 from http.cookies import SimpleCookie
 from types import SimpleNamespace
 from typing import Any
@@ -21,7 +22,7 @@ from django.utils.module_loading import import_string
 from django_tenants.utils import get_public_schema_name, remove_www, schema_context, tenant_context
 from rest_framework.authtoken.models import Token
 
-from tenants.models import Domain, Membership
+from tenants.models import Domain, Membership, Tenant
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
@@ -31,11 +32,15 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
     return ""
 
 
-def _user_from_token(authorization: str) -> Any:
+def _token_key(authorization: str) -> str:
     keyword, _, key = authorization.partition(" ")
-    if keyword != "Token" or not key:
+    return key.strip() if keyword == "Token" else ""
+
+
+def _user_from_token(key: str) -> Any:
+    if not key:
         return None
-    token = Token.objects.select_related("user").filter(key=key.strip()).first()
+    token = Token.objects.select_related("user").filter(key=key).first()
     return token.user if token and token.user.is_active else None
 
 
@@ -61,21 +66,50 @@ def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
             return resolved
         tenant = domain.tenant
         resolved["tenant"] = tenant
-        user = _user_from_token(_header(scope, b"authorization"))
+        key = _token_key(_header(scope, b"authorization"))
+        user = _user_from_token(key)
+        credential = ("token", key)
     if user is None:
         cookie = SimpleCookie(_header(scope, b"cookie")).get(settings.SESSION_COOKIE_NAME)
         if cookie and _same_origin(_header(scope, b"origin"), host):
             with tenant_context(tenant):
                 user = _user_from_session(cookie.value)
+            credential = ("session", cookie.value)
     if user is not None:
         resolved["user"] = user
         with schema_context(get_public_schema_name()):
             resolved["membership"] = Membership.objects.filter(user=user, tenant=tenant).first()
+        resolved["reauthorise"] = functools.partial(
+            connection_authorised, tenant=tenant, user_id=user.pk, credential=credential
+        )
     return resolved
 
 
+def connection_authorised(*, tenant: Tenant, user_id: int, credential: tuple[str, str]) -> bool:
+    """Sync: is an open connection still allowed? The tenant is active, the user still a member,
+    and the credential the handshake used (login token, session) still exists and is theirs.
+
+    Consumers call it (through ``scope["reauthorise"]``) before acting on each client frame, so
+    a logout, a removal or a suspension takes effect on the next frame, not at the next handshake.
+    """
+    kind, secret = credential
+    with schema_context(get_public_schema_name()):
+        if not Tenant.objects.filter(pk=tenant.pk, status=Tenant.Status.ACTIVE).exists():
+            return False
+        if not Membership.objects.filter(tenant_id=tenant.pk, user_id=user_id, user__is_active=True).exists():
+            return False
+        if kind == "token":
+            return Token.objects.filter(key=secret, user_id=user_id).exists()
+    if kind == "session":
+        with tenant_context(tenant):
+            user = _user_from_session(secret)  # a flushed session, or a changed password, is gone
+        return user is not None and user.pk == user_id
+    return False
+
+
 class TenantAuthMiddleware:
-    """Puts ``tenant``, ``user`` and ``membership`` into a WebSocket scope; consumers decide."""
+    """Puts ``tenant``, ``user``, ``membership`` and ``reauthorise`` (a sync check that the
+    connection is still allowed, see ``connection_authorised``) into a WebSocket scope; consumers decide."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
