@@ -1,15 +1,32 @@
-"""Plain text out of uploaded documents (txt, md, html, pdf, docx), with the upload's type checked."""
+"""Plain text out of uploaded documents (txt, md, html, pdf, docx), with the upload's type checked.
+
+Two steps, so that no request ever parses a file. ``upload_check`` runs at upload time and costs
+a few kilobytes of reading: the type (415), an empty file, and for a .docx the zip directory, whose
+declared sizes bound what the parser would inflate (413 for a decompression bomb). ``extract_text``
+parses, with its own bounds (PDF pages, text length); the ingestion job runs it through
+``extract_text_isolated``: in a fresh child interpreter with a hard memory and time limit, so a
+file that slips past the checks costs one killed child, never the worker.
+
+This module imports nothing from Django: the child runs it as ``python -m ai.extraction``.
+"""
 
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import io
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import unicodedata
 import zipfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.platform.exceptions import ApplicationError
 
@@ -43,8 +60,23 @@ SUPPORTED_CONTENT_TYPES: dict[str, Kind] = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
 }
 
-# A docx is a zip; refuse archives that inflate past this rather than let one upload eat the worker's memory.
-MAX_DOCX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """What one upload may cost to read (the settings DOCUMENT_* give the values in use)."""
+
+    max_chars: int = 2_000_000
+    # A .docx is a zip: python-docx reads every part into memory and parses the XML ones into
+    # trees about 15 times their size. These bound that from the zip directory, before parsing.
+    max_archive_members: int = 1_000
+    max_unpacked_bytes: int = 32 * 1024 * 1024
+    # Deflate rarely packs real XML or media past ~30:1; bombs are 250:1 and more.
+    max_compression_ratio: int = 100
+    max_pdf_pages: int = 2_000
+
+
+# Members smaller than this are never refused for their ratio (tiny parts compress oddly).
+_RATIO_CHECK_MIN_BYTES = 1024 * 1024
 
 # The PDF spec lets a header hide behind up to 1 KiB of junk, and readers (pypdf too) accept that.
 _PDF_HEADER_WINDOW = 1024
@@ -85,18 +117,37 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
-def extract_text(*, filename: str, content_type: str | None, data: bytes) -> str:
-    """Return the normalised text of an upload, or raise ``ApplicationError``.
+def upload_check(*, filename: str, content_type: str | None, data: bytes, limits: ParseLimits) -> Kind:
+    """The checks an upload gets before it is stored: cheap, no parsing. Returns its kind.
 
-    415 ``unsupported_media_type`` for types Strata does not read, 400 ``unreadable_file``
-    for corrupt files or files whose bytes contradict their type, 400 ``empty_document``
-    when nothing readable is left.
+    415 ``unsupported_media_type``; 400 ``empty_document`` for no bytes; 400 ``unreadable_file``
+    when the first bytes contradict the type; 413 ``payload_too_large`` for an archive that would
+    inflate past the limits.
     """
     kind = detect_kind(filename=filename, content_type=content_type)
     if not data:
         raise _empty(filename)
+    if kind == "docx":
+        _docx_archive_check(data, filename, limits)
+    elif kind == "pdf":
+        if b"%PDF-" not in data[:_PDF_HEADER_WINDOW]:
+            raise _unreadable(filename, "it is not a PDF")
+    else:
+        _reject_binary(data, filename)
+    return kind
+
+
+def extract_text(*, filename: str, content_type: str | None, data: bytes, limits: ParseLimits | None = None) -> str:
+    """Return the normalised text of an upload, or raise ``ApplicationError``.
+
+    415 ``unsupported_media_type`` for types Strata does not read, 400 ``unreadable_file``
+    for corrupt files or files whose bytes contradict their type, 400 ``empty_document``
+    when nothing readable is left, 413 ``payload_too_large`` past the limits.
+    """
+    limits = limits or ParseLimits()
+    kind = upload_check(filename=filename, content_type=content_type, data=data, limits=limits)
     if kind == "pdf":
-        raw = _pdf_text(data, filename)
+        raw = _pdf_text(data, filename, limits)
     elif kind == "docx":
         raw = _docx_text(data, filename)
     elif kind == "html":
@@ -106,6 +157,8 @@ def extract_text(*, filename: str, content_type: str | None, data: bytes) -> str
     text = normalise_whitespace(raw)
     if not text:
         raise _empty(filename)
+    if len(text) > limits.max_chars:
+        raise _too_large(f"'{filename or 'upload'}' has more text than", f"{limits.max_chars:,} characters")
     return text
 
 
@@ -147,15 +200,15 @@ def _extension(filename: str) -> str:
     return f".{suffix.lower()}"
 
 
-def _pdf_text(data: bytes, filename: str) -> str:
+def _pdf_text(data: bytes, filename: str, limits: ParseLimits) -> str:
     from pypdf import PdfReader
 
-    if b"%PDF-" not in data[:_PDF_HEADER_WINDOW]:
-        raise _unreadable(filename, "it is not a PDF")
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise _unreadable(filename, "it is password-protected")
+        if len(reader.pages) > limits.max_pdf_pages:
+            raise _too_large(f"'{filename or 'upload'}' has more pages than", f"{limits.max_pdf_pages:,} pages")
         pages = list(reader.pages)
     except ApplicationError:
         raise
@@ -166,9 +219,13 @@ def _pdf_text(data: bytes, filename: str) -> str:
 
     texts: list[str] = []
     failed = 0
+    length = 0
     for number, page in enumerate(pages, start=1):
+        if length > limits.max_chars:  # no point reading past the limit: the document is refused
+            raise _too_large(f"'{filename or 'upload'}' has more text than", f"{limits.max_chars:,} characters")
         try:
             texts.append(page.extract_text() or "")
+            length += len(texts[-1])
         except Exception:
             # One broken page should not cost the user the other hundred; the log keeps the loss visible.
             failed += 1
@@ -178,22 +235,44 @@ def _pdf_text(data: bytes, filename: str) -> str:
     return "\n\n".join(texts)
 
 
-def _docx_text(data: bytes, filename: str) -> str:
-    import docx
-
+def _docx_archive_check(data: bytes, filename: str, limits: ParseLimits) -> None:
+    """Refuse a .docx from its zip directory alone: what it would inflate to is declared there, and
+    zipfile never inflates a member past its declared size (a lie fails the CRC check instead)."""
     if not data.startswith(b"PK\x03\x04"):
         raise _unreadable(filename, "it is not a Word document")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
-        if "word/document.xml" not in {member.filename for member in members}:
-            raise _unreadable(filename, "it is not a Word document")
-        if sum(member.file_size for member in members) > MAX_DOCX_UNCOMPRESSED_BYTES:
-            raise _unreadable(filename, "it is too large once decompressed")
+    except Exception as exc:  # BadZipFile, struct.error, ValueError: all mean a damaged archive
+        raise _unreadable(filename, "the Word document is damaged") from exc
+    name = filename or "upload"
+    if len(members) > limits.max_archive_members:
+        raise _too_large(f"'{name}' has more parts than", f"{limits.max_archive_members:,}")
+    if "word/document.xml" not in {member.filename for member in members}:
+        raise _unreadable(filename, "it is not a Word document")
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > limits.max_unpacked_bytes:
+        raise _too_large(
+            f"'{name}' is too large once decompressed ({unpacked:,} bytes); the limit is",
+            "bytes",
+            limit=limits.max_unpacked_bytes,
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size >= _RATIO_CHECK_MIN_BYTES and ratio > limits.max_compression_ratio:
+            raise _too_large(
+                f"'{name}' is a compression bomb ({member.filename} inflates {ratio:,.0f} times); the limit is",
+                "times",
+                limit=limits.max_compression_ratio,
+            )
+
+
+def _docx_text(data: bytes, filename: str) -> str:
+    import docx
+
+    try:
         document = docx.Document(io.BytesIO(data))
         return "\n\n".join(_docx_blocks(document))
-    except ApplicationError:
-        raise
     except Exception as exc:
         # zipfile, lxml and python-docx raise a zoo of types on malformed input; all mean a bad upload.
         raise _unreadable(filename, "the Word document is damaged") from exc
@@ -346,3 +425,99 @@ def _unreadable(filename: str, reason: str) -> ApplicationError:
 
 def _empty(filename: str) -> ApplicationError:
     return ApplicationError(f"'{filename or 'upload'}' contains no text to index.", code="empty_document", status=400)
+
+
+def _too_large(what: str, unit: str, *, limit: int | None = None) -> ApplicationError:
+    limit_text = f"{limit:,} {unit}" if limit is not None else unit
+    return ApplicationError(f"{what} {limit_text}.", code="payload_too_large", status=413)
+
+
+# --- Parsing in a child process with hard limits --------------------------------------------
+
+
+def extract_text_isolated(
+    *,
+    filename: str,
+    content_type: str | None,
+    data: bytes,
+    limits: ParseLimits,
+    timeout_seconds: float,
+    memory_bytes: int,
+) -> str:
+    """``extract_text`` in a fresh interpreter limited to ``memory_bytes`` of address space and
+    ``timeout_seconds``; the same errors, plus 413 when the file needs more than that to parse.
+
+    A fresh ``python -m ai.extraction`` (not a fork of the worker, whose address space holds the
+    embedding model) so the memory limit measures the parse alone, and one child per file so a
+    killed parse takes nothing else with it.
+    """
+    header = {
+        "filename": filename,
+        "content_type": content_type,
+        "limits": dataclasses.asdict(limits),
+        "memory_bytes": memory_bytes,
+        "cpu_seconds": int(timeout_seconds) + 1,
+    }
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    try:
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "ai.extraction"],
+            input=json.dumps(header).encode() + b"\n" + data,
+            capture_output=True,
+            timeout=timeout_seconds,
+            cwd=root,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:  # run() has killed the child
+        raise _too_large(
+            f"'{filename or 'upload'}' took too long to read; the limit is", f"{timeout_seconds:g} seconds"
+        ) from exc
+    try:
+        answer = json.loads(done.stdout)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        # Killed (CPU limit) or crashed, most likely out of memory inside a C parser.
+        logger.warning("extraction child for %r exited %s: %s", filename, done.returncode, done.stderr[-2000:])
+        raise _too_large(
+            f"'{filename or 'upload'}' needs too much memory or time to read; the limit is",
+            f"{memory_bytes // (1024 * 1024):,} MB",
+        )
+    if "error" in answer:
+        error = answer["error"]
+        raise ApplicationError(error["message"], code=error["code"], status=error["status"])
+    return str(answer["text"])
+
+
+def _child_main() -> None:
+    """The child's side: header line (JSON), then the file's bytes on stdin; JSON on stdout."""
+    import resource
+
+    header = json.loads(sys.stdin.buffer.readline())
+    memory = header["memory_bytes"]
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (header["cpu_seconds"], header["cpu_seconds"]))
+    data = sys.stdin.buffer.read()
+    answer: dict[str, Any]
+    try:
+        text = extract_text(
+            filename=header["filename"],
+            content_type=header["content_type"],
+            data=data,
+            limits=ParseLimits(**header["limits"]),
+        )
+        answer = {"text": text}
+    except ApplicationError as exc:
+        answer = {"error": {"code": exc.code, "message": exc.message, "status": exc.status}}
+    except MemoryError:
+        del data
+        limit = f"{memory // (1024 * 1024):,} MB"
+        error = _too_large(f"'{header['filename'] or 'upload'}' needs more memory to read than", limit)
+        answer = {"error": {"code": error.code, "message": error.message, "status": error.status}}
+    sys.stdout.write(json.dumps(answer))
+
+
+if __name__ == "__main__":
+    _child_main()

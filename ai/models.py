@@ -45,6 +45,20 @@ class Document(models.Model):
         return self.title
 
 
+class DocumentUpload(models.Model):
+    """An uploaded file waiting for the ingestion job to read it (size-limited at upload; deleted
+    once its text is extracted). Kept apart from Document so no document query loads the bytes."""
+
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, primary_key=True, related_name="upload")
+    data = models.BinaryField()
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.filename
+
+
 class Chunk(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
     position = models.PositiveIntegerField()

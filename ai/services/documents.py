@@ -1,4 +1,8 @@
-"""Documents: create from text or an upload, update, delete, and ingest (chunk + embed) in the background."""
+"""Documents: create from text or an upload, update, delete, and ingest (read + chunk + embed) in the background.
+
+An upload is checked cheaply (size, type, a .docx's zip directory) and stored as it came; the
+ingestion job reads it (in a child process with hard limits), then chunks and embeds the text.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,13 @@ from django.db import transaction
 
 from ai.chunking import chunk_text, count_tokens
 from ai.embedders import get_embedder
-from ai.extraction import extract_text
-from ai.models import Chunk, Document
+from ai.extraction import ParseLimits, extract_text_isolated, upload_check
+from ai.models import Chunk, Document, DocumentUpload
 from ai.services.chunk_embeddings import chunks_embeddings_save
 from core.models import User
 from core.platform.exceptions import ApplicationError
 from core.platform.jobs import TransientJobError, tenant_job_defer
+from core.platform.validators import UNSTORABLE_CODE, text_unstorable_reason
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +32,30 @@ def _too_large(what: str, limit: int, unit: str) -> ApplicationError:
     )
 
 
-def _text_from_upload(upload: UploadedFile) -> str:
+def _upload_bytes(upload: UploadedFile) -> bytes:
     if upload.size is not None and upload.size > settings.DOCUMENT_MAX_UPLOAD_BYTES:
         raise _too_large("The file", settings.DOCUMENT_MAX_UPLOAD_BYTES, "bytes")
     data = upload.read(settings.DOCUMENT_MAX_UPLOAD_BYTES + 1)
     if len(data) > settings.DOCUMENT_MAX_UPLOAD_BYTES:
         raise _too_large("The file", settings.DOCUMENT_MAX_UPLOAD_BYTES, "bytes")
-    return extract_text(filename=upload.name or "upload", content_type=upload.content_type, data=data)
+    return data
+
+
+def _parse_limits() -> ParseLimits:
+    return ParseLimits(
+        max_chars=settings.DOCUMENT_MAX_CHARS,
+        max_archive_members=settings.DOCUMENT_MAX_ARCHIVE_MEMBERS,
+        max_unpacked_bytes=settings.DOCUMENT_MAX_UNPACKED_BYTES,
+        max_compression_ratio=settings.DOCUMENT_MAX_COMPRESSION_RATIO,
+        max_pdf_pages=settings.DOCUMENT_MAX_PDF_PAGES,
+    )
+
+
+def _storable(field: str, value: str) -> str:
+    reason = text_unstorable_reason(value)
+    if reason:
+        raise ApplicationError(f"{field}: {reason}", code=UNSTORABLE_CODE, extra={"fields": {field: [reason]}})
+    return value
 
 
 def _checked_content(content: str) -> str:
@@ -58,26 +80,34 @@ def _schedule_ingest(document: Document) -> None:
 
 
 def document_create(*, user: User, title: str = "", content: str = "", upload: UploadedFile | None = None) -> Document:
-    """Store a document (text now, chunks and embeddings in the background) and return it pending."""
+    """Store a document and return it pending: text now, or an upload as it came (read, chunked
+    and embedded by the ingestion job). Only cheap checks run here: size, type, archive bounds."""
     source_name = content_type = ""
+    data = b""
     if upload is not None:
-        content = _text_from_upload(upload)
-        source_name = PurePath(upload.name or "upload").name[:255]
-        content_type = (upload.content_type or "")[:100]
+        data = _upload_bytes(upload)
+        source_name = _storable("file", PurePath(upload.name or "upload").name[:255])
+        content_type = _storable("file", (upload.content_type or "")[:100])
+        upload_check(
+            filename=upload.name or "upload", content_type=upload.content_type, data=data, limits=_parse_limits()
+        )
         title = title or PurePath(source_name).stem or source_name
     if not title.strip():
         raise ApplicationError(
             "A title is required.", code="invalid", status=400, extra={"fields": {"title": ["This field is required."]}}
         )
-    content = _checked_content(content)
+    if upload is None:
+        content = _checked_content(content)
     with transaction.atomic():
         document = Document.objects.create(
             title=title.strip()[:300],
-            content=content,
+            content=content if upload is None else "",
             source_name=source_name,
             content_type=content_type,
             created_by=user,
         )
+        if upload is not None:
+            DocumentUpload.objects.create(document=document, data=data, filename=source_name, content_type=content_type)
         _schedule_ingest(document)
     return document
 
@@ -97,6 +127,7 @@ def document_update(*, document: Document, title: str | None = None, content: st
     with transaction.atomic():
         document.save(update_fields=[*fields, "updated"])
         if content_changed:
+            DocumentUpload.objects.filter(document=document).delete()  # the new text wins over an unread file
             _schedule_ingest(document)
     return document
 
@@ -106,7 +137,8 @@ def document_delete(*, document: Document) -> None:
 
 
 def document_ingest(*, document_id: int, final_attempt: bool = True) -> None:
-    """Chunk, store, then embed one document; the ingestion job runs it in the tenant's schema.
+    """Read (an upload), chunk, store, then embed one document; the ingestion job runs it in the
+    tenant's schema. An upload that cannot be read leaves the document failed with the reason.
 
     Safe to run again (a retry, a worker that died mid-job): the chunks are replaced, never added
     to. Chunks are stored before they are embedded, so when the embedding provider is down the
@@ -117,6 +149,11 @@ def document_ingest(*, document_id: int, final_attempt: bool = True) -> None:
     document = Document.objects.filter(id=document_id).first()
     if document is None:
         return  # deleted before its turn came
+    if DocumentUpload.objects.filter(document_id=document_id).exists():
+        extracted = _upload_extract(document_id=document_id)
+        if extracted is None:
+            return
+        document.content = extracted
     content = document.content
     try:
         texts = chunk_text(content, chunk_tokens=settings.CHUNK_TOKENS, overlap_tokens=settings.CHUNK_OVERLAP_TOKENS)
@@ -146,6 +183,40 @@ def document_ingest(*, document_id: int, final_attempt: bool = True) -> None:
         current.status = Document.Status.READY
         current.error = ""
         current.save(update_fields=["status", "error", "updated"])
+
+
+def _upload_extract(*, document_id: int) -> str | None:
+    """Read the stored upload into the document's text (None when it failed or was replaced).
+
+    The upload stays until its text is saved, so a failed file can be retried (say, with higher
+    limits); the text replaces it in one transaction.
+    """
+    upload = DocumentUpload.objects.filter(document_id=document_id).first()
+    if upload is None:
+        return None
+    try:
+        text = extract_text_isolated(
+            filename=upload.filename,
+            content_type=upload.content_type,
+            data=bytes(upload.data),
+            limits=_parse_limits(),
+            timeout_seconds=settings.DOCUMENT_PARSE_TIMEOUT_SECONDS,
+            memory_bytes=settings.DOCUMENT_PARSE_MEMORY_MB * 1024 * 1024,
+        )
+    except ApplicationError as exc:
+        logger.warning("reading the upload of document %s failed: %s", document_id, exc.message)
+        Document.objects.filter(id=document_id, upload__isnull=False).update(
+            status=Document.Status.FAILED, error=exc.message[:2000]
+        )
+        return None
+    with transaction.atomic():
+        current = Document.objects.select_for_update().filter(id=document_id, upload__isnull=False).first()
+        if current is None:
+            return None  # deleted, or given new text meanwhile (its own ingest follows)
+        current.content = text
+        current.save(update_fields=["content", "updated"])
+        DocumentUpload.objects.filter(document_id=document_id).delete()
+    return text
 
 
 def document_ingest_retry(*, document: Document) -> Document:

@@ -17,6 +17,15 @@ VOYAGE_BASE_URL = env.str("VOYAGE_BASE_URL", default="") or None
 # Ingestion: text is chunked and embedded by the ingestion job.
 DOCUMENT_MAX_UPLOAD_BYTES = env.int("DOCUMENT_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 DOCUMENT_MAX_CHARS = env.int("DOCUMENT_MAX_CHARS", default=2_000_000)
+# An upload is stored as it came and read by the ingestion job, never by the request. The job
+# parses it in a child process with these hard limits; a .docx (a zip) is refused at upload from
+# its zip directory when it would inflate past the archive limits (decompression bombs).
+DOCUMENT_PARSE_TIMEOUT_SECONDS = env.float("DOCUMENT_PARSE_TIMEOUT_SECONDS", default=60.0)
+DOCUMENT_PARSE_MEMORY_MB = env.int("DOCUMENT_PARSE_MEMORY_MB", default=1024)
+DOCUMENT_MAX_ARCHIVE_MEMBERS = env.int("DOCUMENT_MAX_ARCHIVE_MEMBERS", default=1_000)
+DOCUMENT_MAX_UNPACKED_BYTES = env.int("DOCUMENT_MAX_UNPACKED_BYTES", default=32 * 1024 * 1024)
+DOCUMENT_MAX_COMPRESSION_RATIO = env.int("DOCUMENT_MAX_COMPRESSION_RATIO", default=100)
+DOCUMENT_MAX_PDF_PAGES = env.int("DOCUMENT_MAX_PDF_PAGES", default=2_000)
 CHUNK_TOKENS = env.int("CHUNK_TOKENS", default=200)
 CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", default=30)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
+import zipfile
 
 import docx
 import factory
@@ -160,3 +161,27 @@ def docx_bytes(heading: str, paragraphs: list[str]) -> bytes:
 
 def upload(name: str, data: bytes, content_type: str = "application/octet-stream") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+def docx_bomb(xml_megabytes: int) -> bytes:
+    """A real .docx whose word/document.xml inflates to about ``xml_megabytes`` MB of repetitive
+    paragraphs: a few hundred KB on the wire (the attack of issue 10: 159 KB -> 40 MB of XML)."""
+    template = docx_bytes("Bomb", ["placeholder"])
+    paragraph = b"<w:p><w:r><w:t>" + b"All work and no play makes Jack a dull boy. " * 20 + b"</w:t></w:r></w:p>"
+    with zipfile.ZipFile(io.BytesIO(template)) as source:
+        parts = {info.filename: source.read(info.filename) for info in source.infolist()}
+    body_start = parts["word/document.xml"].index(b"<w:body>") + len(b"<w:body>")
+    head, tail = parts["word/document.xml"][:body_start], parts["word/document.xml"][body_start:]
+    repeats = xml_megabytes * 1024 * 1024 // len(paragraph)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bomb:
+        for name, data in parts.items():
+            if name == "word/document.xml":
+                with bomb.open(name, "w", force_zip64=True) as member:
+                    member.write(head)
+                    for _ in range(repeats):
+                        member.write(paragraph)
+                    member.write(tail)
+            else:
+                bomb.writestr(name, data)
+    return buffer.getvalue()

@@ -8,11 +8,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
-from ai.models import Chunk, Document
-from tests.ai.factories import DocumentFactory, docx_bytes, pdf_bytes, upload
+from ai.models import Chunk, Document, DocumentUpload
+from tests.ai.factories import DocumentFactory, docx_bomb, docx_bytes, pdf_bytes, upload
 from tests.fakes.voyage_server import DEFAULT_API_KEY, FakeVoyage
 
 LOCAL_MODEL = "local/sentence-transformers/all-MiniLM-L6-v2"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 HTML_PAGE = b"""<!doctype html>
 <html><head><title>ignored head</title><style>p { color: red }</style></head>
@@ -99,16 +100,18 @@ def test_each_upload_format_is_stored_as_its_text(acme, ingest, name, content_ty
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert body["content"] == expected
+    assert (body["status"], body["content"]) == ("pending", "")  # read by the ingestion job, not the request
     assert body["title"] == name.rsplit(".", 1)[0]
     assert body["source_name"] == name
     assert body["content_type"] == content_type
     assert body["created_by"] == acme.member.email
-    if left_out:
-        assert left_out not in body["content"]
     stored = client.get(f"/api/documents/{body['id']}/").json()
     assert stored["status"] == "ready"
     assert stored["content"] == expected
+    if left_out:
+        assert left_out not in stored["content"]
+    with tenant_context(acme.tenant):
+        assert not DocumentUpload.objects.filter(document_id=body["id"]).exists()  # the bytes are gone
 
 
 def test_an_upload_keeps_the_title_it_was_given(acme):
@@ -166,42 +169,17 @@ def corrupt_docx() -> bytes:
         ("setup.exe", "application/octet-stream", b"MZ\x90\x00binary", 415, "unsupported_media_type"),
         ("photo.png", "image/png", b"\x89PNG\r\n\x1a\n....", 415, "unsupported_media_type"),
         ("noextension", "image/gif", b"GIF89a", 415, "unsupported_media_type"),
-        (
-            "broken.pdf",
-            "application/pdf",
-            b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R >>\ntrailer garbage",
-            400,
-            "unreadable_file",
-        ),
         ("not-really.pdf", "application/pdf", b"Just some words pretending to be a PDF.", 400, "unreadable_file"),
-        (
-            "broken.docx",
-            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-            corrupt_docx(),
-            400,
-            "unreadable_file",
-        ),
         ("binary.txt", "text/plain", b"\x7fELF\x02\x01\x01\x00\x00\x00", 400, "unreadable_file"),
         ("empty.txt", "text/plain", b"", 400, "empty_document"),
-        ("blank.md", "text/markdown", b"  \n\n\t \r\n", 400, "empty_document"),
-        ("only-script.html", "text/html", b"<html><script>var x = 1;</script></html>", 400, "empty_document"),
-        ("blank.pdf", "application/pdf", pdf_bytes([]), 400, "empty_document"),
+        ("not-a-zip.docx", DOCX, b"Just some text, not a zip at all", 400, "unreadable_file"),
+        ("bomb.docx", DOCX, docx_bomb(40), 413, "payload_too_large"),
     ],
-    ids=[
-        "exe",
-        "png",
-        "gif-no-extension",
-        "corrupt-pdf",
-        "text-named-pdf",
-        "corrupt-docx",
-        "binary-txt",
-        "empty",
-        "whitespace",
-        "script-only-html",
-        "blank-pdf",
-    ],
+    ids=["exe", "png", "gif-no-extension", "text-named-pdf", "binary-txt", "empty", "not-a-zip", "docx-bomb"],
 )
-def test_bad_uploads_get_the_right_4xx_and_save_nothing(acme, name, content_type, data, status, code):
+def test_uploads_that_cheap_checks_refuse_get_the_right_4xx_at_once_and_save_nothing(
+    acme, name, content_type, data, status, code
+):
     before = document_count(acme)
 
     response = acme.client(acme.member_token).post(
@@ -213,6 +191,41 @@ def test_bad_uploads_get_the_right_4xx_and_save_nothing(acme, name, content_type
     assert error["code"] == code
     assert error["message"]
     assert document_count(acme) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "data", "error"),
+    [
+        (
+            "broken.pdf",
+            "application/pdf",
+            b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R >>\ntrailer garbage",
+            "Could not read 'broken.pdf': the PDF is damaged or encrypted.",
+        ),
+        ("broken.docx", DOCX, corrupt_docx(), "Could not read 'broken.docx': the Word document is damaged."),
+        ("blank.md", "text/markdown", b"  \n\n\t \r\n", "'blank.md' contains no text to index."),
+        (
+            "only-script.html",
+            "text/html",
+            b"<html><script>var x = 1;</script></html>",
+            "'only-script.html' contains no text to index.",
+        ),
+        ("blank.pdf", "application/pdf", pdf_bytes([]), "'blank.pdf' contains no text to index."),
+    ],
+    ids=["corrupt-pdf", "corrupt-docx", "whitespace", "script-only-html", "blank-pdf"],
+)
+def test_uploads_that_cannot_be_read_are_accepted_then_fail_with_a_readable_error(
+    acme, ingest, name, content_type, data, error
+):
+    client = acme.client(acme.member_token)
+
+    with ingest():
+        response = client.post("/api/documents/", {"file": upload(name, data, content_type)}, format="multipart")
+
+    assert response.status_code == 201, response.content
+    shown = client.get(f"/api/documents/{response.json()['id']}/").json()
+    assert (shown["status"], shown["error"]) == ("failed", error)
+    assert chunks_of(acme, shown["id"]) == []
 
 
 def test_an_upload_over_the_size_limit_is_a_413_and_saves_nothing(acme, settings):
@@ -475,3 +488,22 @@ def test_the_document_list_runs_a_constant_number_of_queries(acme, django_assert
 
     with django_assert_num_queries(one_document):
         assert client.get("/api/documents/").json()["count"] == 19
+
+
+def test_a_file_the_parser_cannot_afford_is_accepted_and_fails_in_the_job_not_the_worker(acme, ingest, settings):
+    # Archive checks off, so only the child's hard memory limit stands between the bomb and us.
+    settings.DOCUMENT_MAX_UNPACKED_BYTES = 10**12
+    settings.DOCUMENT_MAX_COMPRESSION_RATIO = 10**9
+    settings.DOCUMENT_MAX_CHARS = 10**9
+    settings.DOCUMENT_PARSE_MEMORY_MB = 200
+    client = acme.client(acme.member_token)
+
+    with ingest():
+        response = client.post(
+            "/api/documents/", {"file": upload("bomb.docx", docx_bomb(20), DOCX)}, format="multipart"
+        )
+
+    assert response.status_code == 201, response.content
+    shown = client.get(f"/api/documents/{response.json()['id']}/").json()
+    assert shown["status"] == "failed"
+    assert shown["error"] == "'bomb.docx' needs more memory to read than 200 MB."

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 import io
+import time
+import tracemalloc
 import zipfile
 
 import docx
@@ -11,7 +13,14 @@ import pytest
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from ai.extraction import SUPPORTED_EXTENSIONS, extract_text, normalise_whitespace
+from ai.extraction import (
+    SUPPORTED_EXTENSIONS,
+    ParseLimits,
+    extract_text,
+    extract_text_isolated,
+    normalise_whitespace,
+    upload_check,
+)
 from core.platform.exceptions import ApplicationError
 
 
@@ -219,3 +228,118 @@ def test_whitespace_is_normalised_but_paragraph_breaks_survive() -> None:
 
 def test_supported_extensions_cover_the_documented_formats() -> None:
     assert {".txt", ".md", ".html", ".htm", ".pdf", ".docx"} <= set(SUPPORTED_EXTENSIONS)
+
+
+# Bounds: checked from the zip directory before parsing, and hard limits on the parse itself
+
+
+@pytest.mark.parametrize(("xml_megabytes", "wire_kb"), [(40, 400), (200, 1000)], ids=["40MB-xml", "200MB-xml"])
+def test_the_issues_docx_bombs_are_refused_from_the_zip_directory_fast_and_small(xml_megabytes, wire_kb) -> None:
+    from tests.ai.factories import docx_bomb
+
+    bomb = docx_bomb(xml_megabytes)
+    assert len(bomb) < wire_kb * 1024  # a few hundred KB on the wire
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(ApplicationError) as refused:
+        upload_check(filename="bomb.docx", content_type=None, data=bomb, limits=ParseLimits())
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    assert (refused.value.code, refused.value.status) == ("payload_too_large", 413)
+    assert "too large once decompressed" in refused.value.message
+    assert elapsed < 1.0  # was 31 s and 164 s, parsing in the request
+    assert peak < 2 * 1024 * 1024  # was +871 MB and +4.4 GB of RSS
+
+
+def test_a_docx_under_the_size_limit_that_inflates_like_a_bomb_is_refused_by_its_ratio() -> None:
+    from tests.ai.factories import docx_bomb
+
+    bomb = docx_bomb(8)
+
+    with pytest.raises(ApplicationError) as refused:
+        upload_check(filename="bomb.docx", content_type=None, data=bomb, limits=ParseLimits())
+
+    assert refused.value.status == 413
+    assert "compression bomb (word/document.xml inflates" in refused.value.message
+
+
+def test_a_docx_with_too_many_parts_is_refused() -> None:
+    members = {"word/document.xml": b"<w:document/>", **{f"word/media/{n}.bin": b"x" for n in range(30)}}
+
+    with pytest.raises(ApplicationError) as refused:
+        upload_check(
+            filename="many.docx", content_type=None, data=_zip(members), limits=ParseLimits(max_archive_members=20)
+        )
+
+    assert refused.value.status == 413
+    assert "more parts than 20" in refused.value.message
+
+
+def test_a_pdf_with_more_pages_than_the_limit_is_refused_before_its_text_is_read() -> None:
+    pdf = make_pdf([["one"], ["two"], ["three"]])
+
+    with pytest.raises(ApplicationError) as refused:
+        extract_text(filename="long.pdf", content_type=None, data=pdf, limits=ParseLimits(max_pdf_pages=2))
+
+    assert refused.value.status == 413
+    assert "more pages than 2 pages" in refused.value.message
+
+
+def test_text_past_the_character_limit_is_refused() -> None:
+    with pytest.raises(ApplicationError) as refused:
+        extract_text(filename="long.txt", content_type=None, data=b"word " * 100, limits=ParseLimits(max_chars=50))
+
+    assert refused.value.status == 413
+    assert "more text than 50 characters" in refused.value.message
+
+
+ISOLATED = {"timeout_seconds": 60, "memory_bytes": 1024 * 1024 * 1024}
+
+
+def test_the_isolated_parse_returns_the_same_text_and_errors_as_the_parse() -> None:
+    data = make_docx()
+
+    text = extract_text_isolated(filename="deal.docx", content_type=None, data=data, limits=ParseLimits(), **ISOLATED)
+
+    assert text == extract_text(filename="deal.docx", content_type=None, data=data)
+    with pytest.raises(ApplicationError) as refused:
+        extract_text_isolated(
+            filename="t.docx", content_type=None, data=make_docx()[:2000], limits=ParseLimits(), **ISOLATED
+        )
+    assert (refused.value.code, refused.value.status) == ("unreadable_file", 400)
+
+
+def test_a_parse_that_needs_more_memory_than_the_limit_fails_in_the_child_only() -> None:
+    from tests.ai.factories import docx_bomb
+
+    no_archive_limits = ParseLimits(max_unpacked_bytes=10**12, max_compression_ratio=10**9, max_chars=10**9)
+
+    with pytest.raises(ApplicationError) as refused:
+        extract_text_isolated(
+            filename="bomb.docx",
+            content_type=None,
+            data=docx_bomb(20),
+            limits=no_archive_limits,
+            timeout_seconds=120,
+            memory_bytes=200 * 1024 * 1024,
+        )
+
+    assert refused.value.status == 413
+    assert "memory" in refused.value.message
+
+
+def test_a_parse_that_takes_longer_than_the_limit_is_killed() -> None:
+    with pytest.raises(ApplicationError) as refused:
+        extract_text_isolated(
+            filename="deal.docx",
+            content_type=None,
+            data=make_docx(),
+            limits=ParseLimits(),
+            timeout_seconds=0.01,  # less than the child needs to start
+            memory_bytes=1024 * 1024 * 1024,
+        )
+
+    assert refused.value.status == 413
+    assert "took too long to read" in refused.value.message
