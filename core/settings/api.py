@@ -25,7 +25,16 @@ REST_AUTH = {
     "USER_DETAILS_SERIALIZER": "tenants.serializers.UserSerializer",
     "SESSION_LOGIN": True,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Strata API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Strata API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Two choice sets share the field name "status": each gets its own name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentStatusEnum": "ai.models.Document.Status",
+        "CallStatusEnum": "ai.models.CallStatus",
+    },
+}
 
 # Requests per minute per tenant to the AI endpoints (0 switches the limit off).
 TENANT_RATE_LIMIT_PER_MINUTE = env.int("TENANT_RATE_LIMIT_PER_MINUTE", default=120)

@@ -1,5 +1,9 @@
 """Core Django settings: tenancy map, database, auth, REST framework, static files."""
 
+from pathlib import Path
+
+import django
+
 from .env import BASE_DIR, DATA_DIR, PRODUCTION, env, required_in_production
 
 # --- Tenancy: where each app's tables live -------------------------------------------
@@ -73,10 +77,14 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+_DJANGO_ADMIN_TEMPLATES = Path(django.__file__).parent / "contrib" / "admin" / "templates"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "core" / "templates"],
+        # Django's own admin templates before django_tenants' copies of admin/index.html and
+        # admin/app_list.html, which carry inline styles the Content-Security-Policy refuses (and
+        # mark apps by schema, which our two admin sites, each registering its own models, need not).
+        "DIRS": [BASE_DIR / "core" / "templates", _DJANGO_ADMIN_TEMPLATES],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -176,3 +176,10 @@ const Strata = (() => {
 
   return {documentsPage, chatPage, usagePage};
 })();
+
+// The page names itself on this script's tag: no inline script (the Content-Security-Policy forbids them).
+(() => {
+  const pages = {documents: Strata.documentsPage, chat: Strata.chatPage, usage: Strata.usagePage};
+  const start = pages[document.currentScript && document.currentScript.dataset.page];
+  if (start) start();
+})();
