@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 
 from django.db.models import Prefetch, QuerySet
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
@@ -33,6 +34,7 @@ from ai.services.chat import chat_message_validate, chat_prepare, chat_stream
 from ai.services.documents import document_create, document_delete, document_update
 from ai.services.summarise import document_summarise
 from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
+from core.platform.schema import error_responses
 
 
 class DocumentViewSet(TenantModelViewSet):
@@ -46,7 +48,7 @@ class DocumentViewSet(TenantModelViewSet):
     def get_serializer_class(self) -> type:
         return DocumentListSerializer if self.action == "list" else DocumentSerializer
 
-    @extend_schema(request=DocumentCreateSerializer, responses={201: DocumentSerializer})
+    @extend_schema(request=DocumentCreateSerializer, responses={201: DocumentSerializer, **error_responses(413)})
     def create(self, request: Request) -> Response:
         data = DocumentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -58,7 +60,7 @@ class DocumentViewSet(TenantModelViewSet):
         )
         return Response(DocumentSerializer(document).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=DocumentUpdateSerializer, responses={200: DocumentSerializer})
+    @extend_schema(request=DocumentUpdateSerializer, responses={200: DocumentSerializer, **error_responses(413)})
     def update(self, request: Request, pk: str | None = None, partial: bool = False) -> Response:
         document = self.get_object()
         data = DocumentUpdateSerializer(data=request.data, partial=partial)
@@ -72,7 +74,7 @@ class DocumentViewSet(TenantModelViewSet):
     def perform_destroy(self, instance: Document) -> None:
         document_delete(document=instance)
 
-    @extend_schema(request=None, responses={200: SummaryOutputSerializer})
+    @extend_schema(request=None, responses={200: SummaryOutputSerializer, **error_responses(402, 409, 429, 502, 503)})
     @action(detail=True, methods=["post"])
     def summarise(self, request: Request, pk: str | None = None) -> Response:
         result = document_summarise(user=request.user, document=self.get_object())
@@ -80,7 +82,7 @@ class DocumentViewSet(TenantModelViewSet):
 
 
 class SearchApi(TenantAPIView):
-    @extend_schema(request=SearchInputSerializer, responses={200: SearchOutputSerializer})
+    @extend_schema(request=SearchInputSerializer, responses={200: SearchOutputSerializer, **error_responses(502, 503)})
     def post(self, request: Request) -> Response:
         data = SearchInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -108,16 +110,57 @@ class ConversationViewSet(
         serializer.save(user=self.request.user)
 
 
+class EventStreamRenderer(BaseRenderer):
+    """Lets content negotiation accept ``Accept: text/event-stream`` (what SSE clients send); the
+    stream itself is written by the view, and errors are JSON (see ChatSseApi.finalize_response)."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+
+    def render(
+        self, data: object, accepted_media_type: str | None = None, renderer_context: dict | None = None
+    ) -> bytes:
+        return JSONRenderer().render(data)
+
+
+SSE_RESPONSE = OpenApiResponse(
+    {
+        "type": "object",
+        "description": "One server-sent event per chat frame.",
+        "properties": {
+            "event": {"type": "string", "enum": ["start", "token", "done", "error"]},
+            "data": {"type": "string", "description": "The frame as JSON, as the WebSocket sends it."},
+            "id": {"type": "string"},
+        },
+        "required": ["event", "data"],
+    },
+    description="Server-sent events: start, token..., then done or error (the WebSocket's frames).",
+)
+
+
 class ChatSseApi(TenantAPIView):
     """POST a message, receive the chat frames as ``text/event-stream``; refusals are plain 4xx."""
 
-    @extend_schema(request=ChatInputSerializer, responses={(200, "text/event-stream"): str})
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        request=ChatInputSerializer,
+        responses={(200, "text/event-stream"): SSE_RESPONSE, **error_responses(402, 404, 413, 429, 502, 503)},
+    )
     def post(self, request: Request) -> StreamingHttpResponse:
         message, conversation_id = chat_message_validate(request.data)
         turn = chat_prepare(tenant=request.tenant, user=request.user, message=message, conversation_id=conversation_id)
         response = StreamingHttpResponse(_sse(chat_stream(turn=turn)), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx must pass tokens through as they come
+        return response
+
+    def finalize_response(self, request: Request, response: object, *args: object, **kwargs: object) -> object:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response) and response.status_code >= 400:
+            # A refusal is a JSON error, also for a client that asked for an event stream.
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = "application/json"
         return response
 
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from ai.models import Conversation, Document, Message
-from core.platform.validators import StorableCharField
+from core.platform.fields import StorableCharField, StrictFloatField, StrictIntegerField
 
 
 class DocumentListSerializer(serializers.ModelSerializer):
@@ -46,9 +46,9 @@ class DocumentUpdateSerializer(serializers.Serializer):
 
 class SearchInputSerializer(serializers.Serializer):
     query = StorableCharField(max_length=2000)
-    k = serializers.IntegerField(min_value=1, max_value=settings.SEARCH_MAX_K, default=5)
-    max_distance = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
-    document_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), max_length=1000, required=False)
+    k = StrictIntegerField(min_value=1, max_value=settings.SEARCH_MAX_K, default=5)
+    max_distance = StrictFloatField(min_value=0.0, max_value=2.0, required=False)
+    document_ids = serializers.ListField(child=StrictIntegerField(min_value=1), max_length=1000, required=False)
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -102,4 +102,4 @@ class ConversationDetailSerializer(ConversationSerializer):
 
 class ChatInputSerializer(serializers.Serializer):
     message = StorableCharField(trim_whitespace=True)
-    conversation_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    conversation_id = StrictIntegerField(required=False, allow_null=True, min_value=1)

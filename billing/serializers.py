@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from billing.models import Plan
+from core.platform.fields import StrictIntegerField
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -64,15 +65,6 @@ _TIMESTAMP = {
     "required": False,
     "allow_null": True,
 }
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """JSON numbers only: DRF's IntegerField would also take "123" and true."""
-
-    def to_internal_value(self, data: object) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class StripePriceSerializer(serializers.Serializer):

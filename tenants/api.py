@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from dj_rest_auth.serializers import TokenSerializer
 from dj_rest_auth.views import LoginView
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -12,6 +14,7 @@ from rest_framework.response import Response
 
 from core.platform.login_lockout import lockout_message, lockout_seconds, login_locked_out
 from core.platform.throttling import ScopedRateThrottle
+from tenants.serializers import TenantLoginSerializer
 
 
 class ThrottledLoginView(LoginView):
@@ -23,6 +26,7 @@ class ThrottledLoginView(LoginView):
     authentication_classes: list = []
     parser_classes = [JSONParser]
 
+    @extend_schema(request=TenantLoginSerializer, responses={200: TokenSerializer})
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         try:
             return super().post(request, *args, **kwargs)

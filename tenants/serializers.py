@@ -8,6 +8,7 @@ from dj_rest_auth.serializers import LoginSerializer
 from rest_framework import serializers
 
 from core.models import User
+from core.platform.fields import StorableCharField
 from tenants.selectors import membership_get
 
 
@@ -22,6 +23,7 @@ class TenantLoginSerializer(LoginSerializer):
 
 
 class UserSerializer(serializers.ModelSerializer):
+    full_name = StorableCharField(max_length=150, required=False, allow_blank=True)
     role = serializers.SerializerMethodField()
 
     class Meta:

@@ -16,6 +16,9 @@ from django.core.cache import cache
 
 from core.platform.exceptions import ApplicationError
 
+# A slot frees when one of the user's answers ends; a few seconds is a fair first guess.
+STREAM_RETRY_AFTER_SECONDS = 5
+
 
 class StreamSlot:
     def __init__(self, *, schema_name: str, user_id: int) -> None:
@@ -37,6 +40,7 @@ class StreamSlot:
             f"You already have {settings.CHAT_MAX_STREAMS_PER_USER} answers streaming; wait for one to finish.",
             code="too_many_streams",
             status=429,
+            extra={"retry_after": STREAM_RETRY_AFTER_SECONDS},
         )
 
     def refresh(self) -> None:

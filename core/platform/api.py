@@ -32,8 +32,21 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+# When a 429 cannot say how long to wait (a DRF throttle with no history), this is the hint.
+DEFAULT_RETRY_AFTER_SECONDS = 60
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Turn every API failure into ``{"error": {"code", "message", "fields"?}}``."""
+    """Turn every API failure into ``{"error": {"code", "message", "fields"?}}``; every 429 says
+    when to try again (``Retry-After``)."""
+    response = _error_response(exc, context)
+    if response is not None and response.status_code == 429 and "Retry-After" not in response:
+        retry_after = exc.extra.get("retry_after") if isinstance(exc, ApplicationError) else None
+        response["Retry-After"] = str(retry_after or DEFAULT_RETRY_AFTER_SECONDS)
+    return response
+
+
+def _error_response(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response(exc.as_dict(), status=exc.status)
     if isinstance(exc, Http404):

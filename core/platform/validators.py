@@ -1,5 +1,5 @@
-"""Text that PostgreSQL can store: one check for every way text comes in (DRF serializers, the chat
-message frames, forms, webhook payloads).
+"""Text that PostgreSQL can store: one check for every way text comes in (DRF serializers through
+core.platform.fields, the chat message frames, forms, webhook payloads).
 
 PostgreSQL text and JSONB cannot hold NUL (U+0000), and UTF-8 cannot encode a lone surrogate
 (U+D800-U+DFFF, which JSON's ``\\ud800`` escapes can produce). Either reaching a query is a
@@ -15,8 +15,6 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from django.utils.deconstruct import deconstructible
-from rest_framework import serializers
-from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 UNSTORABLE_CODE = "invalid_characters"
@@ -64,16 +62,6 @@ class StorableTextValidator:
 
 
 storable_text = StorableTextValidator()
-
-
-class StorableCharField(serializers.CharField):
-    """DRF's CharField with the one storable-text check in place of DRF's own two."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        drf_checks = (ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator)
-        self.validators = [validator for validator in self.validators if not isinstance(validator, drf_checks)]
-        self.validators.append(storable_text)
 
 
 class StorableTextFormMixin:

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from core.platform.validators import StorableCharField
+from core.platform.fields import StorableCharField
 
 
 class SignupInputSerializer(serializers.Serializer):

@@ -5,7 +5,14 @@ from django.urls import include, path
 from ai import views as pages
 from ai.api import ChatSseApi, SearchApi
 from ai.api import router as ai_router
-from core.project.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
+from core.project.urls_common import (  # noqa: F401
+    common_urlpatterns,
+    handler400,
+    handler403,
+    handler404,
+    handler500,
+    schema_view,
+)
 from tenants.admin import tenant_admin_site
 
 urlpatterns = [
@@ -19,5 +26,6 @@ urlpatterns = [
     path("api/search/", SearchApi.as_view(), name="search"),
     path("api/chat/", ChatSseApi.as_view(), name="chat-sse"),
     path("api/", include("billing.urls_tenant")),
+    schema_view(__name__),
     *common_urlpatterns,
 ]

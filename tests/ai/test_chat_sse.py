@@ -117,3 +117,46 @@ async def test_sse_client_disconnect_cancels_the_upstream(live_worlds, asgi_serv
         await asyncio.sleep(0.05)
     assert message.status == "interrupted"
     assert message.output_tokens > 0
+
+
+async def test_an_sse_client_that_accepts_only_event_streams_gets_the_stream(live_worlds, asgi_server, fake_anthropic):
+    acme = live_worlds["acme"]
+    fake_anthropic.reply = "Streams for fetch-event-source too."
+    async with (
+        client(asgi_server, "acme", acme.member_token) as http,
+        http.stream(
+            "POST", "/api/chat/", json={"message": "Hello?"}, headers={"Accept": "text/event-stream"}
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = await read_events(response)
+
+    assert events[-1]["type"] == "done"
+
+
+async def test_a_refusal_to_an_event_stream_client_is_still_a_json_error(live_worlds, asgi_server):
+    acme = live_worlds["acme"]
+    async with client(asgi_server, "acme", acme.member_token) as http:
+        response = await http.post("/api/chat/", json={"message": ""}, headers={"Accept": "text/event-stream"})
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "bad_request"
+
+
+async def test_too_many_streams_over_sse_is_a_429_with_retry_after(live_worlds, asgi_server, fake_anthropic, settings):
+    settings.CHAT_MAX_STREAMS_PER_USER = 1
+    acme = live_worlds["acme"]
+    fake_anthropic.reply = " ".join(f"w{i}" for i in range(100))
+    fake_anthropic.token_delay = 0.02
+    async with (
+        client(asgi_server, "acme", acme.owner_token) as http,
+        http.stream("POST", "/api/chat/", json={"message": "long one"}) as first,
+    ):
+        assert first.status_code == 200
+        second = await http.post("/api/chat/", json={"message": "me too"})
+
+    assert second.status_code == 429
+    assert second.json()["error"]["code"] == "too_many_streams"
+    assert int(second.headers["Retry-After"]) > 0

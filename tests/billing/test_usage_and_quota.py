@@ -204,8 +204,9 @@ def test_too_many_ai_requests_a_minute_get_429_until_the_next_minute(
     statuses = [summarise(acme, document).status_code for _ in range(3)]
 
     assert statuses == [200, 200, 429]
-    limited = summarise(acme, document).json()["error"]
-    assert (limited["code"], limited["retry_after"]) == ("rate_limited", 45)
+    limited = summarise(acme, document)
+    assert (limited.json()["error"]["code"], limited.json()["error"]["retry_after"]) == ("rate_limited", 45)
+    assert limited["Retry-After"] == "45"
     assert summarise(globex, make_document(globex)).status_code == 200  # the limit is per tenant
     now[0] += 60
     assert summarise(acme, document).status_code == 200
