@@ -9,6 +9,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Content negotiation by the Accept header only (no ?format=, which the schema would have to list).
+    "URL_FORMAT_OVERRIDE": None,
     # JSON bodies only; the document upload adds multipart for its file.
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "core.platform.pagination.PageNumberPagination",

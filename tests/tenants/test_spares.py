@@ -1,4 +1,5 @@
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django_tenants.utils import schema_context
 
 from tenants.services.provisioning import SPARE_PREFIX, _spare_names, spares_refill, tenant_template_ensure
@@ -67,9 +68,13 @@ def test_a_template_change_drops_the_spares(db, settings):
     settings.TENANT_SPARE_SCHEMAS = 2
     spares_refill()
     assert len(_spare_names()) == 2
-    with schema_context(settings.TENANT_BASE_SCHEMA), connection.cursor() as cursor:
-        # As if a deploy brought a migration the template (and so every spare) lacks.
-        cursor.execute("DELETE FROM django_migrations WHERE app = 'ai' AND name = '0002_default_prompts'")
+    with schema_context(settings.TENANT_BASE_SCHEMA):
+        # As if a deploy brought a migration the template (and so every spare) lacks: the newest
+        # ai migration, whichever it is, is unapplied from the template.
+        executor = MigrationExecutor(connection)
+        (newest,) = executor.loader.graph.leaf_nodes("ai")
+        (previous,) = (parent for parent in executor.loader.graph.node_map[newest].parents if parent.key[0] == "ai")
+        executor.migrate([previous.key])
 
     assert tenant_template_ensure() is True
 
