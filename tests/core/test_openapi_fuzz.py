@@ -71,6 +71,7 @@ def fuzz(server, host: str, *extra: str, tmp_path: Path) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=MAX_SECONDS * 3,
+        cwd=tmp_path,  # schemathesis and hypothesis keep their caches in the working directory
     )
 
 
