@@ -11,6 +11,8 @@ import httpx
 import psutil
 import pytest
 
+from tests.live_server import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -77,16 +79,6 @@ def children_of(process: subprocess.Popen) -> list[psutil.Process]:
         return psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-
-
-def wait_until(predicate, timeout: float = 60, every: float = 0.2):  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition never became true")
 
 
 @pytest.mark.slow
