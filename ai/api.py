@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 from django.http import StreamingHttpResponse
@@ -31,7 +32,7 @@ from ai.serializers import (
     SummaryOutputSerializer,
 )
 from ai.services.chat import chat_message_validate, chat_prepare, chat_stream
-from ai.services.documents import document_create, document_delete, document_update
+from ai.services.documents import document_create, document_delete, document_ingest_retry, document_update
 from ai.services.summarise import document_summarise
 from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
 from core.platform.schema import error_responses
@@ -73,6 +74,13 @@ class DocumentViewSet(TenantModelViewSet):
 
     def perform_destroy(self, instance: Document) -> None:
         document_delete(document=instance)
+
+    @extend_schema(request=None, responses={202: DocumentSerializer, **error_responses(409)})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        """Queue a failed (or stuck) document's ingestion again."""
+        document = document_ingest_retry(document=self.get_object())
+        return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: SummaryOutputSerializer, **error_responses(402, 409, 429, 502, 503)})
     @action(detail=True, methods=["post"])
@@ -118,7 +126,7 @@ class EventStreamRenderer(BaseRenderer):
     format = "sse"
 
     def render(
-        self, data: object, accepted_media_type: str | None = None, renderer_context: dict | None = None
+        self, data: object, accepted_media_type: str | None = None, renderer_context: Mapping[str, Any] | None = None
     ) -> bytes:
         return JSONRenderer().render(data)
 
@@ -155,7 +163,7 @@ class ChatSseApi(TenantAPIView):
         response["X-Accel-Buffering"] = "no"  # nginx must pass tokens through as they come
         return response
 
-    def finalize_response(self, request: Request, response: object, *args: object, **kwargs: object) -> object:
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
         if isinstance(response, Response) and response.status_code >= 400:
             # A refusal is a JSON error, also for a client that asked for an event stream.

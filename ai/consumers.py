@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -38,7 +39,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.tenant_group, self.channel_name)
         await self._cancel_answer()
 
-    async def tenant_closed(self, event: dict) -> None:
+    async def tenant_closed(self, event: dict[str, Any]) -> None:
         """The tenant was suspended (sent by tenants.services.status to the tenant's group)."""
         await self._refuse()
 

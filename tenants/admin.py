@@ -51,7 +51,7 @@ class TenantAdminSite(admin.AdminSite):
 tenant_admin_site = TenantAdminSite(name="tenant_admin")
 
 
-class StorableTextModelForm(StorableTextFormMixin, forms.ModelForm):
+class StorableTextModelForm(StorableTextFormMixin, forms.ModelForm):  # type: ignore[type-arg]
     pass
 
 

@@ -194,8 +194,9 @@ def _prepare_in_schema(
 
 def _max_tokens_within(budget: int | None, *, system: str, messages: list[dict[str, str]]) -> int:
     """The answer may spend what the allowance has left after the prompt; none left is a 402 now."""
+    limit = int(settings.CHAT_MAX_TOKENS)
     if budget is None:
-        return settings.CHAT_MAX_TOKENS
+        return limit
     prompt_tokens = estimate_tokens(system) + sum(estimate_tokens(message["content"]) for message in messages)
     if budget <= prompt_tokens:
         raise ApplicationError(
@@ -204,7 +205,7 @@ def _max_tokens_within(budget: int | None, *, system: str, messages: list[dict[s
             code="quota_exceeded",
             status=402,
         )
-    return min(settings.CHAT_MAX_TOKENS, budget - prompt_tokens)
+    return min(limit, budget - prompt_tokens)
 
 
 def _allowance_spent(turn: ChatTurn, stream: LLMStream) -> bool:

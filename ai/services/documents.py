@@ -35,7 +35,7 @@ def _too_large(what: str, limit: int, unit: str) -> ApplicationError:
 def _upload_bytes(upload: UploadedFile) -> bytes:
     if upload.size is not None and upload.size > settings.DOCUMENT_MAX_UPLOAD_BYTES:
         raise _too_large("The file", settings.DOCUMENT_MAX_UPLOAD_BYTES, "bytes")
-    data = upload.read(settings.DOCUMENT_MAX_UPLOAD_BYTES + 1)
+    data = bytes(upload.read(settings.DOCUMENT_MAX_UPLOAD_BYTES + 1))
     if len(data) > settings.DOCUMENT_MAX_UPLOAD_BYTES:
         raise _too_large("The file", settings.DOCUMENT_MAX_UPLOAD_BYTES, "bytes")
     return data

@@ -41,15 +41,15 @@ RETRY_AFTER_HEADER = {
 }
 
 
-class ErrorDetailSerializer(serializers.Serializer):
+class ErrorDetailSerializer(serializers.Serializer[Any]):
     code = serializers.CharField(help_text="A stable, machine-readable code, e.g. quota_exceeded.")
     message = serializers.CharField(help_text="A sentence for people.")
-    fields = serializers.DictField(
+    fields = serializers.DictField(  # type: ignore[assignment]  # the error's key, not Serializer.fields
         required=False, help_text="For invalid input: the problems of each field, by field name."
     )
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer[Any]):
     """Every error: ``{"error": {"code", "message", "fields"?, ...}}``."""
 
     error = ErrorDetailSerializer()
@@ -64,7 +64,7 @@ class StrataAutoSchema(AutoSchema):
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         for status in sorted(self._plumbing_errors() - {int(code) for code in responses}):
-            responses[str(status)] = self._get_response_for_code(
+            responses[str(status)] = self._get_response_for_code(  # type: ignore[no-untyped-call]
                 error_responses(status)[status], str(status), media_types=["application/json"], direction=direction
             )
         for code, response in responses.items():
@@ -86,7 +86,8 @@ class StrataAutoSchema(AutoSchema):
             statuses |= {401, 403}
         if getattr(view, "membership_permission", None) is not None:  # a tenant view (core.platform.api)
             statuses |= {402, 403}
-        if "{" in self.path or (self._is_list_view() and self._get_paginator() is not None):
+        paginated = self._is_list_view() and self._get_paginator() is not None  # type: ignore[no-untyped-call]
+        if "{" in self.path or paginated:
             statuses.add(404)  # an unknown id, or a page past the end
         if view.get_throttles():
             statuses.add(429)
