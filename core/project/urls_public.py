@@ -13,5 +13,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("billing.urls_public")),
     path("api/signup/", SignupApi.as_view(), name="signup-api"),
+    path("", include("tenants.urls_public")),
     *common_urlpatterns,
 ]

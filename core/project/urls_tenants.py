@@ -19,5 +19,6 @@ urlpatterns = [
     path("api/search/", SearchApi.as_view(), name="search"),
     path("api/chat/", ChatSseApi.as_view(), name="chat-sse"),
     path("api/", include("billing.urls_tenant")),
+    path("", include("tenants.urls_tenant")),
     *common_urlpatterns,
 ]
