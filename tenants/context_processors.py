@@ -17,7 +17,7 @@ def membership(request: HttpRequest) -> dict[str, Any]:
         tenant = getattr(request, "tenant", None)
         if tenant is None or tenant.is_public or not request.user.is_authenticated:
             return False
-        found = membership_get(user=request.user, tenant=tenant)  # type: ignore[arg-type]
+        found = membership_get(user=request.user, tenant=tenant)
         return found is not None and found.can_administer
 
     return {"tenant_can_administer": can_administer}

@@ -43,6 +43,6 @@ def api_key_id_of(*, user: User | None) -> int | None:
     if user is None:
         return None
     try:
-        return user.api_key.pk  # type: ignore[attr-defined]
+        return user.api_key.pk
     except ApiKey.DoesNotExist:
         return None

@@ -167,7 +167,7 @@ def members_page(request: HttpRequest) -> HttpResponse:
         if action == "invite":
             form = InviteForm(request.POST)
             if not form.is_valid():
-                raise ApplicationError(" ".join(e for errors in form.errors.values() for e in errors))
+                raise ApplicationError(" ".join(str(e) for errors in form.errors.values() for e in errors))
             invitation = invitation_create(tenant=tenant, actor=actor, **form.cleaned_data)  # type: ignore[arg-type]
             messages.success(request, f"Invitation sent to {invitation.email}.")
         elif action == "resend":
@@ -328,7 +328,7 @@ def password_reset_page(request: HttpRequest) -> HttpResponse:
     return render(request, "tenants/password_reset.html", {"form": form}, status=400 if form.errors else 200)
 
 
-class ResetPasswordForm(SetPasswordForm):
+class ResetPasswordForm(SetPasswordForm):  # type: ignore[type-arg]
     """Saving through the service: the login token goes too, and other sessions end."""
 
     def save(self, commit: bool = True) -> Any:

@@ -46,7 +46,7 @@ class EmlFileBackend(filebased.EmailBackend):
             stamp = timezone.now().strftime("%Y%m%d-%H%M%S-%f")
             path = Path(self.file_path) / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
             with tempfile.NamedTemporaryFile("wb", dir=self.file_path, suffix=".part", delete=False) as part:
-                part.write(message.message().as_bytes(linesep="\n"))
+                part.write(message.message().as_bytes())
             os.replace(part.name, path)
             sent += 1
         return sent

@@ -18,7 +18,7 @@ from core.platform.exceptions import ApplicationError
 from tenants.models import Membership, Tenant
 
 Role = Membership.Role
-_RANK = {Role.MEMBER: 0, Role.ADMIN: 1, Role.OWNER: 2}
+_RANK: dict[str, int] = {Role.MEMBER: 0, Role.ADMIN: 1, Role.OWNER: 2}
 
 
 def actor_role(*, tenant: Tenant, actor: Any) -> str | None:

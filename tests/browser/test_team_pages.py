@@ -115,7 +115,7 @@ def test_an_owner_invites_a_newcomer_who_sets_a_password_and_lands_in_the_worksp
     owner.fill("#invite-email", newcomer)
     owner.select_option("#invite-role", "member")
     owner.click("#invite button[type=submit]")
-    expect(owner.locator(".messages")).to_contain_text(f"Invitation sent to {newcomer}")
+    expect(owner.locator(".flash")).to_contain_text(f"Invitation sent to {newcomer}")
     expect(owner.locator("#invitations")).to_contain_text(newcomer)
 
     message = wait_for_mail(mailbox, newcomer)
@@ -132,7 +132,7 @@ def test_an_owner_invites_a_newcomer_who_sets_a_password_and_lands_in_the_worksp
 
     expect(person).to_have_url(f"{base}/")
     expect(person.get_by_role("heading", name="Upload a document")).to_be_visible()
-    expect(person.locator(".messages")).to_contain_text(f"Welcome to {tenant['tenant']['name']}")
+    expect(person.locator(".flash")).to_contain_text(f"Welcome to {tenant['tenant']['name']}")
     membership = Membership.objects.select_related("user").get(user__email=newcomer)
     assert membership.role == "member" and membership.tenant.subdomain == unique_subdomain
     assert membership.user.full_name == "Nico Newcomer"
