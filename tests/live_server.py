@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import uvicorn
+
+ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -44,9 +53,55 @@ class LiveAsgiServer:
         return f"{scheme}://{subdomain}.localhost:{self.port}"
 
 
-def test_database_url() -> str:
+def live_database_url() -> str:
     """A DATABASE_URL for this run's test database, for the processes a test starts."""
     from django.db import connection
 
     params = connection.get_connection_params()
     return f"postgres://{params['user']}@/{params['dbname']}?host={params['host']}"
+
+
+def committed(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``work`` on a connection of its own and commit for real (the test's transaction is not its):
+    what other processes, such as a job worker or a uvicorn started by the test, can then see."""
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        from django.db import connection
+
+        try:
+            result.append(work(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name="committed")
+    thread.start()
+    thread.join(300)
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+def manage_py_process(*args: str, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    """``python manage.py <args>`` as a real process of this project (a worker, say)."""
+    output = log.open("ab") if log else subprocess.DEVNULL
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and manage.py
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def process_stop(process: subprocess.Popen[bytes], *, timeout: float = 30) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -21,7 +21,13 @@ def free_port() -> int:
 
 
 def start_up(data_dir: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
-    env = {**os.environ, "STRATA_DATA_DIR": str(data_dir), "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "STRATA_DATA_DIR": str(data_dir),
+        "PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+        "TASK_MODE": "queue",
+    }
     env.pop("DATABASE_URL", None)
     process = subprocess.Popen(
         [sys.executable, "manage.py", "up"],
