@@ -38,7 +38,9 @@ def test_a_key_is_shown_once_and_stored_only_as_a_hash(acme):
     assert set(body) == {"id", "name", "scope", "prefix", "key", "created"}
     assert body["key"].startswith(body["prefix"] + ".")
     assert created["Cache-Control"] == "no-store"
-    listed = acme.client(acme.owner_token).get("/api/keys/").json()["results"]
+    listed = [
+        row for row in acme.client(acme.owner_token).get("/api/keys/").json()["results"] if row["id"] == body["id"]
+    ]
     assert listed == [
         {
             "id": body["id"],
@@ -106,7 +108,8 @@ def test_a_revoked_key_is_refused_and_unlisted(acme):
     assert acme.client(acme.owner_token).delete(f"/api/keys/{api_key.id}/").status_code == 204
 
     assert bearer(acme.host, key).get("/api/documents/").status_code == 401
-    assert acme.client(acme.owner_token).get("/api/keys/").json()["count"] == 0
+    listed = acme.client(acme.owner_token).get("/api/keys/").json()["results"]
+    assert api_key.id not in [row["id"] for row in listed]
     assert ApiKey.objects.get(pk=api_key.pk).revoked is not None  # kept for the ledger
 
 

@@ -68,8 +68,10 @@ def test_a_template_change_drops_the_spares(db, settings):
     spares_refill()
     assert len(_spare_names()) == 2
     with schema_context(settings.TENANT_BASE_SCHEMA), connection.cursor() as cursor:
-        # As if a deploy brought a migration the template (and so every spare) lacks.
-        cursor.execute("DELETE FROM django_migrations WHERE app = 'ai' AND name = '0002_default_prompts'")
+        # As if a deploy brought a migration the template (and so every spare) lacks: the newest
+        # ai migration (its column, and its row) is taken out of the template.
+        cursor.execute("ALTER TABLE ai_agentaction DROP COLUMN api_key_id")
+        cursor.execute("DELETE FROM django_migrations WHERE app = 'ai' AND name = '0003_agentaction_api_key'")
 
     assert tenant_template_ensure() is True
 
