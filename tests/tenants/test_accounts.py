@@ -39,6 +39,15 @@ def test_reset_answers_the_same_for_members_strangers_and_unknown_addresses(acme
     assert sent_to(globex.member.email) == [] and sent_to("ghost@example.com") == []
 
 
+def test_reset_on_the_public_host_answers_the_same_and_links_to_the_public_host(acme, jobs):
+    known = reset_request("localhost", acme.member.email, jobs)
+    unknown = reset_request("localhost", "ghost@example.com", jobs)
+
+    assert known.status_code == unknown.status_code == 200
+    assert known.json() == unknown.json()
+    assert link_in(sent_to(acme.member.email)[0], r"http://localhost:8000/reset/[\w-]+/[\w-]+/")
+
+
 def test_a_reset_link_on_the_tenant_host_sets_a_new_password_and_ends_the_old_one(acme, jobs):
     reset_request(acme.host, acme.member.email, jobs)
     message = sent_to(acme.member.email)[0]

@@ -270,3 +270,10 @@ def test_a_bad_token_is_invalid(acme):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "invitation_invalid"
+
+
+def test_accepting_is_throttled_per_address(acme):
+    statuses = [accept(acme, {"token": f"guess-{i}"}).status_code for i in range(31)]
+
+    assert set(statuses[:30]) == {404}
+    assert statuses[30] == 429

@@ -128,6 +128,7 @@ def test_the_members_page_lets_an_admin_invite_but_not_make_owners(acme, new_mem
     )
 
     assert 'value="owner"' not in page
+    assert "Only owners change owners" in page  # the owner's row has no controls for an admin
     assert invited.status_code == 302
     assert Membership.objects.get(tenant=acme.tenant, user=admin).role == "admin"
     assert b"Only owners can make someone an owner." in raised.content
