@@ -105,3 +105,38 @@ def process_stop(process: subprocess.Popen[bytes], *, timeout: float = 30) -> No
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class ServedProcess:
+    """The ASGI app under uvicorn in a process of its own (``tests/serve_app.py``), on the test database."""
+
+    def __init__(self, *flags: str, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "tests.serve_app", str(self.port), *flags],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "DATABASE_URL": live_database_url(), **env},
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        self.log = log
+
+    def wait_ready(self, timeout: float = 120) -> ServedProcess:
+        """Until ``/readyz`` says ready: the database answers and the embedding model is warm."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", headers={"Host": "localhost"}, timeout=5).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        process_stop(self.process)

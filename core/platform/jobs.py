@@ -162,7 +162,7 @@ async def jobs_retry_stalled(context: Any, timestamp: int) -> None:
 
 
 @app.task(name="core.jobs_ping", queue="maintenance")
-def jobs_ping() -> None:
+async def jobs_ping() -> None:
     """Does nothing: ``manage.py jobs_check`` times a round trip through the queue with it."""
 
 
