@@ -164,7 +164,7 @@ class TenantMembershipAdmin(TenantModelAdmin):
         membership_remove(tenant=request.tenant, actor=request.user, membership_id=obj.pk)  # type: ignore[attr-defined, arg-type]
 
 
-class TenantInvitationForm(forms.ModelForm):
+class TenantInvitationForm(forms.ModelForm):  # type: ignore[type-arg]
     """Invite by e-mail: the answer is the same whether or not the address has a Strata account."""
 
     class Meta:

@@ -10,6 +10,7 @@ from dj_rest_auth.views import LoginView
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.permissions import SAFE_METHODS, AllowAny, BasePermission
@@ -19,6 +20,7 @@ from rest_framework.routers import DefaultRouter
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from core.models import User
 from core.platform.api import IsTenantAdmin, IsTenantPerson, TenantGenericViewSet
 from core.platform.exceptions import ApplicationError
 from tenants import selectors
@@ -43,6 +45,14 @@ from tenants.services.invitations import invitation_accept, invitation_create, i
 from tenants.services.members import membership_remove, membership_role_change
 from tenants.throttles import AccountLinkThrottle, AccountMailThrottle
 
+
+def _person(request: Request) -> User:
+    """The person making a request that the view's permissions already required to be one."""
+    user = request.user
+    assert isinstance(user, User)
+    return user
+
+
 # The one answer to "e-mail me" requests, whatever the address: nothing tells whether it has an account.
 MAIL_QUEUED = "If this address has an account, an e-mail is on its way to it."
 
@@ -52,7 +62,7 @@ class ThrottledLoginView(LoginView):
     throttle_scope = "login"
 
 
-class PasswordResetApi(dj_rest_auth_views.PasswordResetView):
+class PasswordResetApi(dj_rest_auth_views.PasswordResetView):  # type: ignore[misc]
     """``{email}`` -> always 200 with the same body; the e-mail (if any) is sent by a job."""
 
     throttle_classes = [AccountMailThrottle]
@@ -65,11 +75,11 @@ class PasswordResetApi(dj_rest_auth_views.PasswordResetView):
         return Response({"detail": MAIL_QUEUED})
 
 
-class PasswordResetConfirmApi(dj_rest_auth_views.PasswordResetConfirmView):
+class PasswordResetConfirmApi(dj_rest_auth_views.PasswordResetConfirmView):  # type: ignore[misc]
     throttle_classes = [AccountLinkThrottle]
 
 
-class PasswordChangeApi(dj_rest_auth_views.PasswordChangeView):
+class PasswordChangeApi(dj_rest_auth_views.PasswordChangeView):  # type: ignore[misc]
     """Needs the old password. Other sessions end and the login token is deleted; a client that
     made the change with its token gets the new token as ``key``."""
 
@@ -89,7 +99,7 @@ class PasswordChangeApi(dj_rest_auth_views.PasswordChangeView):
 class WorkspacesFindApi(APIView):
     """Public host: ``{email}`` -> always 200 with the same body; the list goes by e-mail."""
 
-    authentication_classes: list = []
+    authentication_classes: list[type[BaseAuthentication]] = []
     permission_classes = [AllowAny]
     throttle_classes = [AccountMailThrottle]
 
@@ -142,18 +152,18 @@ class InvitationViewSet(mixins.ListModelMixin, TenantGenericViewSet):
     def create(self, request: Request) -> Response:
         data = InvitationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        invitation = invitation_create(tenant=request.tenant, actor=request.user, **data.validated_data)  # type: ignore[attr-defined]
+        invitation = invitation_create(tenant=request.tenant, actor=_person(request), **data.validated_data)  # type: ignore[attr-defined]
         return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: InvitationSerializer})
     @action(detail=True, methods=["post"])
     def resend(self, request: Request, pk: str) -> Response:
-        invitation = invitation_resend(tenant=request.tenant, actor=request.user, invitation_id=int(pk))  # type: ignore[attr-defined]
+        invitation = invitation_resend(tenant=request.tenant, actor=_person(request), invitation_id=int(pk))  # type: ignore[attr-defined]
         return Response(InvitationSerializer(invitation).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        invitation_revoke(tenant=request.tenant, actor=request.user, invitation_id=int(pk))  # type: ignore[attr-defined]
+        invitation_revoke(tenant=request.tenant, actor=_person(request), invitation_id=int(pk))  # type: ignore[attr-defined]
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -182,7 +192,7 @@ class MemberViewSet(mixins.ListModelMixin, TenantGenericViewSet):
         data.is_valid(raise_exception=True)
         membership = membership_role_change(
             tenant=request.tenant,  # type: ignore[attr-defined]
-            actor=request.user,
+            actor=_person(request),
             membership_id=int(pk),
             role=data.validated_data["role"],
         )
@@ -190,7 +200,7 @@ class MemberViewSet(mixins.ListModelMixin, TenantGenericViewSet):
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        membership_remove(tenant=request.tenant, actor=request.user, membership_id=int(pk))  # type: ignore[attr-defined]
+        membership_remove(tenant=request.tenant, actor=_person(request), membership_id=int(pk))  # type: ignore[attr-defined]
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -208,7 +218,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, TenantGenericViewSet):
     def create(self, request: Request) -> Response:
         data = ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        api_key, key = api_key_create(tenant=request.tenant, created_by=request.user, **data.validated_data)  # type: ignore[attr-defined]
+        api_key, key = api_key_create(tenant=request.tenant, created_by=_person(request), **data.validated_data)  # type: ignore[attr-defined]
         api_key.key = key  # type: ignore[attr-defined]
         response = Response(ApiKeyCreatedSerializer(api_key).data, status=status.HTTP_201_CREATED)
         response["Cache-Control"] = "no-store"

@@ -51,7 +51,7 @@ class UserSerializer(serializers.ModelSerializer):
 # --- Password reset and change (dj-rest-auth's endpoints, through our services) ----------------
 
 
-class PasswordResetSerializer(serializers.Serializer):
+class PasswordResetSerializer(serializers.Serializer[Any]):
     """``{email}``: queues the reset e-mail through a job; the same for every address."""
 
     email = serializers.EmailField(max_length=254)
@@ -61,14 +61,14 @@ class PasswordResetSerializer(serializers.Serializer):
         password_reset_request(email=self.validated_data["email"], tenant=getattr(request, "tenant", None))
 
 
-class PasswordResetConfirmSerializer(dj_rest_auth_serializers.PasswordResetConfirmSerializer):
-    def save(self) -> None:  # type: ignore[override]
+class PasswordResetConfirmSerializer(dj_rest_auth_serializers.PasswordResetConfirmSerializer):  # type: ignore[misc]
+    def save(self) -> None:
         # A reset ends every session and deletes the login token: whoever had them is out.
         password_set(user=self.user, password=self.set_password_form.cleaned_data["new_password1"])
 
 
-class PasswordChangeSerializer(dj_rest_auth_serializers.PasswordChangeSerializer):
-    def save(self) -> str | None:  # type: ignore[override]
+class PasswordChangeSerializer(dj_rest_auth_serializers.PasswordChangeSerializer):  # type: ignore[misc]
+    def save(self) -> str | None:
         """Set the password; other sessions and the login token end. Returns the new token's key
         when the change was made with the token (that client stays logged in with the new one)."""
         request = self.context["request"]
@@ -81,7 +81,7 @@ class PasswordChangeSerializer(dj_rest_auth_serializers.PasswordChangeSerializer
         return key
 
 
-class DetailSerializer(serializers.Serializer):
+class DetailSerializer(serializers.Serializer[Any]):
     detail = serializers.CharField()
 
 
@@ -89,14 +89,14 @@ class PasswordChangedSerializer(DetailSerializer):
     key = serializers.CharField(required=False, help_text="The new login token, when the change was made with one.")
 
 
-class WorkspacesFindSerializer(serializers.Serializer):
+class WorkspacesFindSerializer(serializers.Serializer[Any]):
     email = serializers.EmailField(max_length=254)
 
 
 # --- Invitations, members, API keys -------------------------------------------------------------
 
 
-class InvitationSerializer(serializers.ModelSerializer):
+class InvitationSerializer(serializers.ModelSerializer[Invitation]):
     invited_by = serializers.SerializerMethodField()
     status = serializers.CharField(read_only=True)
 
@@ -109,30 +109,30 @@ class InvitationSerializer(serializers.ModelSerializer):
         return invitation.invited_by.email if invitation.invited_by else None
 
 
-class InvitationCreateSerializer(serializers.Serializer):
+class InvitationCreateSerializer(serializers.Serializer[Any]):
     email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
 
 
-class InvitationAcceptSerializer(serializers.Serializer):
+class InvitationAcceptSerializer(serializers.Serializer[Any]):
     token = serializers.CharField(max_length=200)
     name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     password = serializers.CharField(max_length=128, required=False, allow_blank=True, trim_whitespace=False)
 
 
-class AcceptedSerializer(serializers.Serializer):
+class AcceptedSerializer(serializers.Serializer[Any]):
     key = serializers.CharField()
     user = UserSerializer()
 
 
-class MemberUserSerializer(serializers.ModelSerializer):
+class MemberUserSerializer(serializers.ModelSerializer[User]):
     class Meta:
         model = User
         fields = ("id", "email", "full_name")
         read_only_fields = fields
 
 
-class MemberSerializer(serializers.ModelSerializer):
+class MemberSerializer(serializers.ModelSerializer[Membership]):
     user = MemberUserSerializer(read_only=True)
 
     class Meta:
@@ -141,11 +141,11 @@ class MemberSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MemberUpdateSerializer(serializers.Serializer):
+class MemberUpdateSerializer(serializers.Serializer[Any]):
     role = serializers.ChoiceField(choices=Membership.Role.choices)
 
 
-class ApiKeySerializer(serializers.ModelSerializer):
+class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
     created_by = serializers.SerializerMethodField()
 
     class Meta:
@@ -157,12 +157,12 @@ class ApiKeySerializer(serializers.ModelSerializer):
         return api_key.created_by.email if api_key.created_by else None
 
 
-class ApiKeyCreateSerializer(serializers.Serializer):
+class ApiKeyCreateSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=100)
     scope = serializers.ChoiceField(choices=ApiKey.Scope.choices)
 
 
-class ApiKeyCreatedSerializer(serializers.ModelSerializer):
+class ApiKeyCreatedSerializer(serializers.ModelSerializer[ApiKey]):
     key = serializers.CharField(help_text="The key itself: shown in this answer only.")
 
     class Meta:
