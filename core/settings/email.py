@@ -8,7 +8,7 @@ _EMAIL_ALIASES = {"console": "consolemail://", "file": ""}
 EMAIL_URL = _EMAIL_ALIASES.get(env.str("EMAIL_URL", default=""), env.str("EMAIL_URL", default=""))
 EMAIL_FILE_PATH = str(DATA_DIR / "mail")
 if EMAIL_URL:
-    vars().update(env.email_url_config(EMAIL_URL))
+    globals().update(env.email_url_config(EMAIL_URL))
 else:
     # One message per .eml file (Django's file backend writes a .log per connection).
     EMAIL_BACKEND = "core.platform.mail.EmlFileBackend"
