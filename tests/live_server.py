@@ -140,3 +140,14 @@ class ServedProcess:
 
     def stop(self) -> None:
         process_stop(self.process)
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float = 60, every: float = 0.1, what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something true; that value, or AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what} never became true within {timeout} s")

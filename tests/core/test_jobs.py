@@ -16,7 +16,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 from ai.models import Chunk, Document
 from ai.services.documents import INGEST_JOB, document_create
 from tests.ai.factories import world_create
-from tests.live_server import committed, live_database_url, manage_py_process, process_stop
+from tests.live_server import committed, live_database_url, manage_py_process, process_stop, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
@@ -49,16 +49,6 @@ def start_worker(tmp_path: Path, name: str, **overrides: str):  # noqa: ANN201
     return manage_py_process(
         "worker", "--concurrency", "2", "--name", name, env=worker_env(**overrides), log=tmp_path / f"{name}.log"
     )
-
-
-def wait_until(predicate, *, timeout: float, every: float = 0.1, what: str = "condition"):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"{what} never became true within {timeout} s")
 
 
 def create_document(tenant, title: str, content: str) -> int:  # noqa: ANN001
