@@ -10,7 +10,6 @@ import email
 import email.policy
 import os
 import re
-import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from playwright.sync_api import expect, sync_playwright
 from tenants.models import Membership
 from tests.browser.test_tenant_pages import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import PASSWORD
+from tests.live_server import wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -52,14 +52,14 @@ def mailbox(tmp_path, settings, asgi_server):
 
 
 def wait_for_mail(folder: Path, to: str, timeout: float = 20) -> email.message.EmailMessage:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def addressed() -> email.message.EmailMessage | None:
         for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
             message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
             if message["To"] == to:
                 return message
-        time.sleep(0.1)
-    raise AssertionError(f"no mail to {to} in {folder}")
+        return None
+
+    return wait_until(addressed, timeout=timeout, what=f"a mail to {to} in {folder}")
 
 
 def text_of(message: email.message.EmailMessage) -> str:
