@@ -50,6 +50,7 @@ class AgentActionAdmin(TenantModelAdmin):
         "timestamp",
         "agent_type",
         "user",
+        "api_key",
         "status",
         "token_count",
         "model",
@@ -58,12 +59,13 @@ class AgentActionAdmin(TenantModelAdmin):
     )
     list_filter = ("agent_type", "status", "reviewed", "flagged_for_training")
     search_fields = ("input_prompt", "output_text")
-    list_select_related = ("user",)
+    list_select_related = ("user", "api_key")
     date_hierarchy = "timestamp"
     readonly_fields = (
         "timestamp",
         "agent_type",
         "user",
+        "api_key",
         "status",
         "provider",
         "model",

@@ -90,6 +90,8 @@ class DocumentViewSet(TenantModelViewSet):
 
 
 class SearchApi(TenantAPIView):
+    read_only_post = True  # a search reads: a read-scoped API key may call it
+
     @extend_schema(request=SearchInputSerializer, responses={200: SearchOutputSerializer, **error_responses(502, 503)})
     def post(self, request: Request) -> Response:
         data = SearchInputSerializer(data=request.data)

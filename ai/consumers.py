@@ -26,7 +26,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         tenant = self.scope.get("tenant")
-        if tenant is None or tenant.status != Tenant.Status.ACTIVE or self.scope.get("membership") is None:
+        api_key = self.scope.get("api_key")
+        # A person needs a membership; a program a key of this tenant that may write (a chat
+        # turn stores messages and spends tokens, like POST /api/chat/).
+        allowed = self.scope.get("membership") is not None or (api_key is not None and api_key.allows_write)
+        if tenant is None or tenant.status != Tenant.Status.ACTIVE or not allowed:
             await self.close(code=CLOSE_REFUSED)  # before accept: the handshake is refused (HTTP 403)
             return
         # Joined only once the checks above passed: a suspension reaches this socket through it.

@@ -142,6 +142,10 @@ class AgentAction(models.Model):
     timestamp = models.DateTimeField(auto_now_add=True, db_index=True)
     agent_type = models.CharField(max_length=20, choices=AgentType.choices)
     user = _user_reference(related_name="+")
+    # The tenant API key that made the call, if a program did (keys live in public; revoked, never deleted).
+    api_key = models.ForeignKey(
+        "tenants.ApiKey", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OK)
     provider = models.CharField(max_length=20, blank=True)
     model = models.CharField(max_length=100, blank=True)

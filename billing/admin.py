@@ -60,6 +60,7 @@ class UsageEventAdmin(ReadOnlyAdmin):
         "created",
         "tenant",
         "feature",
+        "api_key",
         "model",
         "total_tokens",
         "cost_micros",
@@ -69,7 +70,7 @@ class UsageEventAdmin(ReadOnlyAdmin):
     )
     list_filter = ("meter_status", "feature", "model")
     search_fields = ("request_key", "tenant__subdomain")
-    list_select_related = ("tenant",)
+    list_select_related = ("tenant", "api_key")
     show_full_result_count = False  # the ledger grows without bound; COUNT(*) per page view would too
     actions = ("meter_retry",)
 

@@ -20,9 +20,12 @@ from tenants.models import Membership
 
 class IsTenantOwner(IsTenantMember):
     message = "Only owners of this organisation may manage its billing."
+    api_keys_allowed = False
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return super().has_permission(request, view) and request.membership.role == Membership.Role.OWNER  # type: ignore[attr-defined]
+        if not super().has_permission(request, view):
+            return False
+        return request.membership is not None and request.membership.role == Membership.Role.OWNER  # type: ignore[attr-defined]
 
 
 class PlanListApi(generics.ListAPIView):

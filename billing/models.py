@@ -52,6 +52,14 @@ class UsageEvent(models.Model):
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="usage_events")
     user = models.ForeignKey("core.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey(
+        "tenants.ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The tenant API key that caused this usage, if a program did.",
+    )
     feature = models.CharField(max_length=20, choices=Feature.choices)
     model = models.CharField(max_length=100)
     input_tokens = models.PositiveIntegerField(default=0)

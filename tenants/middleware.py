@@ -26,8 +26,15 @@ _BLOCKED = {
 # or a tenant suspended for non-payment reaching the billing portal (invoice.paid reactivates it).
 _ALWAYS_OPEN = ("/healthz", "/static/", "/api/auth/logout/")
 _OPEN_WHILE_BLOCKED = {
-    Tenant.Status.PENDING_PAYMENT: ("/api/auth/", "/api/billing/", "/login/", "/logout/"),
-    Tenant.Status.SUSPENDED: ("/api/auth/", "/api/billing/portal/"),
+    Tenant.Status.PENDING_PAYMENT: (
+        "/api/auth/",
+        "/api/billing/",
+        "/login/",
+        "/logout/",
+        "/password-reset/",
+        "/reset/",
+    ),
+    Tenant.Status.SUSPENDED: ("/api/auth/", "/api/billing/portal/", "/password-reset/", "/reset/"),
 }
 
 

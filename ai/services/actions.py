@@ -8,6 +8,7 @@ from ai.llm import Usage
 from ai.models import AgentAction, Document
 from billing.services import usage_record
 from core.models import User
+from tenants.selectors import api_key_id_of
 
 
 @transaction.atomic
@@ -28,11 +29,14 @@ def agent_action_record(
 ) -> AgentAction:
     """Write one AgentAction and, for model calls, its usage event, in the caller's transaction.
 
-    Offline answers are no LLM call: their estimated tokens are kept on the action only.
+    Offline answers are no LLM call: their estimated tokens are kept on the action only. A call a
+    program made with a tenant API key is attributed to that key on both rows.
     """
+    api_key_id = api_key_id_of(user=user)
     action = AgentAction.objects.create(
         agent_type=agent_type,
         user=user,
+        api_key_id=api_key_id,
         provider=provider,
         model=model,
         input_prompt=input_prompt,
@@ -48,6 +52,7 @@ def agent_action_record(
         return action
     usage_record(
         user_id=user.id if user else None,
+        api_key_id=api_key_id,
         feature=agent_type,
         model=model,
         usage=usage,

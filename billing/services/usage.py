@@ -52,13 +52,16 @@ def current_tenant_id() -> int:
     return _tenant_id_for_schema(connection.schema_name)
 
 
-def usage_record(*, user_id: int | None, feature: str, model: str, usage: Any, request_key: str) -> UsageEvent:
+def usage_record(
+    *, user_id: int | None, feature: str, model: str, usage: Any, request_key: str, api_key_id: int | None = None
+) -> UsageEvent:
     """Write one ledger row and bump the period total, atomically with the caller's transaction.
 
     ``usage`` is an ``ai.llm.Usage`` (its ``as_dict()`` gives the four token counts). ``request_key`` must be
     unique within the tenant (it is the Stripe meter event identifier once prefixed with the
     tenant id). The period total is one ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``,
-    so concurrent calls never lose an increment, even the first ones of a period.
+    so concurrent calls never lose an increment, even the first ones of a period. ``api_key_id``
+    names the tenant API key that caused the usage, when a program did.
     """
     tenant_id = current_tenant_id()
     counts = usage.as_dict()
@@ -69,6 +72,7 @@ def usage_record(*, user_id: int | None, feature: str, model: str, usage: Any, r
         event = UsageEvent.objects.create(
             tenant_id=tenant_id,
             user_id=user_id,
+            api_key_id=api_key_id,
             feature=feature,
             model=model,
             total_tokens=total,

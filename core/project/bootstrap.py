@@ -79,6 +79,11 @@ def platform_summary(credentials: Credentials) -> list[str]:
     billing = "local only (no STRIPE_SECRET_KEY: usage and quotas, no payments)"
     if settings.STRIPE_SECRET_KEY:
         billing = "Stripe"
+    mail = f"files in {settings.EMAIL_FILE_PATH}/ (one .eml per message; set EMAIL_URL to send)"
+    if settings.EMAIL_URL:
+        mail = settings.EMAIL_BACKEND.rsplit(".", 2)[-2] + (
+            f" via {settings.EMAIL_HOST}" if settings.EMAIL_HOST else ""
+        )
     return [
         "",
         "Strata is up.",
@@ -88,6 +93,7 @@ def platform_summary(credentials: Credentials) -> list[str]:
         f"  Demo tenant admin:      {demo_url}admin/",
         f"  Answers:                {answers}",
         f"  Billing:                {billing}",
+        f"  E-mail:                 {mail}",
         f"  Embeddings:             {settings.EMBEDDING_BACKEND} ({settings.EMBEDDING_MODEL})",
         "  Press Ctrl-C to stop the server, the job worker and the embedded database.",
         "",

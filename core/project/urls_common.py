@@ -8,7 +8,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from core.project.health import readyz
-from tenants.api import ThrottledLoginView
+from tenants.api import PasswordChangeApi, PasswordResetApi, PasswordResetConfirmApi, ThrottledLoginView
 
 
 def schema_view(urlconf: str) -> Any:
@@ -19,6 +19,9 @@ def schema_view(urlconf: str) -> Any:
 common_urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("api/auth/login/", ThrottledLoginView.as_view(), name="rest_login"),
+    path("api/auth/password/reset/", PasswordResetApi.as_view(), name="rest_password_reset"),
+    path("api/auth/password/reset/confirm/", PasswordResetConfirmApi.as_view(), name="rest_password_reset_confirm"),
+    path("api/auth/password/change/", PasswordChangeApi.as_view(), name="rest_password_change"),
     path("api/auth/", include("dj_rest_auth.urls")),
 ]
 

@@ -20,6 +20,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("billing.urls_public")),
     path("api/signup/", SignupApi.as_view(), name="signup-api"),
+    path("", include("tenants.urls_public")),
     schema_view(__name__),
     *common_urlpatterns,
 ]

@@ -26,6 +26,7 @@ urlpatterns = [
     path("api/search/", SearchApi.as_view(), name="search"),
     path("api/chat/", ChatSseApi.as_view(), name="chat-sse"),
     path("api/", include("billing.urls_tenant")),
+    path("", include("tenants.urls_tenant")),
     schema_view(__name__),
     *common_urlpatterns,
 ]

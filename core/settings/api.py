@@ -22,12 +22,19 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "login": env.str("LOGIN_THROTTLE_RATE", default="10/min"),
         "signup": env.str("SIGNUP_THROTTLE_RATE", default="20/hour"),
+        # Requests that e-mail someone or use a link, per client address (pages and API alike).
+        "account_mail": env.str("ACCOUNT_MAIL_THROTTLE_RATE", default="10/hour"),
+        "account_link": env.str("ACCOUNT_LINK_THROTTLE_RATE", default="30/hour"),
     },
 }
 REST_AUTH = {
     "LOGIN_SERIALIZER": "tenants.serializers.TenantLoginSerializer",
     "USER_DETAILS_SERIALIZER": "tenants.serializers.UserSerializer",
     "SESSION_LOGIN": True,
+    "OLD_PASSWORD_FIELD_ENABLED": True,  # a borrowed session or token cannot change the password
+    "PASSWORD_RESET_SERIALIZER": "tenants.serializers.PasswordResetSerializer",
+    "PASSWORD_RESET_CONFIRM_SERIALIZER": "tenants.serializers.PasswordResetConfirmSerializer",
+    "PASSWORD_CHANGE_SERIALIZER": "tenants.serializers.PasswordChangeSerializer",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Strata API",

@@ -66,7 +66,8 @@ def test_log_in_upload_ask_and_watch_the_answer_stream(
     base = asgi_server.host_url("globex")
     fake_anthropic.reply = "The lighthouse keeper logs the weather at dawn and at dusk, every single day."
     fake_anthropic.token_delay = 0.05
-    notes = tmp_path / "lighthouse-routine.txt"
+    # Named for its tenant: other modules on this worker check every globex title starts with "Globex".
+    notes = tmp_path / "Globex lighthouse-routine.txt"
     notes.write_text(
         "The keeper of the Skerry lighthouse records wind speed and weather twice daily, at dawn and dusk."
     )

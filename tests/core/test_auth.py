@@ -100,17 +100,6 @@ def test_the_tenant_admin_lists_only_its_own_members(acme, globex):
     assert globex.member.email.encode() not in page
 
 
-def test_a_tenant_admin_adds_an_existing_user_as_member(acme):
-    newcomer = UserFactory(email="newcomer@example.com")
-    client = acme.session_client(acme.owner)
-
-    response = client.post("/admin/tenants/membership/add/", {"email": newcomer.email, "role": "member"}, follow=True)
-
-    assert response.status_code == 200
-    assert newcomer.memberships.get().tenant == acme.tenant
-    assert login(acme.host, newcomer.email).status_code == 200
-
-
 def test_platform_operators_see_member_counts_and_search(acme, globex, django_user_model):
     operator = django_user_model.objects.create_superuser("ops@example.com", "ops-Passw0rd!")
     client = host_client("localhost")

@@ -129,6 +129,12 @@ def test_up_starts_the_platform_with_a_demo_tenant_and_a_worker_and_stops_cleanl
         assert admin.status_code == 200
         worker = [child for child in children_of(process) if "worker" in " ".join(child.cmdline())]
         assert worker, "manage.py up runs a job worker"
+        # Mail goes out from that worker, as one .eml file per message in the data folder.
+        assert f"E-mail:                 files in {data_dir / 'mail'}/" in output
+        reset = httpx.post(f"{base}/api/auth/password/reset/", json={"email": credentials["demo_email"]}, headers=demo)
+        assert reset.status_code == 200
+        mail = wait_until(lambda: list((data_dir / "mail").glob("*.eml")), what="the reset e-mail file")
+        assert f"http://demo.localhost:{port}/reset/" in mail[0].read_text()
     finally:
         stop(process)
     assert process.returncode == 0

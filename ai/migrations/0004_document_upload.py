@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ai", "0002_default_prompts"),
+        ("ai", "0003_agentaction_api_key"),
     ]
 
     operations = [
