@@ -60,7 +60,7 @@ def test_it_embeds_every_chunk_without_an_embedding_in_one_tenant(acme, globex):
     out, err = embed("--schema", acme.tenant.schema_name)
 
     assert f"{acme.tenant.schema_name}: embedded 5 chunk(s)" in out
-    assert "Done: 5 chunk(s) embedded." in out
+    assert "Done: 5 chunk(s) embedded; 1 of 1 tenant(s) had work" in out
     assert "5/5" in err  # the progress bar
     with tenant_context(acme.tenant):
         chunks = list(Chunk.objects.filter(document=document).order_by("position"))
