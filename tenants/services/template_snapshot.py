@@ -26,7 +26,10 @@ from django_tenants.utils import schema_context
 from tenants.services.schema_migrations import schemas_applied, tenant_migration_nodes, tenant_migrations_state
 
 # An identity column's sequence options, as CREATE TABLE takes them.
-_SEQUENCE_OPTIONS = "SEQUENCE NAME {name} START WITH {start} INCREMENT BY {increment} MINVALUE {min} MAXVALUE {max} CACHE {cache}{cycle}"
+_SEQUENCE_OPTIONS = (
+    "SEQUENCE NAME {name} START WITH {start} INCREMENT BY {increment} "
+    "MINVALUE {min} MAXVALUE {max} CACHE {cache}{cycle}"
+)
 
 
 class TemplateNotClonable(RuntimeError):
