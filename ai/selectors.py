@@ -120,43 +120,34 @@ def conversations_for(*, user_id: int) -> QuerySet[Conversation]:
     return Conversation.objects.filter(user_id=user_id)
 
 
-@dataclass(frozen=True)
-class EmbeddingWork:
-    schema_name: str
-    chunks: bool  # chunks without an embedding (or, with a model name, made by another model)
-    documents: bool  # documents with chunks still pending or failed: embedding them may make them ready
+def schemas_with_embedding_work(*, schema_names: Sequence[str], other_than_model: str | None = None) -> list[str]:
+    """The tenant schemas among ``schema_names`` that hold chunks without an embedding (or, given a
+    model name, made by another model), found by one query per thousand schemas.
 
-
-def schemas_with_embedding_work(
-    *, schema_names: Sequence[str], other_than_model: str | None = None
-) -> list[EmbeddingWork]:
-    """The tenant schemas among ``schema_names`` with something to embed, in one query per thousand
-    schemas (the unembedded chunks come from a partial index), so a run with nothing to do neither
-    opens each schema in turn nor loads the model. Schemas without the AI tables are left out."""
-    chunk_table, document_table = Chunk._meta.db_table, Document._meta.db_table
-    pending_states = [Document.Status.PENDING, Document.Status.FAILED]
-    work: list[EmbeddingWork] = []
+    Without a model name each branch is answered by the partial index of unembedded chunks, so a run
+    with nothing to do neither opens each schema in turn nor loads the model. (A document with an
+    unembedded chunk is never ready, and embedding its last chunk makes it ready in the same
+    transaction, so chunks are the whole story.) Schemas without the AI tables are left out.
+    """
+    table = Chunk._meta.db_table
+    condition = "embedding IS NULL" + (" OR embedding_model <> %s" if other_than_model is not None else "")
+    found: list[str] = []
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
             "WHERE n.nspname = ANY(%s) AND c.relname = %s AND c.relkind = 'r' ORDER BY n.nspname",
-            [list(schema_names), chunk_table],
+            [list(schema_names), table],
         )
         readable = [row[0] for row in cursor.fetchall()]
         for start in range(0, len(readable), 1000):
-            branches, params = [], []
-            for schema_name in readable[start : start + 1000]:
-                schema = connection.ops.quote_name(schema_name)
-                stale = " OR embedding_model <> %s" if other_than_model is not None else ""
-                branches.append(
-                    f"SELECT %s, EXISTS (SELECT 1 FROM {schema}.{chunk_table} WHERE embedding IS NULL{stale}), "
-                    f"EXISTS (SELECT 1 FROM {schema}.{document_table} WHERE status = ANY(%s) AND chunk_count > 0)"
-                )
-                params += [schema_name, *([other_than_model] if other_than_model is not None else []), pending_states]
-            cursor.execute(
-                f"SELECT * FROM ({' UNION ALL '.join(branches)}) AS work (schema_name, chunks, documents) "
-                "WHERE chunks OR documents ORDER BY schema_name",
-                params,
-            )
-            work += [EmbeddingWork(*row) for row in cursor.fetchall()]
-    return work
+            batch = readable[start : start + 1000]
+            branches = [
+                f"SELECT %s WHERE EXISTS (SELECT 1 FROM {connection.ops.quote_name(name)}.{table} WHERE {condition})"
+                for name in batch
+            ]
+            params: list[str] = []
+            for name in batch:
+                params += [name, *([other_than_model] if other_than_model is not None else [])]
+            cursor.execute(" UNION ALL ".join(branches), params)
+            found += sorted(row[0] for row in cursor.fetchall())
+    return found

@@ -4,9 +4,13 @@ Why not a catalogue-walking clone function (pg-clone-schema, bundled in django-t
 catalogue queries scan every schema's rows, so a clone took 173 ms with a handful of tenants and
 about 1 s at 1,000 tenants. Here the template is read once per process (and again only when its
 applied migrations change); each clone is then one round trip of plain DDL whose cost does not
-depend on how many schemas the database holds. The DDL comes from PostgreSQL's own
-``pg_get_indexdef``/``pg_get_constraintdef``/``format_type``, so ``vector(384)`` columns and the
-HNSW index come through exactly as the migrations made them.
+depend on how many schemas the database holds. The DDL comes from PostgreSQL's own catalogue
+functions (what pg_dump reads), so ``vector(384)`` columns and the HNSW index come through exactly
+as the migrations made them.
+
+Tables are created with ``LIKE`` the template's (so columns, defaults, identity, NOT NULL and CHECK
+constraints are copied as PostgreSQL stores them), then the keys, indexes and foreign keys from
+their definitions, the template's rows, and the sequence positions.
 
 Names are left unqualified (read with the template first on the search_path, replayed with the
 new schema first): a table resolves to the new schema's copy, a type or a shared table (core_user)
@@ -24,12 +28,6 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from tenants.services.schema_migrations import schemas_applied, tenant_migration_nodes, tenant_migrations_state
-
-# An identity column's sequence options, as CREATE TABLE takes them.
-_SEQUENCE_OPTIONS = (
-    "SEQUENCE NAME {name} START WITH {start} INCREMENT BY {increment} "
-    "MINVALUE {min} MAXVALUE {max} CACHE {cache}{cycle}"
-)
 
 
 class TemplateNotClonable(RuntimeError):
@@ -50,8 +48,8 @@ class TemplateSnapshot:
     comments: tuple[str, ...]
     # (table, quoted column list) for every table that holds rows in the template.
     data: tuple[tuple[str, str], ...]
-    # (table, column, last value) for every identity sequence the template's rows have used.
-    sequences: tuple[tuple[str, str, int], ...]
+    # Every identity column's sequence: its type and how far the template's rows have used it.
+    sequences: tuple[_Sequence, ...]
 
     def script(self, *, template: str, schema_name: str) -> str:
         """The statements that fill ``schema_name`` (already created, first on the search_path)."""
@@ -63,13 +61,9 @@ class TemplateSnapshot:
                 f"SELECT {columns} FROM {source}.{_quote(table)}"
             )
         statements += [*self.constraints, *self.indexes, *self.foreign_keys, *self.comments]
-        target = _quote(schema_name)
-        for table, column, last_value in self.sequences:
-            qualified = _literal(f"{target}.{_quote(table)}")
-            statements.append(
-                f"SELECT setval(pg_get_serial_sequence({qualified}, {_literal(column)}), {int(last_value)}, true)"
-            )
-        statements.append(f"COMMENT ON SCHEMA {target} IS {_literal(self.migrations_state)}")
+        for sequence in self.sequences:
+            statements += sequence.statements(schema_name=schema_name)
+        statements.append(f"COMMENT ON SCHEMA {_quote(schema_name)} IS {_literal(self.migrations_state)}")
         return ";\n".join(statements)
 
 
@@ -142,17 +136,18 @@ def _snapshot_read(fingerprint: str) -> TemplateSnapshot:
         names = {oid: name for oid, name, *_ in tables}
         columns = _columns(cursor, oids)
         create_tables, comments = [], []
-        for oid, name, options, comment in tables:
-            body = ", ".join(column.definition for column in columns[oid])
+        for _oid, name, options, comment in tables:
+            # Columns with their exact types (vector(384)), defaults, identity, generated expressions,
+            # NOT NULL and CHECK constraints, comments and storage, as PostgreSQL stores them (a CHECK
+            # re-parsed from its text can come back as a different expression). Keys and indexes
+            # keep their names below.
             with_options = f" WITH ({', '.join(options)})" if options else ""
-            create_tables.append(f"CREATE TABLE {_quote(name)} ({body}){with_options}")
+            create_tables.append(
+                f"CREATE TABLE {_quote(name)} (LIKE {_quote(template)}.{_quote(name)} "
+                f"INCLUDING ALL EXCLUDING INDEXES){with_options}"
+            )
             if comment is not None:
                 comments.append(f"COMMENT ON TABLE {_quote(name)} IS {_literal(comment)}")
-            comments += [
-                f"COMMENT ON COLUMN {_quote(name)}.{_quote(c.name)} IS {_literal(c.comment)}"
-                for c in columns[oid]
-                if c.comment is not None
-            ]
         constraints, foreign_keys = _constraints(cursor, oids, names)
         indexes = _indexes(cursor, oids)
         data, sequences = _rows_and_sequences(cursor, tables, columns)
@@ -174,80 +169,42 @@ def _snapshot_read(fingerprint: str) -> TemplateSnapshot:
 @dataclass(frozen=True)
 class _Column:
     name: str
-    definition: str
     generated: bool
     identity: bool
-    comment: str | None
 
 
 def _columns(cursor, oids: list[int]) -> dict[int, list[_Column]]:  # noqa: ANN001 - a DB-API cursor
     cursor.execute(
         """
-        SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attidentity,
-               a.attgenerated, pg_get_expr(d.adbin, d.adrelid, true),
-               CASE WHEN a.attcollation <> t.typcollation THEN co.collname END,
-               col_description(a.attrelid, a.attnum),
-               s.relname, q.seqstart, q.seqincrement, q.seqmin, q.seqmax, q.seqcache, q.seqcycle
-        FROM pg_attribute a
-        JOIN pg_type t ON t.oid = a.atttypid
-        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-        LEFT JOIN pg_collation co ON co.oid = a.attcollation
-        LEFT JOIN pg_depend dep ON a.attidentity <> '' AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum
-             AND dep.classid = 'pg_class'::regclass AND dep.deptype = 'i'
-        LEFT JOIN pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
-        LEFT JOIN pg_sequence q ON q.seqrelid = s.oid
+        SELECT a.attrelid, a.attname, a.attidentity <> '', a.attgenerated <> '', pg_get_expr(d.adbin, d.adrelid)
+        FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
         WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
         ORDER BY a.attrelid, a.attnum
         """,
         [oids],
     )
     columns: dict[int, list[_Column]] = {oid: [] for oid in oids}
-    for row in cursor.fetchall():
-        (relid, name, type_, not_null, identity, generated, default, collation, comment, *sequence) = row
-        parts = [_quote(name), type_]
-        if collation:
-            parts.append(f"COLLATE {_quote(collation)}")
-        if identity:
-            seq_name, start, increment, minimum, maximum, cache, cycle = sequence
-            if seq_name is None:
-                raise TemplateNotClonable(f"identity column {name} has no sequence")
-            kind = "ALWAYS" if identity == "a" else "BY DEFAULT"
-            options = _SEQUENCE_OPTIONS.format(
-                name=_quote(seq_name),
-                start=start,
-                increment=increment,
-                min=minimum,
-                max=maximum,
-                cache=cache,
-                cycle=" CYCLE" if cycle else "",
-            )
-            parts.append(f"GENERATED {kind} AS IDENTITY ({options})")
-        elif generated:
-            parts.append(f"GENERATED ALWAYS AS ({default}) STORED")
-        elif default is not None:
-            if "nextval(" in default:
-                # A serial column would keep pointing at the template's sequence.
-                raise TemplateNotClonable(f"column {name} takes its default from a sequence ({default})")
-            parts.append(f"DEFAULT {default}")
-        if not_null:
-            parts.append("NOT NULL")
-        columns[relid].append(_Column(name, " ".join(parts), bool(generated), bool(identity), comment))
+    for relid, name, identity, generated, default in cursor.fetchall():
+        if default is not None and "nextval(" in default:
+            # A serial column's copied default would keep drawing from the template's sequence.
+            raise TemplateNotClonable(f"column {name} takes its default from a sequence ({default})")
+        columns[relid].append(_Column(name, generated, identity))
     return columns
 
 
 def _constraints(cursor, oids: list[int], names: dict[int, str]) -> tuple[list[str], list[str]]:  # noqa: ANN001
-    # NOT NULL constraints ('n', PostgreSQL 18) come with the columns; keys before checks.
+    # NOT NULL ('n', PostgreSQL 18) and CHECK constraints come with the columns (LIKE).
     cursor.execute(
         """
-        SELECT conrelid, conname, contype, pg_get_constraintdef(oid, true) FROM pg_constraint
-        WHERE conrelid = ANY(%s) AND contype <> 'n'
-        ORDER BY array_position(ARRAY['p', 'u', 'c', 'x', 'f'], contype::text), conrelid, conname
+        SELECT conrelid, conname, contype, pg_get_constraintdef(oid) FROM pg_constraint
+        WHERE conrelid = ANY(%s) AND contype NOT IN ('n', 'c')
+        ORDER BY array_position(ARRAY['p', 'u', 'x', 'f'], contype::text), conrelid, conname
         """,
         [oids],
     )
     constraints, foreign_keys = [], []
     for relid, name, kind, definition in cursor.fetchall():
-        if kind not in ("p", "u", "c", "x", "f"):
+        if kind not in ("p", "u", "x", "f"):
             raise TemplateNotClonable(f"constraint {name} of kind {kind!r}")
         statement = f"ALTER TABLE {_quote(names[relid])} ADD CONSTRAINT {_quote(name)} {definition}"
         (foreign_keys if kind == "f" else constraints).append(statement)
@@ -255,10 +212,14 @@ def _constraints(cursor, oids: list[int], names: dict[int, str]) -> tuple[list[s
 
 
 def _indexes(cursor, oids: list[int]) -> list[str]:  # noqa: ANN001
-    # Indexes that back a primary key, unique or exclusion constraint come with the constraint.
+    # Indexes that back a primary key, unique or exclusion constraint come with the constraint. The
+    # definitions are PostgreSQL's own, as pg_dump reads them (the pretty form can re-parse into a
+    # different expression), with the template's table name made unqualified.
     cursor.execute(
         """
-        SELECT pg_get_indexdef(i.indexrelid, 0, true) FROM pg_index i
+        SELECT pg_get_indexdef(i.indexrelid), quote_ident(n.nspname) || '.' || quote_ident(t.relname),
+               quote_ident(t.relname)
+        FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
         WHERE i.indrelid = ANY(%s) AND NOT EXISTS (
             SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid
             AND c.contype IN ('p', 'u', 'x'))
@@ -266,14 +227,20 @@ def _indexes(cursor, oids: list[int]) -> list[str]:  # noqa: ANN001
         """,
         [oids],
     )
-    return [definition for (definition,) in cursor.fetchall()]
+    indexes = []
+    for definition, qualified, unqualified in cursor.fetchall():
+        head, separator, tail = definition.partition(f" ON {qualified} USING ")
+        if not separator:
+            raise TemplateNotClonable(f"unexpected index definition: {definition}")
+        indexes.append(f"{head} ON {unqualified} USING {tail}")
+    return indexes
 
 
 def _rows_and_sequences(
     cursor,  # noqa: ANN001
     tables: list[tuple],
     columns: dict[int, list[_Column]],
-) -> tuple[list[tuple[str, str]], list[tuple[str, str, int]]]:
+) -> tuple[list[tuple[str, str]], list[_Sequence]]:
     data, sequences = [], []
     for oid, name, *_ in tables:
         cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {_quote(name)})")
@@ -282,13 +249,34 @@ def _rows_and_sequences(
         for column in columns[oid]:
             if column.identity:
                 cursor.execute(
-                    "SELECT pg_sequence_last_value(pg_get_serial_sequence(%s, %s)::regclass)",
+                    "SELECT format_type(seqtypid, NULL), pg_sequence_last_value(seqrelid) FROM pg_sequence "
+                    "WHERE seqrelid = pg_get_serial_sequence(%s, %s)::regclass",
                     [_quote(name), column.name],
                 )
-                last_value = cursor.fetchone()[0]
-                if last_value is not None:
-                    sequences.append((name, column.name, last_value))
+                sequences.append(_Sequence(name, column.name, *cursor.fetchone()))
     return data, sequences
+
+
+@dataclass(frozen=True)
+class _Sequence:
+    """An identity column's sequence: its type (LIKE makes every one bigint) and where it stands."""
+
+    table: str
+    column: str
+    data_type: str
+    last_value: int | None
+
+    def statements(self, *, schema_name: str) -> list[str]:
+        sequence = f"pg_get_serial_sequence({_literal(f'{_quote(schema_name)}.{_quote(self.table)}')}, "
+        sequence += f"{_literal(self.column)})"
+        statements = []
+        if self.data_type != "bigint":
+            statements.append(
+                f"DO $$ BEGIN EXECUTE format('ALTER SEQUENCE %s AS {self.data_type}', {sequence}); END $$"
+            )
+        if self.last_value is not None:
+            statements.append(f"SELECT setval({sequence}, {int(self.last_value)}, true)")
+        return statements
 
 
 def _refuse_unknown_objects(cursor, namespace: int) -> None:  # noqa: ANN001

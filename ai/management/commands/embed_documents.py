@@ -44,16 +44,13 @@ class Command(BaseCommand):
             schema_names=schema_names, other_than_model=embedder.name if options["reembed"] else None
         )
         grand_total = 0
-        if any(item.chunks for item in work):
+        if work:
             if hasattr(embedder, "load"):
                 embedder.load()  # before bulk mode: loading sets the serving thread count
             with bulk_embedding(threads=options["threads"]):
-                for item in work:
-                    grand_total += self._embed_tenant(item.schema_name, options)
-        else:
-            for item in work:  # documents only: marking them ready needs no model
-                grand_total += self._embed_tenant(item.schema_name, options)
-        if options["schema"] and not work:
+                for schema_name in work:
+                    grand_total += self._embed_tenant(schema_name, options)
+        elif options["schema"]:
             self.stdout.write(f"{options['schema']}: embedded 0 chunk(s)")
         self.stdout.write(
             self.style.SUCCESS(
