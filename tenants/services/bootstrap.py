@@ -51,7 +51,7 @@ def platform_migrate(
     turns, and the second finds nothing left to do). ``verify`` also checks the schemas whose
     comment says they are current against their own django_migrations.
     """
-    with _platform_migrate_lock():
+    with platform_migrate_lock():
         pending = platform_pending()
         if pending.public:
             call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
@@ -74,7 +74,7 @@ def platform_migrate(
 
 
 @contextmanager
-def _platform_migrate_lock() -> Iterator[None]:
+def platform_migrate_lock() -> Iterator[None]:
     """A session-level advisory lock on a connection of its own (Django's are returned to the pool
     between schemas), held until the run ends."""
     params = connection.get_connection_params()

@@ -41,6 +41,12 @@ def _disk_nodes() -> frozenset[Node]:
     return frozenset(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
 
 
+def forget_disk_migrations() -> None:
+    """Read the migration files again on next use (tests and benchmarks that add one)."""
+    _disk_nodes.cache_clear()
+    tenant_migrations_state.cache_clear()
+
+
 def tenant_app_labels() -> frozenset[str]:
     return frozenset(label.rsplit(".", 1)[-1] for label in settings.TENANT_APPS)
 
