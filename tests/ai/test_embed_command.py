@@ -13,6 +13,7 @@ from django_tenants.utils import tenant_context
 
 from ai.embedders import get_embedder
 from ai.models import Chunk, Document
+from ai.selectors import schemas_with_embedding_work
 from core.platform.exceptions import ApplicationError
 from tests.ai.factories import ChunkFactory, DocumentFactory
 from tests.fakes.voyage_server import DEFAULT_API_KEY, FakeVoyage, RecordedRequest
@@ -206,3 +207,28 @@ def test_quiet_mode_prints_no_progress_bar(acme):
 
     assert "embedded 2 chunk(s)" in out
     assert err == ""
+
+
+def test_with_nothing_to_embed_the_model_is_never_loaded(acme, monkeypatch):
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the embedding model was loaded with nothing to embed")
+
+    monkeypatch.setattr("ai.embedders._load_model", refuse)
+
+    out, _ = embed("--schema", acme.tenant.schema_name)
+
+    assert f"{acme.tenant.schema_name}: embedded 0 chunk(s)" in out
+    assert "0 of 1 tenant(s) had work" in out
+
+
+def test_the_tenants_with_work_are_found_by_one_query_over_all_of_them(acme, globex):
+    schemas = [acme.tenant.schema_name, globex.tenant.schema_name]
+    assert schemas_with_embedding_work(schema_names=schemas) == []
+    unembedded(globex, 2)
+
+    with CaptureQueriesContext(connection) as queries:
+        work = schemas_with_embedding_work(schema_names=schemas)
+
+    assert work == [globex.tenant.schema_name]
+    assert len([q for q in queries.captured_queries if ".ai_chunk WHERE" in q["sql"]]) == 1
+    assert not [q for q in queries.captured_queries if q["sql"].startswith('SET search_path = "t_')]
