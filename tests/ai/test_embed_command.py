@@ -232,3 +232,23 @@ def test_the_tenants_with_work_are_found_by_one_query_over_all_of_them(acme, glo
     assert work == [globex.tenant.schema_name]
     assert len([q for q in queries.captured_queries if ".ai_chunk WHERE" in q["sql"]]) == 1
     assert not [q for q in queries.captured_queries if q["sql"].startswith('SET search_path = "t_')]
+
+
+def test_a_tenant_that_never_held_an_unembedded_chunk_is_not_even_queried(acme, unique_subdomain):
+    from core.project.signup import tenant_signup
+    from tests.factories import PASSWORD
+
+    fresh = tenant_signup(
+        organisation="Idle",
+        subdomain=unique_subdomain,
+        email=f"o@{unique_subdomain}.test",
+        password=PASSWORD,
+        plan="free",
+    ).tenant
+    connection.set_schema_to_public()
+
+    with CaptureQueriesContext(connection) as queries:
+        work = schemas_with_embedding_work(schema_names=[fresh.schema_name])
+
+    assert work == []
+    assert not [q for q in queries.captured_queries if f'{fresh.schema_name}".ai_chunk' in q["sql"]]
