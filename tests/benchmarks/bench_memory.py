@@ -25,6 +25,7 @@ def memory(process: psutil.Process) -> tuple[float, float, float]:
 
 
 @pytest.mark.benchmark
+@pytest.mark.timeout(3600)
 @pytest.mark.django_db
 def test_memory_of_a_web_worker_and_a_job_worker(django_db_setup, django_db_blocker):
     acme = django_db_setup["acme"]

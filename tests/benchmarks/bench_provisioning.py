@@ -50,6 +50,7 @@ def measure(settings) -> dict[str, list[float]]:  # noqa: ANN001
 
 
 @pytest.mark.benchmark
+@pytest.mark.timeout(3600)
 @pytest.mark.django_db
 def test_provisioning_does_not_slow_down_as_tenants_accumulate(settings):
     settings.TENANT_SPARE_SCHEMAS = 0

@@ -72,6 +72,7 @@ def request_latencies(env: dict[str, str], world) -> list[float]:  # noqa: ANN00
 
 
 @pytest.mark.benchmark
+@pytest.mark.timeout(3600)
 @pytest.mark.django_db
 def test_the_platform_at_10_100_and_1000_tenants(django_db_setup, settings, tmp_path):
     settings.TENANT_SPARE_SCHEMAS = 0
