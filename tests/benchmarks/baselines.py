@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
+from django.db import close_old_connections, connection
 from django_tenants.utils import schema_context
 from pgvector.django import HnswIndex
 
@@ -70,3 +74,31 @@ def tenant_provision_by_clone_function(*, name: str, subdomain: str, schema_name
     Domain.objects.create(domain=f"{subdomain}.{settings.BASE_DOMAIN}", tenant=tenant, is_primary=True)
     schema_clone_by_clone_function(schema_name=schema_name)
     return tenant
+
+
+class InProcessPool:
+    """The job runner Strata had before procrastinate: a thread pool inside the web process (no
+    durability: a job in flight or queued dies with the process)."""
+
+    def __init__(self, *, workers: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="old-task")
+
+    def submit(self, task: Callable[..., Any], *, schema_name: str, **kwargs: Any) -> Future[None]:
+        return self._executor.submit(self._run, task, schema_name, kwargs)
+
+    @staticmethod
+    def _run(task: Callable[..., Any], schema_name: str, kwargs: dict[str, Any]) -> None:
+        close_old_connections()
+        try:
+            with schema_context(schema_name):
+                task(**kwargs)
+        finally:
+            connection.close()
+
+    @staticmethod
+    def wait(futures: list[Future[None]]) -> None:
+        for future in futures:
+            future.result()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)

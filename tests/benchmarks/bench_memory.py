@@ -12,7 +12,7 @@ from django.db import connection
 
 from tests.benchmarks.conftest import print_table
 from tests.live_server import free_port
-from tests.live_server import test_database_url as database_url
+from tests.live_server import live_database_url as database_url
 from tests.processes import procfile_argv, running, wait_for
 
 WEB_WORKERS = 2

@@ -20,9 +20,9 @@ from django.db import connection
 
 from tenants.services.provisioning import tenant_provision
 from tests.benchmarks.conftest import percentile, print_table, summary
-from tests.benchmarks.tenants import committed, tenant_count, tenants_fill, timed_ms
-from tests.live_server import free_port
-from tests.live_server import test_database_url as database_url
+from tests.benchmarks.tenants import tenant_count, tenants_fill, timed_ms
+from tests.live_server import committed, free_port
+from tests.live_server import live_database_url as database_url
 from tests.migration_modules import ai_leaf, extra_ai_migrations, probe_migration
 from tests.processes import ROOT, procfile_argv, running, wait_for
 

@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 from django.db import connection, transaction
 
 from tenants.models import Tenant
 from tenants.services.provisioning import tenant_provision, tenant_template_ensure_once
-
-T = TypeVar("T")
-
-
-def committed(fn: Callable[[], T]) -> T:
-    """Run ``fn`` on a thread of its own, whose connection commits: the test's own transaction can't
-    hold a thousand tenants (and the benchmark's subprocesses must see them)."""
-    results: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run, name="committed")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return results[0]
 
 
 def tenant_count() -> int:

@@ -25,7 +25,7 @@ from django.db import connection
 from tests.ai.chat_client import ask, receive
 from tests.factories import PASSWORD
 from tests.live_server import free_port
-from tests.live_server import test_database_url as database_url
+from tests.live_server import live_database_url as database_url
 from tests.processes import ROOT, procfile_argv, running, wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

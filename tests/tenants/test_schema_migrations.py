@@ -26,7 +26,8 @@ from tenants.services.schema_migrations import (
     tenant_migrations_state,
 )
 from tests.factories import PASSWORD
-from tests.live_server import test_database_url as database_url
+from tests.live_server import committed
+from tests.live_server import live_database_url as database_url
 from tests.migration_modules import ai_leaf, extra_ai_migrations, probe_migration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,24 +165,6 @@ def test_two_deploys_migrating_at_once_take_turns(db):
     assert order == ["first in", "first out", "second in", "second out"]
 
 
-def _committed(work) -> None:  # noqa: ANN001
-    """Run ``work`` on a connection of its own that commits (the test's own transaction does not)."""
-    errors = []
-
-    def run() -> None:
-        try:
-            work()
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(120)
-    assert not errors, errors
-
-
 @pytest.mark.slow
 def test_the_command_migrates_lagging_tenants_in_parallel_worker_processes(committed_tenants, unique_subdomain):
     subdomains = [f"{unique_subdomain}a", f"{unique_subdomain}b"]
@@ -198,7 +181,7 @@ def test_the_command_migrates_lagging_tenants_in_parallel_worker_processes(commi
                 cursor.execute("DELETE FROM ai_prompttemplate")
             forget_state(schema)
 
-    _committed(arrange)
+    committed(arrange)
     env = {**os.environ, "DATABASE_URL": database_url(), "TENANT_SPARE_SCHEMAS": "0", "LOG_LEVEL": "ERROR"}
 
     result = subprocess.run(
