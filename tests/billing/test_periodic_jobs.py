@@ -43,7 +43,7 @@ def test_periodic_jobs_neither_enter_tenant_schemas_nor_grow_with_tenants(acme, 
     with CaptureQueriesContext(connection) as five_tenants:
         run_sync_periodic_jobs()
 
-    assert {"billing.tasks.meter_sync", "billing.tasks.grace_enforce", "tenants.spares_check"} <= set(ran)
+    assert {"billing.meter_sync", "billing.grace_enforce", "tenants.spares_check"} <= set(ran)
     entered = [q["sql"] for q in five_tenants.captured_queries if q["sql"].startswith('SET search_path = "t_')]
     assert entered == []
     assert len(five_tenants.captured_queries) == len(two_tenants.captured_queries)

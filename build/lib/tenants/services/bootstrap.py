@@ -80,7 +80,8 @@ def platform_migrate_lock() -> Iterator[None]:
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     with psycopg.connect(**params, autocommit=True) as lock_connection:
-        if not lock_connection.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [_MIGRATE_LOCK]).fetchone()[0]:
+        acquired = lock_connection.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [_MIGRATE_LOCK]).fetchone()
+        if not (acquired and acquired[0]):
             logger.warning("another migrate_platform is running on this database: waiting for it")
             lock_connection.execute("SELECT pg_advisory_lock(hashtext(%s))", [_MIGRATE_LOCK])
         yield

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import DatabaseError, connection, connections, transaction
 from django.db.migrations.loader import MigrationLoader
-from django_tenants.utils import get_public_schema_name, get_tenant_base_migrate_command_class
+from django_tenants.utils import get_public_schema_name, get_tenant_base_migrate_command_class, schema_context
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,9 @@ def schemas_migrate(
     """
     started = time.perf_counter()
     report = SchemasMigrateReport(checked=len(schema_names))
-    current, lagging, unreadable = [], [], []
+    current: list[str] = []
+    lagging: list[str] = []
+    unreadable: list[str] = []
     expected = tenant_migration_nodes()
     for name, applied in schemas_applied(list(schema_names)).items():
         if applied is None:
@@ -199,7 +201,6 @@ def _run_parallel(schema_names: list[str], *, jobs: int) -> Iterable[tuple[str, 
     if jobs <= 1 or len(schema_names) == 1:
         for name in schema_names:
             yield name, schema_migrate_one(name)
-        connection.set_schema_to_public()
         return
     # Worker processes are forked: they share the loaded code and open their own connections. The
     # parent closes its connections and pool first, so no child inherits a live socket.
@@ -231,8 +232,7 @@ def schema_migrate_one(schema_name: str) -> str | None:
     the schema's run behind. Tenant migrations must therefore be atomic (no CONCURRENTLY).
     """
     try:
-        connection.set_schema(schema_name)
-        with transaction.atomic():
+        with schema_context(schema_name), transaction.atomic():
             call_command(
                 get_tenant_base_migrate_command_class()(stdout=_Discard(), stderr=_Discard()),
                 verbosity=0,
@@ -242,8 +242,6 @@ def schema_migrate_one(schema_name: str) -> str | None:
             schema_state_mark(schema_names=[schema_name])
     except Exception as exc:  # noqa: BLE001 - reported per schema; the other schemas go on
         return f"{exc.__class__.__name__}: {exc}"
-    finally:
-        connection.set_schema_to_public()
     return None
 
 

@@ -22,9 +22,11 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from django_tenants.utils import schema_context
 
 from tenants.services.schema_migrations import schemas_applied, tenant_migration_nodes, tenant_migrations_state
@@ -173,7 +175,7 @@ class _Column:
     identity: bool
 
 
-def _columns(cursor, oids: list[int]) -> dict[int, list[_Column]]:  # noqa: ANN001 - a DB-API cursor
+def _columns(cursor: CursorWrapper, oids: list[int]) -> dict[int, list[_Column]]:
     cursor.execute(
         """
         SELECT a.attrelid, a.attname, a.attidentity <> '', a.attgenerated <> '', pg_get_expr(d.adbin, d.adrelid)
@@ -192,7 +194,7 @@ def _columns(cursor, oids: list[int]) -> dict[int, list[_Column]]:  # noqa: ANN0
     return columns
 
 
-def _constraints(cursor, oids: list[int], names: dict[int, str]) -> tuple[list[str], list[str]]:  # noqa: ANN001
+def _constraints(cursor: CursorWrapper, oids: list[int], names: dict[int, str]) -> tuple[list[str], list[str]]:
     # NOT NULL ('n', PostgreSQL 18) and CHECK constraints come with the columns (LIKE).
     cursor.execute(
         """
@@ -202,7 +204,8 @@ def _constraints(cursor, oids: list[int], names: dict[int, str]) -> tuple[list[s
         """,
         [oids],
     )
-    constraints, foreign_keys = [], []
+    constraints: list[str] = []
+    foreign_keys: list[str] = []
     for relid, name, kind, definition in cursor.fetchall():
         if kind not in ("p", "u", "x", "f"):
             raise TemplateNotClonable(f"constraint {name} of kind {kind!r}")
@@ -211,7 +214,7 @@ def _constraints(cursor, oids: list[int], names: dict[int, str]) -> tuple[list[s
     return constraints, foreign_keys
 
 
-def _indexes(cursor, oids: list[int]) -> list[str]:  # noqa: ANN001
+def _indexes(cursor: CursorWrapper, oids: list[int]) -> list[str]:
     # Indexes that back a primary key, unique or exclusion constraint come with the constraint. The
     # definitions are PostgreSQL's own, as pg_dump reads them (the pretty form can re-parse into a
     # different expression), with the template's table name made unqualified.
@@ -237,8 +240,8 @@ def _indexes(cursor, oids: list[int]) -> list[str]:  # noqa: ANN001
 
 
 def _rows_and_sequences(
-    cursor,  # noqa: ANN001
-    tables: list[tuple],
+    cursor: CursorWrapper,
+    tables: list[tuple[Any, ...]],
     columns: dict[int, list[_Column]],
 ) -> tuple[list[tuple[str, str]], list[_Sequence]]:
     data, sequences = [], []
@@ -279,7 +282,7 @@ class _Sequence:
         return statements
 
 
-def _refuse_unknown_objects(cursor, namespace: int) -> None:  # noqa: ANN001
+def _refuse_unknown_objects(cursor: CursorWrapper, namespace: int) -> None:
     """Tenant apps make tables, their indexes and identity sequences; anything else must be taught."""
     cursor.execute(
         """

@@ -16,6 +16,10 @@ from tenants.models import Tenant
 
 
 class Command(BaseCommand):
+    # Operational commands start fast: the system checks import every view (and the SDKs behind them);
+    # `manage.py check --deploy` is the build's job.
+    requires_system_checks: list[str] = []
+
     help = (
         "Embed every chunk without an embedding, for one tenant (--schema) or all; "
         "safe to re-run after an interruption."

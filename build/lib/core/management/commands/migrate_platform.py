@@ -9,6 +9,10 @@ from tenants.services.bootstrap import platform_migrate
 
 
 class Command(BaseCommand):
+    # Operational commands start fast: the system checks import every view (and the SDKs behind them);
+    # `manage.py check --deploy` is the build's job.
+    requires_system_checks: list[str] = []
+
     help = (
         "Migrate the public schema, the tenant template (cloned for new tenants) and every tenant schema "
         "that lags; schemas already current are skipped without being opened."
