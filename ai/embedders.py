@@ -250,8 +250,7 @@ class VoyageEmbedder:
         timeout: float = 30.0,
         max_retries: int = 3,
     ) -> None:
-        import voyageai
-
+        voyageai = _voyageai()
         if not api_key:
             raise ValueError("VoyageEmbedder needs an API key")
         if dimensions < 1 or dimensions > VOYAGE_OUTPUT_DIMENSIONS[-1]:
@@ -315,6 +314,18 @@ class VoyageEmbedder:
                 )
             vectors.append(_unit([float(value) for value in embedding[: self.dimensions]]))
         return vectors
+
+
+def _voyageai() -> Any:
+    """The optional ``voyageai`` SDK (``pip install 'strata[voyage]'``), imported only when asked for."""
+    try:
+        import voyageai
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            "EMBEDDING_BACKEND=voyage needs the voyageai package: install Strata with the 'voyage' extra "
+            "(pip install 'strata[voyage]')."
+        ) from exc
+    return voyageai
 
 
 def _unit(vector: list[float]) -> list[float]:

@@ -118,3 +118,45 @@ def documents_list() -> QuerySet[Document]:
 
 def conversations_for(*, user_id: int) -> QuerySet[Conversation]:
     return Conversation.objects.filter(user_id=user_id)
+
+
+UNEMBEDDED_INDEX = "chunk_unembedded_idx"  # ai.Chunk's partial index of chunks without an embedding
+
+
+def schemas_with_embedding_work(*, schema_names: Sequence[str], other_than_model: str | None = None) -> list[str]:
+    """The tenant schemas among ``schema_names`` that hold chunks without an embedding (or, given a
+    model name, made by another model), so a run with nothing to do neither loads the model nor
+    opens each schema in turn. (A document with an unembedded chunk is never ready, and embedding
+    its last chunk makes it ready in the same transaction, so chunks are the whole story.)
+
+    Two queries, whatever the number of tenants: the catalogue first leaves out every schema whose
+    partial index of unembedded chunks has never held an entry (a B-tree is one metapage until its
+    first entry; with a model name, whose chunk table has never held a row), which is cheap and
+    never misses one; then one UNION ALL asks the others, a thousand schemas per query.
+    """
+    table = Chunk._meta.db_table
+    probe, relation = (table, "r") if other_than_model is not None else (UNEMBEDDED_INDEX, "i")
+    condition = "embedding IS NULL" + (" OR embedding_model <> %s" if other_than_model is not None else "")
+    found: list[str] = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
+            "WHERE n.nspname = ANY(%s) AND c.relname = %s AND c.relkind = %s "
+            "AND pg_relation_size(c.oid) > "
+            "(CASE WHEN c.relkind = 'i' THEN current_setting('block_size')::int ELSE 0 END) "
+            "ORDER BY n.nspname",
+            [list(schema_names), probe, relation],
+        )
+        candidates = [row[0] for row in cursor.fetchall()]
+        for start in range(0, len(candidates), 1000):
+            batch = candidates[start : start + 1000]
+            branches = [
+                f"SELECT %s WHERE EXISTS (SELECT 1 FROM {connection.ops.quote_name(name)}.{table} WHERE {condition})"
+                for name in batch
+            ]
+            params: list[str] = []
+            for name in batch:
+                params += [name, *([other_than_model] if other_than_model is not None else [])]
+            cursor.execute(" UNION ALL ".join(branches), params)
+            found += sorted(row[0] for row in cursor.fetchall())
+    return found

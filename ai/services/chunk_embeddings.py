@@ -44,12 +44,14 @@ def chunks_embed_pending(
     done = 0
     last_id = 0
     while True:
-        batch = list(pending.filter(id__gt=last_id).order_by("id").only("id", "text")[:batch_size])
+        batch = list(pending.filter(id__gt=last_id).order_by("id").only("id", "text", "document_id")[:batch_size])
         if not batch:
             break
         vectors = embedder.embed_documents([chunk.text for chunk in batch])
         with transaction.atomic():
             chunks_embeddings_save(chunks=batch, vectors=vectors, embedder=embedder)
+            # A document whose last chunk this was is searchable now, not at the end of the run.
+            _documents_mark_ready(document_ids={chunk.document_id for chunk in batch})
         last_id = batch[-1].id
         done += len(batch)
         if progress:
@@ -58,9 +60,10 @@ def chunks_embed_pending(
     return done
 
 
-def _documents_mark_ready() -> None:
+def _documents_mark_ready(*, document_ids: set[int] | None = None) -> None:
     """Documents whose chunks all have embeddings now are searchable, including those whose
     ingestion failed at the embedding step earlier."""
-    Document.objects.filter(status__in=[Document.Status.PENDING, Document.Status.FAILED], chunk_count__gt=0).exclude(
-        chunks__embedding__isnull=True
-    ).update(status=Document.Status.READY, error="")
+    documents = Document.objects.filter(status__in=[Document.Status.PENDING, Document.Status.FAILED], chunk_count__gt=0)
+    if document_ids is not None:
+        documents = documents.filter(id__in=document_ids)
+    documents.exclude(chunks__embedding__isnull=True).update(status=Document.Status.READY, error="")

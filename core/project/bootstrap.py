@@ -14,6 +14,8 @@ from core.models import User
 from core.project.signup import tenant_signup
 from tenants.models import Tenant
 from tenants.services.bootstrap import platform_migrate
+from tenants.services.provisioning import tenant_public_ensure
+from tenants.services.schema_migrations import platform_pending
 
 DEMO_SUBDOMAIN = "demo"
 
@@ -43,9 +45,15 @@ def _credentials(data_dir: Path) -> Credentials:
 
 
 def platform_bootstrap(*, data_dir: Path, verbosity: int = 0) -> Credentials:
-    """Migrate, then create the operator superuser and the demo tenant if they are missing."""
+    """Migrate if anything is pending (decided by one query, so a restart with thousands of tenants
+    starts in seconds), then create the operator superuser and the demo tenant if they are missing."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    platform_migrate(verbosity=verbosity)
+    if platform_pending().nothing:
+        tenant_public_ensure()
+    else:
+        report = platform_migrate(verbosity=verbosity)
+        if not report.ok:
+            raise RuntimeError(f"Tenant schemas failed to migrate: {report.tenants.failed}")
     credentials = _credentials(data_dir)
     with schema_context(get_public_schema_name()):
         if not User.objects.filter(email=credentials.operator_email).exists():

@@ -1,9 +1,8 @@
 """How uvicorn serves Strata, shared by ``manage.py up``, the test server and (as CLI flags) the image.
 
-``proxy_headers`` is off: uvicorn would otherwise replace the client address with one taken from
-``X-Forwarded-For`` (for every peer with ``--forwarded-allow-ips *``), and a client could then pick
-its own throttle key. The socket peer reaches Django untouched; the trusted proxy chain is applied
-once, by core.platform.client with TRUSTED_PROXY_COUNT. The equivalent command line:
+``proxy_headers`` is off: nothing stands in front of these servers, so the socket peer is the
+client (core.platform.client). Behind deploy/'s nginx the Procfile turns uvicorn's proxy headers on
+for the proxy's address only (FORWARDED_ALLOW_IPS). The equivalent command line:
 
     uvicorn core.project.asgi:application --ws websockets-sansio --no-proxy-headers
 """

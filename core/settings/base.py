@@ -56,7 +56,10 @@ SECRET_KEY = required_in_production("SECRET_KEY", "strata-insecure-development-k
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[BASE_DOMAIN, f".{BASE_DOMAIN}", "127.0.0.1"])
 PORT = env.int("PORT", default=8000)
-SITE_SCHEME = env.str("SITE_SCHEME", default="http")
+# The scheme people use: https in production (TLS ends at the proxy in front of uvicorn).
+SITE_SCHEME = env.str("SITE_SCHEME", default="https" if PRODUCTION else "http")
+# The port browsers see in tenant URLs and origins: none for https or port 80.
+_PUBLIC_PORT = "" if SITE_SCHEME == "https" or PORT in (80, 443) else f":{PORT}"
 
 MIDDLEWARE = [
     # Static files, the favicon and the liveness probe are answered before anything looks up a
@@ -117,9 +120,13 @@ SESSION_COOKIE_DOMAIN = None
 CSRF_COOKIE_DOMAIN = None
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
+# Forms posted from any tenant's host. Behind the proxy, uvicorn (--proxy-headers, trusting only the
+# proxy's address) takes the scheme from the proxy's X-Forwarded-Proto, so Django sees https
+# requests as secure without trusting that header itself: SECURE_PROXY_SSL_HEADER stays unset, and a
+# client that reaches uvicorn directly cannot claim https.
 CSRF_TRUSTED_ORIGINS = env.list(
     "CSRF_TRUSTED_ORIGINS",
-    default=[f"http://*.{BASE_DOMAIN}:{PORT}", f"http://{BASE_DOMAIN}:{PORT}"],
+    default=[f"{SITE_SCHEME}://*.{BASE_DOMAIN}{_PUBLIC_PORT}", f"{SITE_SCHEME}://{BASE_DOMAIN}{_PUBLIC_PORT}"],
 )
 LOGIN_URL = "/login/"
 
@@ -149,3 +156,6 @@ LOGGING = {
 # instead of cloning on the spot; a job refills them after each signup, and periodically.
 TENANT_SPARE_SCHEMAS = env.int("TENANT_SPARE_SCHEMAS", default=2)
 TENANT_SPARES_CHECK_CRON = env.str("TENANT_SPARES_CHECK_CRON", default="*/5 * * * *")
+# Tenant schemas migrated at once by migrate_platform (one worker process and one database
+# connection each); schemas already current are skipped without being opened.
+MIGRATE_PARALLEL_JOBS = env.int("MIGRATE_PARALLEL_JOBS", default=2)

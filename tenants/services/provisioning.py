@@ -10,26 +10,25 @@ from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, transaction
-from django.db.migrations.loader import MigrationLoader
-from django.db.migrations.recorder import MigrationRecorder
-from django_tenants.clone import CloneSchema
 from django_tenants.utils import get_public_schema_name, schema_context, schema_exists
-from pgvector.django import HnswIndex, VectorField
+from pgvector.django import HnswIndex
 
 from core.platform.jobs import job_defer
 from tenants.models import Domain, Tenant
+from tenants.services.schema_migrations import schema_state_mark, schemas_applied, tenant_migration_nodes
+from tenants.services.template_snapshot import schema_clone, template_snapshot_forget
 
 logger = logging.getLogger(__name__)
 
 _PROVISION_LOCK = "strata.tenant_provision"
-_template_ready = False  # checked and clone function installed, once per process
+_template_ready = False  # checked once per process
 
 
 def provisioning_lock() -> None:
     """Serialise provisioning until the current transaction ends.
 
-    CloneSchema re-creates its SQL function on every call, and two signups for one
-    subdomain must see each other's rows; the lock is re-entrant within a transaction.
+    Two signups for one subdomain must see each other's rows, and a spare must be claimed by one
+    signup only; the lock is re-entrant within a transaction.
     """
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_PROVISION_LOCK])
@@ -43,61 +42,35 @@ def _tenant_app_models() -> Iterator[type]:
         yield from app_config.get_models()
 
 
-def _vector_columns() -> Iterator[tuple[type, VectorField]]:
-    for model in _tenant_app_models():
-        for field in model._meta.local_fields:
-            if isinstance(field, VectorField) and field.dimensions:
-                yield model, field
-
-
-def _hnsw_indexes() -> Iterator[tuple[type, HnswIndex]]:
-    for model in _tenant_app_models():
-        for index in model._meta.indexes:
-            if isinstance(index, HnswIndex):
-                yield model, index
-
-
-def _template_strip_vector_indexes() -> None:
-    """The bundled clone function turns vector(n) into plain vector, and an HNSW index on a
-    dimensionless column can't be recreated, so the template keeps none (see DESIGN.md)."""
-    with schema_context(settings.TENANT_BASE_SCHEMA), connection.schema_editor() as editor:
-        for _model, index in _hnsw_indexes():
-            editor.execute(f'DROP INDEX IF EXISTS "{index.name}"')
-
-
-def _restore_vector_columns(schema_name: str) -> None:
-    """Give the clone back its vector dimensions and its (empty, so instant) HNSW indexes."""
-    with schema_context(schema_name), connection.schema_editor(atomic=False) as editor:
-        for model, field in _vector_columns():
-            editor.execute(
-                f'ALTER TABLE "{model._meta.db_table}" ALTER COLUMN "{field.column}" '
-                f"TYPE vector({int(field.dimensions)})"
-            )
-        for model, index in _hnsw_indexes():
-            editor.add_index(model, index)
-
-
-def _tenant_migration_leaves() -> set[tuple[str, str]]:
-    loader = MigrationLoader(None, ignore_no_migrations=True)
-    tenant_labels = {label.rsplit(".", 1)[-1] for label in settings.TENANT_APPS}
-    return {node for node in loader.graph.nodes if node[0] in tenant_labels}
+def _template_vector_indexes_restore() -> None:
+    """Put back the HNSW indexes that templates made before cloning kept them (they were stripped
+    then, because the old clone function lost vector dimensions); a no-op on a current template."""
+    template = settings.TENANT_BASE_SCHEMA
+    with schema_context(template), connection.schema_editor() as editor:
+        for model in _tenant_app_models():
+            for index in model._meta.indexes:
+                if not isinstance(index, HnswIndex):
+                    continue
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s", [template, index.name]
+                    )
+                    if cursor.fetchone() is None:
+                        editor.add_index(model, index)
 
 
 def template_is_current() -> bool:
     """Every tenant-app migration on disk is recorded as applied in the template schema."""
-    if not schema_exists(settings.TENANT_BASE_SCHEMA):
-        return False
-    with schema_context(settings.TENANT_BASE_SCHEMA):
-        recorder = MigrationRecorder(connection)
-        if not recorder.has_table():
-            return False
-        applied = set(recorder.applied_migrations())
-    return _tenant_migration_leaves() <= applied
+    applied = schemas_applied([settings.TENANT_BASE_SCHEMA])[settings.TENANT_BASE_SCHEMA]
+    return applied is not None and tenant_migration_nodes() <= applied
 
 
 def tenant_template_ensure(*, verbosity: int = 0) -> bool:
     """Create or migrate the template schema when it lags behind the code; True if it changed."""
     if template_is_current():
+        with transaction.atomic():
+            _template_vector_indexes_restore()
+            schema_state_mark(schema_names=[settings.TENANT_BASE_SCHEMA])
         return False
     template = settings.TENANT_BASE_SCHEMA
     logger.info("migrating template schema %s", template)
@@ -106,41 +79,21 @@ def tenant_template_ensure(*, verbosity: int = 0) -> bool:
             with connection.cursor() as cursor:
                 cursor.execute(f'CREATE SCHEMA "{template}"')
         call_command("migrate_schemas", tenant=True, schema_name=template, interactive=False, verbosity=verbosity)
-        _template_strip_vector_indexes()
+        with transaction.atomic():
+            _template_vector_indexes_restore()
+            schema_state_mark(schema_names=[template])
+    template_snapshot_forget()
     spares_drop()
     return True
 
 
 def tenant_template_ensure_once() -> None:
-    """Check the template and install the clone function once per process: migrations only
-    change with a deploy, which restarts processes."""
+    """Check the template once per process: migrations only change with a deploy, which restarts
+    processes (and a clone notices a template changed under it: template_snapshot)."""
     global _template_ready
     if not _template_ready:
         tenant_template_ensure()
-        clone_function_install()
         _template_ready = True
-
-
-def clone_function_install() -> None:
-    """Install django-tenants' clone_schema SQL function (pg-clone-schema).
-
-    CloneSchema.clone_schema() re-creates the function, and DROPs and re-creates its enum type,
-    on every call: 20 ms each time, and two processes doing it at once break each other. We
-    install it once per process, under the provisioning lock, and call it directly.
-    """
-    with transaction.atomic():
-        provisioning_lock()
-        CloneSchema()._create_clone_schema_function()
-
-
-def _clone_template(schema_name: str) -> None:
-    # NOOWNER/NOACL: everything belongs to our one database role already, and skipping the
-    # ownership and grant passes makes the clone a third faster (measured 90 vs 140 ms).
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT public.clone_schema(%s, %s, 'DATA', 'NOOWNER', 'NOACL')",
-            [settings.TENANT_BASE_SCHEMA, schema_name],
-        )
 
 
 def tenant_provision(*, name: str, subdomain: str, schema_name: str, status: str) -> Tenant:
@@ -157,8 +110,7 @@ def tenant_provision(*, name: str, subdomain: str, schema_name: str, status: str
     tenant.save()
     Domain.objects.create(domain=f"{subdomain}.{settings.BASE_DOMAIN}", tenant=tenant, is_primary=True)
     if not _spare_claim(schema_name):
-        _clone_template(schema_name)
-        _restore_vector_columns(schema_name)
+        schema_clone(schema_name=schema_name)
     connection.set_schema_to_public()
     if settings.TENANT_SPARE_SCHEMAS:
         job_defer(SPARES_REFILL_JOB)
@@ -200,9 +152,7 @@ def spares_refill(*, target: int | None = None) -> int:
                 provisioning_lock()
                 if len(_spare_names()) >= target:
                     return made
-                name = f"{SPARE_PREFIX}{uuid.uuid4().hex[:16]}"
-                _clone_template(name)
-                _restore_vector_columns(name)
+                schema_clone(schema_name=f"{SPARE_PREFIX}{uuid.uuid4().hex[:16]}")
                 connection.set_schema_to_public()
             made += 1
 

@@ -13,6 +13,7 @@ from django_tenants.utils import tenant_context
 
 from ai.embedders import get_embedder
 from ai.models import Chunk, Document
+from ai.selectors import schemas_with_embedding_work
 from core.platform.exceptions import ApplicationError
 from tests.ai.factories import ChunkFactory, DocumentFactory
 from tests.fakes.voyage_server import DEFAULT_API_KEY, FakeVoyage, RecordedRequest
@@ -60,7 +61,7 @@ def test_it_embeds_every_chunk_without_an_embedding_in_one_tenant(acme, globex):
     out, err = embed("--schema", acme.tenant.schema_name)
 
     assert f"{acme.tenant.schema_name}: embedded 5 chunk(s)" in out
-    assert "Done: 5 chunk(s) embedded." in out
+    assert "Done: 5 chunk(s) embedded; 1 of 1 tenant(s) had work" in out
     assert "5/5" in err  # the progress bar
     with tenant_context(acme.tenant):
         chunks = list(Chunk.objects.filter(document=document).order_by("position"))
@@ -206,3 +207,48 @@ def test_quiet_mode_prints_no_progress_bar(acme):
 
     assert "embedded 2 chunk(s)" in out
     assert err == ""
+
+
+def test_with_nothing_to_embed_the_model_is_never_loaded(acme, monkeypatch):
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the embedding model was loaded with nothing to embed")
+
+    monkeypatch.setattr("ai.embedders._load_model", refuse)
+
+    out, _ = embed("--schema", acme.tenant.schema_name)
+
+    assert f"{acme.tenant.schema_name}: embedded 0 chunk(s)" in out
+    assert "0 of 1 tenant(s) had work" in out
+
+
+def test_the_tenants_with_work_are_found_by_one_query_over_all_of_them(acme, globex):
+    schemas = [acme.tenant.schema_name, globex.tenant.schema_name]
+    assert schemas_with_embedding_work(schema_names=schemas) == []
+    unembedded(globex, 2)
+
+    with CaptureQueriesContext(connection) as queries:
+        work = schemas_with_embedding_work(schema_names=schemas)
+
+    assert work == [globex.tenant.schema_name]
+    assert len([q for q in queries.captured_queries if ".ai_chunk WHERE" in q["sql"]]) == 1
+    assert not [q for q in queries.captured_queries if q["sql"].startswith('SET search_path = "t_')]
+
+
+def test_a_tenant_that_never_held_an_unembedded_chunk_is_not_even_queried(acme, unique_subdomain):
+    from core.project.signup import tenant_signup
+    from tests.factories import PASSWORD
+
+    fresh = tenant_signup(
+        organisation="Idle",
+        subdomain=unique_subdomain,
+        email=f"o@{unique_subdomain}.test",
+        password=PASSWORD,
+        plan="free",
+    ).tenant
+    connection.set_schema_to_public()
+
+    with CaptureQueriesContext(connection) as queries:
+        work = schemas_with_embedding_work(schema_names=[fresh.schema_name])
+
+    assert work == []
+    assert not [q for q in queries.captured_queries if f'{fresh.schema_name}".ai_chunk' in q["sql"]]

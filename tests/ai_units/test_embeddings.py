@@ -310,3 +310,36 @@ def test_bulk_mode_gives_the_same_vectors_within_bfloat16_rounding():
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == threads
     assert (np.sum(plain * bulk, axis=1) > 0.999).all()
+
+
+def test_without_the_voyage_extra_the_voyage_backend_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.setitem(sys.modules, "voyageai", None)  # as if `pip install strata` without [voyage]
+
+    with pytest.raises(ImproperlyConfigured, match=r"strata\[voyage\]"):
+        VoyageEmbedder(api_key=DEFAULT_API_KEY)
+
+
+def test_the_voyage_sdk_is_an_optional_extra_imported_only_when_asked_for() -> None:
+    import os
+    import subprocess
+    import sys
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    # Importing the embedders (every process does) must not import the SDK.
+    probe = "import sys, django; django.setup(); import ai.embedders; print('voyageai' in sys.modules)"
+    imported = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "core.settings"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+    assert not any(dependency.startswith("voyageai") for dependency in project["dependencies"])
+    assert any(dependency.startswith("voyageai") for dependency in project["optional-dependencies"]["voyage"])
+    assert imported == "False"

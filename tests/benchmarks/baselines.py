@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import close_old_connections, connection
 from django_tenants.utils import schema_context
+from pgvector.django import HnswIndex
 
 from ai.embedders import Embedder, get_embedder
 from ai.models import Chunk
@@ -39,6 +40,40 @@ def chunks_embed_naively(*, embedder: Embedder | None = None) -> int:
         chunk.save(update_fields=["embedding", "embedding_model"])
         done += 1
     return done
+
+
+def clone_function_install() -> None:
+    """The clone function the product used before template snapshots: pg-clone-schema 2.18, bundled in
+    django-tenants 4.0.1 behind a private method (the benchmark's baseline only)."""
+    from django_tenants.clone import CloneSchema
+
+    CloneSchema()._create_clone_schema_function()
+
+
+def schema_clone_by_clone_function(*, schema_name: str) -> None:
+    """The old clone: pg-clone-schema's catalogue walk, then vector(384) and the HNSW index put back (the
+    function loses vector dimensions, so the template's own HNSW index is set aside around the call)."""
+    template = settings.TENANT_BASE_SCHEMA
+    hnsw = [(model, index) for model in (Chunk,) for index in model._meta.indexes if isinstance(index, HnswIndex)]
+    with connection.cursor() as cursor:
+        for _model, index in hnsw:
+            cursor.execute(f'DROP INDEX IF EXISTS "{template}"."{index.name}"')
+        cursor.execute("SELECT public.clone_schema(%s, %s, 'DATA', 'NOOWNER', 'NOACL')", [template, schema_name])
+    for target in (template, schema_name):
+        with schema_context(target), connection.schema_editor(atomic=False) as editor:
+            if target == schema_name:
+                editor.execute('ALTER TABLE "ai_chunk" ALTER COLUMN "embedding" TYPE vector(384)')
+            for model, index in hnsw:
+                editor.add_index(model, index)
+    connection.set_schema_to_public()
+
+
+def tenant_provision_by_clone_function(*, name: str, subdomain: str, schema_name: str) -> Tenant:
+    tenant = Tenant(name=name, subdomain=subdomain, schema_name=schema_name, status=Tenant.Status.ACTIVE)
+    tenant.save()
+    Domain.objects.create(domain=f"{subdomain}.{settings.BASE_DOMAIN}", tenant=tenant, is_primary=True)
+    schema_clone_by_clone_function(schema_name=schema_name)
+    return tenant
 
 
 class InProcessPool:

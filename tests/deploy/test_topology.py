@@ -1,14 +1,21 @@
-"""The production shape on loopback: nginx with wildcard subdomains in front of two uvicorn
-processes sharing Redis (channel layer, cache) and PostgreSQL, all as real processes."""
+"""The production topology on loopback, as shipped: deploy/nginx.conf rendered with loopback upstreams and
+a certificate made here, in front of two web processes, a job worker and redis-server, all started from
+deploy/Procfile in production mode against PostgreSQL. Everything goes through nginx over HTTPS."""
+
+from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import json
 import os
 import shutil
-import signal
+import ssl
 import subprocess
 import sys
 import time
+import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -17,11 +24,14 @@ from django.db import connection
 
 from tests.ai.chat_client import ask, receive
 from tests.factories import PASSWORD
-from tests.live_server import free_port, live_database_url
+from tests.live_server import free_port
+from tests.live_server import live_database_url as database_url
+from tests.processes import ROOT, procfile_argv, running, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LOGIN_RATE = 5  # per minute and client address, for the throttle check
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.django_db,
@@ -31,145 +41,328 @@ pytestmark = [
     ),
 ]
 
-NGINX_CONF = """
+
+def self_signed_certificate(directory: Path, *names: str) -> tuple[Path, Path]:
+    """A certificate for ``names`` (and 127.0.0.1), signed by its own key: the test's own CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(name) for name in names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def nginx_configuration(
+    directory: Path, *, upstreams: list[int], http_port: int, https_port: int, cert: Path, key: Path
+) -> Path:
+    """deploy/nginx.conf rendered as the nginx image's envsubst step does (only these variables), and the
+    main configuration that includes it, as the image's own nginx.conf includes conf.d."""
+    values = {
+        "BASE_DOMAIN": "localhost",
+        "STRATA_UPSTREAM_SERVERS": " ".join(f"server 127.0.0.1:{port};" for port in upstreams),
+        "NGINX_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+        "NGINX_HTTPS_LISTEN": f"127.0.0.1:{https_port}",
+        "TLS_CERTIFICATE": str(cert),
+        "TLS_CERTIFICATE_KEY": str(key),
+    }
+    rendered = (ROOT / "deploy" / "nginx.conf").read_text()
+    for name, value in values.items():
+        rendered = rendered.replace("${" + name + "}", value)
+    assert "${" not in rendered, "deploy/nginx.conf uses a variable the test does not know"
+    (directory / "strata.conf").write_text(rendered)
+    for sub in ("body", "proxy", "fcgi", "uwsgi", "scgi"):
+        (directory / sub).mkdir(exist_ok=True)
+    main = directory / "nginx.conf"
+    main.write_text(
+        f"""
 worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log;
+pid {directory}/nginx.pid;
+error_log {directory}/nginx-error.log;
 events {{ worker_connections 512; }}
 http {{
   access_log off;
-  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-  upstream strata {{ server 127.0.0.1:{a}; server 127.0.0.1:{b}; }}
-  map $http_upgrade $connection_upgrade {{ default upgrade; "" ""; }}
-  server {{
-    listen 127.0.0.1:{port};
-    server_name localhost *.localhost;
-    location / {{
-      proxy_pass http://strata;
-      proxy_http_version 1.1;
-      proxy_set_header Host $http_host;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_buffering off;
-      proxy_read_timeout 300s;
-    }}
-  }}
+  client_body_temp_path {directory}/body; proxy_temp_path {directory}/proxy;
+  fastcgi_temp_path {directory}/fcgi; uwsgi_temp_path {directory}/uwsgi; scgi_temp_path {directory}/scgi;
+  include {directory}/strata.conf;
 }}
 """
-
-
-def wait_for(url: str, headers: dict, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, headers=headers, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} never became healthy")
+    )
+    return main
 
 
 @pytest.fixture(scope="module")
 def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("topology")
-    database_url = live_database_url()
-    redis_port, nginx_port, port_a, port_b = free_port(), free_port(), free_port(), free_port()
-    processes = [
-        subprocess.Popen(
-            [REDIS, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-    ]
+    signup_subdomain = f"topo{uuid.uuid4().hex[:8]}"
+    hosts = ["localhost", "acme.localhost", "globex.localhost", "nowhere.localhost", f"{signup_subdomain}.localhost"]
+    cert, key = self_signed_certificate(tmp, *hosts)
+    redis_port, http_port, https_port, port_a, port_b = (free_port() for _ in range(5))
     env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
+        "STRATA_PRODUCTION": "true",
+        "SECRET_KEY": "topology-" + uuid.uuid4().hex,
+        "DATABASE_URL": database_url(),
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "BASE_DOMAIN": "localhost",
+        "STRATA_DATA_DIR": str(tmp / "data"),
+        "STATIC_ROOT": str(tmp / "static"),
         "ANTHROPIC_API_KEY": "sk-ant-topology",
         "ANTHROPIC_BASE_URL": anthropic_server.base_url,
         "CHAT_MAX_STREAMS_PER_USER": "1",
-        "TASK_MODE": "eager",
-        "DEBUG": "false",
+        "LOGIN_THROTTLE_RATE": f"{LOGIN_RATE}/min",
+        "TENANT_SPARE_SCHEMAS": "0",
+        "TASK_MODE": "queue",
         "LOG_LEVEL": "ERROR",
+        # The Procfile's variables.
+        "WEB_CONCURRENCY": "1",
+        "FORWARDED_ALLOW_IPS": "127.0.0.1",  # nginx
+        "JOBS_WORKER_CONCURRENCY": "2",
     }
-    for port in (port_a, port_b):
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "core.project.asgi:application",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--ws",
-                    "websockets-sansio",
-                    "--lifespan",
-                    "off",
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=ROOT,
-                env=env,
-            )
-        )
-    for sub in ("body", "proxy", "fcgi", "uwsgi", "scgi"):
-        (tmp / sub).mkdir()
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, a=port_a, b=port_b, port=nginx_port))
-    processes.append(subprocess.Popen([NGINX, "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]))
-    try:
-        with django_db_blocker.unblock():
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        timeout=120,
+    )
+    main = nginx_configuration(
+        tmp, upstreams=[port_a, port_b], http_port=http_port, https_port=https_port, cert=cert, key=key
+    )
+    redis = [REDIS, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with django_db_blocker.unblock(), ExitStack() as stack:
+        try:
+            stack.enter_context(running(redis, env={}))
             for port in (port_a, port_b):
-                wait_for(f"http://127.0.0.1:{port}/healthz", {"Host": "localhost"})
-            wait_for(f"http://127.0.0.1:{nginx_port}/healthz", {"Host": "localhost"})
-            yield {"port": nginx_port, "backends": (port_a, port_b)}
-    finally:
-        for process in reversed(processes):
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        with django_db_blocker.unblock(), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+                argv = procfile_argv("web", {**env, "PORT": str(port)}, overrides={"--host": "127.0.0.1"})
+                stack.enter_context(running(argv, env={**env, "PORT": str(port)}))
+            stack.enter_context(running(procfile_argv("worker", env), env=env))
+            stack.enter_context(running([NGINX, "-c", str(main), "-g", "daemon off;"], env={}))
+            for port in (port_a, port_b):  # ready: database answers, model warm
+                wait_for(f"http://127.0.0.1:{port}/readyz", headers={"Host": "127.0.0.1"}, timeout=300)
+            wait_for(f"https://localhost:{https_port}/healthz", verify=ssl.create_default_context(cafile=str(cert)))
+            yield {
+                "port": https_port,
+                "http_port": http_port,
+                "backends": (port_a, port_b),
+                "cert": cert,
+                "signup_subdomain": signup_subdomain,
+                "worlds": django_db_setup,
+            }
+        finally:
+            stack.close()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
 
 
-def via_nginx(topology, subdomain: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=f"http://127.0.0.1:{topology['port']}",
-        headers={"Host": f"{subdomain}.localhost:{topology['port']}"},
-        timeout=20,
+def via_nginx(topology, subdomain: str | None = None, *, source: str | None = None) -> httpx.Client:
+    """An HTTPS client of one host through nginx. Python does not resolve *.localhost, so it connects to
+    127.0.0.1 (from ``source``, another loopback address, if given) and names the host in SNI, in Host
+    and in the certificate check, as a browser would."""
+    host = f"{subdomain}.localhost" if subdomain else "localhost"
+    context = ssl.create_default_context(cafile=str(topology["cert"]))
+    transport = httpx.HTTPTransport(verify=context, local_address=source)
+
+    class Loopback(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            request.extensions["sni_hostname"] = host
+            request.url = request.url.copy_with(host="127.0.0.1")
+            request.headers["Host"] = f"{host}:{topology['port']}"
+            return transport.handle_request(request)
+
+        def close(self) -> None:
+            transport.close()
+
+    return httpx.Client(base_url=f"https://{host}:{topology['port']}", transport=Loopback(), timeout=30)
+
+
+def wss_connect(topology, subdomain: str, token: str):
+    import websockets
+
+    return websockets.connect(
+        f"wss://{subdomain}.localhost:{topology['port']}/ws/chat/",
+        additional_headers={"Authorization": f"Token {token}"},
+        host="127.0.0.1",
+        port=topology["port"],
+        ssl=ssl.create_default_context(cafile=str(topology["cert"])),
+        server_hostname=f"{subdomain}.localhost",
+        proxy=None,
+        open_timeout=20,
+        max_queue=None,
     )
 
 
-def test_wildcard_subdomains_reach_their_tenant_through_nginx(topology, live_worlds):
-    acme = live_worlds["acme"]
+# --- The journey of a new organisation ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signed_up(topology):
+    subdomain = topology["signup_subdomain"]
+    with via_nginx(topology) as http:
+        response = http.post(
+            "/api/signup/",
+            json={
+                "organisation": "Topology Ltd",
+                "subdomain": subdomain,
+                "email": f"owner@{subdomain}.test",
+                "password": PASSWORD,
+                "plan": "free",
+            },
+        )
+    assert response.status_code == 201, response.text
+    return {"subdomain": subdomain, "email": f"owner@{subdomain}.test", **response.json()}
+
+
+def test_signup_over_https_gives_an_https_tenant_url(signed_up):
+    assert signed_up["tenant"]["url"] == f"https://{signed_up['subdomain']}.localhost/"
+    assert signed_up["token"]
+
+
+def test_plain_http_is_redirected_to_https(topology):
+    response = httpx.get(f"http://127.0.0.1:{topology['http_port']}/login/", headers={"Host": "acme.localhost"})
+
+    assert response.status_code == 301
+    assert response.headers["location"] == "https://acme.localhost/login/"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is installed by tests/run.sh")
+def test_a_browser_logs_in_over_https_with_secure_cookies_and_csrf(topology, signed_up):
+    from playwright.sync_api import expect, sync_playwright
+
+    base = f"https://{signed_up['subdomain']}.localhost:{topology['port']}"
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP *.localhost 127.0.0.1"],
+            )
+            context = browser.new_context(ignore_https_errors=True)  # the test's own CA
+            page = context.new_page()
+            page.goto(f"{base}/")
+            expect(page).to_have_url(f"{base}/login/?next=/")
+            page.fill("#id_username", signed_up["email"])
+            page.fill("#id_password", PASSWORD)
+            page.click("button[type=submit]")
+            expect(page.get_by_role("heading", name="Upload a document")).to_be_visible()
+            cookies = {cookie["name"]: cookie for cookie in context.cookies(base)}
+            # The same browser, session and origin, but without the form's CSRF token.
+            forged = page.evaluate(
+                "fetch('/login/', {method: 'POST', body: new URLSearchParams({username: 'x', password: 'y'})})"
+                ".then(response => response.status)"
+            )
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+    assert cookies["sessionid"]["secure"] and cookies["sessionid"]["httpOnly"]
+    assert cookies["csrftoken"]["secure"]
+    assert forged == 403
+
+
+def test_a_document_is_ingested_by_the_job_worker_and_found_by_search(topology, signed_up):
+    with via_nginx(topology, signed_up["subdomain"]) as http:
+        http.headers["Authorization"] = f"Token {signed_up['token']}"
+        created = http.post(
+            "/api/documents/",
+            json={"title": "Expenses", "content": "Receipts for travel expenses go to finance within a month."},
+        )
+        assert created.status_code == 201, created.text
+        deadline = time.monotonic() + 180
+        while (status := http.get(f"/api/documents/{created.json()['id']}/").json()["status"]) != "ready":
+            assert status != "failed" and time.monotonic() < deadline, status
+            time.sleep(0.5)
+        results = http.post("/api/search/", json={"query": "where do I send receipts?"}).json()["results"]
+
+    assert [hit["title"] for hit in results] == ["Expenses"]
+
+
+def test_a_websocket_chat_streams_over_wss(topology, signed_up, anthropic_server):
+    anthropic_server.reset()
+    anthropic_server.reply = "Send them to finance."
+
+    async def chat():
+        async with wss_connect(topology, signed_up["subdomain"], signed_up["token"]) as socket:
+            return await ask(socket, "Where do receipts go?")
+
+    frames = asyncio.run(chat())
+    anthropic_server.reset()
+
+    assert frames[0]["type"] == "start"
+    assert "".join(frame["token"] for frame in frames if frame["type"] == "token") == "Send them to finance."
+    assert frames[-1]["type"] == "done"
+
+
+def test_throttles_key_on_the_real_client_address_and_ignore_a_forged_one(topology, signed_up):
+    wrong = {"email": signed_up["email"], "password": "not-the-password"}
+
+    def attempt(client: httpx.Client, forged: str) -> int:
+        return client.post("/api/auth/login/", json=wrong, headers={"X-Forwarded-For": forged}).status_code
+
+    with (
+        via_nginx(topology, signed_up["subdomain"]) as first,
+        via_nginx(topology, signed_up["subdomain"], source="127.0.0.2") as second,
+    ):
+        # Every attempt claims another address: the throttle still counts them against 127.0.0.1.
+        from_first = [attempt(first, f"203.0.113.{i}") for i in range(LOGIN_RATE + 1)]
+        # Another real address has its own allowance, whatever address it claims.
+        from_second = attempt(second, "127.0.0.1")
+
+    assert from_first == [400] * LOGIN_RATE + [429]
+    assert from_second == 400
+
+
+# --- Several processes behind one proxy --------------------------------------------------------------
+
+
+def test_wildcard_subdomains_reach_their_tenant_through_nginx(topology):
+    acme = topology["worlds"]["acme"]
     with via_nginx(topology, "acme") as http:
-        key = http.post("/api/auth/login/", json={"email": acme.member.email, "password": PASSWORD}).json()["key"]
-        statuses = {
-            http.get("/api/documents/", headers={"Authorization": f"Token {key}"}).status_code for _ in range(6)
-        }
+        http.headers["Authorization"] = f"Token {acme.member_token}"
+        statuses = {http.get("/api/documents/").status_code for _ in range(6)}
     with via_nginx(topology, "globex") as http:
-        other = http.get("/api/documents/", headers={"Authorization": f"Token {key}"}).status_code
+        other = http.get("/api/documents/", headers={"Authorization": f"Token {acme.member_token}"}).status_code
     with via_nginx(topology, "nowhere") as http:
         unknown = http.get("/api/documents/").status_code
-    assert statuses == {200}  # round robin over both processes
+
+    assert statuses == {200}  # spread over both processes
     assert other == 403
     assert unknown == 404
 
 
-def test_sse_streams_through_nginx_unbuffered(topology, live_worlds, anthropic_server):
+def test_sse_streams_through_nginx_unbuffered(topology, anthropic_server):
     anthropic_server.reset()
     anthropic_server.reply = "a b c d e f"
     anthropic_server.token_delay = 0.1
-    acme = live_worlds["acme"]
+    acme = topology["worlds"]["acme"]
     arrivals = []
     with (
         via_nginx(topology, "acme") as http,
@@ -181,32 +374,24 @@ def test_sse_streams_through_nginx_unbuffered(topology, live_worlds, anthropic_s
             if line.startswith("data: ") and json.loads(line[6:])["type"] == "token":
                 arrivals.append(time.monotonic())
     anthropic_server.reset()
+
     assert len(arrivals) == 6
     assert arrivals[-1] - arrivals[0] > 0.35
 
 
-def test_websocket_chat_through_nginx_and_limits_shared_by_both_processes(topology, live_worlds, anthropic_server):
-    import websockets
-
+def test_websocket_limits_are_shared_by_both_processes_through_redis(topology, anthropic_server):
     anthropic_server.reset()
     anthropic_server.reply = " ".join(f"w{i}" for i in range(60))
     anthropic_server.token_delay = 0.03
-    acme = live_worlds["acme"]
+    acme = topology["worlds"]["acme"]
 
     async def scenario():
-        def connect():
-            return websockets.connect(
-                f"ws://acme.localhost:{topology['port']}/ws/chat/",
-                additional_headers={"Authorization": f"Token {acme.owner_token}"},
-                host="127.0.0.1",
-                port=topology["port"],
-                proxy=None,
-                max_queue=None,
-            )
-
-        # nginx sends the two sockets to different processes (round robin); the per-user stream
+        # nginx sends the two sockets to different processes (least connections); the per-user stream
         # limit of 1 still holds because the counter lives in Redis.
-        async with connect() as first, connect() as second:
+        async with (
+            wss_connect(topology, "acme", acme.owner_token) as first,
+            wss_connect(topology, "acme", acme.owner_token) as second,
+        ):
             await first.send(json.dumps({"message": "long answer"}))
             assert (await receive(first))["type"] == "start"
             refused = await ask(second, "me too")
@@ -217,6 +402,7 @@ def test_websocket_chat_through_nginx_and_limits_shared_by_both_processes(topolo
 
     refused, frames = asyncio.run(scenario())
     anthropic_server.reset()
+
     assert refused[-1]["error"]["code"] == "too_many_streams"
     assert frames[-1]["type"] == "done"
     assert "".join(f["token"] for f in frames if f["type"] == "token") == " ".join(f"w{i}" for i in range(60))

@@ -64,15 +64,12 @@ def test_a_new_tenant_has_its_own_cosine_hnsw_index(fresh_tenant):
     )
 
 
-def test_the_template_schema_keeps_no_hnsw_index_and_is_current(db):
+def test_the_template_schema_is_current_and_keeps_its_hnsw_index(db):
     assert template_is_current()
-    assert index_definition(settings.TENANT_BASE_SCHEMA, "chunk_embedding_hnsw") is None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexdef ILIKE '%%USING hnsw%%'",
-            [settings.TENANT_BASE_SCHEMA],
-        )
-        assert cursor.fetchone()[0] == 0
+    assert index_definition(settings.TENANT_BASE_SCHEMA, "chunk_embedding_hnsw") == (
+        f"CREATE INDEX chunk_embedding_hnsw ON {settings.TENANT_BASE_SCHEMA}.ai_chunk USING hnsw "
+        "(embedding vector_cosine_ops) WITH (m='16', ef_construction='64')"
+    )
 
 
 def test_a_new_tenant_starts_with_the_default_prompt_templates(fresh_tenant):

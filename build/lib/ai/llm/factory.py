@@ -1,0 +1,46 @@
+"""The provider the settings ask for: Anthropic when a key is set, offline otherwise."""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+from django.conf import settings
+
+from ai.llm.claude import AnthropicProvider
+from ai.llm.offline import OfflineProvider
+from ai.llm.types import LLMProvider
+
+
+class ProviderConfig(NamedTuple):
+    api_key: str
+    base_url: str | None
+    model: str
+    max_retries: int
+    timeout: float
+
+
+def get_llm_provider() -> LLMProvider:
+    """The provider the settings ask for: Anthropic when a key is set, offline otherwise."""
+    config = ProviderConfig(
+        api_key=settings.ANTHROPIC_API_KEY,
+        base_url=settings.ANTHROPIC_BASE_URL,
+        model=settings.ANTHROPIC_MODEL,
+        max_retries=settings.ANTHROPIC_MAX_RETRIES,
+        timeout=settings.ANTHROPIC_TIMEOUT,
+    )
+    return provider_for(config)
+
+
+@functools.lru_cache(maxsize=8)
+def provider_for(config: ProviderConfig) -> LLMProvider:
+    """One provider (and so one set of HTTP clients) per distinct configuration."""
+    if not config.api_key:
+        return OfflineProvider()
+    return AnthropicProvider(
+        api_key=config.api_key,
+        base_url=config.base_url,
+        model=config.model,
+        max_retries=config.max_retries,
+        timeout=config.timeout,
+    )

@@ -1,0 +1,185 @@
+"""Tenant-schema data: documents and their embedded chunks, prompts, conversations, agent actions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from pgvector.django import HnswIndex, VectorField
+
+
+def _user_reference(**kwargs: object) -> models.ForeignKey:
+    # Users live in public; a database-level FK from every tenant schema would make deleting a
+    # user lock and cascade across every schema, so the reference is kept without a constraint.
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False, **kwargs
+    )
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    title = models.CharField(max_length=300)
+    content = models.TextField()
+    source_name = models.CharField(max_length=255, blank=True, help_text="File name of an upload.")
+    content_type = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    chunk_count = models.PositiveIntegerField(default=0)
+    created_by = _user_reference(related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["-created"], name="document_created_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "ready", "failed"]), name="document_status_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Chunk(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    position = models.PositiveIntegerField()
+    text = models.TextField()
+    token_count = models.PositiveIntegerField(default=0)
+    embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS, null=True, blank=True)
+    embedding_model = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["document_id", "position"]
+        constraints = [models.UniqueConstraint(fields=["document", "position"], name="chunk_unique_position")]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            models.Index(fields=["document"], condition=models.Q(embedding__isnull=True), name="chunk_unembedded_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.position}"
+
+
+class PromptTemplate(models.Model):
+    class Name(models.TextChoices):
+        SUMMARISE = "summarise", "Summarise"
+        SUMMARISE_REDUCE = "summarise_reduce", "Summarise (combine sections)"
+        CHAT = "chat", "Chat"
+
+    name = models.CharField(max_length=40, choices=Name.choices)
+    version = models.PositiveIntegerField(default=1)
+    system_prompt = models.TextField()
+    active = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="prompt_unique_version"),
+            models.UniqueConstraint(
+                fields=["name"], condition=models.Q(active=True), name="prompt_one_active_per_name"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}{' (active)' if self.active else ''}"
+
+
+class CallStatus(models.TextChoices):
+    """How an AI call ended; shared by the call's AgentAction and the chat Message it produced."""
+
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+class Conversation(models.Model):
+    title = models.CharField(max_length=200, blank=True)
+    user = _user_reference(related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated", "-id"]
+        indexes = [models.Index(fields=["user", "-updated"], name="conversation_user_idx")]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class AgentAction(models.Model):
+    class AgentType(models.TextChoices):
+        SUMMARISE = "summarise", "Summarise"
+        CHAT = "chat", "Chat"
+
+    Status = CallStatus
+
+    timestamp = models.DateTimeField(auto_now_add=True, db_index=True)
+    agent_type = models.CharField(max_length=20, choices=AgentType.choices)
+    user = _user_reference(related_name="+")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OK)
+    provider = models.CharField(max_length=20, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    input_prompt = models.TextField(blank=True)
+    output_text = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_creation_input_tokens = models.PositiveIntegerField(default=0)
+    cache_read_input_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    conversation = models.ForeignKey(Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reviewed = models.BooleanField(default=False)
+    flagged_for_training = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["ok", "error", "interrupted"]), name="agent_action_status_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_type} {self.status} at {self.timestamp:%Y-%m-%d %H:%M}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    Status = CallStatus
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OK)
+    sources = models.JSONField(default=list, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    agent_action = models.ForeignKey(AgentAction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        indexes = [models.Index(fields=["conversation", "created"], name="message_conversation_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"

@@ -1,0 +1,162 @@
+"""Reads of the AI app that need care: semantic search through the HNSW index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import QuerySet
+from pgvector.django import CosineDistance
+
+from ai.embedders import get_embedder
+from ai.models import Chunk, Conversation, Document
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    document_id: int
+    title: str
+    chunk_id: int
+    text: str
+    distance: float
+
+
+def _search_queryset(vector: list[float], *, k: int, document_ids: Sequence[int] | None) -> QuerySet[Chunk]:
+    queryset = Chunk.objects.filter(embedding__isnull=False)
+    if document_ids is not None:
+        queryset = queryset.filter(document_id__in=list(document_ids))
+    # ORDER BY embedding <=> q LIMIT k is the shape the HNSW (cosine) index answers.
+    return (
+        queryset.annotate(distance=CosineDistance("embedding", vector))
+        .select_related("document")
+        .only("id", "text", "document_id", "document__title")
+        .order_by("distance")[:k]
+    )
+
+
+@contextmanager
+def _search_settings(*, k: int, exact: bool) -> Iterator[None]:
+    """The planner settings of one search (SET LOCAL), undone when the search ends.
+
+    A search writes nothing, so its transaction, or its savepoint inside a caller's transaction,
+    is rolled back: a released savepoint would leave the settings (``enable_indexscan = off``
+    above all) on every later query of the caller's transaction.
+    """
+    with transaction.atomic():
+        try:
+            with connection.cursor() as cursor:
+                # One round trip. pgvector 0.8's iterative scan keeps reading the index when a
+                # filter drops candidates, so a filtered search still returns k rows.
+                cursor.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true),"
+                    " set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                    " set_config('enable_indexscan', %s, true)",
+                    [str(max(settings.HNSW_EF_SEARCH, k)), "off" if exact else "on"],
+                )
+            yield
+        finally:
+            transaction.set_rollback(True)
+
+
+def chunks_nearest(
+    *, vector: list[float], k: int, document_ids: Sequence[int] | None = None, exact: bool = False
+) -> list[Chunk]:
+    """The k chunks nearest ``vector`` in the current tenant's schema (HNSW unless ``exact``)."""
+    with _search_settings(k=k, exact=exact):
+        chunks = list(_search_queryset(vector, k=k, document_ids=document_ids))
+    # relaxed_order may return neighbours slightly out of order; restore it.
+    return sorted(chunks, key=lambda chunk: chunk.distance)
+
+
+def chunks_nearest_plan(
+    *,
+    vector: list[float],
+    k: int,
+    document_ids: Sequence[int] | None = None,
+    exact: bool = False,
+    analyze: bool = False,
+) -> str:
+    """PostgreSQL's plan for the query ``chunks_nearest`` runs with the same arguments (EXPLAIN)."""
+    with _search_settings(k=k, exact=exact):
+        return _search_queryset(vector, k=k, document_ids=document_ids).explain(analyze=analyze)
+
+
+def documents_search(
+    *,
+    query: str,
+    k: int = 5,
+    max_distance: float | None = None,
+    document_ids: Sequence[int] | None = None,
+    vector: list[float] | None = None,
+) -> list[SearchHit]:
+    """Chunks of this tenant's documents nearest in meaning to ``query``, by cosine distance.
+
+    ``vector`` is the query's embedding when the caller already computed it (chat does, in
+    parallel with its own database work)."""
+    if vector is None:
+        vector = get_embedder().embed_query(query)
+    chunks = chunks_nearest(vector=vector, k=k, document_ids=document_ids)
+    return [
+        SearchHit(
+            document_id=chunk.document_id,
+            title=chunk.document.title,
+            chunk_id=chunk.id,
+            text=chunk.text,
+            distance=float(chunk.distance),
+        )
+        for chunk in chunks
+        if max_distance is None or chunk.distance <= max_distance
+    ]
+
+
+def documents_list() -> QuerySet[Document]:
+    return Document.objects.select_related("created_by").defer("content")
+
+
+def conversations_for(*, user_id: int) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(user_id=user_id)
+
+
+UNEMBEDDED_INDEX = "chunk_unembedded_idx"  # ai.Chunk's partial index of chunks without an embedding
+
+
+def schemas_with_embedding_work(*, schema_names: Sequence[str], other_than_model: str | None = None) -> list[str]:
+    """The tenant schemas among ``schema_names`` that hold chunks without an embedding (or, given a
+    model name, made by another model), so a run with nothing to do neither loads the model nor
+    opens each schema in turn. (A document with an unembedded chunk is never ready, and embedding
+    its last chunk makes it ready in the same transaction, so chunks are the whole story.)
+
+    Two queries, whatever the number of tenants: the catalogue first leaves out every schema whose
+    partial index of unembedded chunks has never held an entry (a B-tree is one metapage until its
+    first entry; with a model name, whose chunk table has never held a row), which is cheap and
+    never misses one; then one UNION ALL asks the others, a thousand schemas per query.
+    """
+    table = Chunk._meta.db_table
+    probe, relation = (table, "r") if other_than_model is not None else (UNEMBEDDED_INDEX, "i")
+    condition = "embedding IS NULL" + (" OR embedding_model <> %s" if other_than_model is not None else "")
+    found: list[str] = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
+            "WHERE n.nspname = ANY(%s) AND c.relname = %s AND c.relkind = %s "
+            "AND pg_relation_size(c.oid) > "
+            "(CASE WHEN c.relkind = 'i' THEN current_setting('block_size')::int ELSE 0 END) "
+            "ORDER BY n.nspname",
+            [list(schema_names), probe, relation],
+        )
+        candidates = [row[0] for row in cursor.fetchall()]
+        for start in range(0, len(candidates), 1000):
+            batch = candidates[start : start + 1000]
+            branches = [
+                f"SELECT %s WHERE EXISTS (SELECT 1 FROM {connection.ops.quote_name(name)}.{table} WHERE {condition})"
+                for name in batch
+            ]
+            params: list[str] = []
+            for name in batch:
+                params += [name, *([other_than_model] if other_than_model is not None else [])]
+            cursor.execute(" UNION ALL ".join(branches), params)
+            found += sorted(row[0] for row in cursor.fetchall())
+    return found

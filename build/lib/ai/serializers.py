@@ -1,0 +1,102 @@
+"""API shapes of the AI app: input serializers validate, output serializers shape."""
+
+from django.conf import settings
+from rest_framework import serializers
+
+from ai.models import Conversation, Document, Message
+
+
+class DocumentListSerializer(serializers.ModelSerializer):
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = Document
+        fields = ("id", "title", "source_name", "status", "error", "chunk_count", "created_by", "created", "updated")
+        read_only_fields = fields
+
+
+class DocumentSerializer(DocumentListSerializer):
+    class Meta(DocumentListSerializer.Meta):
+        fields = (*DocumentListSerializer.Meta.fields, "content", "content_type")
+        read_only_fields = fields
+
+
+class DocumentCreateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    content = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default="")
+    file = serializers.FileField(required=False, allow_empty_file=True, use_url=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs.get("file") is None:
+            errors = {}
+            if not attrs.get("title", "").strip():
+                errors["title"] = ["This field is required."]
+            if not attrs.get("content", "").strip():
+                errors["content"] = ["This field is required (or upload a file)."]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return attrs
+
+
+class DocumentUpdateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=300, required=False)
+    content = serializers.CharField(required=False, trim_whitespace=False)
+
+
+class SearchInputSerializer(serializers.Serializer):
+    query = serializers.CharField(max_length=2000)
+    k = serializers.IntegerField(min_value=1, max_value=settings.SEARCH_MAX_K, default=5)
+    max_distance = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
+    document_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), max_length=1000, required=False)
+
+
+class SearchHitSerializer(serializers.Serializer):
+    document_id = serializers.IntegerField()
+    title = serializers.CharField()
+    chunk_id = serializers.IntegerField()
+    text = serializers.CharField()
+    distance = serializers.FloatField()
+
+
+class SearchOutputSerializer(serializers.Serializer):
+    results = SearchHitSerializer(many=True)
+
+
+class UsageSerializer(serializers.Serializer):
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cache_creation_input_tokens = serializers.IntegerField()
+    cache_read_input_tokens = serializers.IntegerField()
+
+
+class SummaryOutputSerializer(serializers.Serializer):
+    summary = serializers.CharField()
+    usage = UsageSerializer()
+    provider = serializers.CharField()
+    model = serializers.CharField()
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = ("id", "role", "content", "status", "sources", "input_tokens", "output_tokens", "created")
+        read_only_fields = fields
+
+
+class ConversationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Conversation
+        fields = ("id", "title", "created", "updated")
+        read_only_fields = ("id", "created", "updated")
+
+
+class ConversationDetailSerializer(ConversationSerializer):
+    messages = MessageSerializer(many=True, read_only=True)
+
+    class Meta(ConversationSerializer.Meta):
+        fields = (*ConversationSerializer.Meta.fields, "messages")
+
+
+class ChatInputSerializer(serializers.Serializer):
+    message = serializers.CharField(trim_whitespace=True)
+    conversation_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)

@@ -1,0 +1,1 @@
+"""What the AI app can do, one module per use case."""

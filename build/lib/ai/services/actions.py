@@ -1,0 +1,56 @@
+"""Recording every AI call: the AgentAction (tenant schema) and, with it, the usage ledger row (public)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from ai.llm import Usage
+from ai.models import AgentAction, Document
+from billing.services import usage_record
+from core.models import User
+
+
+@transaction.atomic
+def agent_action_record(
+    *,
+    agent_type: str,
+    user: User | None,
+    provider: str,
+    model: str,
+    input_prompt: str,
+    output_text: str,
+    usage: Usage,
+    latency_ms: int,
+    status: str = AgentAction.Status.OK,
+    error: str = "",
+    document: Document | None = None,
+    conversation_id: int | None = None,
+) -> AgentAction:
+    """Write one AgentAction and, for model calls, its usage event, in the caller's transaction.
+
+    Offline answers are no LLM call: their estimated tokens are kept on the action only.
+    """
+    action = AgentAction.objects.create(
+        agent_type=agent_type,
+        user=user,
+        provider=provider,
+        model=model,
+        input_prompt=input_prompt,
+        output_text=output_text,
+        error=error[:2000],
+        status=status,
+        latency_ms=latency_ms,
+        document=document,
+        conversation_id=conversation_id,
+        **usage.as_dict(),
+    )
+    if provider == "offline":
+        return action
+    usage_record(
+        user_id=user.id if user else None,
+        feature=agent_type,
+        model=model,
+        usage=usage,
+        request_key=f"action:{action.pk}",
+    )
+    return action

@@ -1,0 +1,97 @@
+"""The operators' billing admin (public host): plans are edited here; the ledger, subscriptions and
+webhook events are shown read-only, since Stripe and the services own them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from billing.models import Plan, Subscription, TenantUsagePeriod, UsageEvent, WebhookEvent
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "slug",
+        "monthly_price_cents",
+        "included_tokens",
+        "hard_limit",
+        "stripe_price_id",
+        "stripe_metered_price_id",
+        "is_public",
+    )
+    prepopulated_fields = {"slug": ("name",)}
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "tenant",
+        "status",
+        "stripe_customer_id",
+        "stripe_subscription_id",
+        "current_period_end",
+        "past_due_since",
+        "last_event_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("tenant__subdomain", "tenant__name", "stripe_customer_id", "stripe_subscription_id")
+    list_select_related = ("tenant",)
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created",
+        "tenant",
+        "feature",
+        "model",
+        "total_tokens",
+        "cost_micros",
+        "meter_status",
+        "meter_attempts",
+        "meter_error",
+    )
+    list_filter = ("meter_status", "feature", "model")
+    search_fields = ("request_key", "tenant__subdomain")
+    list_select_related = ("tenant",)
+    show_full_result_count = False  # the ledger grows without bound; COUNT(*) per page view would too
+    actions = ("meter_retry",)
+
+    @admin.action(description="Send to Stripe again (failed events)")
+    def meter_retry(self, request: HttpRequest, queryset: QuerySet[UsageEvent]) -> None:
+        # The identifier is unchanged, so an event Stripe already has is recognised, never billed twice.
+        count = queryset.filter(meter_status=UsageEvent.MeterStatus.FAILED).update(
+            meter_status=UsageEvent.MeterStatus.PENDING, meter_next_attempt_at=None
+        )
+        self.message_user(request, f"{count} event(s) queued for the next meter sync.", messages.SUCCESS)
+
+
+@admin.register(TenantUsagePeriod)
+class TenantUsagePeriodAdmin(ReadOnlyAdmin):
+    list_display = ("tenant", "period_start", "tokens_used", "cost_micros")
+    list_filter = ("period_start",)
+    search_fields = ("tenant__subdomain", "tenant__name")
+    list_select_related = ("tenant",)
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ("event_id", "type", "created", "received", "outcome")
+    list_filter = ("type",)
+    search_fields = ("event_id",)

@@ -1,0 +1,71 @@
+"""Billing API: public plan list and Stripe webhooks; a tenant's usage, checkout and billing portal."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing.models import Plan
+from billing.serializers import PlanSerializer, SessionUrlSerializer, UsageSummarySerializer, WebhookOutcomeSerializer
+from billing.services import checkout_session_start, portal_session_start, usage_summary, webhook_event_receive
+from core.platform.api import IsTenantMember, TenantAPIView
+from tenants.models import Membership
+
+
+class IsTenantOwner(IsTenantMember):
+    message = "Only owners of this organisation may manage its billing."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return super().has_permission(request, view) and request.membership.role == Membership.Role.OWNER  # type: ignore[attr-defined]
+
+
+class PlanListApi(generics.ListAPIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    serializer_class = PlanSerializer
+    pagination_class = None
+    queryset = Plan.objects.filter(is_public=True)
+
+
+class UsageApi(TenantAPIView):
+    @extend_schema(responses=UsageSummarySerializer)
+    def get(self, request: Request) -> Response:
+        summary = usage_summary(tenant=request.tenant)  # type: ignore[attr-defined]
+        return Response(UsageSummarySerializer(summary).data)
+
+
+class PortalApi(TenantAPIView):
+    membership_permission = IsTenantOwner
+
+    @extend_schema(request=None, responses=SessionUrlSerializer)
+    def post(self, request: Request) -> Response:
+        url = portal_session_start(tenant=request.tenant)  # type: ignore[attr-defined]
+        return Response(SessionUrlSerializer({"url": url}).data)
+
+
+class CheckoutApi(TenantAPIView):
+    """A fresh Checkout Session for an organisation still waiting for its first payment."""
+
+    membership_permission = IsTenantOwner
+
+    @extend_schema(request=None, responses=SessionUrlSerializer)
+    def post(self, request: Request) -> Response:
+        url = checkout_session_start(tenant=request.tenant, user=request.user)  # type: ignore[attr-defined]
+        return Response(SessionUrlSerializer({"url": url}).data)
+
+
+class StripeWebhookApi(APIView):
+    """Stripe calls this: no session, no token, no CSRF; the signature is the authentication."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=None, responses=WebhookOutcomeSerializer)
+    def post(self, request: Request) -> Response:
+        # The raw bytes, exactly as signed: request.data would parse and re-serialise them.
+        outcome = webhook_event_receive(payload=request.body, signature=request.headers.get("Stripe-Signature"))
+        return Response(WebhookOutcomeSerializer(outcome).data)

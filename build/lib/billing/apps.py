@@ -1,0 +1,7 @@
+"""Billing app config."""
+
+from django.apps import AppConfig
+
+
+class BillingConfig(AppConfig):
+    name = "billing"

@@ -1,0 +1,14 @@
+"""What billing can do: record usage, check quotas, talk to Stripe, sync meters, follow webhooks."""
+
+from billing.services.meter import SyncReport, usage_sync  # noqa: F401
+from billing.services.quota import quota_check  # noqa: F401
+from billing.services.stripe import (  # noqa: F401
+    CheckoutStarted,
+    billing_enabled,
+    checkout_session_start,
+    checkout_start,
+    portal_session_start,
+)
+from billing.services.subscriptions import subscription_start, subscriptions_enforce_grace  # noqa: F401
+from billing.services.usage import period_start, usage_record, usage_summary  # noqa: F401
+from billing.services.webhooks import WebhookOutcome, webhook_event_receive  # noqa: F401

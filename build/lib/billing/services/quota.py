@@ -1,0 +1,89 @@
+"""Before each LLM call: the tenant's request rate and its plan's token allowance (both transports)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+
+from billing.models import Plan, Subscription, TenantUsagePeriod
+from billing.services.usage import current_tenant_id, period_start
+from core.platform.exceptions import ApplicationError
+
+# Indirection so tests can pin the clock of the per-minute window without patching time.time.
+_clock = time.time
+
+
+def _rate_limit(tenant_id: int) -> None:
+    limit = settings.TENANT_RATE_LIMIT_PER_MINUTE
+    if not limit:
+        return
+    now = _clock()
+    window = int(now // 60)
+    key = f"strata:rate:{tenant_id}:{window}"
+    cache.add(key, 0, timeout=120)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, timeout=120)
+        count = 1
+    if count > limit:
+        raise ApplicationError(
+            f"Too many AI requests for this organisation; the limit is {limit} a minute.",
+            code="rate_limited",
+            status=429,
+            extra={"retry_after": 60 - int(now % 60)},
+        )
+
+
+_PLAN_AND_USAGE_SQL = """
+    SELECT p.id, p.name, p.included_tokens, p.hard_limit, p.allowed_models, u.tokens_used
+    FROM {subscription} s
+    JOIN {plan} p ON p.id = s.plan_id
+    LEFT JOIN {period} u ON u.tenant_id = s.tenant_id AND u.period_start = %s
+    WHERE s.tenant_id = %s
+"""
+
+
+@functools.cache
+def _plan_and_usage_sql() -> str:
+    quote = connection.ops.quote_name
+    return _PLAN_AND_USAGE_SQL.format(
+        subscription=quote(Subscription._meta.db_table),
+        plan=quote(Plan._meta.db_table),
+        period=quote(TenantUsagePeriod._meta.db_table),
+    )
+
+
+def quota_check(*, feature: str, model: str) -> None:
+    """Raise 429 ``rate_limited`` or 402 ``quota_exceeded`` / ``model_not_allowed`` before a call.
+
+    One cache counter and one indexed query (the plan joined to this period's running total):
+    no scan of the usage ledger. The query is plain SQL because it runs before every LLM call and
+    building it through the ORM cost more than running it (see tests/benchmarks/bench_billing.py).
+    """
+    tenant_id = current_tenant_id()
+    _rate_limit(tenant_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_plan_and_usage_sql(), [period_start(), tenant_id])
+        row = cursor.fetchone()
+    if row is None:  # no plan: nothing to enforce
+        return
+    _, name, included, hard_limit, allowed, used = row
+    allowed = json.loads(allowed) if isinstance(allowed, str) else allowed
+    if allowed and model not in allowed and model != "offline":
+        raise ApplicationError(
+            f"The {name} plan does not include the model {model}.", code="model_not_allowed", status=402
+        )
+    used = used or 0
+    if hard_limit and used >= included:
+        raise ApplicationError(
+            f"This organisation has used its {included:,} tokens for this period. Upgrade the plan to continue.",
+            code="quota_exceeded",
+            status=402,
+            extra={"used": used, "included": included},
+        )

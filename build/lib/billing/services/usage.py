@@ -1,0 +1,164 @@
+"""The usage ledger: one row per LLM call, plus a running per-period total for fast quota checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing.models import Subscription, TenantUsagePeriod, UsageEvent
+from tenants.models import Tenant
+
+
+def period_start(now: dt.datetime | None = None) -> dt.date:
+    """Usage periods are calendar months in UTC."""
+    now = now or timezone.now()
+    return now.astimezone(dt.UTC).date().replace(day=1)
+
+
+def next_period_start(start: dt.date) -> dt.date:
+    return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def cost_micros(
+    *, model: str, input_tokens: int, output_tokens: int, cache_creation_input_tokens: int, cache_read_input_tokens: int
+) -> int:
+    # Prices are US dollars per million tokens, which is exactly micro-dollars per token.
+    prices = settings.MODEL_PRICES.get(model) or settings.MODEL_PRICES.get("default", {})
+    return round(
+        input_tokens * prices.get("input", 0)
+        + output_tokens * prices.get("output", 0)
+        + cache_creation_input_tokens * prices.get("cache_write", 0)
+        + cache_read_input_tokens * prices.get("cache_read", 0)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _tenant_id_for_schema(schema_name: str) -> int:
+    return Tenant.objects.only("id").get(schema_name=schema_name).id
+
+
+def current_tenant_id() -> int:
+    """The tenant whose schema the connection is on (set by the request, consumer or task)."""
+    tenant = getattr(connection, "tenant", None)
+    if tenant is not None and getattr(tenant, "pk", None):
+        return tenant.pk
+    return _tenant_id_for_schema(connection.schema_name)
+
+
+def usage_record(*, user_id: int | None, feature: str, model: str, usage: Any, request_key: str) -> UsageEvent:
+    """Write one ledger row and bump the period total, atomically with the caller's transaction.
+
+    ``usage`` is an ``ai.llm.Usage`` (its ``as_dict()`` gives the four token counts). ``request_key`` must be
+    unique within the tenant (it is the Stripe meter event identifier once prefixed with the
+    tenant id). The period total is one ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``,
+    so concurrent calls never lose an increment, even the first ones of a period.
+    """
+    tenant_id = current_tenant_id()
+    counts = usage.as_dict()
+    total = sum(counts.values())
+    cost = cost_micros(model=model, **counts)
+    # No savepoint of our own: inside the caller's transaction a failure rolls the whole call back.
+    with transaction.atomic(savepoint=False):
+        event = UsageEvent.objects.create(
+            tenant_id=tenant_id,
+            user_id=user_id,
+            feature=feature,
+            model=model,
+            total_tokens=total,
+            cost_micros=cost,
+            request_key=request_key,
+            meter_status=UsageEvent.MeterStatus.PENDING if total else UsageEvent.MeterStatus.SKIPPED,
+            **counts,
+        )
+        _period_total_add(tenant_id=tenant_id, start=period_start(event.created), total=total, cost=cost)
+    return event
+
+
+_PERIOD_UPSERT = """
+    INSERT INTO {table} (tenant_id, period_start, tokens_used, cost_micros)
+    VALUES (%s, %s, %s, %s)
+    ON CONFLICT (tenant_id, period_start) DO UPDATE
+    SET tokens_used = {table}.tokens_used + EXCLUDED.tokens_used,
+        cost_micros = {table}.cost_micros + EXCLUDED.cost_micros
+"""
+
+
+def _period_total_add(*, tenant_id: int, start: dt.date, total: int, cost: int) -> None:
+    # The ORM has no "add on conflict"; get_or_create + update would need a retry path for the race.
+    table = connection.ops.quote_name(TenantUsagePeriod._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(_PERIOD_UPSERT.format(table=table), [tenant_id, start, total, cost])
+
+
+def tokens_used(*, tenant_id: int, start: dt.date | None = None) -> int:
+    row = (
+        TenantUsagePeriod.objects.filter(tenant_id=tenant_id, period_start=start or period_start())
+        .values_list("tokens_used", flat=True)
+        .first()
+    )
+    return row or 0
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    period_start: dt.date
+    period_end: dt.date
+    used: int
+    included: int
+    remaining: int
+    hard_limit: bool
+    cost_micros: int
+    by_feature: dict[str, dict[str, int]]
+
+
+def _utc_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+
+
+def usage_summary(*, tenant: Tenant) -> UsageSummary:
+    start = period_start()
+    end = next_period_start(start)
+    rows = (
+        UsageEvent.objects.filter(
+            tenant_id=tenant.pk, created__gte=_utc_midnight(start), created__lt=_utc_midnight(end)
+        )
+        .values("feature")
+        .annotate(
+            tokens=Sum("total_tokens"),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            cost=Sum("cost_micros"),
+        )
+        .order_by("feature")
+    )
+    by_feature = {
+        row["feature"]: {
+            "tokens": row["tokens"],
+            "input_tokens": row["input_tokens"],
+            "output_tokens": row["output_tokens"],
+            "cost_micros": row["cost"],
+        }
+        for row in rows
+    }
+    period = TenantUsagePeriod.objects.filter(tenant_id=tenant.pk, period_start=start).first()
+    used = period.tokens_used if period else 0
+    subscription = Subscription.objects.select_related("plan").filter(tenant_id=tenant.pk).first()
+    plan = subscription.plan if subscription else None
+    included = plan.included_tokens if plan else 0
+    return UsageSummary(
+        period_start=start,
+        period_end=end,
+        used=used,
+        included=included,
+        remaining=max(0, included - used),
+        hard_limit=plan.hard_limit if plan else True,
+        cost_micros=period.cost_micros if period else 0,
+        by_feature=by_feature,
+    )

@@ -1,0 +1,146 @@
+"""The platform operators' admin on the public host: accounts, and tenants with their billing
+(it composes tenants and billing, so it sits in the project wiring above both)."""
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from billing.models import Subscription
+from billing.selectors import tenants_with_period_usage
+from core.models import User
+from tenants.models import Domain, Membership, Tenant
+from tenants.selectors import tenants_with_member_counts
+from tenants.services import tenant_reactivate, tenant_suspend
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    ordering = ("email",)
+    list_display = ("email", "full_name", "is_staff", "is_active", "date_joined")
+    search_fields = ("email", "full_name")
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        ("Profile", {"fields": ("full_name",)}),
+        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+
+class DomainInline(admin.TabularInline):
+    model = Domain
+    extra = 0
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ("user",)
+
+
+class SubscriptionInline(admin.StackedInline):
+    """The tenant's plan (editable) and Stripe's view of its subscription, as the webhooks last
+    reported it (read-only)."""
+
+    model = Subscription
+    extra = 0
+    can_delete = False
+    readonly_fields = (
+        "status",
+        "stripe_customer_id",
+        "stripe_subscription_id",
+        "current_period_end",
+        "past_due_since",
+        "last_event_at",
+    )
+    fields = ("plan", *readonly_fields)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form.base_fields["plan"].help_text = (
+            "Takes effect at once for quotas. A paying tenant's Stripe subscription is changed in "
+            "Stripe (or by its owner in the billing portal); the webhook then updates this field."
+        )
+        return formset
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "subdomain",
+        "status",
+        "plan",
+        "subscription_status",
+        "tokens_this_period",
+        "allowance",
+        "member_count",
+        "created",
+    )
+    list_filter = ("status", "subscription__plan", "subscription__status")
+    search_fields = ("name", "subdomain", "domains__domain", "memberships__user__email")
+    readonly_fields = ("schema_name", "created")
+    inlines = (DomainInline, MembershipInline, SubscriptionInline)
+    actions = ("suspend", "reactivate")
+    list_select_related = ("subscription__plan",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
+        # Members, this period's usage (running total), the subscription and plan: one query per page.
+        return tenants_with_period_usage(tenants_with_member_counts()).select_related("subscription__plan")
+
+    @admin.display(ordering="subscription__plan__name", description="plan")
+    def plan(self, tenant: Tenant) -> str:
+        subscription = getattr(tenant, "subscription", None)
+        return subscription.plan.name if subscription is not None else "-"
+
+    @admin.display(ordering="member_count", description="members")
+    def member_count(self, tenant: Tenant) -> int:
+        return tenant.member_count  # type: ignore[attr-defined]
+
+    @admin.display(ordering="tokens_this_period", description="tokens this period")
+    def tokens_this_period(self, tenant: Tenant) -> str:
+        return f"{tenant.tokens_this_period:,}"  # type: ignore[attr-defined]
+
+    @admin.display(ordering="subscription__plan__included_tokens", description="allowance")
+    def allowance(self, tenant: Tenant) -> str:
+        subscription = getattr(tenant, "subscription", None)
+        return f"{subscription.plan.included_tokens:,}" if subscription is not None else "-"
+
+    @admin.display(ordering="subscription__status", description="subscription")
+    def subscription_status(self, tenant: Tenant) -> str:
+        subscription = getattr(tenant, "subscription", None)
+        return (subscription.status or "-") if subscription is not None else "-"
+
+    @admin.action(description="Suspend selected tenants")
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            tenant_suspend(tenant=tenant)
+        self.message_user(request, f"Suspended {queryset.count()} tenant(s).", messages.SUCCESS)
+
+    @admin.action(description="Reactivate selected tenants")
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            tenant_reactivate(tenant=tenant)
+        self.message_user(request, f"Reactivated {queryset.count()} tenant(s).", messages.SUCCESS)
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "tenant", "role", "created")
+    list_filter = ("role",)
+    search_fields = ("user__email", "tenant__subdomain", "tenant__name")
+    autocomplete_fields = ("user", "tenant")
+    list_select_related = ("user", "tenant")
+
+
+@admin.register(Domain)
+class DomainAdmin(admin.ModelAdmin):
+    list_display = ("domain", "tenant", "is_primary")
+    search_fields = ("domain", "tenant__name")
+    list_select_related = ("tenant",)

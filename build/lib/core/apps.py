@@ -1,0 +1,8 @@
+"""Core app config."""
+
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    name = "core"
+    verbose_name = "Accounts"

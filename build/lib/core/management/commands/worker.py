@@ -1,0 +1,32 @@
+"""`manage.py worker`: run a background job worker (as many as you like, on any machine that
+reaches the database)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from ai.embedders import embedder_warm
+from core.platform.jobs import worker_run
+
+
+class Command(BaseCommand):
+    help = "Run a job worker: ingestion, e-mail, billing and maintenance jobs (SIGTERM stops it cleanly)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=settings.JOBS_WORKER_CONCURRENCY,
+            help="Jobs run at once by this process (default JOBS_WORKER_CONCURRENCY).",
+        )
+        parser.add_argument("--queues", default="", help="Comma-separated queues to serve (default: all).")
+        parser.add_argument("--name", default=None, help="Worker name shown in logs and the admin.")
+
+    def handle(self, *args: Any, concurrency: int, queues: str, name: str | None, **options: Any) -> None:
+        # Ingestion jobs embed: load the model while the worker connects, not in the first job.
+        threading.Thread(target=embedder_warm, name="embedder-warm", daemon=True).start()
+        worker_run(concurrency=concurrency, queues=[q for q in queues.split(",") if q] or None, name=name)

@@ -1,0 +1,1 @@
+"""The shared platform pieces every app builds on: errors, API base classes, jobs, database."""

@@ -1,0 +1,127 @@
+"""Shared API plumbing: the JSON error shape and the tenant-scoped view base classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, viewsets
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from core.platform.exceptions import ApplicationError
+
+_CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Turn every API failure into ``{"error": {"code", "message", "fields"?}}``."""
+    if isinstance(exc, ApplicationError):
+        return Response(exc.as_dict(), status=exc.status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields, message = _validation_details(exc.detail)
+        response.data = error_body("invalid", message, fields=fields)
+        return response
+    detail = getattr(exc, "detail", str(exc))
+    code = getattr(detail, "code", None)
+    if code in (None, "error", "invalid") or response.status_code in (401, 404, 405, 415):
+        code = _CODES_BY_STATUS.get(response.status_code, "error")
+    response.data = error_body(code, str(detail))
+    return response
+
+
+def _validation_details(detail: Any) -> tuple[Any, str]:
+    if isinstance(detail, dict):
+        first_field, first_errors = next(iter(detail.items()))
+        first = first_errors[0] if isinstance(first_errors, list) and first_errors else first_errors
+        if first_field == "non_field_errors":
+            return detail, str(first)
+        return detail, f"{first_field}: {first}"
+    if isinstance(detail, list) and detail:
+        return {"non_field_errors": detail}, str(detail[0])
+    return {}, str(detail)
+
+
+class IsTenantMember(BasePermission):
+    """The user holds a Membership in the tenant that the request's host selected."""
+
+    message = "You are not a member of this organisation."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        # The tenant the host selected (django-tenants) answers for its own members, so this
+        # bottom layer needs no import of the tenants app.
+        tenant = getattr(request, "tenant", None)
+        if tenant is None or tenant.is_public or not request.user.is_authenticated:
+            return False
+        membership = tenant.membership_of(request.user)
+        request.membership = membership  # type: ignore[attr-defined]
+        return membership is not None
+
+
+class IsTenantAdmin(IsTenantMember):
+    message = "Only owners and admins of this organisation may do this."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return super().has_permission(request, view) and request.membership.can_administer  # type: ignore[attr-defined]
+
+
+_SEALED = ("get_permissions", "check_permissions", "initial")
+
+
+class _TenantScoped:
+    """Authentication and tenant membership are enforced for every subclass.
+
+    Subclasses add permissions through ``extra_permission_classes``; they may not
+    override ``get_permissions``, ``check_permissions`` or ``initial``, so the
+    membership check can't be dropped by accident.
+    """
+
+    extra_permission_classes: tuple[type[BasePermission], ...] = ()
+    membership_permission: type[BasePermission] = IsTenantMember
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _SEALED:
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__} may not override {name}(); use extra_permission_classes.")
+
+    def get_permissions(self) -> list[BasePermission]:
+        classes = (IsAuthenticated, self.membership_permission, *self.extra_permission_classes)
+        return [permission() for permission in classes]
+
+
+class TenantAPIView(_TenantScoped, APIView):
+    """An APIView on a tenant host, for members of that tenant only."""
+
+
+class TenantModelViewSet(_TenantScoped, viewsets.ModelViewSet):
+    """A ModelViewSet on a tenant host, for members of that tenant only."""
+
+
+class TenantGenericViewSet(_TenantScoped, viewsets.GenericViewSet):
+    """A GenericViewSet on a tenant host, for members of that tenant only."""

@@ -1,0 +1,23 @@
+"""The one ASGI application: Django for HTTP, Channels for WebSocket, both tenant-aware, and a
+lifespan handler that warms the embedding model when the server starts (not on import)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from ai.routing import websocket_urlpatterns  # noqa: E402
+from core.project.lifespan import Lifespan  # noqa: E402
+from core.project.websocket import TenantAuthMiddleware  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": TenantAuthMiddleware(URLRouter(websocket_urlpatterns)),
+        "lifespan": Lifespan(),
+    }
+)

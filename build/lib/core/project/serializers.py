@@ -1,0 +1,31 @@
+"""Input and output shapes of the public signup API."""
+
+from rest_framework import serializers
+
+
+class SignupInputSerializer(serializers.Serializer):
+    organisation = serializers.CharField(max_length=120)
+    subdomain = serializers.CharField(max_length=63)
+    email = serializers.EmailField()
+    password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
+    plan = serializers.SlugField(max_length=40, default="free")
+
+
+class SignupTenantSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    subdomain = serializers.CharField()
+    url = serializers.CharField()
+    status = serializers.CharField()
+
+
+class SignupUserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+
+
+class SignupOutputSerializer(serializers.Serializer):
+    tenant = SignupTenantSerializer()
+    user = SignupUserSerializer()
+    token = serializers.CharField()
+    checkout_url = serializers.CharField(allow_null=True)
+    note = serializers.CharField(allow_null=True, required=False)

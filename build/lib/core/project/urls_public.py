@@ -1,0 +1,17 @@
+"""URLs of the public host: signup, plans, billing webhooks, the platform operator admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from core.project.api import SignupApi
+from core.project.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
+from core.project.views import home, signup_page
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("signup/", signup_page, name="signup"),
+    path("admin/", admin.site.urls),
+    path("api/", include("billing.urls_public")),
+    path("api/signup/", SignupApi.as_view(), name="signup-api"),
+    *common_urlpatterns,
+]

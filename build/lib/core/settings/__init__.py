@@ -1,0 +1,10 @@
+"""Strata settings: the base, then one small module per integration (each on only when configured)."""
+
+from .ai import *  # noqa: F403
+from .api import *  # noqa: F403
+from .base import *  # noqa: F403
+from .database import *  # noqa: F403
+from .jobs import *  # noqa: F403
+from .llm import *  # noqa: F403
+from .redis import *  # noqa: F403
+from .stripe import *  # noqa: F403

@@ -1,0 +1,144 @@
+"""Core Django settings: tenancy map, database, auth, REST framework, static files."""
+
+from .env import BASE_DIR, DATA_DIR, PRODUCTION, env, required_in_production
+
+# --- Tenancy: where each app's tables live -------------------------------------------
+SHARED_APPS = [
+    "django_tenants",  # schema routing; must come first
+    "core",  # the global User and auth wiring: one account across organisations
+    "tenants",  # Tenant, Domain, Membership: the map of who belongs where
+    "billing",  # plans, subscriptions and the usage ledger are aggregated across tenants
+    "django.contrib.contenttypes",  # needed by auth/admin in public
+    "django.contrib.auth",  # permissions and groups for the platform operators
+    "django.contrib.admin",  # the platform operator admin on the public host
+    "django.contrib.sessions",  # sessions of the public site
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",  # API tokens are global, authorisation is per tenant
+    "dj_rest_auth",
+    "drf_spectacular",
+    "channels",
+    "procrastinate.contrib.django",  # the job queue's tables and SQL functions live in public only
+]
+
+TENANT_APPS = [
+    "django.contrib.contenttypes",  # the tenant admin's log needs content types in the schema
+    "django.contrib.admin",  # the tenant admin logs its actions in the tenant's schema
+    "django.contrib.sessions",  # a session made on one tenant's host does not exist on another's
+    "ai",  # documents, chunks, conversations, prompts, agent actions: never leave the schema
+]
+
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+# New tenants are cloned from this migrated schema instead of replaying migrations.
+TENANT_BASE_SCHEMA = "tenant_template"
+TENANT_CREATION_FAKES_MIGRATIONS = True
+# Off: every cursor sets its search_path, so a pooled connection never runs a query in its
+# previous borrower's schema (with it on, a savepoint rollback can leave a stale path: #1262).
+TENANT_LIMIT_SET_CALLS = False
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+BASE_DOMAIN = env.str("BASE_DOMAIN", default="localhost")
+PUBLIC_SCHEMA_URLCONF = "core.project.urls_public"
+DEFAULT_NOT_FOUND_TENANT_VIEW = "core.project.views.unknown_tenant"
+ROOT_URLCONF = "core.project.urls_tenants"
+
+# --- Core -----------------------------------------------------------------------------
+SECRET_KEY = required_in_production("SECRET_KEY", "strata-insecure-development-key-change-me")
+DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[BASE_DOMAIN, f".{BASE_DOMAIN}", "127.0.0.1"])
+PORT = env.int("PORT", default=8000)
+# The scheme people use: https in production (TLS ends at the proxy in front of uvicorn).
+SITE_SCHEME = env.str("SITE_SCHEME", default="https" if PRODUCTION else "http")
+# The port browsers see in tenant URLs and origins: none for https or port 80.
+_PUBLIC_PORT = "" if SITE_SCHEME == "https" or PORT in (80, 443) else f":{PORT}"
+
+MIDDLEWARE = [
+    # Static files, the favicon and the liveness probe are answered before anything looks up a
+    # tenant: they never touch the database.
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.platform.health.LivenessMiddleware",
+    "django_tenants.middleware.main.TenantMainMiddleware",
+    "tenants.middleware.TenantStatusMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "core" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "core.project.asgi.application"
+
+
+# --- Auth -------------------------------------------------------------------------------
+AUTH_USER_MODEL = "core.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+# Host-only cookies: a session made on acme.localhost is never sent to globex.localhost.
+SESSION_COOKIE_DOMAIN = None
+CSRF_COOKIE_DOMAIN = None
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+# Forms posted from any tenant's host. Behind the proxy, uvicorn (--proxy-headers, trusting only the
+# proxy's address) takes the scheme from the proxy's X-Forwarded-Proto, so Django sees https
+# requests as secure without trusting that header itself: SECURE_PROXY_SSL_HEADER stays unset, and a
+# client that reaches uvicorn directly cannot claim https.
+CSRF_TRUSTED_ORIGINS = env.list(
+    "CSRF_TRUSTED_ORIGINS",
+    default=[f"{SITE_SCHEME}://*.{BASE_DOMAIN}{_PUBLIC_PORT}", f"{SITE_SCHEME}://{BASE_DOMAIN}{_PUBLIC_PORT}"],
+)
+LOGIN_URL = "/login/"
+
+# --- Static files, i18n ------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=str(DATA_DIR / "static"))
+# Files served at the site root (favicon.ico), straight from WhiteNoise.
+WHITENOISE_ROOT = BASE_DIR / "core" / "root_files"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Development serves app static files directly; production serves what collectstatic gathered.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
+}
+# Spare tenant schemas cloned ahead of time: a signup renames one into place (milliseconds)
+# instead of cloning on the spot; a job refills them after each signup, and periodically.
+TENANT_SPARE_SCHEMAS = env.int("TENANT_SPARE_SCHEMAS", default=2)
+TENANT_SPARES_CHECK_CRON = env.str("TENANT_SPARES_CHECK_CRON", default="*/5 * * * *")
+# Tenant schemas migrated at once by migrate_platform (one worker process and one database
+# connection each); schemas already current are skipped without being opened.
+MIGRATE_PARALLEL_JOBS = env.int("MIGRATE_PARALLEL_JOBS", default=2)

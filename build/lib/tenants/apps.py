@@ -1,0 +1,7 @@
+"""Tenants app config."""
+
+from django.apps import AppConfig
+
+
+class TenantsConfig(AppConfig):
+    name = "tenants"

@@ -1,0 +1,10 @@
+"""What the tenants app can do: provision schemas, keep them migrated, suspend and reactivate."""
+
+from tenants.services.provisioning import (  # noqa: F401
+    template_is_current,
+    tenant_provision,
+    tenant_public_ensure,
+    tenant_template_ensure,
+    tenant_template_ensure_once,
+)
+from tenants.services.status import tenant_reactivate, tenant_suspend  # noqa: F401
