@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
+from asgiref.sync import async_to_sync
 from django.db.models import Prefetch, QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
@@ -18,6 +19,7 @@ from rest_framework.routers import DefaultRouter
 from ai import selectors
 from ai.models import Conversation, Document, Message
 from ai.serializers import (
+    ChatCancelOutputSerializer,
     ChatInputSerializer,
     ConversationDetailSerializer,
     ConversationSerializer,
@@ -29,10 +31,12 @@ from ai.serializers import (
     SearchOutputSerializer,
     SummaryOutputSerializer,
 )
-from ai.services.chat import chat_message_validate, chat_prepare, chat_stream
+from ai.services.chat import Frame, chat_message_validate, chat_prepare
+from ai.services.chat_answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
 from ai.services.documents import document_create, document_delete, document_update
 from ai.services.summarise import document_summarise
 from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
+from core.platform.exceptions import ApplicationError
 
 
 class DocumentViewSet(TenantModelViewSet):
@@ -115,16 +119,50 @@ class ChatSseApi(TenantAPIView):
     def post(self, request: Request) -> StreamingHttpResponse:
         message, conversation_id = chat_message_validate(request.data)
         turn = chat_prepare(tenant=request.tenant, user=request.user, message=message, conversation_id=conversation_id)
-        response = StreamingHttpResponse(_sse(chat_stream(turn=turn)), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # nginx must pass tokens through as they come
-        return response
+        # The answer runs in a task on the server's event loop, not in this response: it outlives it.
+        return _sse(async_to_sync(chat_answer_open)(turn=turn))
 
 
-async def _sse(frames: AsyncIterator[dict]) -> AsyncIterator[bytes]:
+class ChatStreamApi(TenantAPIView):
+    """Resume one of your answers as ``text/event-stream``: the events after ``Last-Event-ID``
+    (or ``?after=``) replayed, then live ones until done; 404 ``not_found`` once its log expired."""
+
+    @extend_schema(request=None, responses={(200, "text/event-stream"): str})
+    def get(self, request: Request, message_id: int) -> StreamingHttpResponse:
+        frames = async_to_sync(chat_answer_follow)(
+            tenant=request.tenant, user=request.user, message_id=message_id, after=_last_event_id(request)
+        )
+        return _sse(frames)
+
+
+class ChatCancelApi(TenantAPIView):
+    """Stop one of your answers now (saved as interrupted with its tokens); ``cancelled`` is false
+    if it had already ended."""
+
+    @extend_schema(request=None, responses={200: ChatCancelOutputSerializer})
+    def post(self, request: Request, message_id: int) -> Response:
+        cancelled = async_to_sync(chat_answer_cancel)(tenant=request.tenant, user=request.user, message_id=message_id)
+        return Response(ChatCancelOutputSerializer({"message_id": message_id, "cancelled": cancelled}).data)
+
+
+def _last_event_id(request: Request) -> int:
+    value = request.headers.get("Last-Event-ID") or request.query_params.get("after") or "0"
+    if not value.isdigit():
+        raise ApplicationError("Last-Event-ID must be the seq of the last event received.", code="bad_request")
+    return int(value)
+
+
+def _sse(frames: AsyncGenerator[Frame, None]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(_events(frames), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx must pass tokens through as they come
+    return response
+
+
+async def _events(frames: AsyncGenerator[Frame, None]) -> AsyncGenerator[bytes, None]:
     try:
         async for frame in frames:
-            yield f"event: {frame['type']}\ndata: {json.dumps(frame)}\n\n".encode()
+            yield f"id: {frame['seq']}\nevent: {frame['type']}\ndata: {json.dumps(frame)}\n\n".encode()
     finally:
         await frames.aclose()
 

@@ -100,3 +100,8 @@ class ConversationDetailSerializer(ConversationSerializer):
 class ChatInputSerializer(serializers.Serializer):
     message = serializers.CharField(trim_whitespace=True)
     conversation_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+
+
+class ChatCancelOutputSerializer(serializers.Serializer):
+    message_id = serializers.IntegerField()
+    cancelled = serializers.BooleanField(help_text="False if the answer had already ended.")

@@ -1,8 +1,13 @@
-"""Chat: retrieve, prompt, stream from the model, persist. One service for WebSocket and SSE.
+"""Chat: accept a turn, retrieve, prompt, stream from the model, persist. One service for WebSocket and SSE.
 
-``chat_stream`` is an async generator of the frames of DESIGN.md. Every database step is a
-sync function run through ``database_sync_to_async`` *inside* ``tenant_context``: Channels runs
-those calls on one shared thread whose connection may hold any tenant's search_path.
+``chat_prepare`` accepts or refuses a turn (sync, in the tenant's schema) and starts embedding the
+question; ``chat_stream`` then publishes the frames of DESIGN.md (retrieval happens after the start
+frame, while the question's embedding was computed off the database thread). It runs in a task of
+its own (ai.services.chat_answers) so the answer outlives the connection that asked for it.
+
+Every database step is a sync function run through ``database_sync_to_async`` *inside*
+``tenant_context``: Channels runs those calls on one shared thread whose connection may hold any
+tenant's search_path.
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ import asyncio
 import functools
 import html
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -22,9 +27,9 @@ from django.db import transaction
 from django_tenants.utils import tenant_context
 
 from ai.embedders import get_embedder
-from ai.llm import LLMStream, estimate_tokens, get_llm_provider
+from ai.llm import LLMProvider, LLMStream, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Conversation, Message
-from ai.selectors import documents_search
+from ai.selectors import SearchHit, documents_search
 from ai.services.actions import agent_action_record
 from ai.services.prompts import prompt_active
 from ai.services.stream_slots import StreamSlot
@@ -42,22 +47,35 @@ def _embedding_pool() -> ThreadPoolExecutor:
 
 @dataclass
 class ChatTurn:
-    """Everything decided before the model is called: a prepared, accepted chat turn."""
+    """An accepted chat turn: the question and its answer are stored, the stream slot is held and
+    the question's embedding is on its way; retrieval fills in the prompt."""
 
     tenant: Any
     user: User
-    provider: Any
+    provider: LLMProvider
     conversation_id: int
     message_id: int
     system: str
-    messages: list[dict[str, str]]
-    passages: list[str]
+    question: str
+    history: list[dict[str, str]]
     slot: StreamSlot
-    sources: list[dict[str, Any]]
+    embedding: Future[list[float]] | None
+    messages: list[dict[str, str]] = field(default_factory=list)
+    passages: list[str] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 def error_frame(exc: ApplicationError) -> Frame:
     return {"type": "error", **exc.as_dict()}
+
+
+def chat_resume_validate(payload: dict[str, Any]) -> tuple[int, int]:
+    """Check a resume frame: ``{"type": "resume", "message_id": int, "after": int?}``."""
+    message_id, after = payload.get("message_id"), payload.get("after", 0)
+    for name, value, least in (("message_id", message_id, 1), ("after", after, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ApplicationError(f"'{name}' must be an integer of at least {least}.", code="bad_request")
+    return message_id, after
 
 
 def chat_message_validate(payload: Any) -> tuple[str, int | None]:
@@ -97,7 +115,7 @@ def _history(conversation: Conversation) -> list[dict[str, str]]:
     return turns
 
 
-def _prompt(question: str, hits: list[Any]) -> tuple[str, list[str]]:
+def _prompt(question: str, hits: list[SearchHit]) -> tuple[str, list[str]]:
     passages = [hit.text for hit in hits]
     # Titles are the users' own text: escaped so one cannot close the tag and pose as instructions.
     documents = "\n".join(
@@ -109,12 +127,14 @@ def _prompt(question: str, hits: list[Any]) -> tuple[str, list[str]]:
 
 def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int | None = None) -> ChatTurn:
     """Accept a chat turn or refuse it (ApplicationError): stream slot, quota, conversation,
-    retrieval, prompt; stores the question and a placeholder answer. Sync, in the tenant's schema."""
+    history; stores the question and a placeholder answer. Sync, in the tenant's schema.
+
+    The question's embedding starts first, on the embedding threads: it is CPU work that needs
+    no database, so it runs while this waits on PostgreSQL and is collected after the start frame.
+    """
     provider = get_llm_provider()
     slot = StreamSlot(schema_name=tenant.schema_name, user_id=user.pk)
     slot.acquire()
-    # The query embedding is CPU work that needs no database: it runs while the checks and
-    # history reads below wait on PostgreSQL.
     embedding = _embedding_pool().submit(get_embedder().embed_query, message) if settings.CHAT_CONTEXT_CHUNKS else None
     try:
         with tenant_context(tenant):
@@ -138,7 +158,7 @@ def _prepare_in_schema(
     user: User,
     question: str,
     conversation_id: int | None,
-    provider: Any,
+    provider: LLMProvider,
     slot: StreamSlot,
     embedding: Future[list[float]] | None,
 ) -> ChatTurn:
@@ -150,11 +170,6 @@ def _prepare_in_schema(
         if conversation is None:
             raise ApplicationError("No such conversation.", code="conversation_not_found", status=404)
     history = _history(conversation)
-    # CHAT_CONTEXT_CHUNKS=0 turns retrieval off: a plain chat with the model.
-    hits = (
-        documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=embedding.result()) if embedding else []
-    )
-    content, passages = _prompt(question, hits)
     system = prompt_active(name="chat").system_prompt
     with transaction.atomic():
         # The answer is created now so the start frame can name it; its status is settled when
@@ -173,14 +188,30 @@ def _prepare_in_schema(
         conversation_id=conversation.id,
         message_id=answer.id,
         system=system,
-        messages=[*history, {"role": "user", "content": content}],
-        passages=passages,
+        question=question,
+        history=history,
         slot=slot,
-        sources=_sources(hits),
+        embedding=embedding,
     )
 
 
-def _sources(hits: list[Any]) -> list[dict[str, Any]]:
+async def _retrieve(turn: ChatTurn) -> None:
+    """Put the passages nearest the question into the prompt (CHAT_CONTEXT_CHUNKS=0: none)."""
+    hits: list[SearchHit] = []
+    if turn.embedding is not None:
+        vector = await asyncio.wrap_future(turn.embedding)
+        hits = await database_sync_to_async(_search)(tenant=turn.tenant, question=turn.question, vector=vector)
+    content, turn.passages = _prompt(turn.question, hits)
+    turn.messages = [*turn.history, {"role": "user", "content": content}]
+    turn.sources = _sources(hits)
+
+
+def _search(*, tenant: Any, question: str, vector: list[float]) -> list[SearchHit]:
+    with tenant_context(tenant):
+        return documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=vector)
+
+
+def _sources(hits: list[SearchHit]) -> list[dict[str, Any]]:
     seen: set[int] = set()
     sources = []
     for hit in hits:
@@ -199,7 +230,7 @@ def _finish(*, turn: ChatTurn, stream: LLMStream, status: str, error: str, start
             user=turn.user,
             provider=turn.provider.name,
             model=stream.model or turn.provider.model,
-            input_prompt=turn.messages[-1]["content"],
+            input_prompt=turn.messages[-1]["content"] if turn.messages else turn.question,
             output_text=stream.text,
             usage=usage,
             latency_ms=int((time.perf_counter() - started) * 1000),
@@ -217,50 +248,72 @@ def _finish(*, turn: ChatTurn, stream: LLMStream, status: str, error: str, start
         )
 
 
-async def chat_stream(*, turn: ChatTurn) -> AsyncIterator[Frame]:
-    """Answer an accepted turn as frames: start, token..., done | error.
+async def chat_stream(*, turn: ChatTurn, publish: Callable[[Frame], None]) -> None:
+    """Answer an accepted turn: publish its frames (start, token..., done | error) as they come.
 
-    Failures after the start frame become an ``error`` frame. If the consumer stops iterating
-    (the client went away), the upstream request is closed and the partial answer is saved as
-    interrupted with its tokens.
+    A failure after the start frame is published as an ``error`` frame. Cancelling the task that
+    runs this closes the upstream request, saves the partial answer as interrupted with its
+    tokens (the reason given to ``Task.cancel`` is recorded) and publishes a ``done`` frame with
+    status ``interrupted``; then the cancellation goes on.
     """
     started = time.perf_counter()
-    stream = turn.provider.stream(
-        system=turn.system, messages=turn.messages, max_tokens=settings.CHAT_MAX_TOKENS, context_passages=turn.passages
-    )
-    finished = False
-
-    async def finish(status: str, error: str = "") -> None:
-        nonlocal finished
-        finished = True
-        # Shielded: a cancelled consumer must still get its partial answer and tokens recorded.
-        await asyncio.shield(
-            database_sync_to_async(_finish)(turn=turn, stream=stream, status=status, error=error, started=started)
-        )
-
+    stream = LLMStream(model=turn.provider.model)  # nothing streamed yet, nothing spent
+    cancelled: asyncio.CancelledError | None = None
     try:
-        yield {"type": "start", "conversation_id": turn.conversation_id, "message_id": turn.message_id}
+        publish({"type": "start", "conversation_id": turn.conversation_id, "message_id": turn.message_id})
         try:
+            await _retrieve(turn)
+            stream = turn.provider.stream(
+                system=turn.system,
+                messages=turn.messages,
+                max_tokens=settings.CHAT_MAX_TOKENS,
+                context_passages=turn.passages,
+            )
             async with stream:
                 async for text in stream:
                     turn.slot.refresh()
-                    yield {"type": "token", "token": text}
+                    publish({"type": "token", "token": text})
         except ApplicationError as exc:
-            await finish(Message.Status.ERROR, exc.message)
-            yield error_frame(exc)
-            return
-        # Persist before "done", so a client that saw "done" finds the answer stored.
-        await finish(Message.Status.OK)
-        yield {
-            "type": "done",
-            "done": True,
-            "message_id": turn.message_id,
-            "conversation_id": turn.conversation_id,
-            "usage": stream.usage.as_dict(),
-            "provider": turn.provider.name,
-            "sources": turn.sources,
-        }
+            status, error, final = Message.Status.ERROR, exc.message, error_frame(exc)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+            status, error, final = Message.Status.INTERRUPTED, str(exc) or "The answer was stopped.", None
+        else:
+            status, error, final = Message.Status.OK, "", None
+        # Persist before the final frame, so a client that saw "done" finds the answer stored.
+        saving = database_sync_to_async(_finish)(turn=turn, stream=stream, status=status, error=error, started=started)
+        if await _complete(saving):
+            cancelled = cancelled or asyncio.CancelledError()
+        publish(final or _done_frame(turn=turn, stream=stream, status=status))
     finally:
         turn.slot.release()
-        if not finished:
-            await finish(Message.Status.INTERRUPTED, "The client went away.")
+    if cancelled is not None:
+        raise cancelled
+
+
+def _done_frame(*, turn: ChatTurn, stream: LLMStream, status: str) -> Frame:
+    return {
+        "type": "done",
+        "done": True,
+        "status": status,
+        "message_id": turn.message_id,
+        "conversation_id": turn.conversation_id,
+        "usage": stream.usage.as_dict(),
+        "provider": turn.provider.name,
+        "sources": turn.sources,
+    }
+
+
+async def _complete(awaitable: Awaitable[None]) -> bool:
+    """Run ``awaitable`` to its end even if this task is cancelled meanwhile (a cancelled answer
+    must still get its partial text and tokens recorded); True if a cancellation came."""
+    future = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(future)
+            return cancelled
+        except asyncio.CancelledError:
+            if future.cancelled():
+                raise
+            cancelled = True

@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from ai import views as pages
-from ai.api import ChatSseApi, SearchApi
+from ai.api import ChatCancelApi, ChatSseApi, ChatStreamApi, SearchApi
 from ai.api import router as ai_router
 from core.project.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
 from tenants.admin import tenant_admin_site
@@ -18,6 +18,8 @@ urlpatterns = [
     path("api/", include(ai_router.urls)),
     path("api/search/", SearchApi.as_view(), name="search"),
     path("api/chat/", ChatSseApi.as_view(), name="chat-sse"),
+    path("api/chat/<int:message_id>/stream/", ChatStreamApi.as_view(), name="chat-stream"),
+    path("api/chat/<int:message_id>/cancel/", ChatCancelApi.as_view(), name="chat-cancel"),
     path("api/", include("billing.urls_tenant")),
     *common_urlpatterns,
 ]
