@@ -14,6 +14,7 @@ from django_tenants.utils import tenant_context
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from ai.embedders import embedder_warm
 from core.models import User
 from core.project.signup import tenant_signup
 from tenants.models import Membership, Tenant
@@ -162,8 +163,6 @@ def ingest(django_capture_on_commit_callbacks):  # noqa: ANN001
 def asgi_server(django_db_setup, django_db_blocker) -> Iterator[LiveAsgiServer]:  # noqa: ANN001
     """uvicorn serving the real ASGI app. Its threads see committed data only: use the session
     worlds (acme, globex via ``live_worlds``), not rows made inside a test transaction."""
-    from ai.embedders import embedder_warm
-
     with django_db_blocker.unblock():
         server = LiveAsgiServer().start()
         embedder_warm()  # as the lifespan warm-up does: no chat waits seconds for the model to load

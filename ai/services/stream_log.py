@@ -213,7 +213,9 @@ class RedisStreamLog:
         self._local = MemoryStreamLog()
         self._writers: dict[str, _RedisWriter] = {}
         # A redis.asyncio client's connections belong to the event loop that opened them.
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Redis, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
         self._clients_lock = threading.Lock()
 
     @staticmethod
@@ -226,13 +228,14 @@ class RedisStreamLog:
 
         loop = asyncio.get_running_loop()
         with self._clients_lock:
-            client = self._clients.get(loop)
-            if client is None:
+            entry = self._clients.get(loop)
+            if entry is None:
                 client = Redis.from_url(self.url, decode_responses=True)
-                self._clients[loop] = client
-                # Starting the generator registers it with the loop, whose shutdown_asyncgens() then closes it.
-                asyncio.ensure_future(anext(_close_with_loop(client)))
-        return client
+                # Held here with its client: starting the generator registers it with the loop, whose
+                # shutdown_asyncgens() then closes the client on its own loop.
+                entry = self._clients[loop] = (client, _close_with_loop(client))
+                asyncio.ensure_future(anext(entry[1]))
+        return entry[0]
 
     def open(self, key: str, *, user_id: int, on_cancel: Callable[[str], None] | None = None) -> None:
         self._local.open(key, user_id=user_id)
