@@ -71,11 +71,14 @@ def error_frame(exc: ApplicationError) -> Frame:
 
 def chat_resume_validate(payload: dict[str, Any]) -> tuple[int, int]:
     """Check a resume frame: ``{"type": "resume", "message_id": int, "after": int?}``."""
-    message_id, after = payload.get("message_id"), payload.get("after", 0)
-    for name, value, least in (("message_id", message_id, 1), ("after", after, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ApplicationError(f"'{name}' must be an integer of at least {least}.", code="bad_request")
-    return message_id, after
+    return _count(payload, "message_id", least=1), _count(payload, "after", least=0, default=0)
+
+
+def _count(payload: dict[str, Any], name: str, *, least: int, default: int | None = None) -> int:
+    value = payload.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ApplicationError(f"'{name}' must be an integer of at least {least}.", code="bad_request")
+    return value
 
 
 def chat_message_validate(payload: Any) -> tuple[str, int | None]:

@@ -25,7 +25,14 @@ from typing import Any
 from django.conf import settings
 
 from ai.services.chat import ChatTurn, Frame, chat_stream
-from ai.services.stream_log import TERMINAL_TYPES, StreamLog, presence_interval, stream_key, stream_log
+from ai.services.stream_log import (
+    TERMINAL_TYPES,
+    RedisStreamLog,
+    StreamLog,
+    presence_interval,
+    stream_key,
+    stream_log,
+)
 from core.models import User
 from core.platform.exceptions import ApplicationError
 
@@ -33,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 STOPPED = "Stopped by the user."
 ABANDONED = "The client went away and did not resume the answer."
+SHUTDOWN = "The server stopped before the answer was finished."
 # A follower on another process gives up on an answer whose process shows no sign of life this long.
 PRODUCER_LOST_AFTER_INTERVALS = 10
 CANCEL_WAIT_SECONDS = 5.0
@@ -238,3 +246,17 @@ async def chat_answer_cancel(*, tenant: Any, user: User, message_id: int) -> boo
             break
         await asyncio.sleep(0.02)
     return True
+
+
+async def chat_answers_drain() -> None:
+    """At shutdown, with a shared log (Redis): answers in flight go on, for clients that reconnect
+    to another process and resume them there, until they end (or nobody follows them for the
+    grace period), for at most CHAT_SHUTDOWN_DRAIN_SECONDS. Then, and at once without Redis
+    (nobody else could follow them), the rest are cancelled and saved as interrupted."""
+    tasks = {answer.task for answer in _running.values() if answer.task is not None}
+    if tasks and isinstance(stream_log(), RedisStreamLog):
+        await asyncio.wait(tasks, timeout=settings.CHAT_SHUTDOWN_DRAIN_SECONDS)
+    for answer in list(_running.values()):
+        answer.cancel(SHUTDOWN)
+    if tasks:
+        await asyncio.wait(tasks, timeout=CANCEL_WAIT_SECONDS)

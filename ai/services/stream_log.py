@@ -47,7 +47,7 @@ def stream_key(*, schema_name: str, message_id: int) -> str:
 def presence_interval() -> float:
     """How often followers announce themselves and a producer beats its heart: a few times per
     grace period, at most once a second."""
-    return max(0.05, min(1.0, settings.CHAT_RESUME_GRACE_SECONDS / 4))
+    return max(0.05, min(1.0, float(settings.CHAT_RESUME_GRACE_SECONDS) / 4))
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ class RedisStreamLog:
     def keys(key: str) -> tuple[str, str]:
         return f"strata:chat:{{{key}}}:frames", f"strata:chat:{{{key}}}:meta"
 
-    def client(self) -> Redis:
+    def client(self) -> Any:  # redis.asyncio.Redis, whose stubs mix sync and async return types
         """The client of the running event loop, closed when that loop shuts down."""
         from redis.asyncio import Redis
 

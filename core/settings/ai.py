@@ -42,3 +42,6 @@ CHAT_STREAM_SLOT_TTL_SECONDS = env.int("CHAT_STREAM_SLOT_TTL_SECONDS", default=6
 # waiting for a resume, then is cancelled and saved as interrupted.
 CHAT_RESUME_TTL_SECONDS = env.float("CHAT_RESUME_TTL_SECONDS", default=600)
 CHAT_RESUME_GRACE_SECONDS = env.float("CHAT_RESUME_GRACE_SECONDS", default=30)
+# A stopping server process lets its answers in flight finish (they may be followed from another
+# process through Redis) for at most this long, then saves the rest as interrupted.
+CHAT_SHUTDOWN_DRAIN_SECONDS = env.float("CHAT_SHUTDOWN_DRAIN_SECONDS", default=25)

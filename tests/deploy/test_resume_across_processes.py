@@ -48,8 +48,37 @@ def wait_ready(port: int, timeout: float = 120) -> None:
     raise AssertionError(f"uvicorn on {port} never became ready")
 
 
+def uvicorn(port: int, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "core.project.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            "websockets-sansio",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 @pytest.fixture(scope="module")
-def processes(django_db_setup, django_db_blocker, anthropic_server):
+def stack(django_db_setup, django_db_blocker, anthropic_server):
     redis = RedisServer().start()
     env = {
         **os.environ,
@@ -63,46 +92,26 @@ def processes(django_db_setup, django_db_blocker, anthropic_server):
         "LOG_LEVEL": "ERROR",
     }
     ports = (free_port(), free_port())
-    servers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "core.project.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--ws",
-                "websockets-sansio",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        for port in ports
-    ]
+    servers = [uvicorn(port, env) for port in ports]
     try:
         with django_db_blocker.unblock():
             for port in ports:
                 wait_ready(port)  # the lifespan warms the embedding model
-            yield ports
+            yield {"ports": ports, "env": env}
     finally:
         for server in servers:
-            server.send_signal(signal.SIGTERM)
-        for server in servers:
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
         redis.stop()
         with django_db_blocker.unblock(), connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
+
+
+@pytest.fixture
+def processes(stack):
+    return stack["ports"]
 
 
 @pytest.fixture
@@ -276,3 +285,39 @@ def test_when_nobody_resumes_anywhere_the_answer_is_cancelled_after_the_grace_pe
     assert message.status == "interrupted"
     assert message.content.startswith("w0 w1 w2")
     assert message.output_tokens > 0
+
+
+def test_a_process_that_is_stopped_mid_answer_finishes_it_for_a_client_that_moved_to_another(
+    stack, acme, fake, django_db_blocker
+):
+    """A deploy: the process closes its sockets (1012) and drains; the client resumes elsewhere."""
+    port = free_port()
+    leaving = uvicorn(port, stack["env"])
+    try:
+        with django_db_blocker.unblock():
+            wait_ready(port)
+        fake.token_delay = 0.03
+
+        async def scenario():
+            async with connect(port, acme.member_token) as ws:
+                await ws.send(json.dumps({"message": "during a deploy"}))
+                seen = [await receive(ws) for _ in range(4)]
+                leaving.send_signal(signal.SIGTERM)
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    while True:
+                        seen.append(await receive(ws))
+            async with connect(stack["ports"][0], acme.member_token) as ws:
+                await ws.send(
+                    json.dumps({"type": "resume", "message_id": seen[0]["message_id"], "after": seen[-1]["seq"]})
+                )
+                return closed.value.rcvd.code, seen, await until_end(ws)
+
+        code, seen, rest = asyncio.run(scenario())
+        assert code == 1012  # service restart: come back elsewhere
+        assert_seamless(seen + rest, fake.reply)
+        assert rest[-1]["status"] == "ok"
+        assert leaving.wait(timeout=15) in (0, -signal.SIGTERM)  # uvicorn re-raises the SIGTERM once it shut down
+        assert saved(acme, seen[0]["message_id"]).content == fake.reply
+    finally:
+        if leaving.poll() is None:
+            stop(leaving)
