@@ -11,10 +11,9 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator, Awaitable
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from ai.services.chat import Frame, chat_message_validate, chat_prepare, chat_resume_validate, error_frame
+from ai.services.chat import Frame, chat_message_validate, chat_prepare_async, chat_resume_validate, error_frame
 from ai.services.chat_answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
 from core.platform.exceptions import ApplicationError
 from tenants.models import Tenant
@@ -65,7 +64,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.following = asyncio.create_task(self._relay(opening))
 
     async def _ask(self, message: str, conversation_id: int | None) -> AsyncGenerator[Frame, None]:
-        turn = await database_sync_to_async(chat_prepare)(
+        turn = await chat_prepare_async(
             tenant=self.scope["tenant"], user=self.scope["user"], message=message, conversation_id=conversation_id
         )
         self.message_id = turn.message_id

@@ -5,9 +5,11 @@ question; ``chat_stream`` then publishes the frames of DESIGN.md (retrieval happ
 frame, while the question's embedding was computed off the database thread). It runs in a task of
 its own (ai.services.chat_answers) so the answer outlives the connection that asked for it.
 
-Every database step is a sync function run through ``database_sync_to_async`` *inside*
-``tenant_context``: Channels runs those calls on one shared thread whose connection may hold any
-tenant's search_path.
+Every database step is a sync function that enters ``tenant_context`` itself: Channels runs
+``database_sync_to_async`` calls on one shared thread whose connection may hold any tenant's
+search_path. The steps of a chat run on a few threads of their own (CHAT_DATABASE_THREADS) rather
+than that one thread, so hundreds of chats at once are not queued behind each other's round trips;
+each step returns its connection to the pool when it ends.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -38,11 +40,25 @@ from core.models import User
 from core.platform.exceptions import ApplicationError
 
 Frame = dict[str, Any]
+T = TypeVar("T")
 
 
 @functools.cache
 def _embedding_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=2, thread_name_prefix="strata-embed")
+
+
+@functools.cache
+def _database_threads(purpose: str) -> ThreadPoolExecutor:
+    workers = settings.CHAT_DATABASE_THREADS if purpose == "setup" else max(1, settings.CHAT_DATABASE_THREADS // 2)
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"strata-chat-{purpose}")
+
+
+def _in_database(step: Callable[..., T], *, purpose: str = "setup") -> Callable[..., Awaitable[T]]:
+    """A sync database step of a chat, awaitable, run on the chat's database threads. The steps
+    before the first token ("setup") never queue behind the records of finished answers, which
+    wait on the tenant's usage row lock ("records")."""
+    return database_sync_to_async(step, thread_sensitive=False, executor=_database_threads(purpose))  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -155,6 +171,11 @@ def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int 
         raise
 
 
+async def chat_prepare_async(*, tenant: Any, user: User, message: str, conversation_id: int | None = None) -> ChatTurn:
+    """``chat_prepare`` for async callers (the WebSocket consumer), on the chat's database threads."""
+    return await _in_database(chat_prepare)(tenant=tenant, user=user, message=message, conversation_id=conversation_id)
+
+
 def _prepare_in_schema(
     *,
     tenant: Any,
@@ -166,15 +187,18 @@ def _prepare_in_schema(
     embedding: Future[list[float]] | None,
 ) -> ChatTurn:
     quota_check(feature=AgentAction.AgentType.CHAT, model=provider.model)
-    if conversation_id is None:
-        conversation = Conversation.objects.create(user=user, title=question[:80])
-    else:
-        conversation = Conversation.objects.filter(id=conversation_id, user=user).first()
-        if conversation is None:
-            raise ApplicationError("No such conversation.", code="conversation_not_found", status=404)
-    history = _history(conversation)
     system = prompt_active(name="chat").system_prompt
     with transaction.atomic():
+        if conversation_id is None:
+            conversation = Conversation.objects.create(user=user, title=question[:80])
+            history: list[dict[str, str]] = []
+        else:
+            found = Conversation.objects.filter(id=conversation_id, user=user).first()
+            if found is None:
+                raise ApplicationError("No such conversation.", code="conversation_not_found", status=404)
+            conversation = found
+            history = _history(conversation)
+            conversation.save(update_fields=["updated"])
         # The answer is created now so the start frame can name it; its status is settled when
         # the stream ends. One INSERT for both rows.
         _, answer = Message.objects.bulk_create(
@@ -183,7 +207,6 @@ def _prepare_in_schema(
                 Message(conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.INTERRUPTED),
             ]
         )
-        conversation.save(update_fields=["updated"])
     return ChatTurn(
         tenant=tenant,
         user=user,
@@ -203,7 +226,7 @@ async def _retrieve(turn: ChatTurn) -> None:
     hits: list[SearchHit] = []
     if turn.embedding is not None:
         vector = await asyncio.wrap_future(turn.embedding)
-        hits = await database_sync_to_async(_search)(tenant=turn.tenant, question=turn.question, vector=vector)
+        hits = await _in_database(_search)(tenant=turn.tenant, question=turn.question, vector=vector)
     content, turn.passages = _prompt(turn.question, hits)
     turn.messages = [*turn.history, {"role": "user", "content": content}]
     turn.sources = _sources(hits)
@@ -284,7 +307,9 @@ async def chat_stream(*, turn: ChatTurn, publish: Callable[[Frame], None]) -> No
         else:
             status, error, final = Message.Status.OK, "", None
         # Persist before the final frame, so a client that saw "done" finds the answer stored.
-        saving = database_sync_to_async(_finish)(turn=turn, stream=stream, status=status, error=error, started=started)
+        saving = _in_database(_finish, purpose="records")(
+            turn=turn, stream=stream, status=status, error=error, started=started
+        )
         if await _complete(saving):
             cancelled = cancelled or asyncio.CancelledError()
         publish(final or _done_frame(turn=turn, stream=stream, status=status))

@@ -37,6 +37,8 @@ CHAT_MAX_STREAMS_PER_USER = env.int("CHAT_MAX_STREAMS_PER_USER", default=3)
 # A stream slot expires this long after its answer last sent a token, so a crashed process
 # never keeps a user's slot for long.
 CHAT_STREAM_SLOT_TTL_SECONDS = env.int("CHAT_STREAM_SLOT_TTL_SECONDS", default=60)
+# Threads per process for chat's database steps (each holds a pooled connection while it runs).
+CHAT_DATABASE_THREADS = env.int("CHAT_DATABASE_THREADS", default=4)
 # Resuming: every answer's frames go to a stream log (Redis Streams with REDIS_URL, memory otherwise)
 # that expires this long after the answer ends; an answer nobody follows any more goes on this long
 # waiting for a resume, then is cancelled and saved as interrupted.
