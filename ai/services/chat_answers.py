@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 STOPPED = "Stopped by the user."
 ABANDONED = "The client went away and did not resume the answer."
 SHUTDOWN = "The server stopped before the answer was finished."
-# A follower on another process gives up on an answer whose process shows no sign of life this long.
 PRODUCER_LOST_AFTER_INTERVALS = 10
 CANCEL_WAIT_SECONDS = 5.0
 
@@ -184,6 +183,8 @@ async def _follow(log: StreamLog, key: str, *, after: int) -> AsyncGenerator[Fra
     if answer is not None:
         answer.attach()
     interval = presence_interval()
+    # A follower elsewhere gives up on an answer whose process shows no sign of life for this long.
+    lost_after = PRODUCER_LOST_AFTER_INTERVALS * interval + 1
     touched = 0.0
     try:
         while True:
@@ -195,12 +196,14 @@ async def _follow(log: StreamLog, key: str, *, after: int) -> AsyncGenerator[Fra
                 after = frame["seq"]
                 if frame["type"] in TERMINAL_TYPES:
                     return
-            if answer is None:
-                # Produced on another process: say we are here, and notice if that process died.
-                if time.monotonic() - touched >= interval:
-                    await log.touch(key)
-                    touched = time.monotonic()
-                if not frames and not await _producer_alive(log, key, interval):
+            if answer is None and time.monotonic() - touched >= interval:
+                await log.touch(key)  # produced on another process: say we are here
+                touched = time.monotonic()
+            if not frames:
+                info = await log.info(key)
+                if info is None or (info.ended and info.last_seq <= after):
+                    return  # expired, or ended with nothing more to send
+                if answer is None and not info.ended and time.time() - info.alive_at > lost_after:
                     yield {
                         "type": "error",
                         "seq": after + 1,
@@ -213,13 +216,6 @@ async def _follow(log: StreamLog, key: str, *, after: int) -> AsyncGenerator[Fra
         elif touched:
             with contextlib.suppress(Exception):
                 await log.touch(key)  # the grace period of the producing process counts from now
-
-
-async def _producer_alive(log: StreamLog, key: str, interval: float) -> bool:
-    info = await log.info(key)
-    if info is None:
-        return False
-    return info.ended or time.time() - info.alive_at < PRODUCER_LOST_AFTER_INTERVALS * interval + 1
 
 
 async def chat_answer_cancel(*, tenant: Any, user: User, message_id: int) -> bool:

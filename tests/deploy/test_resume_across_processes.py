@@ -321,3 +321,32 @@ def test_a_process_that_is_stopped_mid_answer_finishes_it_for_a_client_that_move
     finally:
         if leaving.poll() is None:
             stop(leaving)
+
+
+def test_a_follower_elsewhere_learns_that_the_producing_process_died(stack, acme, fake, django_db_blocker):
+    port = free_port()
+    doomed = uvicorn(port, stack["env"])
+    try:
+        with django_db_blocker.unblock():
+            wait_ready(port)
+        fake.reply = " ".join(f"w{i}" for i in range(1000))
+        fake.token_delay = 0.05
+
+        async def scenario():
+            async with connect(port, acme.member_token) as ws:
+                await ws.send(json.dumps({"message": "a process about to die"}))
+                start = await receive(ws)
+            async with connect(stack["ports"][1], acme.member_token) as ws:
+                await ws.send(json.dumps({"type": "resume", "message_id": start["message_id"], "after": 1}))
+                first = await receive(ws)
+                doomed.kill()  # no shutdown, no drain: the log stops growing and its heartbeat stops
+                return [first, *await until_end(ws)]
+
+        rest = asyncio.run(scenario())
+        assert rest[-1]["type"] == "error"
+        assert rest[-1]["error"]["code"] == "stream_lost"
+        assert [frame["seq"] for frame in rest] == list(range(2, len(rest) + 2))
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+        doomed.wait(timeout=10)
