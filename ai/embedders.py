@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from ai.batching import BatcherOverloaded, QueryBatcher
 from core.platform.exceptions import ApplicationError
 
 if TYPE_CHECKING:
@@ -53,6 +55,8 @@ class Embedder(Protocol):
     def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
 
     def embed_query(self, text: str) -> list[float]: ...
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]: ...
 
 
 def model_folder() -> Path:
@@ -217,6 +221,9 @@ class LocalEmbedder:
     def embed_query(self, text: str) -> list[float]:
         return self._encode([text])[0]
 
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(list(texts)) if texts else []
+
     def _encode(self, texts: list[str]) -> list[list[float]]:
         loaded = _load_model(self.model_path, self.expected_sha256, self.device)
         with loaded.lock:
@@ -277,6 +284,12 @@ class VoyageEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self._embed([text], input_type="query")[0]
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            vectors.extend(self._embed(texts[start : start + self.batch_size], input_type="query"))
+        return vectors
 
     def _embed(self, texts: Sequence[str], *, input_type: str) -> list[list[float]]:
         from voyageai import error as voyage_error
@@ -354,6 +367,32 @@ def get_embedder() -> Embedder:
         api_key=settings.VOYAGE_API_KEY,
         base_url=settings.VOYAGE_BASE_URL,
     )
+
+
+def query_embedding(text: str) -> Future[list[float]]:
+    """The embedding of a question, computed off the caller's thread (a future to wait on, or to
+    ``asyncio.wrap_future``). Questions arriving within EMBEDDING_QUERY_BATCH_WAIT_MS of each other
+    share one model call of at most EMBEDDING_QUERY_BATCH_MAX; a maximum of 1 turns batching off."""
+    embedder = get_embedder()
+    if settings.EMBEDDING_QUERY_BATCH_MAX <= 1:
+        return _query_threads().submit(embedder.embed_query, text)
+    batcher = _query_batcher(embedder, settings.EMBEDDING_QUERY_BATCH_MAX, settings.EMBEDDING_QUERY_BATCH_WAIT_MS)
+    try:
+        return batcher.submit(text)
+    except BatcherOverloaded as exc:
+        raise ApplicationError(
+            "Too many questions are waiting; try again in a moment.", code="server_busy", status=503
+        ) from exc
+
+
+@functools.cache
+def _query_batcher(embedder: Embedder, max_batch_size: int, max_wait_ms: float) -> QueryBatcher:
+    return QueryBatcher(embedder.embed_queries, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+
+
+@functools.cache
+def _query_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="strata-embed")
 
 
 _warm = threading.Event()

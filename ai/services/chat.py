@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django_tenants.utils import tenant_context
 
-from ai.embedders import get_embedder
+from ai.embedders import query_embedding
 from ai.llm import LLMProvider, LLMStream, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Conversation, Message
 from ai.selectors import SearchHit, documents_search
@@ -41,11 +41,6 @@ from core.platform.exceptions import ApplicationError
 
 Frame = dict[str, Any]
 T = TypeVar("T")
-
-
-@functools.cache
-def _embedding_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="strata-embed")
 
 
 @functools.cache
@@ -148,14 +143,15 @@ def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int 
     """Accept a chat turn or refuse it (ApplicationError): stream slot, quota, conversation,
     history; stores the question and a placeholder answer. Sync, in the tenant's schema.
 
-    The question's embedding starts first, on the embedding threads: it is CPU work that needs
-    no database, so it runs while this waits on PostgreSQL and is collected after the start frame.
+    The question's embedding starts first (batched with other questions, on the embedding
+    thread): it is CPU work that needs no database, so it runs while this waits on PostgreSQL and
+    is collected after the start frame.
     """
     provider = get_llm_provider()
     slot = StreamSlot(schema_name=tenant.schema_name, user_id=user.pk)
     slot.acquire()
-    embedding = _embedding_pool().submit(get_embedder().embed_query, message) if settings.CHAT_CONTEXT_CHUNKS else None
     try:
+        embedding = query_embedding(message) if settings.CHAT_CONTEXT_CHUNKS else None
         with tenant_context(tenant):
             return _prepare_in_schema(
                 tenant=tenant,

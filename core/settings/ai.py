@@ -11,6 +11,10 @@ EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
 EMBEDDING_TORCH_THREADS = env.int("EMBEDDING_TORCH_THREADS", default=1)
 # embed_documents may use bfloat16 matrix maths on CPUs with AMX tiles (cosine to float32 >= 0.99998).
 EMBEDDING_BULK_BFLOAT16 = env.bool("EMBEDDING_BULK_BFLOAT16", default=True)
+# Chat questions arriving within this many milliseconds of each other share one model call of at
+# most EMBEDDING_QUERY_BATCH_MAX questions (1 turns batching off); a lone question never waits.
+EMBEDDING_QUERY_BATCH_MAX = env.int("EMBEDDING_QUERY_BATCH_MAX", default=16)
+EMBEDDING_QUERY_BATCH_WAIT_MS = env.float("EMBEDDING_QUERY_BATCH_WAIT_MS", default=3.0)
 VOYAGE_API_KEY = env.str("VOYAGE_API_KEY", default="")
 VOYAGE_BASE_URL = env.str("VOYAGE_BASE_URL", default="") or None
 
