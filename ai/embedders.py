@@ -26,7 +26,6 @@ from ai.embedding_bulk import (
     candidate_configs,
     config_applied,
     cpu_has_amx,
-    cpu_has_native_bfloat16,
     usable_cores,
 )
 from ai.embedding_onnx import OnnxMiniLM, onnx_model_load
@@ -182,7 +181,7 @@ def bulk_embedding(*, threads: int | None = None, bfloat16: bool | None = None) 
         pinned = BulkConfig(
             threads=threads or usable_cores(),
             batch_size=settings.EMBEDDING_BATCH_SIZE,
-            bfloat16=settings.EMBEDDING_BULK_BFLOAT16 and cpu_has_native_bfloat16() if bfloat16 is None else bfloat16,
+            bfloat16=settings.EMBEDDING_BULK_BFLOAT16 and cpu_has_amx() if bfloat16 is None else bfloat16,
         )
         candidates = [pinned]
     else:

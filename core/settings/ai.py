@@ -9,8 +9,7 @@ EMBEDDING_DIMENSIONS = env.int("EMBEDDING_DIMENSIONS", default=384)
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
 # Torch threads per web process for the local model (0 = torch's default).
 EMBEDDING_TORCH_THREADS = env.int("EMBEDDING_TORCH_THREADS", default=1)
-# embed_documents may use bfloat16 matrix maths on CPUs with native bfloat16 (AMX, AVX512_BF16):
-# cosine to the float32 vectors >= 0.99998.
+# embed_documents may use bfloat16 matrix maths on CPUs with AMX tiles (cosine to float32 >= 0.99998).
 EMBEDDING_BULK_BFLOAT16 = env.bool("EMBEDDING_BULK_BFLOAT16", default=True)
 # Questions run on ONNX Runtime ("onnx": the same vectors for about 2.4x less CPU; the model is
 # exported once from the checked weights into STRATA_DATA_DIR/models) or on PyTorch ("torch").
