@@ -265,7 +265,7 @@ class LocalEmbedder:
             try:
                 _onnx_models[key] = onnx_model_load(
                     folder=self.model_path,
-                    cache_dir=settings.DATA_DIR / "models",
+                    cache_dir=Path(settings.EMBEDDING_CACHE_DIR),
                     weights_sha256=self.expected_sha256,
                     reference=self._encode,
                     threads=max(1, settings.EMBEDDING_TORCH_THREADS),

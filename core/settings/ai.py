@@ -1,6 +1,6 @@
 """Embeddings, ingestion, search, summaries and chat."""
 
-from .env import env
+from .env import DATA_DIR, env
 
 # Embeddings: the bundled all-MiniLM-L6-v2 on the CPU by default, or Voyage AI.
 EMBEDDING_BACKEND = env.str("EMBEDDING_BACKEND", default="local")
@@ -12,8 +12,9 @@ EMBEDDING_TORCH_THREADS = env.int("EMBEDDING_TORCH_THREADS", default=1)
 # embed_documents may use bfloat16 matrix maths on CPUs with AMX tiles (cosine to float32 >= 0.99998).
 EMBEDDING_BULK_BFLOAT16 = env.bool("EMBEDDING_BULK_BFLOAT16", default=True)
 # Questions run on ONNX Runtime ("onnx": the same vectors for about 2.4x less CPU; the model is
-# exported once from the checked weights into STRATA_DATA_DIR/models) or on PyTorch ("torch").
+# exported once from the checked weights into EMBEDDING_CACHE_DIR) or on PyTorch ("torch").
 EMBEDDING_QUERY_RUNTIME = env.str("EMBEDDING_QUERY_RUNTIME", default="onnx")
+EMBEDDING_CACHE_DIR = env.path("EMBEDDING_CACHE_DIR", default=str(DATA_DIR / "models"))
 # Chat questions arriving within this many milliseconds of each other share one model call of at
 # most EMBEDDING_QUERY_BATCH_MAX questions (1 turns batching off); a lone question never waits.
 EMBEDDING_QUERY_BATCH_MAX = env.int("EMBEDDING_QUERY_BATCH_MAX", default=32)
