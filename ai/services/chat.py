@@ -1,9 +1,8 @@
 """Chat: accept a turn, retrieve, prompt, stream from the model, persist. One service for WebSocket and SSE.
 
 ``chat_prepare`` accepts or refuses a turn (sync, in the tenant's schema) and starts embedding the
-question; ``chat_stream`` then publishes the frames of DESIGN.md (retrieval happens after the start
-frame, while the question's embedding was computed off the database thread). It runs in a task of
-its own (ai.services.chat_answers) so the answer outlives the connection that asked for it.
+question off the database thread; ``chat_stream`` then publishes the frames of DESIGN.md. It runs
+in a task of its own (ai.services.chat_answers) so the answer outlives the connection that asked.
 
 Every database step is a sync function that enters ``tenant_context`` itself: Channels runs
 ``database_sync_to_async`` calls on one shared thread whose connection may hold any tenant's
@@ -145,8 +144,8 @@ def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int 
     history; stores the question and a placeholder answer. Sync, in the tenant's schema.
 
     The question's embedding starts first (batched with other questions, on the embedding
-    thread): it is CPU work that needs no database, so it runs while this waits on PostgreSQL and
-    is collected after the start frame.
+    thread): it is CPU work that needs no database, so it runs while this waits on PostgreSQL.
+    The passages are searched here when it is ready in time, otherwise after the start frame.
     """
     provider = get_llm_provider()
     slot = StreamSlot(schema_name=tenant.schema_name, user_id=user.pk)
