@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
 from django.db.models import Prefetch, QuerySet
@@ -35,6 +36,7 @@ from ai.services.chat import Frame, chat_message_validate, chat_prepare
 from ai.services.chat_answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
 from ai.services.documents import document_create, document_delete, document_ingest_retry, document_update
 from ai.services.summarise import document_summarise
+from core.models import User
 from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
 from core.platform.exceptions import ApplicationError
 
@@ -124,8 +126,9 @@ class ChatSseApi(TenantAPIView):
 
     @extend_schema(request=ChatInputSerializer, responses={(200, "text/event-stream"): str})
     def post(self, request: Request) -> StreamingHttpResponse:
+        tenant, user = _asker(request)
         message, conversation_id = chat_message_validate(request.data)
-        turn = chat_prepare(tenant=request.tenant, user=request.user, message=message, conversation_id=conversation_id)
+        turn = chat_prepare(tenant=tenant, user=user, message=message, conversation_id=conversation_id)
         # The answer runs in a task on the server's event loop, not in this response: it outlives it.
         return _sse(async_to_sync(chat_answer_open)(turn=turn))
 
@@ -136,8 +139,9 @@ class ChatStreamApi(TenantAPIView):
 
     @extend_schema(request=None, responses={(200, "text/event-stream"): str})
     def get(self, request: Request, message_id: int) -> StreamingHttpResponse:
+        tenant, user = _asker(request)
         frames = async_to_sync(chat_answer_follow)(
-            tenant=request.tenant, user=request.user, message_id=message_id, after=_last_event_id(request)
+            tenant=tenant, user=user, message_id=message_id, after=_last_event_id(request)
         )
         return _sse(frames)
 
@@ -148,8 +152,14 @@ class ChatCancelApi(TenantAPIView):
 
     @extend_schema(request=None, responses={200: ChatCancelOutputSerializer})
     def post(self, request: Request, message_id: int) -> Response:
-        cancelled = async_to_sync(chat_answer_cancel)(tenant=request.tenant, user=request.user, message_id=message_id)
+        tenant, user = _asker(request)
+        cancelled = async_to_sync(chat_answer_cancel)(tenant=tenant, user=user, message_id=message_id)
         return Response(ChatCancelOutputSerializer({"message_id": message_id, "cancelled": cancelled}).data)
+
+
+def _asker(request: Request) -> tuple[Any, User]:
+    """The host's tenant and the member asking (TenantAPIView has checked both)."""
+    return request.tenant, cast(User, request.user)  # type: ignore[attr-defined]
 
 
 def _last_event_id(request: Request) -> int:

@@ -440,9 +440,19 @@ def query_embedding(text: str) -> Future[list[float]]:
         ) from exc
 
 
-@functools.cache
+_query_batchers: dict[tuple[int, int, float], QueryBatcher] = {}
+_query_batchers_lock = threading.Lock()
+
+
 def _query_batcher(embedder: Embedder, max_batch_size: int, max_wait_ms: float) -> QueryBatcher:
-    return QueryBatcher(embedder.embed_queries, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+    """One batcher per embedder (they are one per configuration) and batching setting."""
+    key = (id(embedder), max_batch_size, max_wait_ms)
+    with _query_batchers_lock:
+        batcher = _query_batchers.get(key)
+        if batcher is None:
+            batcher = QueryBatcher(embedder.embed_queries, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+            _query_batchers[key] = batcher
+    return batcher
 
 
 @functools.cache

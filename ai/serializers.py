@@ -1,5 +1,7 @@
 """API shapes of the AI app: input serializers validate, output serializers shape."""
 
+from typing import Any
+
 from django.conf import settings
 from rest_framework import serializers
 
@@ -102,6 +104,6 @@ class ChatInputSerializer(serializers.Serializer):
     conversation_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
 
 
-class ChatCancelOutputSerializer(serializers.Serializer):
+class ChatCancelOutputSerializer(serializers.Serializer[dict[str, Any]]):
     message_id = serializers.IntegerField()
     cancelled = serializers.BooleanField(help_text="False if the answer had already ended.")
