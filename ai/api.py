@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, cast
 
+from asgiref.sync import async_to_sync
 from django.db.models import Prefetch, QuerySet
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -20,6 +21,7 @@ from rest_framework.routers import DefaultRouter
 from ai import selectors
 from ai.models import Conversation, Document, Message
 from ai.serializers import (
+    ChatCancelOutputSerializer,
     ChatInputSerializer,
     ConversationDetailSerializer,
     ConversationSerializer,
@@ -31,10 +33,13 @@ from ai.serializers import (
     SearchOutputSerializer,
     SummaryOutputSerializer,
 )
-from ai.services.chat import chat_message_validate, chat_prepare, chat_stream
+from ai.services.chat import Frame, chat_message_validate, chat_prepare
+from ai.services.chat_answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
 from ai.services.documents import document_create, document_delete, document_ingest_retry, document_update
 from ai.services.summarise import document_summarise
+from core.models import User
 from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
+from core.platform.exceptions import ApplicationError
 from core.platform.schema import error_responses
 
 
@@ -148,36 +153,86 @@ SSE_RESPONSE = OpenApiResponse(
 )
 
 
-class ChatSseApi(TenantAPIView):
-    """POST a message, receive the chat frames as ``text/event-stream``; refusals are plain 4xx."""
+class _EventStreamApi(TenantAPIView):
+    """A view that answers ``text/event-stream``; its refusals are JSON errors, also for a client
+    that asked for an event stream."""
 
     renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response) and response.status_code >= 400:
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = "application/json"
+        return response
+
+
+class ChatSseApi(_EventStreamApi):
+    """POST a message, receive the chat frames as ``text/event-stream``; refusals are plain 4xx."""
 
     @extend_schema(
         request=ChatInputSerializer,
         responses={(200, "text/event-stream"): SSE_RESPONSE, **error_responses(402, 404, 413, 429, 502, 503)},
     )
     def post(self, request: Request) -> StreamingHttpResponse:
+        tenant, user = _asker(request)
         message, conversation_id = chat_message_validate(request.data)
-        turn = chat_prepare(tenant=request.tenant, user=request.user, message=message, conversation_id=conversation_id)
-        response = StreamingHttpResponse(_sse(chat_stream(turn=turn)), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # nginx must pass tokens through as they come
-        return response
-
-    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
-        response = super().finalize_response(request, response, *args, **kwargs)
-        if isinstance(response, Response) and response.status_code >= 400:
-            # A refusal is a JSON error, also for a client that asked for an event stream.
-            response.accepted_renderer = JSONRenderer()
-            response.accepted_media_type = "application/json"
-        return response
+        turn = chat_prepare(tenant=tenant, user=user, message=message, conversation_id=conversation_id)
+        # The answer runs in a task on the server's event loop, not in this response: it outlives it.
+        return _sse(async_to_sync(chat_answer_open)(turn=turn))
 
 
-async def _sse(frames: AsyncIterator[dict]) -> AsyncIterator[bytes]:
+class ChatStreamApi(_EventStreamApi):
+    """Resume one of your answers as ``text/event-stream``: the events after ``Last-Event-ID``
+    (or ``?after=``) replayed, then live ones until done; 404 ``not_found`` once its log expired."""
+
+    @extend_schema(
+        request=None,
+        parameters=[OpenApiParameter("after", int, description="The seq of the last event received.")],
+        responses={(200, "text/event-stream"): SSE_RESPONSE, **error_responses(400, 404)},
+    )
+    def get(self, request: Request, message_id: int) -> StreamingHttpResponse:
+        tenant, user = _asker(request)
+        frames = async_to_sync(chat_answer_follow)(
+            tenant=tenant, user=user, message_id=message_id, after=_last_event_id(request)
+        )
+        return _sse(frames)
+
+
+class ChatCancelApi(TenantAPIView):
+    """Stop one of your answers now (saved as interrupted with its tokens); ``cancelled`` is false
+    if it had already ended."""
+
+    @extend_schema(request=None, responses={200: ChatCancelOutputSerializer, **error_responses(404)})
+    def post(self, request: Request, message_id: int) -> Response:
+        tenant, user = _asker(request)
+        cancelled = async_to_sync(chat_answer_cancel)(tenant=tenant, user=user, message_id=message_id)
+        return Response(ChatCancelOutputSerializer({"message_id": message_id, "cancelled": cancelled}).data)
+
+
+def _asker(request: Request) -> tuple[Any, User]:
+    """The host's tenant and the member asking (TenantAPIView has checked both)."""
+    return request.tenant, cast(User, request.user)  # type: ignore[attr-defined]
+
+
+def _last_event_id(request: Request) -> int:
+    value = request.headers.get("Last-Event-ID") or request.query_params.get("after") or "0"
+    if not value.isdigit():
+        raise ApplicationError("Last-Event-ID must be the seq of the last event received.", code="bad_request")
+    return int(value)
+
+
+def _sse(frames: AsyncGenerator[Frame, None]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(_events(frames), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx must pass tokens through as they come
+    return response
+
+
+async def _events(frames: AsyncGenerator[Frame, None]) -> AsyncGenerator[bytes, None]:
     try:
         async for frame in frames:
-            yield f"event: {frame['type']}\ndata: {json.dumps(frame)}\n\n".encode()
+            yield f"id: {frame['seq']}\nevent: {frame['type']}\ndata: {json.dumps(frame)}\n\n".encode()
     finally:
         await frames.aclose()
 

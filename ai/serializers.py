@@ -1,5 +1,7 @@
 """API shapes of the AI app: input serializers validate, output serializers shape."""
 
+from typing import Any
+
 from django.conf import settings
 from rest_framework import serializers
 
@@ -103,3 +105,8 @@ class ConversationDetailSerializer(ConversationSerializer):
 class ChatInputSerializer(serializers.Serializer):
     message = StorableCharField(trim_whitespace=True)
     conversation_id = StrictIntegerField(required=False, allow_null=True, min_value=1)
+
+
+class ChatCancelOutputSerializer(serializers.Serializer[dict[str, Any]]):
+    message_id = serializers.IntegerField()
+    cancelled = serializers.BooleanField(help_text="False if the answer had already ended.")

@@ -14,6 +14,7 @@ from django_tenants.utils import tenant_context
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from ai.embedders import embedder_warm
 from core.models import User
 from core.project.signup import tenant_signup
 from tenants.models import Membership, Tenant
@@ -174,6 +175,7 @@ def asgi_server(django_db_setup, django_db_blocker) -> Iterator[LiveAsgiServer]:
     worlds (acme, globex via ``live_worlds``), not rows made inside a test transaction."""
     with django_db_blocker.unblock():
         server = LiveAsgiServer().start()
+        embedder_warm()  # as the lifespan warm-up does: no chat waits seconds for the model to load
         yield server
         server.stop()
         # The server's threads keep their own connections; end them so the test database can be dropped.

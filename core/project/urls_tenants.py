@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from ai import views as pages
-from ai.api import ChatSseApi, SearchApi
+from ai.api import ChatCancelApi, ChatSseApi, ChatStreamApi, SearchApi
 from ai.api import router as ai_router
 from core.project.urls_common import (  # noqa: F401
     common_urlpatterns,
@@ -25,6 +25,8 @@ urlpatterns = [
     path("api/", include(ai_router.urls)),
     path("api/search/", SearchApi.as_view(), name="search"),
     path("api/chat/", ChatSseApi.as_view(), name="chat-sse"),
+    path("api/chat/<int:message_id>/stream/", ChatStreamApi.as_view(), name="chat-stream"),
+    path("api/chat/<int:message_id>/cancel/", ChatCancelApi.as_view(), name="chat-cancel"),
     path("api/", include("billing.urls_tenant")),
     path("", include("tenants.urls_tenant")),
     schema_view(__name__),

@@ -1,6 +1,6 @@
 """Embeddings, ingestion, search, summaries and chat."""
 
-from .env import env
+from .env import DATA_DIR, env
 
 # Embeddings: the bundled all-MiniLM-L6-v2 on the CPU by default, or Voyage AI.
 EMBEDDING_BACKEND = env.str("EMBEDDING_BACKEND", default="local")
@@ -11,6 +11,14 @@ EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
 EMBEDDING_TORCH_THREADS = env.int("EMBEDDING_TORCH_THREADS", default=1)
 # embed_documents may use bfloat16 matrix maths on CPUs with AMX tiles (cosine to float32 >= 0.99998).
 EMBEDDING_BULK_BFLOAT16 = env.bool("EMBEDDING_BULK_BFLOAT16", default=True)
+# Questions run on ONNX Runtime ("onnx": the same vectors for about 2.4x less CPU; the model is
+# exported once from the checked weights into EMBEDDING_CACHE_DIR) or on PyTorch ("torch").
+EMBEDDING_QUERY_RUNTIME = env.str("EMBEDDING_QUERY_RUNTIME", default="onnx")
+EMBEDDING_CACHE_DIR = env.path("EMBEDDING_CACHE_DIR", default=str(DATA_DIR / "models"))
+# Chat questions arriving within this many milliseconds of each other share one model call of at
+# most EMBEDDING_QUERY_BATCH_MAX questions (1 turns batching off); a lone question never waits.
+EMBEDDING_QUERY_BATCH_MAX = env.int("EMBEDDING_QUERY_BATCH_MAX", default=32)
+EMBEDDING_QUERY_BATCH_WAIT_MS = env.float("EMBEDDING_QUERY_BATCH_WAIT_MS", default=2.0)
 VOYAGE_API_KEY = env.str("VOYAGE_API_KEY", default="")
 VOYAGE_BASE_URL = env.str("VOYAGE_BASE_URL", default="") or None
 
@@ -46,3 +54,13 @@ CHAT_MAX_STREAMS_PER_USER = env.int("CHAT_MAX_STREAMS_PER_USER", default=3)
 # A stream slot expires this long after its answer last sent a token, so a crashed process
 # never keeps a user's slot for long.
 CHAT_STREAM_SLOT_TTL_SECONDS = env.int("CHAT_STREAM_SLOT_TTL_SECONDS", default=60)
+# Threads per process for chat's database steps (each holds a pooled connection while it runs).
+CHAT_DATABASE_THREADS = env.int("CHAT_DATABASE_THREADS", default=4)
+# Resuming: every answer's frames go to a stream log (Redis Streams with REDIS_URL, memory otherwise)
+# that expires this long after the answer ends; an answer nobody follows any more goes on this long
+# waiting for a resume, then is cancelled and saved as interrupted.
+CHAT_RESUME_TTL_SECONDS = env.float("CHAT_RESUME_TTL_SECONDS", default=600)
+CHAT_RESUME_GRACE_SECONDS = env.float("CHAT_RESUME_GRACE_SECONDS", default=30)
+# A stopping server process lets its answers in flight finish (they may be followed from another
+# process through Redis) for at most this long, then saves the rest as interrupted.
+CHAT_SHUTDOWN_DRAIN_SECONDS = env.float("CHAT_SHUTDOWN_DRAIN_SECONDS", default=25)

@@ -87,9 +87,12 @@ async def test_sse_needs_a_member_of_the_host_tenant(live_worlds, asgi_server):
         assert (await http.post("/api/chat/", json={"message": "hi"})).status_code == 401
 
 
-async def test_sse_client_disconnect_cancels_the_upstream(live_worlds, asgi_server, fake_anthropic):
+async def test_an_sse_client_that_leaves_and_never_resumes_is_cancelled_after_the_grace_period(
+    live_worlds, asgi_server, fake_anthropic, settings
+):
+    settings.CHAT_RESUME_GRACE_SECONDS = 1.0
     acme = live_worlds["acme"]
-    fake_anthropic.reply = " ".join(f"w{i}" for i in range(300))
+    fake_anthropic.reply = " ".join(f"w{i}" for i in range(400))
     fake_anthropic.token_delay = 0.02
     async with (
         client(asgi_server, "acme", acme.member_token) as http,
@@ -104,7 +107,8 @@ async def test_sse_client_disconnect_cancels_the_upstream(live_worlds, asgi_serv
                 tokens += frame["type"] == "token"
                 if tokens == 5:
                     break
-    assert await asyncio.to_thread(fake_anthropic.wait_for_disconnect, 3)
+    assert not await asyncio.to_thread(fake_anthropic.wait_for_disconnect, 0.6)
+    assert await asyncio.to_thread(fake_anthropic.wait_for_disconnect, 5)
 
     def answer():
         with tenant_context(acme.tenant):
@@ -116,6 +120,7 @@ async def test_sse_client_disconnect_cancels_the_upstream(live_worlds, asgi_serv
             break
         await asyncio.sleep(0.05)
     assert message.status == "interrupted"
+    assert message.content.startswith("w0 w1 w2 w3 w4")
     assert message.output_tokens > 0
 
 

@@ -194,11 +194,12 @@ async def test_upstream_errors_before_the_first_token_are_reported_after_retries
     assert len(fake_anthropic.requests) == 3  # the SDK's two retries
 
 
-async def test_a_client_that_leaves_mid_answer_cancels_the_upstream_and_keeps_the_tokens(
-    live_worlds, asgi_server, fake_anthropic
+async def test_a_client_that_leaves_and_never_resumes_is_cancelled_after_the_grace_period_and_keeps_the_tokens(
+    live_worlds, asgi_server, fake_anthropic, settings
 ):
+    settings.CHAT_RESUME_GRACE_SECONDS = 1.0
     acme = live_worlds["acme"]
-    fake_anthropic.reply = " ".join(f"word{i}" for i in range(200))
+    fake_anthropic.reply = " ".join(f"word{i}" for i in range(400))
     fake_anthropic.token_delay = 0.02
     ws = await ws_connect(asgi_server, "acme", token=acme.member_token)
     await ws.send(json.dumps({"message": "a long answer please"}))
@@ -206,8 +207,12 @@ async def test_a_client_that_leaves_mid_answer_cancels_the_upstream_and_keeps_th
     for _ in range(5):
         assert (await receive(ws))["type"] == "token"
     await ws.close()
+    left = time.monotonic()
 
-    assert await asyncio.to_thread(fake_anthropic.wait_for_disconnect, 3)
+    # The answer goes on, waiting for a resume; nobody comes, so the upstream is cancelled after the grace.
+    assert not await asyncio.to_thread(fake_anthropic.wait_for_disconnect, 0.6)
+    assert await asyncio.to_thread(fake_anthropic.wait_for_disconnect, 5)
+    assert time.monotonic() - left >= 1.0
 
     def settled():
         _, messages = rows(acme, start["conversation_id"])
@@ -217,18 +222,23 @@ async def test_a_client_that_leaves_mid_answer_cancels_the_upstream_and_keeps_th
     while (answer := await db(settled))["content"] == "" and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert answer["status"] == "interrupted"
-    assert answer["content"].startswith("word0 word1 word2 word3 word4")
+    assert answer["content"].startswith("word0 word1 word2 word3 word4 word5")
     assert answer["output_tokens"] > 0
 
     def usage_recorded():
         with tenant_context(acme.tenant):
             action = AgentAction.objects.get(conversation_id=start["conversation_id"])
-        return action.status, UsageEvent.objects.filter(request_key=f"action:{action.id}").values_list(
-            "output_tokens", flat=True
-        ).first()
+        return (
+            action.status,
+            action.error,
+            UsageEvent.objects.filter(request_key=f"action:{action.id}")
+            .values_list("output_tokens", flat=True)
+            .first(),
+        )
 
-    status, output_tokens = await db(usage_recorded)
+    status, error, output_tokens = await db(usage_recorded)
     assert status == "interrupted"
+    assert "did not resume" in error
     assert output_tokens and output_tokens > 0
 
 

@@ -102,12 +102,15 @@ const Strata = (() => {
 
     function connect() {
       const scheme = location.protocol === "https:" ? "wss" : "ws";
-      socket = new WebSocket(`${scheme}://${location.host}/ws/chat/`);
+      socket = new StrataResumableSocket(`${scheme}://${location.host}/ws/chat/`); // stream-resume.js
       socket.onmessage = (event) => {
         const frame = JSON.parse(event.data);
         if (frame.type === "start") {
           conversationId = frame.conversation_id;
-          current = bubble("assistant", "");
+          streaming(true);
+          // A resumed answer after a reload replaces the saved part shown for it.
+          current = messages.querySelector(`.msg.assistant[data-message-id="${frame.message_id}"]`) || bubble("assistant", "");
+          current.querySelector(".text").textContent = "";
           current.dataset.messageId = frame.message_id;
         } else if (frame.type === "token") {
           current.querySelector(".text").textContent += frame.token;
@@ -137,7 +140,7 @@ const Strata = (() => {
       const detail = await api(`/api/conversations/${conversation.id}/`);
       conversationId = conversation.id;
       messages.replaceChildren();
-      detail.messages.forEach((m) => { const node = bubble(m.role, m.content); if (m.role === "assistant") showSources(node, m.sources); });
+      detail.messages.forEach((m) => { const node = bubble(m.role, m.content); node.dataset.messageId = m.id; if (m.role === "assistant") showSources(node, m.sources); });
     }
 
     async function loadConversations() {
@@ -160,6 +163,8 @@ const Strata = (() => {
     stopButton.addEventListener("click", () => { if (socket) socket.send(JSON.stringify({type: "cancel"})); streaming(false); });
     document.getElementById("new-conversation").addEventListener("click", () => { conversationId = null; messages.replaceChildren(); });
     loadConversations();
+    const pending = StrataResumableSocket.pending(); // an answer was streaming when this tab reloaded
+    if (pending) open({id: pending.conversationId}).then(connect).catch((error) => { errorBox.textContent = error.message; });
   }
 
   async function usagePage() {
