@@ -122,6 +122,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     if frame["error"]["code"] != "quota_exceeded":  # a refusal keeps the socket usable
                         await self.close(code=CLOSE_UPSTREAM_ERROR)
                     return
+        except OSError:
+            return  # the client went away mid-frame (uvicorn's ClientDisconnected); the answer goes on
         finally:
             await frames.aclose()
 
