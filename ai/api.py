@@ -85,7 +85,8 @@ class SearchApi(TenantAPIView):
         data = SearchInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         hits = selectors.documents_search(**data.validated_data)
-        return Response(SearchOutputSerializer({"results": hits}).data)
+        output = {"results": hits, "documents": selectors.hits_by_document(hits)}
+        return Response(SearchOutputSerializer(output).data)
 
 
 class ConversationViewSet(

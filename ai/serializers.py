@@ -56,10 +56,19 @@ class SearchHitSerializer(serializers.Serializer):
     chunk_id = serializers.IntegerField()
     text = serializers.CharField()
     distance = serializers.FloatField()
+    relevance = serializers.IntegerField(help_text="0-100 for people: 0 at the relevance threshold.")
+
+
+class DocumentHitsSerializer(serializers.Serializer):
+    document_id = serializers.IntegerField()
+    title = serializers.CharField()
+    relevance = serializers.IntegerField()
+    passages = SearchHitSerializer(many=True)
 
 
 class SearchOutputSerializer(serializers.Serializer):
-    results = SearchHitSerializer(many=True)
+    results = SearchHitSerializer(many=True, help_text="Passages within the relevance threshold, nearest first.")
+    documents = DocumentHitsSerializer(many=True, help_text="The same passages, one entry per document.")
 
 
 class UsageSerializer(serializers.Serializer):

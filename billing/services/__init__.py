@@ -3,12 +3,19 @@
 from billing.services.meter import SyncReport, usage_sync  # noqa: F401
 from billing.services.quota import quota_check  # noqa: F401
 from billing.services.stripe import (  # noqa: F401
+    PORTAL_FLOWS,
     CheckoutStarted,
+    PlanChange,
     billing_enabled,
     checkout_session_start,
     checkout_start,
+    plan_change_start,
     portal_session_start,
 )
-from billing.services.subscriptions import subscription_start, subscriptions_enforce_grace  # noqa: F401
+from billing.services.subscriptions import (  # noqa: F401
+    pending_tenants_release,
+    subscription_start,
+    subscriptions_enforce_grace,
+)
 from billing.services.usage import period_start, usage_record, usage_summary  # noqa: F401
 from billing.services.webhooks import WebhookOutcome, webhook_event_receive  # noqa: F401

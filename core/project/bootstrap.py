@@ -69,6 +69,18 @@ def platform_urls() -> tuple[str, str]:
     )
 
 
+def mail_mode() -> str:
+    """Where e-mail goes, as ``up`` reports it."""
+    backend = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
+    if backend == "filebased":
+        return f"written as files to {settings.EMAIL_FILE_PATH}"
+    if backend == "console":
+        return "printed to the console"
+    if backend == "locmem":
+        return "kept in memory (tests)"
+    return f"sent by SMTP through {settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+
+
 def platform_summary(credentials: Credentials) -> list[str]:
     """What ``manage.py up`` prints: where to go, who to log in as, and which mode each part runs in."""
     public_url, demo_url = platform_urls()
@@ -76,9 +88,9 @@ def platform_summary(credentials: Credentials) -> list[str]:
     answers = "offline (no ANTHROPIC_API_KEY)"
     if settings.ANTHROPIC_API_KEY:
         answers = f"Claude ({settings.ANTHROPIC_MODEL})"
-    billing = "local only (no STRIPE_SECRET_KEY: usage and quotas, no payments)"
+    billing = "local only (no STRIPE_SECRET_KEY: usage and quotas, free plans only, no payments)"
     if settings.STRIPE_SECRET_KEY:
-        billing = "Stripe"
+        billing = f"Stripe ({'test' if settings.STRIPE_SECRET_KEY.startswith('sk_test') else 'live'} keys)"
     return [
         "",
         "Strata is up.",
@@ -89,6 +101,8 @@ def platform_summary(credentials: Credentials) -> list[str]:
         f"  Answers:                {answers}",
         f"  Billing:                {billing}",
         f"  Embeddings:             {settings.EMBEDDING_BACKEND} ({settings.EMBEDDING_MODEL})",
+        f"  Mail:                   {mail_mode()}",
+        *(["  Debug pages:            on (DEBUG=true); never in production"] if settings.DEBUG else []),
         "  Press Ctrl-C to stop the server, the job worker and the embedded database.",
         "",
     ]

@@ -1,0 +1,137 @@
+"""Browser fixtures: headless Debian Chromium through Playwright, pages at a phone's and a laptop's
+width, fresh committed tenants the live server can see, and a way to commit rows from a test.
+
+The live server's threads see committed rows only, and a browser test runs inside a transaction
+that is rolled back; ``committed(fn)`` runs ``fn`` on a connection of its own, which commits.
+Set STRATA_SCREENSHOTS to a folder to keep the screenshots the tests take (``shot``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from django.db import connections
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.ai.factories import world_create
+from tests.conftest import World
+from tests.factories import PASSWORD
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # *.localhost must reach our server, as in a desktop browser
+    "--host-resolver-rules=MAP *.localhost 127.0.0.1",
+]
+PHONE, LAPTOP = 390, 1280
+WIDTHS = [pytest.param(PHONE, id="390px"), pytest.param(LAPTOP, id="1280px")]
+
+T = TypeVar("T")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/browser/" in str(item.fspath):
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.django_db)
+            if not Path(CHROMIUM).exists():
+                item.add_marker(pytest.mark.skip(reason="Debian chromium is not installed (tests/run.sh installs it)"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
+    # still synchronous, so Django's async-safety guard is told so.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": LAPTOP, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture(params=WIDTHS)
+def width(request: pytest.FixtureRequest) -> int:
+    return request.param
+
+
+@pytest.fixture
+def sized_page(browser: Browser, width: int) -> Iterator[Page]:
+    """A page at 390 px (a phone) or 1280 px (a laptop): tests using it run at both widths."""
+    context = browser.new_context(viewport={"width": width, "height": 900 if width > PHONE else 844})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def _closing(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        connections.close_all()
+
+
+def committed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` on a connection of its own in another thread: what it writes is committed."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(_closing, fn, *args, **kwargs).result()
+
+
+def fresh_world(name: str) -> World:
+    """A committed tenant with an owner and a member who can log in with PASSWORD."""
+    world = world_create(name)
+    for user in (world.owner, world.member):
+        user.set_password(PASSWORD)
+        user.save(update_fields=["password"])
+    return world
+
+
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker) -> World:  # noqa: ANN001
+    """A tenant of this test module's own (documents, chats and usage of other modules stay out)."""
+    with django_db_blocker.unblock():
+        return fresh_world("Umbrella")
+
+
+def log_in(page: Page, base: str, email: str, *, next_path: str = "/") -> None:
+    page.goto(f"{base}/login/?next={next_path}")
+    page.fill("#id_username", email)
+    page.fill("#id_password", PASSWORD)
+    page.click("main button[type=submit]")
+    expect(page).not_to_have_url(f"{base}/login/?next={next_path}")
+
+
+def shot(page: Page, name: str) -> None:
+    """Keep a screenshot when STRATA_SCREENSHOTS names a folder (to look at, not to compare)."""
+    folder = os.environ.get("STRATA_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        width = page.viewport_size["width"] if page.viewport_size else 0
+        page.screenshot(path=str(Path(folder) / f"{name}-{width}.png"), full_page=True)
+
+
+def fits_width(page: Page) -> None:
+    """Nothing sticks out sideways: the page is no wider than the window."""
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"{page.url} is {widths[0]} px wide in a {widths[1]} px window"
