@@ -13,8 +13,12 @@ from core.platform.api import error_body
 from tenants.selectors import tenant_get_by_subdomain
 
 
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
 def _error(request: HttpRequest, status: int, code: str, message: str, title: str) -> HttpResponse:
-    if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
+    if _wants_json(request):
         return JsonResponse(error_body(code, message), status=status)
     context = {"status": status, "title": title, "message": message, "code": code}
     # Rendered without the request's context processors: an error page must not fail in its turn.
@@ -22,7 +26,10 @@ def _error(request: HttpRequest, status: int, code: str, message: str, title: st
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 404, "not_found", "Not found.", "This page does not exist")
+    if _wants_json(request):
+        return _error(request, 404, "not_found", "Not found.", "")
+    message = "The address may be mistyped, or what was here has been moved or deleted."
+    return _error(request, 404, "not_found", message, "This page does not exist")
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -8,6 +8,7 @@ Set STRATA_SCREENSHOTS to a folder to keep the screenshots the tests take (``sho
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from django.db import connections
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -122,16 +124,43 @@ def log_in(page: Page, base: str, email: str, *, next_path: str = "/") -> None:
     expect(page).not_to_have_url(f"{base}/login/?next={next_path}")
 
 
-def shot(page: Page, name: str) -> None:
-    """Keep a screenshot when STRATA_SCREENSHOTS names a folder (to look at, not to compare)."""
+def shot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """Keep a screenshot when STRATA_SCREENSHOTS names a folder (to look at, not to compare).
+    A page scrolled to a passage is shot as the window shows it (``full_page=False``)."""
     folder = os.environ.get("STRATA_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         width = page.viewport_size["width"] if page.viewport_size else 0
-        page.screenshot(path=str(Path(folder) / f"{name}-{width}.png"), full_page=True)
+        page.screenshot(path=str(Path(folder) / f"{name}-{width}.png"), full_page=full_page)
 
 
 def fits_width(page: Page) -> None:
     """Nothing sticks out sideways: the page is no wider than the window."""
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], f"{page.url} is {widths[0]} px wide in a {widths[1]} px window"
+
+
+def api(server: Any, world: World, method: str, path: str, **kwargs: Any) -> Any:
+    """Call the live server's API as the world's owner (what it writes is committed)."""
+    headers = {
+        "Host": f"{world.tenant.subdomain}.localhost:{server.port}",
+        "Authorization": f"Token {world.owner_token}",
+    }
+    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
+        response = client.request(method, path, **kwargs)
+    assert response.status_code < 400, response.text
+    return response
+
+
+def document_add(server: Any, world: World, title: str, content: str) -> dict[str, Any]:
+    """A document, ingested by the time this returns (jobs run at commit in tests)."""
+    return api(server, world, "POST", "/api/documents/", json={"title": title, "content": content}).json()
+
+
+def chat_over_sse(server: Any, world: World, message: str, conversation_id: int | None = None) -> list[dict[str, Any]]:
+    """Ask through the SSE chat endpoint and return its frames (the conversation is committed)."""
+    body: dict[str, Any] = {"message": message}
+    if conversation_id is not None:
+        body["conversation_id"] = conversation_id
+    response = api(server, world, "POST", "/api/chat/", json=body)
+    return [json.loads(line[len("data: ") :]) for line in response.text.splitlines() if line.startswith("data: ")]
