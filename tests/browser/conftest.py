@@ -140,11 +140,11 @@ def fits_width(page: Page) -> None:
     assert widths[0] <= widths[1], f"{page.url} is {widths[0]} px wide in a {widths[1]} px window"
 
 
-def api(server: Any, world: World, method: str, path: str, **kwargs: Any) -> Any:
-    """Call the live server's API as the world's owner (what it writes is committed)."""
+def api(server: Any, world: World, method: str, path: str, *, as_member: bool = False, **kwargs: Any) -> Any:
+    """Call the live server's API as the world's owner or member (what it writes is committed)."""
     headers = {
         "Host": f"{world.tenant.subdomain}.localhost:{server.port}",
-        "Authorization": f"Token {world.owner_token}",
+        "Authorization": f"Token {world.member_token if as_member else world.owner_token}",
     }
     with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
         response = client.request(method, path, **kwargs)
@@ -157,10 +157,7 @@ def document_add(server: Any, world: World, title: str, content: str) -> dict[st
     return api(server, world, "POST", "/api/documents/", json={"title": title, "content": content}).json()
 
 
-def chat_over_sse(server: Any, world: World, message: str, conversation_id: int | None = None) -> list[dict[str, Any]]:
+def chat_over_sse(server: Any, world: World, message: str, *, as_member: bool = False) -> list[dict[str, Any]]:
     """Ask through the SSE chat endpoint and return its frames (the conversation is committed)."""
-    body: dict[str, Any] = {"message": message}
-    if conversation_id is not None:
-        body["conversation_id"] = conversation_id
-    response = api(server, world, "POST", "/api/chat/", json=body)
+    response = api(server, world, "POST", "/api/chat/", as_member=as_member, json={"message": message})
     return [json.loads(line[len("data: ") :]) for line in response.text.splitlines() if line.startswith("data: ")]
