@@ -20,6 +20,7 @@ from ai.models import Conversation, Document, Message
 from ai.serializers import (
     ChatInputSerializer,
     ConversationDetailSerializer,
+    ConversationRenameSerializer,
     ConversationSerializer,
     DocumentCreateSerializer,
     DocumentListSerializer,
@@ -30,6 +31,7 @@ from ai.serializers import (
     SummaryOutputSerializer,
 )
 from ai.services.chat import chat_message_validate, chat_prepare, chat_stream
+from ai.services.conversations import conversation_delete, conversation_rename
 from ai.services.documents import document_create, document_delete, document_update
 from ai.services.summarise import document_summarise
 from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
@@ -92,7 +94,7 @@ class SearchApi(TenantAPIView):
 class ConversationViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantGenericViewSet
 ):
-    """A member's own conversations; other members' are invisible (404)."""
+    """A member's own conversations; other members' are invisible (404). PATCH renames, DELETE deletes."""
 
     def get_queryset(self) -> QuerySet[Conversation]:
         queryset = selectors.conversations_for(user_id=self.request.user.id)
@@ -107,6 +109,18 @@ class ConversationViewSet(
 
     def perform_create(self, serializer: ConversationSerializer) -> None:
         serializer.save(user=self.request.user)
+
+    @extend_schema(request=ConversationRenameSerializer, responses={200: ConversationSerializer})
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        data = ConversationRenameSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        conversation = conversation_rename(conversation=self.get_object(), title=data.validated_data["title"])
+        return Response(ConversationSerializer(conversation).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        conversation_delete(conversation=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ChatSseApi(TenantAPIView):

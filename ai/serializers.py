@@ -3,6 +3,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from ai.markdown import markdown_html
 from ai.models import Conversation, Document, Message
 
 
@@ -86,10 +87,15 @@ class SummaryOutputSerializer(serializers.Serializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
+    html = serializers.SerializerMethodField(help_text="An answer's Markdown as sanitised HTML (empty for questions).")
+
     class Meta:
         model = Message
-        fields = ("id", "role", "content", "status", "sources", "input_tokens", "output_tokens", "created")
+        fields = ("id", "role", "content", "html", "status", "sources", "input_tokens", "output_tokens", "created")
         read_only_fields = fields
+
+    def get_html(self, message: Message) -> str:
+        return markdown_html(message.content) if message.role == Message.Role.ASSISTANT else ""
 
 
 class ConversationSerializer(serializers.ModelSerializer):
@@ -97,6 +103,10 @@ class ConversationSerializer(serializers.ModelSerializer):
         model = Conversation
         fields = ("id", "title", "created", "updated")
         read_only_fields = ("id", "created", "updated")
+
+
+class ConversationRenameSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
 
 
 class ConversationDetailSerializer(ConversationSerializer):

@@ -194,8 +194,10 @@ def first_payment(request: HttpRequest) -> HttpResponse:
     membership = membership_get(user=request.user, tenant=tenant) if request.user.is_authenticated else None  # type: ignore[arg-type]
     if tenant.status == Tenant.Status.ACTIVE:
         return redirect("/")
-    if membership is None or membership.role != Membership.Role.OWNER:
+    if membership is None:
         return redirect("/login/?next=/")
+    if membership.role != Membership.Role.OWNER:
+        return redirect("/")  # the waiting page tells members who can pay
     try:
         url = checkout_session_start(tenant=tenant, user=request.user)  # type: ignore[arg-type]
     except ApplicationError as exc:

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from ai.llm import Usage
 from billing.models import UsageEvent
 from billing.services import period_start, usage_record
-from tests.browser.conftest import committed, fits_width, fresh_world, log_in, shot
+from tests.browser.conftest import fits_width, fresh_world, log_in, shot
 from tests.conftest import World
 
 CHART = "Chart.getChart(document.getElementById('usage-chart'))"
