@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 from django.db import connections
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.ai.factories import world_create
 from tests.conftest import World
@@ -36,6 +37,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     # *.localhost must reach our server, as in a desktop browser
     "--host-resolver-rules=MAP *.localhost 127.0.0.1",
+    # Pages the tests serve through a route (to add the CSP) have no address; Chromium's local
+    # network checks would then refuse their WebSocket to 127.0.0.1.
+    "--disable-features=LocalNetworkAccessChecks",
 ]
 PHONE, LAPTOP = 390, 1280
 WIDTHS = [pytest.param(PHONE, id="390px"), pytest.param(LAPTOP, id="1280px")]
@@ -77,14 +81,39 @@ def width(request: pytest.FixtureRequest) -> int:
     return request.param
 
 
+# The policy the pages must work under: no inline script, handler or style anywhere.
+STRICT_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'"
+
+
+def _with_strict_csp(route: Route) -> None:
+    request = route.request
+    if request.resource_type != "document":
+        route.continue_()
+        return
+    # Playwright fetches outside the browser, without its *.localhost mapping: ask 127.0.0.1 by Host.
+    parts = urlsplit(request.url)
+    url = request.url
+    if parts.hostname and parts.hostname.endswith(".localhost"):
+        url = urlunsplit(parts._replace(netloc=f"127.0.0.1:{parts.port}"))
+    response = route.fetch(url=url, headers={**request.headers, "host": parts.netloc}, max_redirects=0)
+    route.fulfill(response=response, headers={**response.headers, "content-security-policy": STRICT_CSP})
+
+
 @pytest.fixture
 def sized_page(browser: Browser, width: int) -> Iterator[Page]:
-    """A page at 390 px (a phone) or 1280 px (a laptop): tests using it run at both widths."""
+    """A page at 390 px (a phone) or 1280 px (a laptop): tests using it run at both widths.
+
+    Every page it opens is served with a strict Content-Security-Policy, and the test fails if
+    the browser reports a violation (an inline script or style that would be blocked)."""
     context = browser.new_context(viewport={"width": width, "height": 900 if width > PHONE else 844})
     context.set_default_timeout(20_000)
+    context.route("**/*", _with_strict_csp)
     page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: "Content Security Policy" in message.text and violations.append(message.text))
     yield page
     context.close()
+    assert not violations, violations
 
 
 def _closing(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -122,6 +151,7 @@ def log_in(page: Page, base: str, email: str, *, next_path: str = "/") -> None:
     page.fill("#id_password", PASSWORD)
     page.click("main button[type=submit]")
     expect(page).not_to_have_url(f"{base}/login/?next={next_path}")
+    page.wait_for_load_state("load")  # the page's scripts have run
 
 
 def shot(page: Page, name: str, *, full_page: bool = True) -> None:

@@ -30,6 +30,7 @@ def own_world(django_db_setup) -> World:  # noqa: ANN001
 def open_chat(page: Page, base: str, world: World) -> None:
     log_in(page, base, world.member.email, next_path="/chat/")
     expect(page.locator("#chat-empty")).to_be_visible()
+    expect(page.locator("#chat[data-ready=true]")).to_have_count(1)
 
 
 def answer_is_safe(page: Page) -> None:
@@ -185,6 +186,7 @@ def test_a_source_opens_the_passage_and_an_unrelated_question_cites_nothing(size
     expect(highlight).to_be_in_viewport()
 
     page.go_back()
+    expect(page.locator("#chat[data-ready=true]")).to_have_count(1)
     page.fill("#message", "Who won the football world cup in 1966?")
     page.keyboard.press("Enter")
     last = page.locator(".msg.assistant").last

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 from bs4 import BeautifulSoup
 from playwright.sync_api import Page, expect
@@ -76,8 +77,10 @@ def test_every_page_fits_the_window_and_shares_the_navigation(
     visit(page, f"http://nosuch.localhost:{asgi_server.port}/", "unknown-workspace", status=404)
 
     visit(page, f"{base}/login/", "login")
-    favicon = page.evaluate("fetch('/favicon.ico').then((r) => [r.status, r.headers.get('content-type')])")
-    assert favicon[0] == 200 and "icon" in favicon[1], favicon
+    assert page.locator('link[rel=icon][href="/favicon.ico"]').count() == 1
+    host = {"Host": f"{world.tenant.subdomain}.localhost:{asgi_server.port}"}
+    favicon = httpx.get(f"{asgi_server.url}/favicon.ico", headers=host)
+    assert favicon.status_code == 200 and "icon" in favicon.headers["content-type"]
     visit(page, f"{asgi_server.host_url(pending.tenant.subdomain)}/", "pending-payment", status=402)
 
     log_in(page, base, world.owner.email)

@@ -198,3 +198,4 @@ stopButton.addEventListener("click", () => {
 if (panel && window.matchMedia("(max-width: 760px)").matches && state.conversationId) panel.open = false;
 updateCounter();
 scrollToEnd();
+form.dataset.ready = "true";
