@@ -195,7 +195,7 @@ stopButton.addEventListener("click", () => {
   }, 800);
 });
 
-if (panel && window.matchMedia("(max-width: 760px)").matches && state.conversationId) panel.open = false;
+if (panel && window.matchMedia("(max-width: 760px)").matches) panel.open = false; // folded on phones
 updateCounter();
 scrollToEnd();
 form.dataset.ready = "true";
