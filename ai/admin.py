@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from ai.models import AgentAction, Document, PromptTemplate
+from ai.services.documents import document_ingest_retry
 from tenants.admin import TenantModelAdmin, tenant_admin_site
 
 
@@ -26,6 +27,15 @@ class DocumentAdmin(TenantModelAdmin):
         "created",
         "updated",
     )
+    actions = ("retry_ingestion",)
+
+    @admin.action(description="Index again (failed or stuck documents)")
+    def retry_ingestion(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        retried = 0
+        for document in queryset.exclude(status=Document.Status.READY):
+            document_ingest_retry(document=document)
+            retried += 1
+        self.message_user(request, f"Queued {retried} document(s) for indexing.", messages.SUCCESS)
 
 
 @admin.register(PromptTemplate, site=tenant_admin_site)

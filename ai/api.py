@@ -32,7 +32,7 @@ from ai.serializers import (
 )
 from ai.services.chat import chat_message_validate, chat_prepare, chat_stream
 from ai.services.conversations import conversation_delete, conversation_rename
-from ai.services.documents import document_create, document_delete, document_update
+from ai.services.documents import document_create, document_delete, document_ingest_retry, document_update
 from ai.services.summarise import document_summarise
 from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
 
@@ -73,6 +73,13 @@ class DocumentViewSet(TenantModelViewSet):
 
     def perform_destroy(self, instance: Document) -> None:
         document_delete(document=instance)
+
+    @extend_schema(request=None, responses={202: DocumentSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        """Queue a failed (or stuck) document's ingestion again."""
+        document = document_ingest_retry(document=self.get_object())
+        return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: SummaryOutputSerializer})
     @action(detail=True, methods=["post"])

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 @app.periodic(cron=settings.BILLING_METER_SYNC_CRON)
-@public_task(queue="billing", queueing_lock="billing.meter_sync")
+@public_task(name="billing.meter_sync", queue="billing", queueing_lock="billing.meter_sync")
 def meter_sync(timestamp: int) -> None:
     if billing_enabled():
         report = usage_sync(limit=settings.BILLING_SYNC_BATCH)
@@ -26,7 +26,7 @@ def meter_sync(timestamp: int) -> None:
 
 
 @app.periodic(cron=settings.BILLING_GRACE_CRON)
-@public_task(queue="billing", queueing_lock="billing.grace_enforce")
+@public_task(name="billing.grace_enforce", queue="billing", queueing_lock="billing.grace_enforce")
 def grace_enforce(timestamp: int) -> None:
     if billing_enabled():
         suspended = subscriptions_enforce_grace()

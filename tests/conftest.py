@@ -125,6 +125,16 @@ def committed_tenants(db) -> list[str]:  # noqa: ANN001
     return []
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _jobs_in_process_from_the_start() -> None:
+    """Module- and session-wide fixtures run before the per-test settings below: they too must run
+    their jobs in-process and keep no warm spares (a job left in the queue would wait for a worker)."""
+    from django.conf import settings as django_settings
+
+    django_settings.TASK_MODE = "eager"
+    django_settings.TENANT_SPARE_SCHEMAS = 0
+
+
 @pytest.fixture(autouse=True)
 def _eager_tasks_offline_llm(settings) -> None:  # noqa: ANN001
     """Background jobs run at once (inside the test transaction); no model key unless a test sets one."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -24,6 +25,7 @@ from django.db import connection, transaction
 from django_tenants.utils import get_public_schema_name, schema_context
 from procrastinate import PsycopgConnector, RetryStrategy
 from procrastinate.contrib.django import app
+from procrastinate.contrib.django.models import ProcrastinateJob
 from procrastinate.contrib.django.utils import connector_params
 from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.jobs import Job
@@ -157,6 +159,24 @@ async def jobs_retry_stalled(context: Any, timestamp: int) -> None:
     for job in await manager.get_stalled_jobs(seconds_since_heartbeat=settings.JOBS_STALLED_AFTER_SECONDS):
         logger.warning("retrying stalled job %s (%s)", job.id, job.task_name)
         await manager.retry_job(job)
+
+
+@app.task(name="core.jobs_ping", queue="maintenance")
+async def jobs_ping() -> None:
+    """Does nothing: ``manage.py jobs_check`` times a round trip through the queue with it."""
+
+
+def job_round_trip(*, timeout: float) -> bool:
+    """Defer ``core.jobs_ping`` (committed at once) and wait until a worker has run it."""
+    with transaction.atomic():
+        job_id = app.tasks["core.jobs_ping"].defer()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = ProcrastinateJob.objects.filter(id=job_id).values_list("status", flat=True).first()
+        if status == "succeeded":
+            return True
+        time.sleep(0.002)
+    return False
 
 
 # --- Workers ----------------------------------------------------------------------------------

@@ -28,7 +28,12 @@ DATABASES = {
         "ENGINE": "core.platform.database",
         "CONN_MAX_AGE": 0,
         "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {**_database.get("OPTIONS", {}), "pool": _pool},
+        "OPTIONS": {
+            **_database.get("OPTIONS", {}),
+            "pool": _pool,
+            # Shown in pg_stat_activity, so operators (and the soak test) can count Strata's connections.
+            "application_name": env.str("DB_APPLICATION_NAME", default="strata"),
+        },
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

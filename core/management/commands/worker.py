@@ -3,11 +3,13 @@ reaches the database)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from ai.embedders import embedder_warm
 from core.platform.jobs import worker_run
 
 
@@ -25,4 +27,6 @@ class Command(BaseCommand):
         parser.add_argument("--name", default=None, help="Worker name shown in logs and the admin.")
 
     def handle(self, *args: Any, concurrency: int, queues: str, name: str | None, **options: Any) -> None:
+        # Ingestion jobs embed: load the model while the worker connects, not in the first job.
+        threading.Thread(target=embedder_warm, name="embedder-warm", daemon=True).start()
         worker_run(concurrency=concurrency, queues=[q for q in queues.split(",") if q] or None, name=name)

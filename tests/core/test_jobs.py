@@ -1,0 +1,235 @@
+"""Background jobs as they run in production: real `manage.py worker` processes against the test
+database, jobs deferred in the same transaction as their rows, killed workers, periodic jobs."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+from django.db import connection, transaction
+from django_tenants.utils import schema_context, tenant_context
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+from ai.models import Chunk, Document
+from ai.services.documents import INGEST_JOB, document_create
+from tests.ai.factories import world_create
+from tests.live_server import committed, live_database_url, manage_py_process, process_stop, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+
+
+@pytest.fixture
+def queued(settings):  # noqa: ANN001
+    """Jobs go to PostgreSQL for real (unit tests otherwise run them eagerly)."""
+    settings.TASK_MODE = "queue"
+
+
+@pytest.fixture(scope="module")
+def tenants(django_db_setup, django_db_blocker):  # noqa: ANN001
+    with django_db_blocker.unblock():
+        return [world_create(f"Jobs{i}") for i in range(20)]
+
+
+def worker_env(**overrides: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": live_database_url(),
+        "TASK_MODE": "queue",
+        "LOG_LEVEL": "WARNING",
+        "EMBEDDING_TORCH_THREADS": "1",
+        "DB_APPLICATION_NAME": "strata-test-worker",
+        "TENANT_SPARE_SCHEMAS": "0",
+        **overrides,
+    }
+
+
+def start_worker(tmp_path: Path, name: str, **overrides: str):  # noqa: ANN201
+    return manage_py_process(
+        "worker", "--concurrency", "2", "--name", name, env=worker_env(**overrides), log=tmp_path / f"{name}.log"
+    )
+
+
+def create_document(tenant, title: str, content: str) -> int:  # noqa: ANN001
+    with tenant_context(tenant), transaction.atomic():
+        return document_create(user=None, title=title, content=content).id
+
+
+def ingest_jobs() -> list[dict]:
+    return list(ProcrastinateJob.objects.filter(task_name=INGEST_JOB).values("id", "status", "attempts", "args"))
+
+
+def test_a_committed_document_has_its_job_and_a_rolled_back_one_has_none(tenants, queued):
+    tenant = tenants[0].tenant
+
+    def rolled_back() -> None:
+        with tenant_context(tenant), transaction.atomic():
+            document_create(user=None, title="Never", content="This upload is rolled back.")
+            transaction.set_rollback(True)
+
+    before = committed(lambda: ProcrastinateJob.objects.filter(task_name=INGEST_JOB).count())
+    committed(rolled_back)
+    assert committed(lambda: ProcrastinateJob.objects.filter(task_name=INGEST_JOB).count()) == before
+
+    document_id = committed(create_document, tenant, "Kept", "This upload is committed.")
+    jobs = committed(ingest_jobs)
+    assert {"document_id": document_id, "schema_name": tenant.schema_name} in [job["args"] for job in jobs]
+
+
+def test_two_workers_run_500_jobs_over_20_tenants_each_once_in_its_own_schema(tenants, queued, tmp_path):
+    per_tenant = 25
+    expected: dict[str, dict[int, str]] = {}
+
+    def create_all() -> None:
+        for world in tenants:
+            with tenant_context(world.tenant), transaction.atomic():
+                expected[world.tenant.schema_name] = {
+                    document_create(
+                        user=None, title=f"{world.tenant.name} {n}", content=f"Only {world.tenant.name} note {n}."
+                    ).id: f"Only {world.tenant.name} note {n}."
+                    for n in range(per_tenant)
+                }
+
+    committed(create_all)
+    workers = [start_worker(tmp_path, "a"), start_worker(tmp_path, "b")]
+    try:
+        ours = {(schema, doc) for schema, docs in expected.items() for doc in docs}
+
+        def finished() -> bool:
+            done = {
+                (job["args"]["schema_name"], job["args"]["document_id"])
+                for job in ingest_jobs()
+                if job["status"] == "succeeded"
+            }
+            return ours <= done
+
+        wait_until(lambda: committed(finished), timeout=240, every=1, what="all 500 ingestion jobs done")
+    finally:
+        for worker in workers:
+            process_stop(worker)
+
+    jobs = [job for job in committed(ingest_jobs) if (job["args"]["schema_name"], job["args"]["document_id"]) in ours]
+    assert len(jobs) == 500
+    assert all(job["status"] == "succeeded" and job["attempts"] == 1 for job in jobs)  # each ran exactly once
+
+    def rows_by_schema() -> dict[str, list[tuple[int, str, str, int]]]:
+        rows = {}
+        for schema in expected:
+            with schema_context(schema):
+                rows[schema] = [
+                    (chunk.document_id, chunk.text, chunk.document.status, chunk.document.chunk_count)
+                    for chunk in Chunk.objects.filter(document_id__in=expected[schema]).select_related("document")
+                ]
+        return rows
+
+    for schema, rows in committed(rows_by_schema).items():
+        # Every document of this schema was ingested here, once, from its own text: a job that ran
+        # in another tenant's schema would have chunked that tenant's document with the same id.
+        assert sorted(document_id for document_id, *_ in rows) == sorted(expected[schema])
+        assert all(text == expected[schema][document_id] for document_id, text, _, _ in rows)
+        assert all(status == Document.Status.READY and count == 1 for _, _, status, count in rows)
+
+
+def test_a_worker_killed_mid_ingestion_is_replaced_and_the_document_is_ready_once(tenants, queued, tmp_path):
+    tenant = tenants[1].tenant
+    long_text = "\n\n".join(
+        f"Section {n}. The maintenance window for system {n} opens on day {n % 28 + 1} at {n % 24}:00 and "
+        f"lasts {n % 5 + 1} hours; the on-call engineer for it is number {n * 7 % 101}." * 4
+        for n in range(150)
+    )
+    fast_stall = {
+        "JOBS_HEARTBEAT_SECONDS": "1",
+        "JOBS_STALLED_AFTER_SECONDS": "3",
+        "JOBS_STALLED_CHECK_CRON": "* * * * * *",  # every second
+    }
+    first = start_worker(tmp_path, "doomed", **fast_stall)
+    try:
+        document_id = committed(create_document, tenant, "Maintenance windows", long_text)
+
+        def doing() -> bool:
+            return any(
+                job["status"] == "doing"
+                and job["args"]["document_id"] == document_id
+                and job["args"]["schema_name"] == tenant.schema_name
+                for job in ingest_jobs()
+            )
+
+        wait_until(lambda: committed(doing), timeout=60, every=0.05, what="the ingestion job started")
+
+        def chunks_stored() -> bool:
+            with tenant_context(tenant):
+                return Chunk.objects.filter(document_id=document_id).exists()
+
+        wait_until(lambda: committed(chunks_stored), timeout=60, every=0.05, what="chunks stored, embedding under way")
+        psutil.Process(first.pid).kill()  # kill -9, mid-job
+        first.wait(10)
+    finally:
+        process_stop(first)
+
+    second = start_worker(tmp_path, "rescuer", **fast_stall)
+    try:
+
+        def status() -> str:
+            with tenant_context(tenant):
+                return Document.objects.get(id=document_id).status
+
+        wait_until(lambda: committed(status) == Document.Status.READY, timeout=180, every=0.5, what="document ready")
+    finally:
+        process_stop(second)
+
+    def outcome() -> tuple[list[dict], int, int, int]:
+        jobs = [
+            job
+            for job in ingest_jobs()
+            if job["args"] == {"document_id": document_id, "schema_name": tenant.schema_name}
+        ]
+        with tenant_context(tenant):
+            document = Document.objects.get(id=document_id)
+            chunks = Chunk.objects.filter(document=document)
+            return jobs, document.chunk_count, chunks.count(), chunks.filter(embedding__isnull=True).count()
+
+    jobs, chunk_count, chunks, unembedded = committed(outcome)
+    assert [job["status"] for job in jobs] == ["succeeded"]  # the one job, retried, finished once
+    assert jobs[0]["attempts"] == 2
+    assert chunk_count > 20 and chunks == chunk_count and unembedded == 0  # no duplicate chunks
+
+
+def test_a_periodic_job_runs_once_per_period_with_two_workers(tenants, queued, tmp_path):
+    every_second = {"JOBS_STALLED_CHECK_CRON": "* * * * * *"}
+    started = int(time.time())
+
+    def periodic_runs() -> tuple[Counter, list[str]]:
+        jobs = ProcrastinateJob.objects.filter(
+            task_name="core.jobs_retry_stalled", args__timestamp__gte=started
+        ).values_list("args", "status")
+        return Counter(args["timestamp"] for args, _ in jobs), [status for _, status in jobs]
+
+    workers = [start_worker(tmp_path, "p1", **every_second), start_worker(tmp_path, "p2", **every_second)]
+    try:
+        wait_until(lambda: len(committed(periodic_runs)[0]) >= 6, timeout=90, every=0.5, what="six periods")
+    finally:
+        for worker in workers:
+            process_stop(worker)
+
+    per_period, statuses = committed(periodic_runs)
+    assert len(per_period) >= 6, "the periodic job fired every second"
+    assert set(per_period.values()) == {1}, "two workers, yet one job per period"
+    assert statuses.count("succeeded") >= len(per_period) - 1  # the last may still have been queued at shutdown
+
+
+def test_jobs_check_reports_a_running_worker(tenants, tmp_path):
+    worker = start_worker(tmp_path, "check")
+    try:
+        check = manage_py_process("jobs_check", "--timeout", "60", env=worker_env(), log=tmp_path / "check.log")
+        assert check.wait(90) == 0, (tmp_path / "check.log").read_text()
+    finally:
+        process_stop(worker)
+    assert "A worker ran the job in" in (tmp_path / "check.log").read_text()
+
+
+def test_jobs_check_fails_clearly_without_a_worker(tenants, tmp_path):
+    check = manage_py_process("jobs_check", "--timeout", "1", env=worker_env(), log=tmp_path / "check.log")
+    assert check.wait(60) != 0
+    assert "is `manage.py worker` running?" in (tmp_path / "check.log").read_text()
+    assert connection.schema_name == "public"
