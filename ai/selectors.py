@@ -140,19 +140,22 @@ def documents_search(
     limit = settings.SEARCH_MAX_DISTANCE if max_distance is None else max_distance
     if vector is None:
         vector = get_embedder().embed_query(query)
-    chunks = chunks_nearest(vector=vector, k=k, document_ids=document_ids)
-    return [
-        SearchHit(
-            document_id=chunk.document_id,
-            title=chunk.document.title,
-            chunk_id=chunk.id,
-            text=chunk.text,
-            distance=float(chunk.distance),
-            relevance=relevance_score(float(chunk.distance), max_distance=settings.SEARCH_MAX_DISTANCE),
-        )
-        for chunk in chunks
-        if chunk.distance <= limit
-    ]
+    hits = []
+    for chunk in chunks_nearest(vector=vector, k=k, document_ids=document_ids):
+        distance = float(chunk.distance)
+        if distance <= limit:
+            relevance = relevance_score(distance, max_distance=settings.SEARCH_MAX_DISTANCE)
+            hits.append(
+                SearchHit(
+                    document_id=chunk.document_id,
+                    title=chunk.document.title,
+                    chunk_id=chunk.id,
+                    text=chunk.text,
+                    distance=distance,
+                    relevance=relevance,
+                )
+            )
+    return hits
 
 
 DOCUMENT_PAGE_MAX_CHARS = 100_000
@@ -201,7 +204,9 @@ def _passage_span(content: str, passage: str) -> tuple[int, int] | None:
 def document_reading(*, document: Document, passage_id: int | None = None) -> DocumentReading:
     """The document page's text and passages, highlighting passage ``passage_id`` when it is one of its chunks."""
     content = document.content
-    chunk = Chunk.objects.filter(document=document, id=passage_id).only("id", "position", "text").first()
+    chunk = None
+    if passage_id is not None:
+        chunk = Chunk.objects.filter(document=document, id=passage_id).only("id", "position", "text").first()
     span = _passage_span(content, chunk.text) if chunk is not None else None
     centre = span[0] if span else 0
     start = max(0, centre - DOCUMENT_PAGE_MAX_CHARS // 2) if span else 0

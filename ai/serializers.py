@@ -60,7 +60,7 @@ class SearchHitSerializer(serializers.Serializer):
     relevance = serializers.IntegerField(help_text="0-100 for people: 0 at the relevance threshold.")
 
 
-class DocumentHitsSerializer(serializers.Serializer):
+class DocumentHitsSerializer(serializers.Serializer):  # type: ignore[type-arg]
     document_id = serializers.IntegerField()
     title = serializers.CharField()
     relevance = serializers.IntegerField()
@@ -105,7 +105,7 @@ class ConversationSerializer(serializers.ModelSerializer):
         read_only_fields = ("id", "created", "updated")
 
 
-class ConversationRenameSerializer(serializers.Serializer):
+class ConversationRenameSerializer(serializers.Serializer):  # type: ignore[type-arg]
     title = serializers.CharField(max_length=200)
 
 

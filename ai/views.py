@@ -7,7 +7,7 @@ any client uses. Each view parses input, calls one service or selector, and rend
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -156,12 +156,16 @@ def document_summarise_fragment(request: HttpRequest, document_id: int) -> HttpR
 # --- chat --------------------------------------------------------------------------------------
 
 
+def _user_id(request: HttpRequest) -> int:
+    return cast(int, request.user.pk)  # member_required let only a logged-in member through
+
+
 def _conversations(request: HttpRequest) -> list[Conversation]:
-    return list(selectors.conversations_for(user_id=request.user.pk).only("id", "title", "updated")[:100])
+    return list(selectors.conversations_for(user_id=_user_id(request)).only("id", "title", "updated")[:100])
 
 
 def _own_conversation(request: HttpRequest, conversation_id: int) -> Conversation:
-    conversation = selectors.conversations_for(user_id=request.user.pk).filter(id=conversation_id).first()
+    conversation = selectors.conversations_for(user_id=_user_id(request)).filter(id=conversation_id).first()
     if conversation is None:
         raise Http404("No such conversation.")
     return conversation

@@ -97,7 +97,7 @@ def usage_report(*, tenant_id: int, start: dt.date | None = None, now: dt.dateti
     now = now or timezone.now()
     start = period_start(_utc_midnight(start) if start else now)
     end = next_period_start(start)
-    rows = list(
+    grouped = (
         UsageEvent.objects.filter(
             tenant_id=tenant_id, created__gte=_utc_midnight(start), created__lt=_utc_midnight(end)
         )
@@ -112,6 +112,7 @@ def usage_report(*, tenant_id: int, start: dt.date | None = None, now: dt.dateti
         )
         .order_by("day", "feature", "user__email")
     )
+    rows: list[dict[str, Any]] = [dict(row) for row in grouped]
     days = [start + dt.timedelta(days=n) for n in range((end - start).days)]
     index = {day: n for n, day in enumerate(days)}
     by_feature: dict[str, list[int]] = {}

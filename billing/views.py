@@ -191,7 +191,7 @@ def first_payment(request: HttpRequest) -> HttpResponse:
     checks the membership itself instead of using member_required's page guard.
     """
     tenant: Tenant = request.tenant  # type: ignore[attr-defined]
-    membership = membership_get(user=request.user, tenant=tenant) if request.user.is_authenticated else None  # type: ignore[arg-type]
+    membership = membership_get(user=request.user, tenant=tenant) if request.user.is_authenticated else None
     if tenant.status == Tenant.Status.ACTIVE:
         return redirect("/")
     if membership is None:

@@ -19,3 +19,25 @@ from billing.services.subscriptions import (  # noqa: F401
 )
 from billing.services.usage import period_start, usage_record, usage_summary  # noqa: F401
 from billing.services.webhooks import WebhookOutcome, webhook_event_receive  # noqa: F401
+
+__all__ = [
+    "PORTAL_FLOWS",
+    "CheckoutStarted",
+    "PlanChange",
+    "SyncReport",
+    "WebhookOutcome",
+    "billing_enabled",
+    "checkout_session_start",
+    "checkout_start",
+    "pending_tenants_release",
+    "period_start",
+    "plan_change_start",
+    "portal_session_start",
+    "quota_check",
+    "subscription_start",
+    "subscriptions_enforce_grace",
+    "usage_record",
+    "usage_summary",
+    "usage_sync",
+    "webhook_event_receive",
+]

@@ -73,7 +73,7 @@ def mail_mode() -> str:
     """Where e-mail goes, as ``up`` reports it."""
     backend = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
     if backend == "filebased":
-        return f"written as files to {settings.EMAIL_FILE_PATH}"
+        return f"written as files to {getattr(settings, 'EMAIL_FILE_PATH', '')}"
     if backend == "console":
         return "printed to the console"
     if backend == "locmem":
