@@ -24,6 +24,7 @@ from ai.serializers import (
     ChatCancelOutputSerializer,
     ChatInputSerializer,
     ConversationDetailSerializer,
+    ConversationRenameSerializer,
     ConversationSerializer,
     DocumentCreateSerializer,
     DocumentListSerializer,
@@ -35,6 +36,7 @@ from ai.serializers import (
 )
 from ai.services.chat import Frame, chat_message_validate, chat_prepare
 from ai.services.chat_answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
+from ai.services.conversations import conversation_delete, conversation_rename
 from ai.services.documents import document_create, document_delete, document_ingest_retry, document_update
 from ai.services.summarise import document_summarise
 from core.models import User
@@ -102,13 +104,14 @@ class SearchApi(TenantAPIView):
         data = SearchInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         hits = selectors.documents_search(**data.validated_data)
-        return Response(SearchOutputSerializer({"results": hits}).data)
+        output = {"results": hits, "documents": selectors.hits_by_document(hits)}
+        return Response(SearchOutputSerializer(output).data)
 
 
 class ConversationViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantGenericViewSet
 ):
-    """A member's own conversations; other members' are invisible (404)."""
+    """A member's own conversations; other members' are invisible (404). PATCH renames, DELETE deletes."""
 
     def get_queryset(self) -> QuerySet[Conversation]:
         queryset = selectors.conversations_for(user_id=self.request.user.id)
@@ -123,6 +126,18 @@ class ConversationViewSet(
 
     def perform_create(self, serializer: ConversationSerializer) -> None:
         serializer.save(user=self.request.user)
+
+    @extend_schema(request=ConversationRenameSerializer, responses={200: ConversationSerializer})
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        data = ConversationRenameSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        conversation = conversation_rename(conversation=self.get_object(), title=data.validated_data["title"])
+        return Response(ConversationSerializer(conversation).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        conversation_delete(conversation=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class EventStreamRenderer(BaseRenderer):

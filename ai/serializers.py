@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from ai.markdown import markdown_html
 from ai.models import Conversation, Document, Message
 from core.platform.fields import StorableCharField, StrictFloatField, StrictIntegerField
 
@@ -59,10 +60,19 @@ class SearchHitSerializer(serializers.Serializer):
     chunk_id = serializers.IntegerField()
     text = serializers.CharField()
     distance = serializers.FloatField()
+    relevance = serializers.IntegerField(help_text="0-100 for people: 0 at the relevance threshold.")
+
+
+class DocumentHitsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    document_id = serializers.IntegerField()
+    title = serializers.CharField()
+    relevance = serializers.IntegerField()
+    passages = SearchHitSerializer(many=True)
 
 
 class SearchOutputSerializer(serializers.Serializer):
-    results = SearchHitSerializer(many=True)
+    results = SearchHitSerializer(many=True, help_text="Passages within the relevance threshold, nearest first.")
+    documents = DocumentHitsSerializer(many=True, help_text="The same passages, one entry per document.")
 
 
 class UsageSerializer(serializers.Serializer):
@@ -80,10 +90,15 @@ class SummaryOutputSerializer(serializers.Serializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
+    html = serializers.SerializerMethodField(help_text="An answer's Markdown as sanitised HTML (empty for questions).")
+
     class Meta:
         model = Message
-        fields = ("id", "role", "content", "status", "sources", "input_tokens", "output_tokens", "created")
+        fields = ("id", "role", "content", "html", "status", "sources", "input_tokens", "output_tokens", "created")
         read_only_fields = fields
+
+    def get_html(self, message: Message) -> str:
+        return markdown_html(message.content) if message.role == Message.Role.ASSISTANT else ""
 
 
 class ConversationSerializer(serializers.ModelSerializer):
@@ -93,6 +108,10 @@ class ConversationSerializer(serializers.ModelSerializer):
         model = Conversation
         fields = ("id", "title", "created", "updated")
         read_only_fields = ("id", "created", "updated")
+
+
+class ConversationRenameSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    title = serializers.CharField(max_length=200)
 
 
 class ConversationDetailSerializer(ConversationSerializer):

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import Plan
+from billing.selectors import plans_offered
 from billing.serializers import PlanSerializer, SessionUrlSerializer, UsageSummarySerializer, WebhookOutcomeSerializer
 from billing.services import checkout_session_start, portal_session_start, usage_summary, webhook_event_receive
 from core.platform.api import IsTenantMember, TenantAPIView
@@ -29,11 +30,15 @@ class IsTenantOwner(IsTenantMember):
 
 
 class PlanListApi(generics.ListAPIView):
+    """The plans a customer can choose on this server (a paid plan without a Stripe price is not one)."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
     serializer_class = PlanSerializer
     pagination_class = None
-    queryset = Plan.objects.filter(is_public=True)
+
+    def get_queryset(self) -> list[Plan]:  # type: ignore[override]
+        return plans_offered()
 
 
 class UsageApi(TenantAPIView):

@@ -29,7 +29,7 @@ from django_tenants.utils import tenant_context
 from ai.embedders import query_embedding
 from ai.llm import LLMProvider, LLMStream, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Conversation, Message
-from ai.selectors import SearchHit, documents_search
+from ai.selectors import SearchHit, documents_search, hits_by_document
 from ai.services.actions import agent_action_record
 from ai.services.prompts import prompt_active
 from ai.services.stream_slots import StreamSlot
@@ -169,7 +169,13 @@ def _history(conversation: Conversation) -> list[dict[str, str]]:
     return turns
 
 
+NO_RELEVANT_PASSAGES = "No passage of the organisation's documents is relevant to this question."
+
+
 def _prompt(question: str, hits: list[SearchHit]) -> tuple[str, list[str]]:
+    if not hits and settings.CHAT_CONTEXT_CHUNKS:
+        # Said outright, so the answer says the documents do not cover it instead of citing unrelated ones.
+        return f"<documents>\n{NO_RELEVANT_PASSAGES}\n</documents>\n\n{question}", []
     passages = [hit.text for hit in hits]
     # Titles are the users' own text: escaped so one cannot close the tag and pose as instructions.
     documents = "\n".join(
@@ -316,13 +322,17 @@ def _search(*, tenant: Any, question: str, vector: list[float]) -> list[SearchHi
 
 
 def _sources(hits: list[SearchHit]) -> list[dict[str, Any]]:
-    seen: set[int] = set()
-    sources = []
-    for hit in hits:
-        if hit.chunk_id not in seen:
-            seen.add(hit.chunk_id)
-            sources.append({"document_id": hit.document_id, "chunk_id": hit.chunk_id, "title": hit.title})
-    return sources
+    """One source per document, best first: its best passage (``chunk_id``), all its passages and a score."""
+    return [
+        {
+            "document_id": document.document_id,
+            "title": document.title,
+            "chunk_id": document.chunk_id,
+            "chunk_ids": [passage.chunk_id for passage in document.passages],
+            "relevance": document.relevance,
+        }
+        for document in hits_by_document(hits)
+    ]
 
 
 def _finish(*, turn: ChatTurn, stream: LLMStream, status: str, error: str, started: float) -> None:

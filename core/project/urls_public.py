@@ -12,11 +12,12 @@ from core.project.urls_common import (  # noqa: F401
     handler500,
     schema_view,
 )
-from core.project.views import home, signup_page
+from core.project.views import home, signup_page, workspace_go
 
 urlpatterns = [
     path("", home, name="home"),
     path("signup/", signup_page, name="signup"),
+    path("go/", workspace_go, name="workspace-go"),
     path("admin/", admin.site.urls),
     path("api/", include("billing.urls_public")),
     path("api/signup/", SignupApi.as_view(), name="signup-api"),

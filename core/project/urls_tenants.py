@@ -17,8 +17,16 @@ from tenants.admin import tenant_admin_site
 
 urlpatterns = [
     path("", pages.documents_page, name="documents-page"),
+    path("documents/list/", pages.document_list_fragment, name="document-list"),
+    path("documents/upload/", pages.document_upload, name="document-upload"),
+    path("documents/<int:document_id>/", pages.document_page, name="document-page"),
+    path("documents/<int:document_id>/delete/", pages.document_delete_page, name="document-delete"),
+    path("documents/<int:document_id>/summarise/", pages.document_summarise_fragment, name="document-summarise"),
     path("chat/", pages.chat_page, name="chat-page"),
-    path("usage/", pages.usage_page, name="usage-page"),
+    path("chat/<int:conversation_id>/", pages.chat_page, name="chat-conversation"),
+    path("chat/<int:conversation_id>/rename/", pages.conversation_rename_page, name="conversation-rename"),
+    path("chat/<int:conversation_id>/delete/", pages.conversation_delete_page, name="conversation-delete"),
+    path("", include("billing.urls_pages")),
     path("login/", pages.LoginView.as_view(), name="login"),
     path("logout/", pages.LogoutView.as_view(), name="logout"),
     path("admin/", tenant_admin_site.urls),

@@ -40,6 +40,10 @@ CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", default=30)
 # Search: HNSW candidate list size; iterative scans keep filtered searches returning k rows.
 HNSW_EF_SEARCH = env.int("HNSW_EF_SEARCH", default=120)
 SEARCH_MAX_K = env.int("SEARCH_MAX_K", default=50)
+# Search and chat drop passages further than this cosine distance from the question. 0.65 had the
+# best F1 on the labelled set in tests/ai/relevance_set.py with the bundled model (see
+# tests/benchmarks/bench_relevance.py); measure again for another EMBEDDING_MODEL.
+SEARCH_MAX_DISTANCE = env.float("SEARCH_MAX_DISTANCE", default=0.65)
 
 # Summaries: documents past this many tokens are summarised section by section, then combined.
 SUMMARY_CONTEXT_TOKENS = env.int("SUMMARY_CONTEXT_TOKENS", default=12_000)

@@ -53,7 +53,8 @@ ROOT_URLCONF = "core.project.urls_tenants"
 
 # --- Core -----------------------------------------------------------------------------
 SECRET_KEY = required_in_production("SECRET_KEY", "strata-insecure-development-key-change-me")
-DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+# Django's debug pages (settings, tracebacks) only when DEBUG is explicitly on.
+DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[BASE_DOMAIN, f".{BASE_DOMAIN}", "127.0.0.1"])
 PORT = env.int("PORT", default=8000)
 # The scheme people use: https in production (TLS ends at the proxy in front of uvicorn).
@@ -68,11 +69,12 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.platform.health.LivenessMiddleware",
     "django_tenants.middleware.main.TenantMainMiddleware",
-    "tenants.middleware.TenantStatusMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: a blocked tenant's page tells its owner how to pay.
+    "tenants.middleware.TenantStatusMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -94,7 +96,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "tenants.context_processors.membership",
+                "core.project.context_processors.workspace",
             ]
         },
     }
@@ -129,6 +131,7 @@ CSRF_TRUSTED_ORIGINS = env.list(
     default=[f"{SITE_SCHEME}://*.{BASE_DOMAIN}{_PUBLIC_PORT}", f"{SITE_SCHEME}://{BASE_DOMAIN}{_PUBLIC_PORT}"],
 )
 LOGIN_URL = "/login/"
+CSRF_FAILURE_VIEW = "core.project.views.csrf_failure"
 
 # --- Static files, i18n ------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -44,3 +44,10 @@ def tenant_reactivate(*, tenant: Tenant) -> Tenant:
     tenant.suspended_reason = ""
     tenant.save(update_fields=["status", "suspended_reason"])
     return tenant
+
+
+@transaction.atomic
+def tenant_delete(*, tenant: Tenant) -> None:
+    """Delete the tenant, its schema (every document and conversation in it) and its rows in public;
+    its subdomain is free again. The people's accounts stay: they are global."""
+    tenant.delete(force_drop=True)

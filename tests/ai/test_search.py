@@ -9,7 +9,7 @@ from django_tenants.utils import tenant_context
 
 from ai.embedders import get_embedder
 from ai.models import Chunk
-from ai.selectors import chunks_nearest, chunks_nearest_plan
+from ai.selectors import chunks_nearest, chunks_nearest_plan, relevance_score
 from tests.ai.factories import DocumentFactory, chunks_insert, ids_align, near
 
 # Ten short documents on different topics; each question avoids its document's words.
@@ -97,12 +97,12 @@ def test_questions_find_the_right_document_first(acme, corpus):
 
 
 def test_results_have_the_documented_shape_and_are_ordered_by_distance(acme, corpus):
-    response = search(acme, query="What should I feed a hungry dog?", k=4)
+    response = search(acme, query="What should I feed a hungry dog?", k=4, max_distance=2.0)
 
     assert response.status_code == 200, response.content
     results = response.json()["results"]
     assert len(results) == 4
-    assert all(set(r) == {"document_id", "title", "chunk_id", "text", "distance"} for r in results)
+    assert all(set(r) == {"document_id", "title", "chunk_id", "text", "distance", "relevance"} for r in results)
     distances = [r["distance"] for r in results]
     assert distances == sorted(distances)
     assert all(0.0 <= d <= 2.0 for d in distances)
@@ -113,13 +113,13 @@ def test_results_have_the_documented_shape_and_are_ordered_by_distance(acme, cor
 
 
 def test_k_defaults_to_five_and_caps_the_result_count(acme, corpus):
-    assert len(search(acme, query="money").json()["results"]) == 5
-    assert len(search(acme, query="money", k=1).json()["results"]) == 1
-    assert len(search(acme, query="money", k=50).json()["results"]) == len(CORPUS)
+    assert len(search(acme, query="money", max_distance=2.0).json()["results"]) == 5
+    assert len(search(acme, query="money", k=1, max_distance=2.0).json()["results"]) == 1
+    assert len(search(acme, query="money", k=50, max_distance=2.0).json()["results"]) == len(CORPUS)
 
 
 def test_max_distance_drops_results_further_than_it(acme, corpus):
-    everything = search(acme, query="baking bread", k=10).json()["results"]
+    everything = search(acme, query="baking bread", k=10, max_distance=2.0).json()["results"]
     cutoff = (everything[0]["distance"] + everything[1]["distance"]) / 2
 
     close = search(acme, query="baking bread", k=10, max_distance=cutoff).json()["results"]
@@ -132,7 +132,9 @@ def test_max_distance_drops_results_further_than_it(acme, corpus):
 def test_document_ids_restrict_the_search_to_those_documents(acme, corpus):
     chosen = [corpus["Rovers on Mars"], corpus["Account security"]]
 
-    response = search(acme, query="How does greenery produce food from light?", k=5, document_ids=chosen)
+    response = search(
+        acme, query="How does greenery produce food from light?", k=5, max_distance=2.0, document_ids=chosen
+    )
 
     results = response.json()["results"]
 
@@ -158,11 +160,11 @@ def test_a_filtered_search_still_returns_k_rows_when_the_nearest_chunks_are_filt
         plan = chunks_nearest_plan(vector=vector, k=12, document_ids=[wanted.id])
     assert "Index Scan using chunk_embedding_hnsw" in plan, plan
 
-    results = search(acme, query=question, k=12, document_ids=[wanted.id]).json()["results"]
+    results = search(acme, query=question, k=12, max_distance=2.0, document_ids=[wanted.id]).json()["results"]
 
     assert len(results) == 12
     assert {r["document_id"] for r in results} == {wanted.id}
-    unfiltered = search(acme, query=question, k=12).json()["results"]
+    unfiltered = search(acme, query=question, k=12, max_distance=2.0).json()["results"]
     assert {r["document_id"] for r in unfiltered} == {crowd.id}
 
 
@@ -170,7 +172,8 @@ def test_documents_without_embeddings_are_not_searched(acme, corpus):
     with tenant_context(acme.tenant):
         Chunk.objects.filter(document_id=corpus["Volcanic eruptions"]).update(embedding=None)
 
-    results = search(acme, query="What happens when a mountain explodes with molten rock?", k=10).json()["results"]
+    question = "What happens when a mountain explodes with molten rock?"
+    results = search(acme, query=question, k=10, max_distance=2.0).json()["results"]
 
     assert corpus["Volcanic eruptions"] not in {r["document_id"] for r in results}
     assert len(results) == len(CORPUS) - 1
@@ -219,14 +222,14 @@ def test_search_runs_a_constant_number_of_queries(acme, ingest, django_assert_nu
             "/api/documents/", {"title": "Only", "content": "The only document about gardening."}, format="json"
         )
     with CaptureQueriesContext(connection) as one:
-        assert len(search(acme, query="plants", k=10).json()["results"]) == 1
+        assert len(search(acme, query="plants", k=10, max_distance=2.0).json()["results"]) == 1
     one_document = len(one)  # read now: the next request empties the connection's query log
     with ingest():
         for title, content in CORPUS.items():
             client.post("/api/documents/", {"title": title, "content": content}, format="json")
 
     with django_assert_num_queries(one_document):
-        assert len(search(acme, query="plants", k=10).json()["results"]) == 10
+        assert len(search(acme, query="plants", k=10, max_distance=2.0).json()["results"]) == 10
 
 
 # Two tenants with near-identical documents
@@ -254,14 +257,14 @@ def twins(acme, globex, ingest) -> int:  # noqa: ANN001
 
 def test_search_only_returns_the_tenants_own_chunks_even_with_equal_ids(acme, globex, twins):
     for world, region in ((acme, "north"), (globex, "south")):
-        (hit,) = search(world, query="How did furniture sales do?", k=10).json()["results"]
+        (hit,) = search(world, query="How did furniture sales do?", k=10, max_distance=2.0).json()["results"]
 
         assert hit["document_id"] == twins
         assert hit["text"] == TWIN.format(name=world.tenant.name, region=region)
         with tenant_context(world.tenant):
             assert Chunk.objects.get(id=hit["chunk_id"]).text == hit["text"]
-    acme_hit = search(acme, query="furniture", k=10).json()["results"][0]
-    globex_hit = search(globex, query="furniture", k=10).json()["results"][0]
+    acme_hit = search(acme, query="furniture", k=10, max_distance=2.0).json()["results"][0]
+    globex_hit = search(globex, query="furniture", k=10, max_distance=2.0).json()["results"][0]
     assert acme_hit["chunk_id"] == globex_hit["chunk_id"]
     assert acme_hit["text"] != globex_hit["text"]
 
@@ -294,3 +297,53 @@ def test_an_exact_search_leaves_no_planner_settings_behind_in_the_callers_transa
 
         cursor.execute("SELECT current_setting('enable_indexscan'), current_setting('hnsw.ef_search')")
         assert cursor.fetchone() == before == ("on", "40")
+
+
+# Relevance: a threshold instead of "always k", one entry per document, a score for people
+
+
+def test_by_default_only_relevant_passages_are_hits(acme, corpus, settings):
+    results = search(acme, query="How can I keep hackers out of my online logins?").json()["results"]
+
+    assert [r["title"] for r in results] == ["Account security"]
+    assert all(r["distance"] <= settings.SEARCH_MAX_DISTANCE for r in results)
+    assert search(acme, query="Who won the football cup final in 1966?").json()["results"] == []
+
+
+def test_several_passages_of_one_document_are_one_entry_with_its_passages(acme, ingest):
+    when = (
+        "Refunds. When a customer returns an order, the refund is paid within thirty days of the parcel reaching "
+        "our warehouse. Customers can ask for their money back for any reason during the first month. "
+    )
+    how = (
+        "How refunds are paid. The money goes back to the card or account that paid for the order. We never force "
+        "store credit on a customer who asked for a refund of a returned item. "
+    )
+    forklifts = " ".join(
+        f"Forklift rule {n}: drivers wear helmets, keep to the marked lanes and park with the forks lowered."
+        for n in range(12)
+    )
+    with ingest():
+        response = acme.client(acme.member_token).post(
+            "/api/documents/",
+            {"title": "Refund policy", "content": f"{when * 3}\n\n{forklifts}\n\n{how * 3}"},
+            format="json",
+        )
+    document_id = response.json()["id"]
+
+    body = search(acme, query="How do I get my money back after returning something?", k=10).json()
+
+    refund_hits = [r for r in body["results"] if r["document_id"] == document_id]
+    assert len(refund_hits) >= 2
+    assert not any("Forklift rule 4" in r["text"] for r in refund_hits)
+    (entry,) = [d for d in body["documents"] if d["document_id"] == document_id]
+    assert [p["chunk_id"] for p in entry["passages"]] == [r["chunk_id"] for r in refund_hits]
+    assert entry["relevance"] == entry["passages"][0]["relevance"] == max(r["relevance"] for r in refund_hits)
+
+
+@pytest.mark.parametrize(
+    ("distance", "relevance"),
+    [(0.0, 100), (0.2, 100), (0.325, 100), (0.4875, 50), (0.6, 15), (0.65, 0), (0.9, 0)],
+)
+def test_relevance_is_a_0_to_100_score_against_the_threshold(distance, relevance):
+    assert relevance_score(distance, max_distance=0.65) == relevance

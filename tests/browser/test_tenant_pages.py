@@ -1,61 +1,13 @@
 """The tenant pages in headless Chromium: log in, upload, ask, watch tokens arrive, see sources."""
 
-import os
-import shutil
-from pathlib import Path
+from playwright.sync_api import expect
 
-import pytest
-from playwright.sync_api import expect, sync_playwright
-
+from tests.browser.conftest import log_in as log_in_at
 from tests.factories import PASSWORD
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (tests/run.sh installs it)"
-    ),
-]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # *.localhost must reach our server, as in a desktop browser
-    "--host-resolver-rules=MAP *.localhost 127.0.0.1",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
-    # still synchronous, so Django's async-safety guard is told so.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def log_in(page, base, email):
-    page.goto(f"{base}/")
-    expect(page).to_have_url(f"{base}/login/?next=/")
-    page.fill("#id_username", email)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in_at(page, base, email)
     expect(page.get_by_role("heading", name="Upload a document")).to_be_visible()
 
 
@@ -75,10 +27,10 @@ def test_log_in_upload_ask_and_watch_the_answer_stream(
     log_in(page, base, globex.member.email)
     page.set_input_files("#file", str(notes))
     page.click("#upload button[type=submit]")
-    row = page.locator("#documents tr", has_text="lighthouse-routine")
-    expect(row.locator(".doc-status")).to_have_text("ready", timeout=60_000)
+    row = page.locator("#documents .doc-item", has_text="lighthouse-routine")
+    expect(row.locator(".doc-status")).to_have_text("Ready", timeout=60_000)
 
-    page.click("text=Chat")
+    page.click("nav >> text=Chat")
     page.fill("#message", "When does the keeper write down the weather?")
     page.click("#send")
     answer = page.locator(".msg.assistant .text").last
@@ -86,6 +38,7 @@ def test_log_in_upload_ask_and_watch_the_answer_stream(
     partial = answer.text_content()
     assert 0 < len(partial) < len(fake_anthropic.reply), "tokens should arrive one by one"
     expect(answer).to_have_text(fake_anthropic.reply, timeout=15_000)
+    expect(answer).to_have_attribute("class", "text prose")  # the server's rendering replaced the stream
     expect(page.locator(".msg.assistant .sources").last).to_contain_text("lighthouse-routine")
     page.screenshot(path=str(tmp_path / "chat.png"))
 
@@ -94,7 +47,7 @@ def test_upstream_errors_are_shown_and_stop_cancels(page, live_worlds, asgi_serv
     globex = live_worlds["globex"]
     base = asgi_server.host_url("globex")
     log_in(page, base, globex.member.email)
-    page.click("text=Chat")
+    page.click("nav >> text=Chat")
 
     fake_anthropic.reply = " ".join(f"word{i}" for i in range(400))
     fake_anthropic.token_delay = 0.03
@@ -123,5 +76,6 @@ def test_a_non_member_cannot_log_in_and_logout_works(page, live_worlds, asgi_ser
     expect(page.get_by_role("alert")).to_contain_text("Please enter a correct email and password")  # as if wrong
 
     log_in(page, base, globex.member.email)
+    page.click("details.menu summary")
     page.click("#logout")
     expect(page).to_have_url(f"{base}/login/")

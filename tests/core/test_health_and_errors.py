@@ -1,3 +1,5 @@
+import os
+
 from tests.conftest import host_client
 
 
@@ -63,7 +65,8 @@ def test_malformed_json_is_a_400(public_client):
     assert response.json()["error"]["code"] == "parse_error"
 
 
-def test_plans_are_listed_on_the_public_host(public_client):
+def test_plans_are_listed_on_the_public_host(public_client, settings):
+    settings.DEBUG = True  # without Stripe, paid plans are offered only in a local demo
     plans = public_client.get("/api/plans/").json()
 
     assert [plan["slug"] for plan in plans] == ["free", "pro", "enterprise"]
@@ -76,3 +79,26 @@ def test_the_openapi_schema_is_served(acme):
 
     assert response.status_code == 200
     assert "/api/documents/" in response.json()["paths"]
+
+
+def test_error_pages_are_readable_pages_not_debug_pages(acme):
+    from core.settings import base
+
+    if "DEBUG" not in os.environ:
+        assert base.DEBUG is False  # Django's debug pages only when DEBUG is explicitly on
+    page = acme.session_client(acme.member).get("/no-such-page/")
+
+    assert page.status_code == 404
+    body = page.content.decode()
+    assert "This page does not exist" in body and "Go to the start page" in body
+    assert "Traceback" not in body and "URLconf" not in body
+
+
+def test_a_form_with_an_expired_csrf_token_gets_a_readable_page(acme):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True, HTTP_HOST=acme.host)
+    response = client.post("/login/", {"username": "x", "password": "y"})
+
+    assert response.status_code == 403
+    assert "Please reload and try again" in response.content.decode()

@@ -130,7 +130,7 @@ def test_up_starts_the_platform_with_a_demo_tenant_and_a_worker_and_stops_cleanl
         worker = [child for child in children_of(process) if "worker" in " ".join(child.cmdline())]
         assert worker, "manage.py up runs a job worker"
         # Mail goes out from that worker, as one .eml file per message in the data folder.
-        assert f"E-mail:                 files in {data_dir / 'mail'}/" in output
+        assert f"Mail:                   files in {data_dir / 'mail'}/" in output
         reset = httpx.post(f"{base}/api/auth/password/reset/", json={"email": credentials["demo_email"]}, headers=demo)
         assert reset.status_code == 200
         mail = wait_until(lambda: list((data_dir / "mail").glob("*.eml")), what="the reset e-mail file")
@@ -150,3 +150,30 @@ def test_up_starts_the_platform_with_a_demo_tenant_and_a_worker_and_stops_cleanl
     assert again.returncode == 0
     wait_until(lambda: not any(child.is_running() for child in worker), timeout=30)
     assert not postgres_running_in(data_dir), "the embedded database outlived SIGTERM"
+
+
+def test_the_summary_says_which_mode_each_part_runs_in(settings):
+    from core.project.bootstrap import Credentials, platform_summary
+
+    credentials = Credentials("ops@example.com", "pw", "owner@demo.example.com", "pw2")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = "/data/mail"
+    local = "\n".join(platform_summary(credentials))
+    assert "Answers:                offline" in local
+    assert "Billing:                local only" in local and "free plans only" in local
+    assert "Mail:                   files in /data/mail/ (one .eml per message" in local
+    assert "Debug pages" not in local
+
+    settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_MODEL = "sk-ant-x", "claude-sonnet-4-6"
+    settings.STRIPE_SECRET_KEY = "sk_test_123"
+    settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT = (
+        "django.core.mail.backends.smtp.EmailBackend",
+        "mx",
+        587,
+    )
+    settings.DEBUG = True
+    hosted = "\n".join(platform_summary(credentials))
+    assert "Answers:                Claude (claude-sonnet-4-6)" in hosted
+    assert "Billing:                Stripe (test keys)" in hosted
+    assert "Mail:                   sent by SMTP through mx:587" in hosted
+    assert "Debug pages:            on" in hosted

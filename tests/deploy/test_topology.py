@@ -179,6 +179,10 @@ def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_fact
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+            # Idle connections of this process's pool were among those ended: start a fresh pool,
+            # or the next test module of this worker borrows a dead one.
+            connection.close()
+            connection.close_pool()
 
 
 def via_nginx(topology, subdomain: str | None = None, *, source: str | None = None) -> httpx.Client:

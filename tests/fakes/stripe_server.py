@@ -293,6 +293,9 @@ class FakeStripe:
         # The hosted checkout page is for browsers, so it takes no API key.
         self._route("GET", f"/c/pay/{id_}", self._checkout_page, public=True)
         self._route("POST", f"/c/pay/{id_}", self._checkout_pay, public=True)
+        # The hosted customer portal, likewise: change the plan, cancel, or just go back.
+        self._route("GET", f"/p/session/{id_}", self._portal_page, public=True)
+        self._route("POST", f"/p/session/{id_}", self._portal_act, public=True)
         self.reset()
 
     def _route(self, method: str, pattern: str, handler: _Route, *, public: bool = False) -> None:
@@ -352,6 +355,9 @@ class FakeStripe:
             self.outage_status: int = 503
             self.should_retry_header: bool | None = None
             self.latency: float = 0.0
+            # Prices the portal offers when the customer changes plan: [{"price": id, "name": label}].
+            self.portal_prices: list[Json] = []
+            self._portal_tokens: dict[str, str] = {}
             self._line_items: dict[str, list[Json]] = {}
             self._subscription_metadata: dict[str, Json] = {}
             self._identifiers: set[str] = set()
@@ -755,6 +761,7 @@ class FakeStripe:
         if not customer_id:
             raise _missing("customer")
         self._customer(customer_id, param="customer")
+        token = _new_id("test_", 40)
         portal: Json = {
             "id": _new_id("bps_"),
             "object": "billing_portal.session",
@@ -766,10 +773,80 @@ class FakeStripe:
             "locale": form.get("locale"),
             "on_behalf_of": None,
             "return_url": form.get("return_url"),
-            "url": f"{self.base_url}/p/session/{_new_id('test_', 40)}",
+            "url": f"{self.base_url}/p/session/{token}",
         }
+        flow = form.get("flow_data")
+        if flow:
+            kind = flow.get("type")
+            if kind not in ("subscription_update", "subscription_cancel", "payment_method_update"):
+                raise _StripeError(400, f"Invalid flow_data[type]: {kind}", param="flow_data[type]")
+            subscription_id = (flow.get(kind) or {}).get("subscription")
+            if kind != "payment_method_update":
+                if not subscription_id:
+                    raise _missing(f"flow_data[{kind}][subscription]")
+                if subscription_id not in self.subscriptions:
+                    raise _no_such("subscription", subscription_id, param=f"flow_data[{kind}][subscription]")
+            portal["flow"] = {
+                "type": kind,
+                kind: {"subscription": subscription_id},
+                "after_completion": flow.get("after_completion") or {"type": "portal_homepage"},
+            }
         self.portal_sessions[portal["id"]] = portal
+        self._portal_tokens[token] = portal["id"]
         return _Reply(200, portal)
+
+    def _portal(self, token: str) -> Json:
+        portal_id = self._portal_tokens.get(token)
+        if portal_id is None:
+            raise _no_such("billing_portal.session", token)
+        return self.portal_sessions[portal_id]
+
+    def _portal_page(self, form: Json, path: str, match: re.Match[str]) -> _Reply:
+        portal = self._portal(match["id"])
+        flow = portal.get("flow") or {}
+        parts = ["<!doctype html><title>Fake Stripe customer portal</title><h1>Billing portal</h1>"]
+        if flow.get("type") == "subscription_update":
+            parts.append("<h2>Change plan</h2>")
+            for price in self.portal_prices:
+                parts.append(
+                    "<form method='post'><input type='hidden' name='action' value='update'>"
+                    f"<input type='hidden' name='price' value='{html.escape(price['price'])}'>"
+                    f"<button type='submit' id='choose-{html.escape(price['price'])}'>{html.escape(price['name'])}"
+                    "</button></form>"
+                )
+        elif flow.get("type") == "subscription_cancel":
+            parts.append(
+                "<h2>Cancel your subscription</h2><form method='post'><input type='hidden' name='action' "
+                "value='cancel'><button type='submit' id='confirm-cancel'>Cancel subscription</button></form>"
+            )
+        parts.append(f"<a id='return' href='{html.escape(portal.get('return_url') or '')}'>Return</a>")
+        return _Reply(200, raw="".join(parts).encode("utf-8"), content_type="text/html; charset=utf-8")
+
+    def _portal_act(self, form: Json, path: str, match: re.Match[str]) -> _Reply:
+        portal = self._portal(match["id"])
+        flow = portal.get("flow") or {}
+        kind = flow.get("type")
+        subscription = self.subscriptions.get((flow.get(kind) or {}).get("subscription") or "")
+        if subscription is None:
+            raise _StripeError(400, "This portal session has no subscription to change.")
+        now = int(time.time())
+        if form.get("action") == "update" and kind == "subscription_update":
+            item = subscription["items"]["data"][0]
+            item["price"] = {"id": form.get("price"), "object": "price"}
+            subscription["items"]["data"] = [item]
+            subscription["items"]["total_count"] = 1
+            event = make_event("customer.subscription.updated", _copy(subscription), created=now)
+        elif form.get("action") == "cancel" and kind == "subscription_cancel":
+            subscription.update(status="canceled", canceled_at=now, ended_at=now)
+            event = make_event("customer.subscription.deleted", _copy(subscription), created=now)
+        else:
+            raise _StripeError(400, "Unknown portal action.")
+        self.events.append(event)
+        if self.webhook_url:
+            threading.Thread(target=self.deliver, args=(event,), daemon=True).start()
+        after = flow.get("after_completion") or {}
+        target = ((after.get("redirect") or {}).get("return_url")) or portal.get("return_url") or "/"
+        return _Reply(303, raw=b"", headers={"Location": target}, content_type="text/plain")
 
     # -- subscriptions and events --------------------------------------------------------------
 
