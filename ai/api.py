@@ -231,8 +231,8 @@ def _asker(request: Request) -> tuple[Any, User]:
 
 
 def _last_event_id(request: Request) -> int:
-    value = request.headers.get("Last-Event-ID") or request.query_params.get("after") or "0"
-    if not value.isdigit():
+    value = request.headers.get("Last-Event-ID") or request.query_params.get("after", "0")
+    if not (value.isascii() and value.isdigit()):
         raise ApplicationError("Last-Event-ID must be the seq of the last event received.", code="bad_request")
     return int(value)
 

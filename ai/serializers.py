@@ -46,6 +46,11 @@ class DocumentUpdateSerializer(serializers.Serializer):
     title = StorableCharField(max_length=300, required=False)
     content = StorableCharField(required=False, trim_whitespace=False)
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:  # an update that changes nothing is a client's mistake, not a success
+            raise serializers.ValidationError("Send a 'title', a 'content' or both.")
+        return attrs
+
 
 class SearchInputSerializer(serializers.Serializer):
     query = StorableCharField(max_length=2000)
@@ -111,7 +116,7 @@ class ConversationSerializer(serializers.ModelSerializer):
 
 
 class ConversationRenameSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    title = serializers.CharField(max_length=200)
+    title = StorableCharField(max_length=200)
 
 
 class ConversationDetailSerializer(ConversationSerializer):

@@ -87,6 +87,7 @@ class StripeItemListSerializer(serializers.Serializer[Any]):
 
 class StripeMetadataSerializer(serializers.Serializer[Any]):
     subdomain = _stripe_id()
+    plan = _stripe_id()  # the plan a Checkout Session sold (signup or an upgrade from the billing page)
 
 
 class StripeSubscriptionDetailsSerializer(serializers.Serializer[Any]):

@@ -25,6 +25,7 @@ from core.models import User
 from core.platform.api import IsTenantAdmin, IsTenantPerson, TenantGenericViewSet
 from core.platform.exceptions import ApplicationError
 from core.platform.login_lockout import lockout_message, lockout_seconds, login_locked_out
+from core.platform.schema import error_responses
 from core.platform.throttling import ScopedRateThrottle
 from tenants import selectors
 from tenants.models import ApiKey, Invitation, Membership
@@ -169,14 +170,15 @@ class InvitationViewSet(mixins.ListModelMixin, TenantGenericViewSet):
     def get_queryset(self) -> QuerySet[Invitation]:
         return selectors.invitations_open(tenant=self.request.tenant)  # type: ignore[attr-defined]
 
-    @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationSerializer})
+    # INVITATIONS_PER_TENANT_PER_HOUR: 429 with Retry-After past the limit.
+    @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationSerializer, **error_responses(429)})
     def create(self, request: Request) -> Response:
         data = InvitationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         invitation = invitation_create(tenant=request.tenant, actor=_person(request), **data.validated_data)  # type: ignore[attr-defined]
         return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses={200: InvitationSerializer})
+    @extend_schema(request=None, responses={200: InvitationSerializer, **error_responses(429)})
     @action(detail=True, methods=["post"])
     def resend(self, request: Request, pk: str) -> Response:
         invitation = invitation_resend(tenant=request.tenant, actor=_person(request), invitation_id=int(pk))  # type: ignore[attr-defined]
@@ -219,7 +221,7 @@ class MemberViewSet(mixins.ListModelMixin, TenantGenericViewSet):
         )
         return Response(MemberSerializer(membership).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **error_responses(400)})
     def destroy(self, request: Request, pk: str) -> Response:
         membership_remove(tenant=request.tenant, actor=_person(request), membership_id=int(pk))  # type: ignore[attr-defined]
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -115,9 +115,9 @@ class InvitationCreateSerializer(serializers.Serializer[Any]):
 
 
 class InvitationAcceptSerializer(serializers.Serializer[Any]):
-    token = serializers.CharField(max_length=200)
-    name = serializers.CharField(max_length=150, required=False, allow_blank=True)
-    password = serializers.CharField(max_length=128, required=False, allow_blank=True, trim_whitespace=False)
+    token = StorableCharField(max_length=200)
+    name = StorableCharField(max_length=150, required=False, allow_blank=True)
+    password = StorableCharField(max_length=128, required=False, allow_blank=True, trim_whitespace=False)
 
 
 class AcceptedSerializer(serializers.Serializer[Any]):
@@ -158,7 +158,7 @@ class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
 
 
 class ApiKeyCreateSerializer(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=100)
+    name = StorableCharField(max_length=100)
     scope = serializers.ChoiceField(choices=ApiKey.Scope.choices)
 
 

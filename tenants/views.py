@@ -142,7 +142,7 @@ def invitation_accept_page(request: HttpRequest, token: str) -> HttpResponse:
                 request, "tenants/invitation_accept.html", {**context, "form": form, "error": exc.message}, status=400
             )
         if signed_in is None:
-            login(request, accepted.user, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, accepted.user, backend="tenants.backends.TenantMemberBackend")
         messages.success(request, f"Welcome to {tenant.name}.")
         return redirect("/")
     return render(request, "tenants/invitation_accept.html", {**context, "form": form})

@@ -40,10 +40,11 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Strata API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Two choice sets share the field name "status": each gets its own name in the schema.
+    # Choice sets that share a field name ("status", "role"): each gets its own name in the schema.
     "ENUM_NAME_OVERRIDES": {
         "DocumentStatusEnum": "ai.models.Document.Status",
         "CallStatusEnum": "ai.models.CallStatus",
+        "MembershipRoleEnum": "tenants.models.Membership.Role",
     },
 }
 

@@ -7,6 +7,7 @@ from csp.constants import NONE, SELF
 
 from .env import PRODUCTION, env
 from .redis import REDIS_URL
+from .stripe import STRIPE_PAGE_ORIGINS
 
 # --- The proxy chain ---------------------------------------------------------------------
 # How many proxies in front of the app append to X-Forwarded-For (nginx: 1). 0 = the socket peer
@@ -44,7 +45,8 @@ CONTENT_SECURITY_POLICY = {
         "connect-src": [SELF],
         "object-src": [NONE],
         "base-uri": [SELF],
-        "form-action": [SELF],
+        # Billing forms answer with a redirect to Stripe's pages, which form-action governs too.
+        "form-action": [SELF, *STRIPE_PAGE_ORIGINS],
         "frame-ancestors": [NONE],
     }
 }

@@ -269,6 +269,8 @@ async def test_bad_resume_frames_get_bad_request(live_worlds, asgi_server, frame
 
 async def test_a_bad_last_event_id_is_a_bad_request(live_worlds, asgi_server):
     async with http_client(asgi_server, "acme", live_worlds["acme"].member_token) as http:
-        response = await http.get("/api/chat/1/stream/", headers={"Last-Event-ID": "seventeen"})
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "bad_request"
+        named = await http.get("/api/chat/1/stream/", headers={"Last-Event-ID": "seventeen"})
+        empty = await http.get("/api/chat/1/stream/?after=")
+        wide = await http.get("/api/chat/1/stream/?after=\u0663")  # an Arabic-Indic digit is no seq
+    assert (named.status_code, empty.status_code, wide.status_code) == (400, 400, 400)
+    assert named.json()["error"]["code"] == "bad_request"

@@ -441,6 +441,18 @@ def test_editing_to_blank_content_is_a_400_and_changes_nothing(acme, ingest):
     assert (shown["content"], shown["status"]) == ("Monday: lentil soup.", "ready")
 
 
+def test_an_update_that_changes_nothing_is_refused(acme, ingest):
+    client = acme.client(acme.member_token)
+    with ingest():
+        created = client.post("/api/documents/", {"title": "Menu", "content": "Tuesday: stew."}, format="json").json()
+
+    empty_json = client.patch(f"/api/documents/{created['id']}/", {}, format="json")
+    empty_form = client.patch(f"/api/documents/{created['id']}/", {}, format="multipart")
+
+    assert (empty_json.status_code, empty_form.status_code) == (400, 400)
+    assert "title" in empty_json.json()["error"]["message"]
+
+
 def test_deleting_a_document_removes_its_chunks_from_search(acme, ingest):
     client = acme.client(acme.member_token)
     with ingest():

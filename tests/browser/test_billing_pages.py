@@ -5,6 +5,7 @@ in the portal and cancelling."""
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from collections.abc import Iterator
@@ -53,6 +54,10 @@ def stripe_on(stripe_site: FakeStripe, asgi_server, settings, django_db_setup) -
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
     settings.PORT = asgi_server.port  # Stripe sends people back to the workspace's address
+    # The fake's pages stand in for Stripe's: billing forms may redirect there (form-action).
+    policy = copy.deepcopy(settings.CONTENT_SECURITY_POLICY)
+    policy["DIRECTIVES"]["form-action"].append(stripe_site.base_url)
+    settings.CONTENT_SECURITY_POLICY = policy
     before = committed(_set_prices, PRICES)
     yield stripe_site
     committed(_set_prices, before)

@@ -3,14 +3,14 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_tenant_pages import CHROMIUM, CHROMIUM_ARGS, browser, log_in  # noqa: F401
+from tests.browser.conftest import log_in
 from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 
 
 @pytest.fixture
-def watched_page(browser):  # noqa: F811
+def watched_page(browser):
     """A page that records every CSP violation: console errors and securitypolicyviolation events."""
     context = browser.new_context()
     context.add_init_script(
@@ -38,6 +38,8 @@ def test_the_policy_forbids_inline_code_and_framing(live_worlds, asgi_server):
     policy = response.headers["Content-Security-Policy"]
 
     assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    # Billing forms redirect to Stripe's Checkout and portal pages, and nowhere else.
+    assert "form-action 'self' https://checkout.stripe.com https://billing.stripe.com;" in policy
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     assert "frame-ancestors 'none'" in policy
     assert response.headers["Referrer-Policy"] == "same-origin"
@@ -51,8 +53,10 @@ def test_the_tenant_pages_and_admin_run_without_a_policy_violation(watched_page,
     log_in(page, base, globex.owner.email)  # the documents page, its script running
     page.goto(f"{base}/chat/")
     expect(page.locator("#message")).to_be_visible()
+    expect(page.locator("#chat")).to_have_attribute("data-ready", "true")  # its module ran
     page.goto(f"{base}/usage/")
-    expect(page.locator("#usage-summary")).not_to_have_text("Loading…")
+    expect(page.get_by_role("heading", name="Usage")).to_be_visible()
+    page.wait_for_load_state("load")  # its deferred scripts (Chart.js, usage.js) have run
     page.goto(f"{base}/admin/")
     expect(page.get_by_text("Manage your organisation")).to_be_visible()
     page.goto(f"{base}/admin/ai/prompttemplate/add/")
@@ -74,7 +78,7 @@ def test_the_public_pages_and_the_operator_login_run_without_a_policy_violation(
     page.fill("#password", PASSWORD)
     page.evaluate("document.getElementById('subdomain').removeAttribute('pattern')")
     page.click("button[type=submit]")
-    expect(page.locator("#result.error")).not_to_be_empty()
+    expect(page.locator("#signup .field-error")).not_to_have_count(0)  # shown by the page's script
     page.goto(f"{base}/admin/login/")
     expect(page.locator("#id_username")).to_be_visible()
 

@@ -40,7 +40,7 @@ def owner_session(world) -> str:  # noqa: ANN001
     with tenant_context(world.tenant):
         session = SessionStore()
         session[SESSION_KEY] = str(world.owner.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[-1]  # the backend that checks passwords
         session[HASH_SESSION_KEY] = world.owner.get_session_auth_hash()
         session.create()
         return session.session_key
@@ -111,7 +111,7 @@ async def soak(server: ServedProcess, worlds: list, sessions: dict[str, str], se
         elif kind == "usage":
             response = await client.get(f"{server.url}/api/usage/", headers=auth)
         elif kind == "static":
-            path = rng.choice(["/static/core/strata.css", "/favicon.ico", "/static/ai/app.js"])
+            path = rng.choice(["/static/core/strata.css", "/favicon.ico", "/static/ai/chat.js"])
             response = await client.get(f"{server.url}{path}", headers={"Host": host})
         elif kind == "admin":
             path = rng.choice(["/admin/", "/admin/ai/document/", "/admin/ai/agentaction/"])

@@ -175,5 +175,5 @@ def test_the_wheel_ships_every_template_static_file_and_the_favicon(tmp_path):
         if path.is_file() and not path.is_relative_to(ROOT / "tests") and ".venv" not in path.parts
     }
 
-    assert {"core/templates/base.html", "ai/static/ai/app.js", "core/root_files/favicon.ico"} <= needed
+    assert {"core/templates/base.html", "ai/static/ai/chat.js", "core/root_files/favicon.ico"} <= needed
     assert needed <= shipped, sorted(needed - shipped)

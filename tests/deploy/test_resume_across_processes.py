@@ -20,8 +20,7 @@ from django_tenants.utils import tenant_context
 
 from ai.models import Message
 from tests.ai.chat_client import receive
-from tests.live_server import free_port
-from tests.live_server import test_database_url as database_url_for_processes
+from tests.live_server import free_port, live_database_url
 from tests.redis_server import REDIS_AVAILABLE, RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +81,7 @@ def stack(django_db_setup, django_db_blocker, anthropic_server):
     redis = RedisServer().start()
     env = {
         **os.environ,
-        "DATABASE_URL": database_url_for_processes(),
+        "DATABASE_URL": live_database_url(),
         "REDIS_URL": redis.url,
         "ANTHROPIC_API_KEY": "sk-ant-resume",
         "ANTHROPIC_BASE_URL": anthropic_server.base_url,

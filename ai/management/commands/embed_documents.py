@@ -65,9 +65,7 @@ class Command(BaseCommand):
 
     def _embed_tenant(self, schema_name: str, options: dict[str, Any]) -> int:
         with schema_context(schema_name):
-            bar = tqdm(
-                desc=schema_name, unit="chunk", file=_RawOutput(self.stderr), disable=options["verbosity"] == 0
-            )
+            bar = tqdm(desc=schema_name, unit="chunk", file=_RawOutput(self.stderr), disable=options["verbosity"] == 0)
 
             def progress(done: int, total: int) -> None:
                 bar.total = total

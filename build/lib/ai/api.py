@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, cast
 
+from asgiref.sync import async_to_sync
 from django.db.models import Prefetch, QuerySet
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
@@ -18,8 +21,10 @@ from rest_framework.routers import DefaultRouter
 from ai import selectors
 from ai.models import Conversation, Document, Message
 from ai.serializers import (
+    ChatCancelOutputSerializer,
     ChatInputSerializer,
     ConversationDetailSerializer,
+    ConversationRenameSerializer,
     ConversationSerializer,
     DocumentCreateSerializer,
     DocumentListSerializer,
@@ -29,10 +34,15 @@ from ai.serializers import (
     SearchOutputSerializer,
     SummaryOutputSerializer,
 )
-from ai.services.chat import chat_message_validate, chat_prepare, chat_stream
+from ai.services.chat import Frame, chat_message_validate, chat_prepare
+from ai.services.chat_answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
+from ai.services.conversations import conversation_delete, conversation_rename
 from ai.services.documents import document_create, document_delete, document_ingest_retry, document_update
 from ai.services.summarise import document_summarise
+from core.models import User
 from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
+from core.platform.exceptions import ApplicationError
+from core.platform.schema import error_responses
 
 
 class DocumentViewSet(TenantModelViewSet):
@@ -46,7 +56,7 @@ class DocumentViewSet(TenantModelViewSet):
     def get_serializer_class(self) -> type:
         return DocumentListSerializer if self.action == "list" else DocumentSerializer
 
-    @extend_schema(request=DocumentCreateSerializer, responses={201: DocumentSerializer})
+    @extend_schema(request=DocumentCreateSerializer, responses={201: DocumentSerializer, **error_responses(413)})
     def create(self, request: Request) -> Response:
         data = DocumentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -58,7 +68,7 @@ class DocumentViewSet(TenantModelViewSet):
         )
         return Response(DocumentSerializer(document).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=DocumentUpdateSerializer, responses={200: DocumentSerializer})
+    @extend_schema(request=DocumentUpdateSerializer, responses={200: DocumentSerializer, **error_responses(413)})
     def update(self, request: Request, pk: str | None = None, partial: bool = False) -> Response:
         document = self.get_object()
         data = DocumentUpdateSerializer(data=request.data, partial=partial)
@@ -72,14 +82,14 @@ class DocumentViewSet(TenantModelViewSet):
     def perform_destroy(self, instance: Document) -> None:
         document_delete(document=instance)
 
-    @extend_schema(request=None, responses={202: DocumentSerializer})
+    @extend_schema(request=None, responses={202: DocumentSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         """Queue a failed (or stuck) document's ingestion again."""
         document = document_ingest_retry(document=self.get_object())
         return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses={200: SummaryOutputSerializer})
+    @extend_schema(request=None, responses={200: SummaryOutputSerializer, **error_responses(402, 409, 429, 502, 503)})
     @action(detail=True, methods=["post"])
     def summarise(self, request: Request, pk: str | None = None) -> Response:
         result = document_summarise(user=request.user, document=self.get_object())
@@ -87,18 +97,21 @@ class DocumentViewSet(TenantModelViewSet):
 
 
 class SearchApi(TenantAPIView):
-    @extend_schema(request=SearchInputSerializer, responses={200: SearchOutputSerializer})
+    read_only_post = True  # a search reads: a read-scoped API key may call it
+
+    @extend_schema(request=SearchInputSerializer, responses={200: SearchOutputSerializer, **error_responses(502, 503)})
     def post(self, request: Request) -> Response:
         data = SearchInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         hits = selectors.documents_search(**data.validated_data)
-        return Response(SearchOutputSerializer({"results": hits}).data)
+        output = {"results": hits, "documents": selectors.hits_by_document(hits)}
+        return Response(SearchOutputSerializer(output).data)
 
 
 class ConversationViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantGenericViewSet
 ):
-    """A member's own conversations; other members' are invisible (404)."""
+    """A member's own conversations; other members' are invisible (404). PATCH renames, DELETE deletes."""
 
     def get_queryset(self) -> QuerySet[Conversation]:
         queryset = selectors.conversations_for(user_id=self.request.user.id)
@@ -114,24 +127,127 @@ class ConversationViewSet(
     def perform_create(self, serializer: ConversationSerializer) -> None:
         serializer.save(user=self.request.user)
 
+    @extend_schema(request=ConversationRenameSerializer, responses={200: ConversationSerializer})
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        data = ConversationRenameSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        conversation = conversation_rename(conversation=self.get_object(), title=data.validated_data["title"])
+        return Response(ConversationSerializer(conversation).data)
 
-class ChatSseApi(TenantAPIView):
-    """POST a message, receive the chat frames as ``text/event-stream``; refusals are plain 4xx."""
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        conversation_delete(conversation=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=ChatInputSerializer, responses={(200, "text/event-stream"): str})
-    def post(self, request: Request) -> StreamingHttpResponse:
-        message, conversation_id = chat_message_validate(request.data)
-        turn = chat_prepare(tenant=request.tenant, user=request.user, message=message, conversation_id=conversation_id)
-        response = StreamingHttpResponse(_sse(chat_stream(turn=turn)), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # nginx must pass tokens through as they come
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets content negotiation accept ``Accept: text/event-stream`` (what SSE clients send); the
+    stream itself is written by the view, and errors are JSON (see ChatSseApi.finalize_response)."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+
+    def render(
+        self, data: object, accepted_media_type: str | None = None, renderer_context: Mapping[str, Any] | None = None
+    ) -> bytes:
+        return JSONRenderer().render(data)
+
+
+SSE_RESPONSE = OpenApiResponse(
+    {
+        "type": "object",
+        "description": "One server-sent event per chat frame.",
+        "properties": {
+            "event": {"type": "string", "enum": ["start", "token", "done", "error"]},
+            "data": {"type": "string", "description": "The frame as JSON, as the WebSocket sends it."},
+            "id": {"type": "string"},
+        },
+        "required": ["event", "data"],
+    },
+    description="Server-sent events: start, token..., then done or error (the WebSocket's frames).",
+)
+
+
+class _EventStreamApi(TenantAPIView):
+    """A view that answers ``text/event-stream``; its refusals are JSON errors, also for a client
+    that asked for an event stream."""
+
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response) and response.status_code >= 400:
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = "application/json"
         return response
 
 
-async def _sse(frames: AsyncIterator[dict]) -> AsyncIterator[bytes]:
+class ChatSseApi(_EventStreamApi):
+    """POST a message, receive the chat frames as ``text/event-stream``; refusals are plain 4xx."""
+
+    @extend_schema(
+        request=ChatInputSerializer,
+        responses={(200, "text/event-stream"): SSE_RESPONSE, **error_responses(402, 404, 413, 429, 502, 503)},
+    )
+    def post(self, request: Request) -> StreamingHttpResponse:
+        tenant, user = _asker(request)
+        message, conversation_id = chat_message_validate(request.data)
+        turn = chat_prepare(tenant=tenant, user=user, message=message, conversation_id=conversation_id)
+        # The answer runs in a task on the server's event loop, not in this response: it outlives it.
+        return _sse(async_to_sync(chat_answer_open)(turn=turn))
+
+
+class ChatStreamApi(_EventStreamApi):
+    """Resume one of your answers as ``text/event-stream``: the events after ``Last-Event-ID``
+    (or ``?after=``) replayed, then live ones until done; 404 ``not_found`` once its log expired."""
+
+    @extend_schema(
+        request=None,
+        parameters=[OpenApiParameter("after", int, description="The seq of the last event received.")],
+        responses={(200, "text/event-stream"): SSE_RESPONSE, **error_responses(400, 404)},
+    )
+    def get(self, request: Request, message_id: int) -> StreamingHttpResponse:
+        tenant, user = _asker(request)
+        frames = async_to_sync(chat_answer_follow)(
+            tenant=tenant, user=user, message_id=message_id, after=_last_event_id(request)
+        )
+        return _sse(frames)
+
+
+class ChatCancelApi(TenantAPIView):
+    """Stop one of your answers now (saved as interrupted with its tokens); ``cancelled`` is false
+    if it had already ended."""
+
+    @extend_schema(request=None, responses={200: ChatCancelOutputSerializer, **error_responses(404)})
+    def post(self, request: Request, message_id: int) -> Response:
+        tenant, user = _asker(request)
+        cancelled = async_to_sync(chat_answer_cancel)(tenant=tenant, user=user, message_id=message_id)
+        return Response(ChatCancelOutputSerializer({"message_id": message_id, "cancelled": cancelled}).data)
+
+
+def _asker(request: Request) -> tuple[Any, User]:
+    """The host's tenant and the member asking (TenantAPIView has checked both)."""
+    return request.tenant, cast(User, request.user)  # type: ignore[attr-defined]
+
+
+def _last_event_id(request: Request) -> int:
+    value = request.headers.get("Last-Event-ID") or request.query_params.get("after") or "0"
+    if not value.isdigit():
+        raise ApplicationError("Last-Event-ID must be the seq of the last event received.", code="bad_request")
+    return int(value)
+
+
+def _sse(frames: AsyncGenerator[Frame, None]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(_events(frames), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx must pass tokens through as they come
+    return response
+
+
+async def _events(frames: AsyncGenerator[Frame, None]) -> AsyncGenerator[bytes, None]:
     try:
         async for frame in frames:
-            yield f"event: {frame['type']}\ndata: {json.dumps(frame)}\n\n".encode()
+            yield f"id: {frame['seq']}\nevent: {frame['type']}\ndata: {json.dumps(frame)}\n\n".encode()
     finally:
         await frames.aclose()
 

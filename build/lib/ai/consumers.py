@@ -1,80 +1,142 @@
-"""The chat WebSocket: thin adapter from client frames to the chat service and back."""
+"""The chat WebSocket: thin adapter from client frames to the chat services and back.
+
+A socket follows one answer at a time (a new question, or a resume). Closing the socket stops
+following, not the answer: that runs on in its own task (ai.services.chat_answers) and may be
+resumed from this or another socket; a ``cancel`` frame stops it. A socket whose tenant, membership
+or credential is gone is closed, and the answer it follows is cancelled.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncGenerator, Awaitable
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from ai.services.chat import chat_message_validate, chat_prepare, chat_stream, error_frame
+from ai.services.chat import Frame, chat_message_validate, chat_prepare_async, chat_resume_validate, error_frame
+from ai.services.chat_answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
 from core.platform.exceptions import ApplicationError
 from tenants.models import Tenant
+from tenants.services.status import tenant_channel_group
 
-# Close codes in the 4000 range are ours: 4403 = refused (no tenant, not a member, not active).
+# Close codes in the 4000 range are ours: 4403 = refused (no tenant, not a member, not active, or the
+# credential is gone: checked at the handshake and again before every client frame).
 CLOSE_REFUSED = 4403
 CLOSE_UPSTREAM_ERROR = 4502
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    following: asyncio.Task[None] | None = None
+    message_id: int | None = None  # the answer this socket follows or last followed
+    tenant_group: str | None = None
+
     async def connect(self) -> None:
         tenant = self.scope.get("tenant")
-        if tenant is None or tenant.status != Tenant.Status.ACTIVE or self.scope.get("membership") is None:
+        api_key = self.scope.get("api_key")
+        # A person needs a membership; a program a key of this tenant that may write (a chat
+        # turn stores messages and spends tokens, like POST /api/chat/).
+        allowed = self.scope.get("membership") is not None or (api_key is not None and api_key.allows_write)
+        if tenant is None or tenant.status != Tenant.Status.ACTIVE or not allowed:
             await self.close(code=CLOSE_REFUSED)  # before accept: the handshake is refused (HTTP 403)
             return
-        self.answer: asyncio.Task[None] | None = None
+        # Joined only once the checks above passed: a suspension reaches this socket through it.
+        self.tenant_group = tenant_channel_group(tenant.schema_name)
+        await self.channel_layer.group_add(self.tenant_group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        await self._cancel_answer()
+        if self.tenant_group is not None:
+            await self.channel_layer.group_discard(self.tenant_group, self.channel_name)
+        await self._stop_following()  # the answer itself goes on, waiting for a resume
 
-    async def _cancel_answer(self) -> None:
-        answer = getattr(self, "answer", None)
-        if answer is not None and not answer.done():
-            answer.cancel()  # closes the upstream request; the service saves the partial answer
-            await asyncio.gather(answer, return_exceptions=True)
+    async def tenant_closed(self, event: dict[str, Any]) -> None:
+        """The tenant was suspended (sent by tenants.services.status to the tenant's group)."""
+        await self._refuse()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not await self._still_allowed():
+            await self._refuse()
+            return
         try:
             payload = json.loads(text_data or "")
         except ValueError:
             await self._send_error(ApplicationError("Frames must be JSON text.", code="bad_request"))
             return
-        if isinstance(payload, dict) and payload.get("type") == "cancel":
-            await self._cancel_answer()
-            return
-        if self.answer is not None and not self.answer.done():
-            await self._send_error(
-                ApplicationError(
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        try:
+            if kind == "cancel":
+                await self._cancel()
+                return
+            if self.following is not None and not self.following.done():
+                raise ApplicationError(
                     "An answer is still streaming; cancel it or wait.", code="stream_in_progress", status=409
                 )
-            )
-            return
-        try:
-            message, conversation_id = chat_message_validate(payload)
+            if kind == "resume":
+                message_id, after = chat_resume_validate(payload)
+                self._follow(self._resume(message_id, after))
+            else:
+                message, conversation_id = chat_message_validate(payload)
+                self._follow(self._ask(message, conversation_id))
         except ApplicationError as exc:
             await self._send_error(exc)
-            return
-        self.answer = asyncio.create_task(self._answer(message, conversation_id))
 
-    async def _answer(self, message: str, conversation_id: int | None) -> None:
+    async def _still_allowed(self) -> bool:
+        # Tenant status, membership and the handshake's credential, read again for every frame.
+        reauthorise = self.scope.get("reauthorise")
+        return reauthorise is not None and bool(await database_sync_to_async(reauthorise)())
+
+    async def _refuse(self) -> None:
+        await self._cancel()
+        await self.close(code=CLOSE_REFUSED)
+
+    def _follow(self, opening: Awaitable[AsyncGenerator[Frame, None]]) -> None:
+        self.following = asyncio.create_task(self._relay(opening))
+
+    async def _ask(self, message: str, conversation_id: int | None) -> AsyncGenerator[Frame, None]:
+        turn = await chat_prepare_async(
+            tenant=self.scope["tenant"], user=self.scope["user"], message=message, conversation_id=conversation_id
+        )
+        self.message_id = turn.message_id
+        return await chat_answer_open(turn=turn)
+
+    async def _resume(self, message_id: int, after: int) -> AsyncGenerator[Frame, None]:
+        frames = await chat_answer_follow(
+            tenant=self.scope["tenant"], user=self.scope["user"], message_id=message_id, after=after
+        )
+        self.message_id = message_id
+        return frames
+
+    async def _relay(self, opening: Awaitable[AsyncGenerator[Frame, None]]) -> None:
         try:
-            turn = await database_sync_to_async(chat_prepare)(
-                tenant=self.scope["tenant"], user=self.scope["user"], message=message, conversation_id=conversation_id
-            )
+            frames = await opening
         except ApplicationError as exc:
-            await self._send_error(exc)  # a refusal (quota, unknown conversation): the socket stays usable
+            await self._send_error(exc)  # a refusal (quota, unknown conversation or answer): the socket stays usable
             return
-        frames = chat_stream(turn=turn)
         try:
             async for frame in frames:
                 await self.send(text_data=json.dumps(frame))
                 if frame["type"] == "error":
-                    await self.close(code=CLOSE_UPSTREAM_ERROR)
+                    if frame["error"]["code"] != "quota_exceeded":  # a refusal keeps the socket usable
+                        await self.close(code=CLOSE_UPSTREAM_ERROR)
                     return
+        except OSError:
+            return  # the client went away mid-frame (uvicorn's ClientDisconnected); the answer goes on
         finally:
             await frames.aclose()
+
+    async def _cancel(self) -> None:
+        await self._stop_following()
+        if self.message_id is not None:
+            await chat_answer_cancel(tenant=self.scope["tenant"], user=self.scope["user"], message_id=self.message_id)
+
+    async def _stop_following(self) -> None:
+        following = self.following
+        if following is not None and not following.done():
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
 
     async def _send_error(self, exc: ApplicationError) -> None:
         await self.send(text_data=json.dumps(error_frame(exc)))

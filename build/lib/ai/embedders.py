@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import logging
@@ -10,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -17,6 +19,16 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from ai.batching import BatcherOverloaded, QueryBatcher
+from ai.embedding_bulk import (
+    BulkConfig,
+    BulkPlan,
+    candidate_configs,
+    config_applied,
+    cpu_has_amx,
+    usable_cores,
+)
+from ai.embedding_onnx import OnnxMiniLM, onnx_model_load
 from core.platform.exceptions import ApplicationError
 
 if TYPE_CHECKING:
@@ -53,6 +65,8 @@ class Embedder(Protocol):
     def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
 
     def embed_query(self, text: str) -> list[float]: ...
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]: ...
 
 
 def model_folder() -> Path:
@@ -148,31 +162,39 @@ def _limit_torch_threads() -> None:
 
 
 def _cpu_has_amx() -> bool:
-    import torch
+    return cpu_has_amx()
 
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe and probe())
+
+_bulk_plan: contextvars.ContextVar[BulkPlan | None] = contextvars.ContextVar("strata_bulk_plan", default=None)
 
 
 @contextmanager
 def bulk_embedding(*, threads: int | None = None, bfloat16: bool | None = None) -> Iterator[None]:
-    """For offline bulk jobs (``embed_documents``): every CPU core, and bfloat16 matrix maths where
-    the CPU has AMX tiles (measured: cosine to the float32 vectors >= 0.99998, 2.5x the throughput).
+    """For offline bulk jobs (``embed_documents``): the threads, batch size and precision that
+    measure fastest on this CPU (ai.embedding_bulk), never slower than one text per call.
 
-    Web processes keep one thread and float32; the model must already be loaded, since loading it
-    sets the thread count for serving.
+    ``threads`` and ``bfloat16`` pin a configuration instead (bfloat16 matrix maths measured at
+    cosine >= 0.99998 to the float32 vectors). Web processes keep one thread and float32; the
+    model must already be loaded, since loading it sets the thread count for serving.
     """
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    if bfloat16 is None:
-        bfloat16 = settings.EMBEDDING_BULK_BFLOAT16 and _cpu_has_amx()
+    if threads is not None or bfloat16 is not None:
+        pinned = BulkConfig(
+            threads=threads or usable_cores(),
+            batch_size=settings.EMBEDDING_BATCH_SIZE,
+            bfloat16=settings.EMBEDDING_BULK_BFLOAT16 and cpu_has_amx() if bfloat16 is None else bfloat16,
+        )
+        candidates = [pinned]
+    else:
+        candidates = candidate_configs(allow_bfloat16=settings.EMBEDDING_BULK_BFLOAT16)
+    token = _bulk_plan.set(BulkPlan(candidates, probes=1 if len(candidates) == 1 else 2))
     try:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+        if len(candidates) == 1:
+            with config_applied(candidates[0]):
+                yield
+        else:
             yield
     finally:
-        torch.set_num_threads(previous)
+        _bulk_plan.reset(token)
 
 
 def _model_dimensions(model: SentenceTransformer) -> int | None:
@@ -212,23 +234,63 @@ class LocalEmbedder:
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
+        plan = _bulk_plan.get()
+        if plan is not None:
+            return plan.embed_documents(texts, lambda batch: self._encode(batch, batch_size=len(batch)))
         return self._encode(list(texts))
 
     def embed_query(self, text: str) -> list[float]:
-        return self._encode([text])[0]
+        return self.embed_queries([text])[0]
 
-    def _encode(self, texts: list[str]) -> list[list[float]]:
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        """Questions: on ONNX Runtime when EMBEDDING_QUERY_RUNTIME is ``onnx`` (the same vectors
+        for less CPU), on the PyTorch model otherwise or if the ONNX model cannot be made."""
+        if not texts:
+            return []
+        onnx = self._onnx_model() if settings.EMBEDDING_QUERY_RUNTIME == "onnx" else None
+        if onnx is None:
+            return self._encode(list(texts))
+        vectors = onnx.embed(list(texts))
+        _warm.set()
+        return [[float(value) for value in row] for row in vectors]
+
+    def _onnx_model(self) -> OnnxMiniLM | None:
+        key = (str(self.model_path.resolve()), self.expected_sha256.lower())
+        if key in _onnx_models:
+            return _onnx_models[key]
+        with _onnx_models_lock:
+            if key in _onnx_models:
+                return _onnx_models[key]
+            _load_model(self.model_path, self.expected_sha256, self.device)  # checks the weights first
+            try:
+                _onnx_models[key] = onnx_model_load(
+                    folder=self.model_path,
+                    cache_dir=Path(settings.EMBEDDING_CACHE_DIR),
+                    weights_sha256=self.expected_sha256,
+                    reference=self._encode,
+                    threads=max(1, settings.EMBEDDING_TORCH_THREADS),
+                )
+            except Exception:
+                logger.exception("ONNX Runtime is unavailable for questions; they use the PyTorch model")
+                _onnx_models[key] = None
+        return _onnx_models[key]
+
+    def _encode(self, texts: list[str], *, batch_size: int | None = None) -> list[list[float]]:
         loaded = _load_model(self.model_path, self.expected_sha256, self.device)
         with loaded.lock:
             vectors = loaded.model.encode(
                 texts,
-                batch_size=self.batch_size,
+                batch_size=batch_size or self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
         _warm.set()
         return [[float(value) for value in row] for row in vectors]
+
+
+_onnx_models: dict[tuple[str, str], OnnxMiniLM | None] = {}
+_onnx_models_lock = threading.Lock()
 
 
 class VoyageEmbedder:
@@ -276,6 +338,12 @@ class VoyageEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self._embed([text], input_type="query")[0]
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            vectors.extend(self._embed(texts[start : start + self.batch_size], input_type="query"))
+        return vectors
 
     def _embed(self, texts: Sequence[str], *, input_type: str) -> list[list[float]]:
         from voyageai import error as voyage_error
@@ -365,6 +433,42 @@ def get_embedder() -> Embedder:
         api_key=settings.VOYAGE_API_KEY,
         base_url=settings.VOYAGE_BASE_URL,
     )
+
+
+def query_embedding(text: str) -> Future[list[float]]:
+    """The embedding of a question, computed off the caller's thread (a future to wait on, or to
+    ``asyncio.wrap_future``). Questions arriving within EMBEDDING_QUERY_BATCH_WAIT_MS of each other
+    share one model call of at most EMBEDDING_QUERY_BATCH_MAX; a maximum of 1 turns batching off."""
+    embedder = get_embedder()
+    if settings.EMBEDDING_QUERY_BATCH_MAX <= 1:
+        return _query_threads().submit(embedder.embed_query, text)
+    batcher = _query_batcher(embedder, settings.EMBEDDING_QUERY_BATCH_MAX, settings.EMBEDDING_QUERY_BATCH_WAIT_MS)
+    try:
+        return batcher.submit(text)
+    except BatcherOverloaded as exc:
+        raise ApplicationError(
+            "Too many questions are waiting; try again in a moment.", code="server_busy", status=503
+        ) from exc
+
+
+_query_batchers: dict[tuple[int, int, float], QueryBatcher] = {}
+_query_batchers_lock = threading.Lock()
+
+
+def _query_batcher(embedder: Embedder, max_batch_size: int, max_wait_ms: float) -> QueryBatcher:
+    """One batcher per embedder (they are one per configuration) and batching setting."""
+    key = (id(embedder), max_batch_size, max_wait_ms)
+    with _query_batchers_lock:
+        batcher = _query_batchers.get(key)
+        if batcher is None:
+            batcher = QueryBatcher(embedder.embed_queries, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+            _query_batchers[key] = batcher
+    return batcher
+
+
+@functools.cache
+def _query_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="strata-embed")
 
 
 _warm = threading.Event()

@@ -1,9 +1,13 @@
 """API shapes of the AI app: input serializers validate, output serializers shape."""
 
+from typing import Any
+
 from django.conf import settings
 from rest_framework import serializers
 
+from ai.markdown import markdown_html
 from ai.models import Conversation, Document, Message
+from core.platform.fields import StorableCharField, StrictFloatField, StrictIntegerField
 
 
 class DocumentListSerializer(serializers.ModelSerializer):
@@ -22,8 +26,8 @@ class DocumentSerializer(DocumentListSerializer):
 
 
 class DocumentCreateSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
-    content = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default="")
+    title = StorableCharField(max_length=300, required=False, allow_blank=True, default="")
+    content = StorableCharField(required=False, allow_blank=True, trim_whitespace=False, default="")
     file = serializers.FileField(required=False, allow_empty_file=True, use_url=False)
 
     def validate(self, attrs: dict) -> dict:
@@ -39,15 +43,20 @@ class DocumentCreateSerializer(serializers.Serializer):
 
 
 class DocumentUpdateSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=300, required=False)
-    content = serializers.CharField(required=False, trim_whitespace=False)
+    title = StorableCharField(max_length=300, required=False)
+    content = StorableCharField(required=False, trim_whitespace=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:  # an update that changes nothing is a client's mistake, not a success
+            raise serializers.ValidationError("Send a 'title', a 'content' or both.")
+        return attrs
 
 
 class SearchInputSerializer(serializers.Serializer):
-    query = serializers.CharField(max_length=2000)
-    k = serializers.IntegerField(min_value=1, max_value=settings.SEARCH_MAX_K, default=5)
-    max_distance = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
-    document_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), max_length=1000, required=False)
+    query = StorableCharField(max_length=2000)
+    k = StrictIntegerField(min_value=1, max_value=settings.SEARCH_MAX_K, default=5)
+    max_distance = StrictFloatField(min_value=0.0, max_value=2.0, required=False)
+    document_ids = serializers.ListField(child=StrictIntegerField(min_value=1), max_length=1000, required=False)
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -56,10 +65,19 @@ class SearchHitSerializer(serializers.Serializer):
     chunk_id = serializers.IntegerField()
     text = serializers.CharField()
     distance = serializers.FloatField()
+    relevance = serializers.IntegerField(help_text="0-100 for people: 0 at the relevance threshold.")
+
+
+class DocumentHitsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    document_id = serializers.IntegerField()
+    title = serializers.CharField()
+    relevance = serializers.IntegerField()
+    passages = SearchHitSerializer(many=True)
 
 
 class SearchOutputSerializer(serializers.Serializer):
-    results = SearchHitSerializer(many=True)
+    results = SearchHitSerializer(many=True, help_text="Passages within the relevance threshold, nearest first.")
+    documents = DocumentHitsSerializer(many=True, help_text="The same passages, one entry per document.")
 
 
 class UsageSerializer(serializers.Serializer):
@@ -77,17 +95,28 @@ class SummaryOutputSerializer(serializers.Serializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
+    html = serializers.SerializerMethodField(help_text="An answer's Markdown as sanitised HTML (empty for questions).")
+
     class Meta:
         model = Message
-        fields = ("id", "role", "content", "status", "sources", "input_tokens", "output_tokens", "created")
+        fields = ("id", "role", "content", "html", "status", "sources", "input_tokens", "output_tokens", "created")
         read_only_fields = fields
+
+    def get_html(self, message: Message) -> str:
+        return markdown_html(message.content) if message.role == Message.Role.ASSISTANT else ""
 
 
 class ConversationSerializer(serializers.ModelSerializer):
+    title = StorableCharField(max_length=200, required=False, allow_blank=True)
+
     class Meta:
         model = Conversation
         fields = ("id", "title", "created", "updated")
         read_only_fields = ("id", "created", "updated")
+
+
+class ConversationRenameSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    title = StorableCharField(max_length=200)
 
 
 class ConversationDetailSerializer(ConversationSerializer):
@@ -98,5 +127,10 @@ class ConversationDetailSerializer(ConversationSerializer):
 
 
 class ChatInputSerializer(serializers.Serializer):
-    message = serializers.CharField(trim_whitespace=True)
-    conversation_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    message = StorableCharField(trim_whitespace=True)
+    conversation_id = StrictIntegerField(required=False, allow_null=True, min_value=1)
+
+
+class ChatCancelOutputSerializer(serializers.Serializer[dict[str, Any]]):
+    message_id = serializers.IntegerField()
+    cancelled = serializers.BooleanField(help_text="False if the answer had already ended.")

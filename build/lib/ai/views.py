@@ -1,28 +1,43 @@
-"""Web pages of a tenant host: log in, documents (upload, status, search), chat, usage. The pages
-are Django templates with a little JavaScript that calls the same API and WebSocket as any client."""
+"""Web pages of a tenant host: log in, documents (list, upload, search, one document), chat.
+
+Server-rendered Django templates; htmx (static) swaps fragments of them in place, and every form
+also works as a plain POST. The chat page's JavaScript streams answers over the same WebSocket
+any client uses. Each view parses input, calls one service or selector, and renders.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from django import forms
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
+from ai import selectors
+from ai.markdown import markdown_html
+from ai.models import Conversation, Document, Message
+from ai.services.conversations import conversation_delete, conversation_rename
+from ai.services.documents import document_create, document_delete
+from ai.services.summarise import document_summarise
+from core.platform.exceptions import ApplicationError
+from core.platform.validators import StorableTextFormMixin
 from tenants.decorators import member_required
 from tenants.selectors import membership_get
 
 
-class MemberLoginForm(AuthenticationForm):
-    """Only members of the host's tenant log in here."""
+class MemberLoginForm(StorableTextFormMixin, AuthenticationForm):
+    """Only members of the host's tenant log in here. Non-members are refused by authentication
+    itself (tenants.backends); a platform operator who is no member gets the same answer."""
 
     def confirm_login_allowed(self, user: Any) -> None:
         super().confirm_login_allowed(user)
         tenant = getattr(self.request, "tenant", None)
         if tenant is None or membership_get(user=user, tenant=tenant) is None:
-            raise forms.ValidationError("You are not a member of this organisation.", code="not_a_member")
+            raise self.get_invalid_login_error()
 
 
 class LoginView(auth_views.LoginView):
@@ -35,16 +50,167 @@ class LogoutView(auth_views.LogoutView):
     next_page = "/login/"
 
 
+def _is_htmx(request: HttpRequest) -> bool:
+    """An htmx request for a fragment (a history restore wants the whole page)."""
+    return request.headers.get("HX-Request") == "true" and "HX-History-Restore-Request" not in request.headers
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+
+def _document_list_context() -> dict[str, Any]:
+    documents = list(selectors.documents_list()[:500])
+    return {"documents": documents, "any_pending": any(d.status == Document.Status.PENDING for d in documents)}
+
+
 @member_required
 def documents_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "ai/documents.html", {"page": "documents"})
+    query = request.GET.get("q", "").strip()[:2000]
+    search = _search(query) if query else None
+    if search is not None and _is_htmx(request):
+        return render(request, "ai/_search_results.html", search)
+    context = {"page": "documents", "accept": _ACCEPTED_FILES, **_document_list_context(), **(search or {})}
+    return render(request, "ai/documents.html", context)
+
+
+def _search(query: str) -> dict[str, Any]:
+    try:
+        hits = selectors.documents_search(query=query, k=SEARCH_PAGE_PASSAGES)
+    except ApplicationError as exc:
+        return {"query": query, "search_error": exc.message, "results": []}
+    return {"query": query, "results": selectors.hits_by_document(hits)}
+
+
+# Passages a search on the page looks at; after the relevance threshold and one entry per document,
+# usually far fewer are shown.
+SEARCH_PAGE_PASSAGES = 10
+_ACCEPTED_FILES = ".txt,.md,.markdown,.html,.htm,.pdf,.docx"
 
 
 @member_required
-def chat_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "ai/chat.html", {"page": "chat"})
+@require_GET
+def document_list_fragment(request: HttpRequest) -> HttpResponse:
+    return render(request, "ai/_document_list.html", _document_list_context())
 
 
 @member_required
-def usage_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "ai/usage.html", {"page": "usage"})
+@require_POST
+def document_upload(request: HttpRequest) -> HttpResponse:
+    upload = request.FILES.get("file")
+    try:
+        document = document_create(
+            user=request.user,  # type: ignore[arg-type]
+            title=request.POST.get("title", ""),
+            content=request.POST.get("content", ""),
+            upload=upload if upload is not None and upload.size else None,
+        )
+    except ApplicationError as exc:
+        if _is_htmx(request):
+            return render(request, "ai/_upload_result.html", {"error": exc.message}, status=400)
+        messages.error(request, exc.message)
+        return redirect("documents-page")
+    if _is_htmx(request):
+        return render(request, "ai/_upload_result.html", {"document": document, **_document_list_context()})
+    messages.success(request, f"Added “{document.title}”; it is being indexed.")
+    return redirect("documents-page")
+
+
+def _own_document(document_id: int) -> Document:
+    return get_object_or_404(Document.objects.select_related("created_by"), id=document_id)
+
+
+@member_required
+@require_GET
+def document_page(request: HttpRequest, document_id: int) -> HttpResponse:
+    document = _own_document(document_id)
+    reading = selectors.document_reading(document=document, passage_id=_int_or_none(request.GET.get("passage")))
+    return render(request, "ai/document.html", {"page": "documents", "reading": reading, "document": document})
+
+
+@member_required
+def document_delete_page(request: HttpRequest, document_id: int) -> HttpResponse:
+    document = _own_document(document_id)
+    if request.method == "POST":
+        title = document.title
+        document_delete(document=document)
+        messages.success(request, f"Deleted “{title}” and its passages.")
+        return redirect("documents-page")
+    return render(request, "ai/document_delete.html", {"page": "documents", "document": document})
+
+
+@member_required
+@require_POST
+def document_summarise_fragment(request: HttpRequest, document_id: int) -> HttpResponse:
+    document = _own_document(document_id)
+    try:
+        result = document_summarise(user=request.user, document=document)  # type: ignore[arg-type]
+    except ApplicationError as exc:
+        return render(request, "ai/_summary.html", {"error": exc.message, "document": document}, status=exc.status)
+    context = {"document": document, "summary_html": markdown_html(result.summary), "result": result}
+    return render(request, "ai/_summary.html", context)
+
+
+# --- chat --------------------------------------------------------------------------------------
+
+
+def _user_id(request: HttpRequest) -> int:
+    return cast(int, request.user.pk)  # member_required let only a logged-in member through
+
+
+def _conversations(request: HttpRequest) -> list[Conversation]:
+    return list(selectors.conversations_for(user_id=_user_id(request)).only("id", "title", "updated")[:100])
+
+
+def _own_conversation(request: HttpRequest, conversation_id: int) -> Conversation:
+    conversation = selectors.conversations_for(user_id=_user_id(request)).filter(id=conversation_id).first()
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
+
+
+def _rendered(message: Message) -> dict[str, Any]:
+    html = markdown_html(message.content) if message.role == Message.Role.ASSISTANT else ""
+    return {"message": message, "html": html, "retrieval": settings.CHAT_CONTEXT_CHUNKS > 0}
+
+
+@member_required
+@require_GET
+def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
+    conversation = _own_conversation(request, conversation_id) if conversation_id is not None else None
+    chat_messages = (
+        [_rendered(m) for m in conversation.messages.order_by("created", "id")] if conversation is not None else []
+    )
+    context = {
+        "page": "chat",
+        "conversation": conversation,
+        "conversations": _conversations(request),
+        "chat_messages": chat_messages,
+        "retrieval": settings.CHAT_CONTEXT_CHUNKS > 0,
+        "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+    }
+    return render(request, "ai/chat.html", context)
+
+
+@member_required
+@require_POST
+def conversation_rename_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = _own_conversation(request, conversation_id)
+    try:
+        conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("chat-conversation", conversation_id=conversation.id)
+
+
+@member_required
+def conversation_delete_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = _own_conversation(request, conversation_id)
+    if request.method == "POST":
+        conversation_delete(conversation=conversation)
+        messages.success(request, f"Deleted the conversation “{conversation}”.")
+        return redirect("chat-page")
+    return render(request, "ai/conversation_delete.html", {"page": "chat", "conversation": conversation})

@@ -5,11 +5,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from billing.models import Plan, Subscription, TenantUsagePeriod, UsageEvent, WebhookEvent
+from billing.selectors import plan_is_offered, plans_unpriced
+from billing.services import billing_enabled
+
+
+def plan_warnings(request: HttpRequest) -> None:
+    """Tell operators which paid plans customers cannot choose, and why (shown on the plan and tenant lists)."""
+    if not billing_enabled():
+        if not settings.DEBUG:
+            messages.info(
+                request, "Stripe is not configured (STRIPE_SECRET_KEY): customers are offered free plans only."
+            )
+        return
+    for plan in plans_unpriced():
+        messages.warning(
+            request,
+            f"The {plan.name} plan costs {plan.monthly_price_cents / 100:,.2f} a month but has no Stripe price id: "
+            "customers are not offered it. Set its Stripe price to offer it.",
+        )
 
 
 @admin.register(Plan)
@@ -23,8 +42,18 @@ class PlanAdmin(admin.ModelAdmin):
         "stripe_price_id",
         "stripe_metered_price_id",
         "is_public",
+        "offered",
     )
     prepopulated_fields = {"slug": ("name",)}
+
+    @admin.display(boolean=True, description="offered to customers")
+    def offered(self, plan: Plan) -> bool:
+        return plan_is_offered(plan)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        if request.method == "GET":
+            plan_warnings(request)
+        return super().changelist_view(request, extra_context)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -60,6 +89,7 @@ class UsageEventAdmin(ReadOnlyAdmin):
         "created",
         "tenant",
         "feature",
+        "api_key",
         "model",
         "total_tokens",
         "cost_micros",
@@ -69,7 +99,7 @@ class UsageEventAdmin(ReadOnlyAdmin):
     )
     list_filter = ("meter_status", "feature", "model")
     search_fields = ("request_key", "tenant__subdomain")
-    list_select_related = ("tenant",)
+    list_select_related = ("tenant", "api_key")
     show_full_result_count = False  # the ledger grows without bound; COUNT(*) per page view would too
     actions = ("meter_retry",)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -10,25 +11,34 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import Plan
+from billing.selectors import plans_offered
 from billing.serializers import PlanSerializer, SessionUrlSerializer, UsageSummarySerializer, WebhookOutcomeSerializer
 from billing.services import checkout_session_start, portal_session_start, usage_summary, webhook_event_receive
 from core.platform.api import IsTenantMember, TenantAPIView
+from core.platform.schema import error_responses
 from tenants.models import Membership
 
 
 class IsTenantOwner(IsTenantMember):
     message = "Only owners of this organisation may manage its billing."
+    api_keys_allowed = False
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return super().has_permission(request, view) and request.membership.role == Membership.Role.OWNER  # type: ignore[attr-defined]
+        if not super().has_permission(request, view):
+            return False
+        return request.membership is not None and request.membership.role == Membership.Role.OWNER  # type: ignore[attr-defined]
 
 
 class PlanListApi(generics.ListAPIView):
+    """The plans a customer can choose on this server (a paid plan without a Stripe price is not one)."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
     serializer_class = PlanSerializer
     pagination_class = None
-    queryset = Plan.objects.filter(is_public=True)
+
+    def get_queryset(self) -> list[Plan]:  # type: ignore[override]
+        return plans_offered()
 
 
 class UsageApi(TenantAPIView):
@@ -41,7 +51,7 @@ class UsageApi(TenantAPIView):
 class PortalApi(TenantAPIView):
     membership_permission = IsTenantOwner
 
-    @extend_schema(request=None, responses=SessionUrlSerializer)
+    @extend_schema(request=None, responses={200: SessionUrlSerializer, **error_responses(409, 503)})
     def post(self, request: Request) -> Response:
         url = portal_session_start(tenant=request.tenant)  # type: ignore[attr-defined]
         return Response(SessionUrlSerializer({"url": url}).data)
@@ -52,7 +62,7 @@ class CheckoutApi(TenantAPIView):
 
     membership_permission = IsTenantOwner
 
-    @extend_schema(request=None, responses=SessionUrlSerializer)
+    @extend_schema(request=None, responses={200: SessionUrlSerializer, **error_responses(409, 503)})
     def post(self, request: Request) -> Response:
         url = checkout_session_start(tenant=request.tenant, user=request.user)  # type: ignore[attr-defined]
         return Response(SessionUrlSerializer({"url": url}).data)
@@ -64,7 +74,19 @@ class StripeWebhookApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=None, responses=WebhookOutcomeSerializer)
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        parameters=[
+            OpenApiParameter(
+                "Stripe-Signature",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="Stripe's HMAC signature of the raw body.",
+            )
+        ],
+        responses={200: WebhookOutcomeSerializer, **error_responses(503)},
+    )
     def post(self, request: Request) -> Response:
         # The raw bytes, exactly as signed: request.data would parse and re-serialise them.
         outcome = webhook_event_receive(payload=request.body, signature=request.headers.get("Stripe-Signature"))

@@ -1,8 +1,8 @@
-"""Billing's periodic jobs: usage to Stripe Billing Meters, and the past-due grace period.
+"""Billing's periodic jobs: usage to Stripe Billing Meters, the past-due grace period, unpaid signups.
 
 Each runs once per period whatever the number of workers (procrastinate defers a periodic job
 once per timestamp); the meter sync also holds a PostgreSQL advisory lock, so a slow run and the
-next one never send at the same time. Both do nothing while Stripe is not configured.
+next one never send at the same time. The two Stripe jobs do nothing while Stripe is not configured.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 
 from django.conf import settings
 
-from billing.services import billing_enabled, subscriptions_enforce_grace, usage_sync
+from billing.services import billing_enabled, pending_tenants_release, subscriptions_enforce_grace, usage_sync
 from core.platform.jobs import app, public_task
 
 logger = logging.getLogger(__name__)
@@ -32,3 +32,12 @@ def grace_enforce(timestamp: int) -> None:
         suspended = subscriptions_enforce_grace()
         if suspended:
             logger.warning("suspended %s tenant(s) past due beyond the grace period", len(suspended))
+
+
+@app.periodic(cron=settings.BILLING_PENDING_RELEASE_CRON)
+@public_task(queue="billing", queueing_lock="billing.pending_release")
+def pending_release(timestamp: int) -> None:
+    """Signups left unpaid past BILLING_PENDING_RELEASE_DAYS give their subdomain back (Stripe or not)."""
+    released = pending_tenants_release()
+    if released:
+        logger.warning("released %s unpaid signup(s): %s", len(released), ", ".join(released))

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from billing.models import Plan, Subscription
 from tenants.models import Tenant
-from tenants.services.status import tenant_reactivate, tenant_suspend
+from tenants.services.status import tenant_delete, tenant_reactivate, tenant_suspend
 
 NONPAYMENT_REASON = "Suspended for non-payment: the subscription stayed past due beyond the grace period."
 _GOOD_STANDING = ("active", "trialing")
@@ -117,14 +117,18 @@ def checkout_completed(*, session: dict[str, Any], event_at: dt.datetime) -> str
     if _is_stale(subscription, event_at):
         _save(subscription, changed)
         return _outcome("ids recorded", "state ignored: older than the last event applied")
-    if subscription.status in _ENDED:
+    if subscription.status in _ENDED and "stripe_subscription_id" not in changed:
         _save(subscription, changed)
         return "ignored: the subscription has already ended"
     subscription.status = "active"
     subscription.last_event_at = event_at
     subscription.past_due_since = None
-    _save(subscription, changed | {"status", "last_event_at", "past_due_since"})
-    return _outcome("subscription active", _tenant_in_good_standing(subscription.tenant))
+    changed |= {"status", "last_event_at", "past_due_since"}
+    # The session names the plan it sold (a signup's, or an upgrade from the billing page).
+    slug = (session.get("metadata") or {}).get("plan") or ""
+    plan_note = _plan_change(subscription, Plan.objects.filter(slug=slug).first() if slug else None, changed)
+    _save(subscription, changed)
+    return _outcome("subscription active", plan_note, _tenant_in_good_standing(subscription.tenant))
 
 
 def _period_end(obj: dict[str, Any]) -> dt.datetime | None:
@@ -251,3 +255,29 @@ def subscriptions_enforce_grace(*, now: dt.datetime | None = None) -> list[int]:
             tenant_suspend(tenant=fresh.tenant, reason=NONPAYMENT_REASON)
             suspended.append(fresh.tenant.pk)
     return suspended
+
+
+def pending_tenants_release(*, now: dt.datetime | None = None) -> list[str]:
+    """Delete tenants still waiting for their first payment ``BILLING_PENDING_RELEASE_DAYS`` after
+    signup, so their reserved subdomain is free again. Returns the subdomains released.
+
+    A tenant whose owner opened a fresh Checkout in the last day is kept (a Checkout Session lives
+    24 hours, so a payment may still come); the next run looks again.
+    """
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(days=settings.BILLING_PENDING_RELEASE_DAYS)
+    quiet_since = now - dt.timedelta(hours=24)
+    candidates = Tenant.objects.filter(
+        status=Tenant.Status.PENDING_PAYMENT, created__lte=cutoff, subscription__updated__lte=quiet_since
+    ).values_list("pk", flat=True)
+    released = []
+    for pk in list(candidates):
+        with transaction.atomic():
+            # Under lock: a checkout.session.completed may have activated it since the query above.
+            tenant = Tenant.objects.select_for_update().filter(pk=pk, status=Tenant.Status.PENDING_PAYMENT).first()
+            if tenant is None:
+                continue
+            subdomain = tenant.subdomain
+            tenant_delete(tenant=tenant)
+        released.append(subdomain)
+    return released

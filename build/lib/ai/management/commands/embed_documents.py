@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django_tenants.utils import get_public_schema_name, schema_context
 from tqdm import tqdm
 
@@ -65,7 +65,7 @@ class Command(BaseCommand):
 
     def _embed_tenant(self, schema_name: str, options: dict[str, Any]) -> int:
         with schema_context(schema_name):
-            bar = tqdm(desc=schema_name, unit="chunk", file=self.stderr._out, disable=options["verbosity"] == 0)
+            bar = tqdm(desc=schema_name, unit="chunk", file=_RawOutput(self.stderr), disable=options["verbosity"] == 0)
 
             def progress(done: int, total: int) -> None:
                 bar.total = total
@@ -78,3 +78,17 @@ class Command(BaseCommand):
             bar.close()
         self.stdout.write(f"{schema_name}: embedded {embedded} chunk(s)")
         return embedded
+
+
+class _RawOutput:
+    """The command's stderr as a plain stream for tqdm: its carriage returns pass through as
+    written (OutputWrapper.write would end every write with a newline)."""
+
+    def __init__(self, output: OutputWrapper) -> None:
+        self.output = output
+
+    def write(self, text: str) -> None:
+        self.output.write(text, ending="")
+
+    def flush(self) -> None:
+        self.output.flush()

@@ -1,0 +1,24 @@
+"""A member's own conversations: renaming and deleting them (chat itself is ai.services.chat)."""
+
+from __future__ import annotations
+
+from ai.models import Conversation
+from core.platform.exceptions import ApplicationError
+
+CONVERSATION_TITLE_MAX = 200
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    title = " ".join(title.split())
+    if not title:
+        raise ApplicationError(
+            "A title is required.", code="invalid", status=400, extra={"fields": {"title": ["This field is required."]}}
+        )
+    conversation.title = title[:CONVERSATION_TITLE_MAX]
+    conversation.save(update_fields=["title"])  # renaming does not move it to the top
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete the conversation and its messages; the AI actions behind them stay for the admins' review."""
+    conversation.delete()

@@ -1,0 +1,212 @@
+// Chat page: send a message, draw the answer's frames as they stream, mark how it ended.
+//
+// Two seams: `transport` carries frames (a resumable WebSocket: open, send, cancel; it reconnects
+// and resumes an answer after a dropped connection or a reload, see stream-resume.js) and
+// `renderFrame(frame)` draws one frame (start / token / done / error), whatever carried it.
+// While an answer streams its text is shown as plain text; once it has ended, the server's
+// rendering of the saved message (Markdown made safe on the server) replaces it.
+import {el} from "./common.js";
+
+const form = document.getElementById("chat");
+const box = document.getElementById("message");
+const messages = document.getElementById("messages");
+const errorBox = document.getElementById("chat-error");
+const sendButton = document.getElementById("send");
+const stopButton = document.getElementById("stop");
+const counter = document.getElementById("char-count");
+const maxChars = Number(form.dataset.maxChars);
+const panel = document.getElementById("conversations-panel");
+
+const state = {
+  conversationId: messages.dataset.conversationId ? Number(messages.dataset.conversationId) : null,
+  pending: null, // the question sent and not yet accepted: {text, node}
+  answer: null, // the answer being streamed: {node, text, messageId}
+};
+
+const characters = (text) => [...text].length; // code points, as the server counts them
+
+function scrollToEnd() { messages.scrollTop = messages.scrollHeight; }
+
+function bubble(role, text) {
+  document.getElementById("chat-empty")?.remove();
+  const node = el("div", undefined, {"class": `msg ${role}`});
+  node.append(el("div", text, {"class": role === "assistant" ? "text streaming" : "text"}));
+  messages.append(node);
+  scrollToEnd();
+  return node;
+}
+
+function mark(node, status, note) {
+  node.dataset.status = status;
+  const line = el("p", undefined, {"class": "msg-status"});
+  line.append(el("span", status === "error" ? "Failed" : "Stopped", {"class": `badge badge-${status}`}), ` ${note}`);
+  node.append(line);
+}
+
+function streaming(on) {
+  sendButton.disabled = on;
+  stopButton.disabled = !on;
+}
+
+function showError(message) { errorBox.textContent = message; }
+
+// Replace parts of the page with the server's rendering of this conversation.
+async function refreshFromServer(conversationId, selectors) {
+  const response = await fetch(`/chat/${conversationId}/`, {credentials: "same-origin"});
+  if (!response.ok) return null;
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+  for (const selector of selectors) {
+    const next = fresh.querySelector(selector);
+    const current = document.querySelector(selector);
+    if (next && current) current.replaceWith(document.importNode(next, true));
+  }
+  return fresh;
+}
+
+async function settle(messageId) {
+  // The answer is saved before its done/error frame is sent.
+  await refreshFromServer(state.conversationId, [`.msg[data-message-id="${messageId}"]`, ".thread-head", "#conversations"]);
+  scrollToEnd();
+}
+
+// --- frames ----------------------------------------------------------------------------------
+
+function renderFrame(frame) {
+  if (frame.type === "start") {
+    const isNew = state.conversationId !== frame.conversation_id;
+    state.conversationId = frame.conversation_id;
+    messages.dataset.conversationId = String(frame.conversation_id);
+    if (isNew) history.replaceState(null, "", `/chat/${frame.conversation_id}/`);
+    if (state.pending) { state.pending.node.dataset.accepted = "true"; state.pending = null; }
+    box.value = "";
+    updateCounter();
+    const node = bubble("assistant", "");
+    // A resumed answer after a reload replaces the saved part shown for it.
+    messages.querySelector(`.msg[data-message-id="${frame.message_id}"]`)?.replaceWith(node);
+    node.dataset.messageId = frame.message_id;
+    streaming(true);
+    state.answer = {node, text: "", messageId: frame.message_id};
+  } else if (frame.type === "token") {
+    if (!state.answer) return;
+    state.answer.text += frame.token;
+    state.answer.node.querySelector(".text").textContent = state.answer.text;
+    scrollToEnd();
+  } else if (frame.type === "done") {
+    const answer = state.answer;
+    state.answer = null;
+    streaming(false);
+    if (answer) settle(answer.messageId);
+  } else if (frame.type === "error") {
+    streaming(false);
+    showError(frame.error.message);
+    if (state.pending) {
+      // Refused before it started (too long, over quota, ...): nothing was sent, the text stays in the box.
+      state.pending.node.remove();
+      state.pending = null;
+      box.focus();
+    } else if (state.answer) {
+      const answer = state.answer;
+      state.answer = null;
+      mark(answer.node, "error", "The answer could not be completed.");
+      settle(answer.messageId);
+    }
+  }
+}
+
+// --- transport: one resumable WebSocket, opened on first use ------------------------------------
+
+const transport = {
+  socket: null,
+
+  open() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new window.StrataResumableSocket(`${scheme}://${location.host}/ws/chat/`);
+    this.socket = socket;
+    socket.onmessage = (event) => renderFrame(JSON.parse(event.data));
+    socket.onclose = () => {
+      this.socket = null;
+      if (state.answer || state.pending) {
+        renderFrame({type: "error", error: {code: "connection_lost", message: "The connection to the chat server was lost."}});
+      }
+    };
+    return new Promise((resolve, reject) => {
+      socket.onopen = resolve;
+      socket.onerror = () => reject(new Error("Could not connect to the chat server."));
+    });
+  },
+
+  async send(payload) {
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) await this.open();
+    this.socket.send(JSON.stringify(payload));
+  },
+
+  cancel() {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify({type: "cancel"}));
+  },
+};
+
+// --- the composer ------------------------------------------------------------------------------
+
+function updateCounter() {
+  const count = characters(box.value.trim());
+  counter.textContent = `${count.toLocaleString()} / ${maxChars.toLocaleString()}`;
+  counter.classList.toggle("over", count > maxChars);
+}
+
+async function send() {
+  const text = box.value.trim();
+  if (!text || sendButton.disabled) return;
+  showError("");
+  const count = characters(text);
+  if (count > maxChars) {
+    showError(`This message is ${count.toLocaleString()} characters long; the limit is ${maxChars.toLocaleString()}. Shorten it and send again.`);
+    box.focus();
+    return;
+  }
+  state.pending = {text, node: bubble("user", text)};
+  streaming(true);
+  const payload = state.conversationId ? {message: text, conversation_id: state.conversationId} : {message: text};
+  try {
+    await transport.send(payload);
+  } catch (error) {
+    renderFrame({type: "error", error: {code: "connection_failed", message: error.message}});
+  }
+}
+
+form.addEventListener("submit", (event) => { event.preventDefault(); send(); });
+box.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    send();
+  }
+});
+box.addEventListener("input", updateCounter);
+
+stopButton.addEventListener("click", () => {
+  transport.cancel();
+  streaming(false);
+  const answer = state.answer;
+  state.answer = null;
+  if (!answer) return;
+  mark(answer.node, "interrupted", "This answer was stopped before it was complete.");
+  // The server saves the partial answer as it stops; show its rendering once it is there.
+  setTimeout(async () => {
+    const fresh = await refreshFromServer(state.conversationId, ["#conversations"]);
+    const saved = fresh?.querySelector(`.msg[data-message-id="${answer.messageId}"]`);
+    if (saved && saved.dataset.status === "interrupted" && saved.querySelector(".text").textContent.trim()) {
+      answer.node.replaceWith(document.importNode(saved, true));
+    }
+  }, 800);
+});
+
+// An answer was streaming when this tab reloaded: the socket replays it from its start.
+const inFlight = window.StrataResumableSocket.pending();
+if (inFlight && inFlight.conversationId === state.conversationId) {
+  streaming(true);
+  transport.open().catch((error) => { streaming(false); showError(error.message); });
+}
+
+if (panel && window.matchMedia("(max-width: 760px)").matches) panel.open = false; // folded on phones
+updateCounter();
+scrollToEnd();
+form.dataset.ready = "true";

@@ -1,0 +1,14 @@
+"""How uvicorn serves Strata, shared by ``manage.py up``, the test server and (as CLI flags) the image.
+
+``proxy_headers`` is off: nothing stands in front of these servers, so the socket peer is the
+client (core.platform.client). Behind deploy/'s nginx the Procfile turns uvicorn's proxy headers on
+for the proxy's address only (FORWARDED_ALLOW_IPS). The equivalent command line:
+
+    uvicorn core.project.asgi:application --ws websockets-sansio --no-proxy-headers
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+UVICORN_OPTIONS: dict[str, Any] = {"ws": "websockets-sansio", "proxy_headers": False}

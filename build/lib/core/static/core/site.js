@@ -1,0 +1,31 @@
+// Behaviour every page shares: upload progress for htmx forms, menus that close like menus.
+// (No inline scripts or handlers anywhere: the Content-Security-Policy forbids them.)
+
+// A <progress> inside an htmx form follows its upload.
+document.addEventListener("htmx:xhr:progress", (event) => {
+  const progress = event.target.querySelector?.("progress");
+  if (!progress || !event.detail.lengthComputable) return;
+  progress.hidden = false;
+  progress.value = Math.round((100 * event.detail.loaded) / event.detail.total);
+  progress.textContent = `${progress.value}%`;
+});
+
+document.addEventListener("htmx:afterRequest", (event) => {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement)) return;
+  const progress = form.querySelector("progress");
+  if (progress) { progress.hidden = true; progress.value = 0; }
+  // A form that added something starts empty again; one that was refused keeps what was typed.
+  if (event.detail.successful && form.hasAttribute("hx-encoding")) form.reset();
+});
+
+// Open menus (<details class="menu">) close on Escape and on a click elsewhere.
+document.addEventListener("click", (event) => {
+  document.querySelectorAll("details.menu[open]").forEach((menu) => {
+    if (!menu.contains(event.target)) menu.open = false;
+  });
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  document.querySelectorAll("details.menu[open]").forEach((menu) => { menu.open = false; });
+});
