@@ -6,10 +6,16 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
+from billing.admin import plan_warnings
 from billing.models import Subscription
-from billing.selectors import tenants_with_period_usage
+from billing.selectors import tenants_with_period_usage, usage_report
+from billing.views import usage_context, usage_csv
 from core.models import User
 from tenants.models import Domain, Membership, Tenant
 from tenants.selectors import tenants_with_member_counts
@@ -80,6 +86,7 @@ class TenantAdmin(admin.ModelAdmin):
         "subscription_status",
         "tokens_this_period",
         "allowance",
+        "usage_link",
         "member_count",
         "created",
     )
@@ -116,6 +123,45 @@ class TenantAdmin(admin.ModelAdmin):
     def subscription_status(self, tenant: Tenant) -> str:
         subscription = getattr(tenant, "subscription", None)
         return (subscription.status or "-") if subscription is not None else "-"
+
+    @admin.display(description="usage")
+    def usage_link(self, tenant: Tenant) -> str:
+        return format_html('<a href="{}">Chart</a>', reverse("admin:tenants_tenant_usage", args=[tenant.pk]))
+
+    def get_urls(self) -> list[Any]:
+        usage = [
+            path("<int:tenant_id>/usage/", self.admin_site.admin_view(self.usage_view), name="tenants_tenant_usage"),
+            path(
+                "<int:tenant_id>/usage.csv",
+                self.admin_site.admin_view(self.usage_csv_view),
+                name="tenants_tenant_usage_csv",
+            ),
+        ]
+        return usage + super().get_urls()
+
+    def usage_view(self, request: HttpRequest, tenant_id: int) -> HttpResponse:
+        """The tenant's usage page as its people see it (per day, feature and person), for operators."""
+        tenant = get_object_or_404(Tenant, pk=tenant_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "tenant": tenant,
+            "title": f"Usage of {tenant.name}",
+            **usage_context(usage_report(tenant_id=tenant.pk), people=True),
+        }
+        return TemplateResponse(request, "admin/tenants/tenant/usage.html", context)
+
+    def usage_csv_view(self, request: HttpRequest, tenant_id: int) -> HttpResponse:
+        tenant = get_object_or_404(Tenant, pk=tenant_id)
+        report = usage_report(tenant_id=tenant.pk)
+        return usage_csv(
+            report, filename=f"strata-usage-{tenant.subdomain}-{report.period_start:%Y-%m}.csv", people=True
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        if request.method == "GET":
+            plan_warnings(request)
+        return super().changelist_view(request, extra_context)
 
     @admin.action(description="Suspend selected tenants")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:

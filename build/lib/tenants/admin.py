@@ -1,23 +1,34 @@
-"""Each tenant's own admin on its host (owners and admins): members, and the AI app's models."""
+"""Each tenant's own admin on its host (owners and admins): members and invitations (through the
+same services as the API and pages), and the AI app's models."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.models import User
-from tenants.models import Membership
+from core.platform.exceptions import ApplicationError
+from core.platform.validators import StorableTextFormMixin
+from tenants.models import Invitation, Membership
 from tenants.selectors import membership_get
+from tenants.services.invitations import invitation_create, invitation_resend, invitation_revoke
+from tenants.services.members import (
+    actor_role,
+    membership_remove,
+    membership_remove_check,
+    membership_role_change,
+    membership_role_change_check,
+)
 
 # --- Tenant admin (each tenant host) -------------------------------------------------------
 
 
-class TenantAdminLoginForm(AdminAuthenticationForm):
+class TenantAdminLoginForm(StorableTextFormMixin, AdminAuthenticationForm):
     """Owners and admins of the host's tenant may log in; is_staff is for platform operators."""
 
     def confirm_login_allowed(self, user: User) -> None:
@@ -50,8 +61,14 @@ class TenantAdminSite(admin.AdminSite):
 tenant_admin_site = TenantAdminSite(name="tenant_admin")
 
 
+class StorableTextModelForm(StorableTextFormMixin, forms.ModelForm):  # type: ignore[type-arg]
+    pass
+
+
 class TenantModelAdmin(admin.ModelAdmin):
     """Tenant owners and admins may do everything here; Django model permissions are for operators."""
+
+    form: type[forms.ModelForm] = StorableTextModelForm  # type: ignore[type-arg]
 
     def _allowed(self, request: HttpRequest) -> bool:
         return tenant_admin_site.has_permission(request)
@@ -73,44 +90,156 @@ class TenantModelAdmin(admin.ModelAdmin):
 
 
 class TenantMembershipForm(forms.ModelForm):
-    email = forms.EmailField(help_text="The member's e-mail; they must already have a Strata account.")
+    """The role of one member, changed through ``membership_role_change`` (the same rules as the
+    API and the members page). No tenant or user field: nothing of other tenants is listed."""
 
     class Meta:
         model = Membership
         fields = ("role",)
 
-    def clean_email(self) -> str:
-        email = self.cleaned_data["email"].lower()
-        user = User.objects.filter(email__iexact=email).first()
-        if user is None:
-            raise forms.ValidationError("No Strata account uses this e-mail.")
-        self.instance.user = user
-        return email
+    def clean_role(self) -> str:
+        role = self.cleaned_data["role"]
+        try:
+            membership_role_change_check(
+                tenant=self.request.tenant,  # type: ignore[attr-defined]
+                actor=self.request.user,  # type: ignore[attr-defined]
+                membership=Membership.objects.get(pk=self.instance.pk),
+                role=role,
+            )
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from exc
+        return role
 
 
 class TenantMembershipAdmin(TenantModelAdmin):
+    """Members of this tenant. People join through invitations (see Invitations)."""
+
     list_display = ("user", "role", "created")
     list_filter = ("role",)
     search_fields = ("user__email",)
+    fields = ("user", "role")
+    readonly_fields = ("user",)
+    form = TenantMembershipForm
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
         # Memberships live in public: without this filter every tenant's members would show.
         return Membership.objects.filter(tenant=request.tenant).select_related("user")  # type: ignore[attr-defined]
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> type:
-        if obj is None:
-            kwargs["form"] = TenantMembershipForm
-        return super().get_form(request, obj, change=change, **kwargs)
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # invite people instead: adding by e-mail would tell whether it has an account
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return ("user",) if obj else ()
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> type:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.request = request  # type: ignore[attr-defined]
+        role = form.base_fields.get("role")  # absent when the page is read-only
+        if role is not None and actor_role(tenant=request.tenant, actor=request.user) != Membership.Role.OWNER:  # type: ignore[attr-defined]
+            role.choices = [choice for choice in role.choices if choice[0] != Membership.Role.OWNER]  # type: ignore[attr-defined]
+        return form
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None or not self._allowed(request):
+            return self._allowed(request)
+        # An admin sees an owner's membership read-only: only owners change owners.
+        return not (
+            obj.role == Membership.Role.OWNER
+            and actor_role(tenant=request.tenant, actor=request.user) != Membership.Role.OWNER  # type: ignore[attr-defined]
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None or not self._allowed(request):
+            return self._allowed(request)
+        try:
+            membership_remove_check(tenant=request.tenant, actor=request.user, membership=obj)  # type: ignore[attr-defined, arg-type]
+        except ApplicationError:
+            return False
+        return True
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # one at a time, each through the service's checks
+        return actions
 
     def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
-        obj.tenant = request.tenant  # type: ignore[attr-defined]
-        if not change and Membership.objects.filter(tenant=obj.tenant, user=obj.user).exists():
-            form.add_error("email", "Already a member.")
-            return
-        super().save_model(request, obj, form, change)
+        membership_role_change(
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            actor=request.user,  # type: ignore[arg-type]
+            membership_id=obj.pk,
+            role=form.cleaned_data["role"],
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        membership_remove(tenant=request.tenant, actor=request.user, membership_id=obj.pk)  # type: ignore[attr-defined, arg-type]
+
+
+class TenantInvitationForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Invite by e-mail: the answer is the same whether or not the address has a Strata account."""
+
+    class Meta:
+        model = Invitation
+        fields = ("email", "role")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        # The service is the validation: it refuses (role, rate, already a member) or invites,
+        # inside the admin's transaction, so the invitation and its e-mail job commit together.
+        try:
+            self.instance = invitation_create(
+                tenant=self.request.tenant,  # type: ignore[attr-defined]
+                actor=self.request.user,  # type: ignore[attr-defined]
+                email=data["email"],
+                role=data["role"],
+            )
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from exc
+        return data
+
+
+class TenantInvitationAdmin(TenantModelAdmin):
+    list_display = ("email", "role", "status", "expires", "invited_by", "created")
+    list_filter = ("role",)
+    search_fields = ("email",)
+    fields = ("email", "role")
+    form = TenantInvitationForm
+    actions = ("resend", "revoke")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Invitation]:
+        return Invitation.objects.filter(tenant=request.tenant).select_related("invited_by")  # type: ignore[attr-defined]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> type:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.request = request  # type: ignore[attr-defined]
+        return form
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # resend or revoke instead
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoking keeps the record
+
+    def save_model(self, request: HttpRequest, obj: Invitation, form: Any, change: bool) -> None:
+        pass  # the form's validation created it through invitation_create
+
+    @admin.action(description="Resend (a new link; the old one stops working)")
+    def resend(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        self._each(request, queryset, invitation_resend, "Re-sent")
+
+    @admin.action(description="Revoke")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        self._each(request, queryset, invitation_revoke, "Revoked")
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Invitation], service: Any, done: str) -> None:
+        count = 0
+        for invitation in queryset:
+            try:
+                service(tenant=request.tenant, actor=request.user, invitation_id=invitation.pk)  # type: ignore[attr-defined]
+                count += 1
+            except ApplicationError as exc:
+                self.message_user(request, f"{invitation.email}: {exc.message}", messages.ERROR)
+        if count:
+            self.message_user(request, f"{done} {count} invitation(s).", messages.SUCCESS)
 
 
 tenant_admin_site.register(Membership, TenantMembershipAdmin)
+tenant_admin_site.register(Invitation, TenantInvitationAdmin)

@@ -14,18 +14,19 @@ from tenants.selectors import membership_get
 
 
 def member_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Send anonymous users and non-members to this tenant's login page."""
+    """Send anonymous users and non-members to this tenant's login page; sets ``request.membership``."""
 
     @wraps(view)
     @ensure_csrf_cookie
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         tenant = getattr(request, "tenant", None)
-        if (
-            not request.user.is_authenticated
-            or tenant is None
-            or membership_get(user=request.user, tenant=tenant) is None
-        ):
+        membership = None
+        if request.user.is_authenticated and tenant is not None:
+            membership = membership_get(user=request.user, tenant=tenant)
+        if membership is None:
             return redirect_to_login(request.get_full_path())
+        # The page and its navigation read the role from here instead of asking again.
+        request.membership = membership  # type: ignore[attr-defined]
         return view(request, *args, **kwargs)
 
     return guarded

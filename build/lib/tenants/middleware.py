@@ -1,4 +1,8 @@
-"""Refuses requests to suspended or unpaid tenants before any view runs."""
+"""Refuses requests to suspended or unpaid tenants before any view runs.
+
+It runs after the authentication middleware, so the page it shows can tell an owner (who can pay
+or fix the payment method) from a member or a visitor.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from core.platform.api import error_body
-from tenants.models import Tenant
+from tenants.models import Membership, Tenant
+from tenants.selectors import membership_get
 
 _BLOCKED = {
     Tenant.Status.SUSPENDED: (
@@ -26,8 +31,24 @@ _BLOCKED = {
 # or a tenant suspended for non-payment reaching the billing portal (invoice.paid reactivates it).
 _ALWAYS_OPEN = ("/healthz", "/static/", "/api/auth/logout/")
 _OPEN_WHILE_BLOCKED = {
-    Tenant.Status.PENDING_PAYMENT: ("/api/auth/", "/api/billing/", "/login/", "/logout/"),
-    Tenant.Status.SUSPENDED: ("/api/auth/", "/api/billing/portal/"),
+    Tenant.Status.PENDING_PAYMENT: (
+        "/api/auth/",
+        "/api/billing/",
+        "/billing/pay/",
+        "/login/",
+        "/logout/",
+        "/password-reset/",
+        "/reset/",
+    ),
+    Tenant.Status.SUSPENDED: (
+        "/api/auth/",
+        "/api/billing/portal/",
+        "/billing/portal/",
+        "/login/",
+        "/logout/",
+        "/password-reset/",
+        "/reset/",
+    ),
 }
 
 
@@ -45,6 +66,19 @@ class TenantStatusMiddleware:
         status, code, message = blocked
         if request.path.startswith("/api/"):
             return JsonResponse(error_body(code, message), status=status)
-        return render(
-            request, "tenants/unavailable.html", {"tenant": tenant, "code": code, "message": message}, status=status
-        )
+        context = {
+            "tenant": tenant,
+            "code": code,
+            "message": message,
+            "is_owner": _is_owner(request, tenant),
+            "checkout": request.GET.get("checkout", ""),
+        }
+        return render(request, "tenants/unavailable.html", context, status=status)
+
+
+def _is_owner(request: HttpRequest, tenant: Tenant) -> bool:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return False
+    membership = membership_get(user=user, tenant=tenant)
+    return membership is not None and membership.role == Membership.Role.OWNER

@@ -1,4 +1,5 @@
-"""Organisations (one PostgreSQL schema each), their host names and their members."""
+"""Organisations (one PostgreSQL schema each), their host names, their members, the invitations
+that bring new members in, and their API keys."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
+
+from core.platform.credentials import TenantCredential
 
 
 class Tenant(TenantMixin):
@@ -53,7 +57,15 @@ class Tenant(TenantMixin):
 
 
 def tenant_url(subdomain: str) -> str:
-    host = f"{subdomain}.{settings.BASE_DOMAIN}"
+    return _site_url(f"{subdomain}.{settings.BASE_DOMAIN}")
+
+
+def public_url() -> str:
+    """The public site's address (signup, finding one's workspace), with a trailing slash."""
+    return _site_url(settings.BASE_DOMAIN)
+
+
+def _site_url(host: str) -> str:
     port = "" if settings.SITE_SCHEME == "https" or settings.PORT in (80, 443) else f":{settings.PORT}"
     return f"{settings.SITE_SCHEME}://{host}{port}/"
 
@@ -87,3 +99,101 @@ class Membership(models.Model):
     @property
     def can_administer(self) -> bool:
         return self.role in (self.Role.OWNER, self.Role.ADMIN)
+
+
+class Invitation(models.Model):
+    """An e-mail invited to join a tenant with a role. The link's token exists only in the e-mail:
+    the job that sends it makes a new one and keeps its SHA-256 (a resend makes the old link stale)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            # One open invitation per address and tenant; used and revoked ones stay as history.
+            models.UniqueConstraint(
+                fields=["tenant", "email"],
+                condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="invitation_one_open_per_email",
+            ),
+            models.UniqueConstraint(
+                fields=["token_hash"], condition=~models.Q(token_hash=""), name="invitation_token_hash_unique"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(role__in=["owner", "admin", "member"]), name="invitation_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.tenant_id} ({self.role})"
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at:
+            return "accepted"
+        if self.revoked_at:
+            return "revoked"
+        if self.expires <= timezone.now():
+            return "expired"
+        return "pending"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "pending"
+
+
+class ApiKey(TenantCredential, models.Model):
+    """A tenant's key for programs: ``<prefix>.<secret>``, shown once, stored as a SHA-512 hash.
+
+    Each key acts through a user row of its own (no password, no membership), so everything a
+    program does is attributed to the key (documents, conversations, agent actions, usage) and
+    never to the person who created it. Revoked keys stay, so the ledger keeps its attribution.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read"
+        WRITE = "write", "Read and write"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    scope = models.CharField(max_length=5, choices=Scope.choices, default=Scope.READ)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=200, editable=False)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_key", editable=False
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "API key"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(scope__in=["read", "write"]), name="api_key_scope_valid"),
+        ]
+        indexes = [models.Index(fields=["tenant", "created"], name="api_key_tenant_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+    @property
+    def allows_write(self) -> bool:
+        return self.scope == self.Scope.WRITE

@@ -1,32 +1,38 @@
-"""Account serializers: e-mail login limited to the host tenant's members, and the user details."""
+"""Account serializers: e-mail login limited to the host tenant's members, the user details,
+password reset and change, invitations, members and API keys."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from dj_rest_auth import serializers as dj_rest_auth_serializers
 from dj_rest_auth.serializers import LoginSerializer
+from django.contrib.auth import update_session_auth_hash
 from rest_framework import serializers
+from rest_framework.authtoken.models import Token
 
 from core.models import User
-from core.platform.exceptions import ApplicationError
+from core.platform.fields import StorableCharField
+from tenants.models import ApiKey, Invitation, Membership
 from tenants.selectors import membership_get
+from tenants.services.accounts import password_reset_request, password_set
 
 
 class TenantLoginSerializer(LoginSerializer):
+    """E-mail and password; on a tenant host only its members get in (tenants.backends refuses the
+    rest inside authentication, with the wrong password's answer)."""
+
     username = None  # type: ignore[assignment]
     email = serializers.EmailField()
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(attrs)
-        request = self.context["request"]
-        tenant = getattr(request, "tenant", None)
-        user = attrs["user"]
-        if tenant is not None and not tenant.is_public and membership_get(user=user, tenant=tenant) is None:
-            raise ApplicationError("You are not a member of this organisation.", code="not_a_member", status=403)
-        return attrs
+    def get_auth_user(self, username: str | None, email: str, password: str) -> Any:
+        # Always through authenticate(): an unknown e-mail costs the same password hash as a known
+        # one, and counts as a failed login for the lockout (dj-rest-auth skips both for it).
+        return self.authenticate(username=email, password=password)
 
 
 class UserSerializer(serializers.ModelSerializer):
+    full_name = StorableCharField(max_length=150, required=False, allow_blank=True)
     role = serializers.SerializerMethodField()
 
     class Meta:
@@ -40,3 +46,126 @@ class UserSerializer(serializers.ModelSerializer):
             return None
         membership = membership_get(user=user, tenant=tenant)
         return membership.role if membership else None
+
+
+# --- Password reset and change (dj-rest-auth's endpoints, through our services) ----------------
+
+
+class PasswordResetSerializer(serializers.Serializer[Any]):
+    """``{email}``: queues the reset e-mail through a job; the same for every address."""
+
+    email = serializers.EmailField(max_length=254)
+
+    def save(self, **kwargs: Any) -> None:
+        request = self.context["request"]
+        password_reset_request(email=self.validated_data["email"], tenant=getattr(request, "tenant", None))
+
+
+class PasswordResetConfirmSerializer(dj_rest_auth_serializers.PasswordResetConfirmSerializer):  # type: ignore[misc]
+    def save(self) -> None:
+        # A reset ends every session and deletes the login token: whoever had them is out.
+        password_set(user=self.user, password=self.set_password_form.cleaned_data["new_password1"])
+
+
+class PasswordChangeSerializer(dj_rest_auth_serializers.PasswordChangeSerializer):  # type: ignore[misc]
+    def save(self) -> str | None:
+        """Set the password; other sessions and the login token end. Returns the new token's key
+        when the change was made with the token (that client stays logged in with the new one)."""
+        request = self.context["request"]
+        with_token = isinstance(request.auth, Token)
+        key = password_set(
+            user=self.user, password=self.set_password_form.cleaned_data["new_password1"], keep_token=with_token
+        )
+        if request.auth is None:  # a session: this one stays, every other one is stale
+            update_session_auth_hash(request._request, self.user)
+        return key
+
+
+class DetailSerializer(serializers.Serializer[Any]):
+    detail = serializers.CharField()
+
+
+class PasswordChangedSerializer(DetailSerializer):
+    key = serializers.CharField(required=False, help_text="The new login token, when the change was made with one.")
+
+
+class WorkspacesFindSerializer(serializers.Serializer[Any]):
+    email = serializers.EmailField(max_length=254)
+
+
+# --- Invitations, members, API keys -------------------------------------------------------------
+
+
+class InvitationSerializer(serializers.ModelSerializer[Invitation]):
+    invited_by = serializers.SerializerMethodField()
+    status = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = ("id", "email", "role", "expires", "invited_by", "status", "created", "sent_at")
+        read_only_fields = fields
+
+    def get_invited_by(self, invitation: Invitation) -> str | None:
+        return invitation.invited_by.email if invitation.invited_by else None
+
+
+class InvitationCreateSerializer(serializers.Serializer[Any]):
+    email = serializers.EmailField(max_length=254)
+    role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+
+
+class InvitationAcceptSerializer(serializers.Serializer[Any]):
+    token = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    password = serializers.CharField(max_length=128, required=False, allow_blank=True, trim_whitespace=False)
+
+
+class AcceptedSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField()
+    user = UserSerializer()
+
+
+class MemberUserSerializer(serializers.ModelSerializer[User]):
+    class Meta:
+        model = User
+        fields = ("id", "email", "full_name")
+        read_only_fields = fields
+
+
+class MemberSerializer(serializers.ModelSerializer[Membership]):
+    user = MemberUserSerializer(read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ("id", "user", "role", "created")
+        read_only_fields = fields
+
+
+class MemberUpdateSerializer(serializers.Serializer[Any]):
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
+    created_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiKey
+        fields = ("id", "name", "scope", "prefix", "created_by", "created", "last_used")
+        read_only_fields = fields
+
+    def get_created_by(self, api_key: ApiKey) -> str | None:
+        return api_key.created_by.email if api_key.created_by else None
+
+
+class ApiKeyCreateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=100)
+    scope = serializers.ChoiceField(choices=ApiKey.Scope.choices)
+
+
+class ApiKeyCreatedSerializer(serializers.ModelSerializer[ApiKey]):
+    key = serializers.CharField(help_text="The key itself: shown in this answer only.")
+
+    class Meta:
+        model = ApiKey
+        fields = ("id", "name", "scope", "prefix", "key", "created")
+        read_only_fields = fields

@@ -7,9 +7,10 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from core.platform.schema import error_responses
+from core.platform.throttling import ScopedRateThrottle
 from core.project.serializers import SignupInputSerializer, SignupOutputSerializer
 from core.project.signup import tenant_signup
 
@@ -20,7 +21,7 @@ class SignupApi(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "signup"
 
-    @extend_schema(request=SignupInputSerializer, responses={201: SignupOutputSerializer})
+    @extend_schema(request=SignupInputSerializer, responses={201: SignupOutputSerializer, **error_responses(503)})
     def post(self, request: Request) -> Response:
         data = SignupInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -77,6 +77,18 @@ def platform_urls() -> tuple[str, str]:
     )
 
 
+def mail_mode() -> str:
+    """Where e-mail goes, as ``up`` reports it."""
+    backend = settings.EMAIL_BACKEND
+    if backend.endswith("EmlFileBackend") or ".filebased." in backend:
+        return f"files in {settings.EMAIL_FILE_PATH}/ (one .eml per message; set EMAIL_URL to send)"
+    if ".console." in backend:
+        return "printed on the worker's output"
+    if ".locmem." in backend:
+        return "kept in memory (tests)"
+    return f"sent by SMTP through {settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+
+
 def platform_summary(credentials: Credentials) -> list[str]:
     """What ``manage.py up`` prints: where to go, who to log in as, and which mode each part runs in."""
     public_url, demo_url = platform_urls()
@@ -84,9 +96,9 @@ def platform_summary(credentials: Credentials) -> list[str]:
     answers = "offline (no ANTHROPIC_API_KEY)"
     if settings.ANTHROPIC_API_KEY:
         answers = f"Claude ({settings.ANTHROPIC_MODEL})"
-    billing = "local only (no STRIPE_SECRET_KEY: usage and quotas, no payments)"
+    billing = "local only (no STRIPE_SECRET_KEY: usage and quotas, free plans only, no payments)"
     if settings.STRIPE_SECRET_KEY:
-        billing = "Stripe"
+        billing = f"Stripe ({'test' if settings.STRIPE_SECRET_KEY.startswith('sk_test') else 'live'} keys)"
     return [
         "",
         "Strata is up.",
@@ -97,6 +109,8 @@ def platform_summary(credentials: Credentials) -> list[str]:
         f"  Answers:                {answers}",
         f"  Billing:                {billing}",
         f"  Embeddings:             {settings.EMBEDDING_BACKEND} ({settings.EMBEDDING_MODEL})",
+        f"  Mail:                   {mail_mode()}",
+        *(["  Debug pages:            on (DEBUG=true); never in production"] if settings.DEBUG else []),
         "  Press Ctrl-C to stop the server, the job worker and the embedded database.",
         "",
     ]

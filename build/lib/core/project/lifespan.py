@@ -1,5 +1,6 @@
 """ASGI lifespan: start warming the embedding model when a server process starts, in the
-background, so the process answers liveness at once and reports ready (``/readyz``) when warm."""
+background, so the process answers liveness at once and reports ready (``/readyz``) when warm;
+at shutdown, let the chat answers in flight finish or save them as interrupted."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from typing import Any
 
 from ai.embedders import embedder_warm
+from ai.services.chat_answers import chat_answers_drain
 
 logger = logging.getLogger(__name__)
 
@@ -23,5 +25,6 @@ class Lifespan:
             elif message["type"] == "lifespan.shutdown":
                 if warming is not None and not warming.done():
                     warming.cancel()
+                await chat_answers_drain()  # answers in flight finish here or are saved as interrupted
                 await send({"type": "lifespan.shutdown.complete"})
                 return

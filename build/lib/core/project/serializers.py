@@ -2,12 +2,14 @@
 
 from rest_framework import serializers
 
+from core.platform.fields import StorableCharField
+
 
 class SignupInputSerializer(serializers.Serializer):
-    organisation = serializers.CharField(max_length=120)
-    subdomain = serializers.CharField(max_length=63)
+    organisation = StorableCharField(max_length=120)
+    subdomain = StorableCharField(max_length=63)
     email = serializers.EmailField()
-    password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
+    password = StorableCharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
     plan = serializers.SlugField(max_length=40, default="free")
 
 

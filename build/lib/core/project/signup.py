@@ -13,12 +13,20 @@ from django.db.models import Q
 from django_tenants.utils import get_public_schema_name, schema_context
 from rest_framework.authtoken.models import Token
 
-from billing.models import Plan
-from billing.services import CheckoutStarted, billing_enabled, checkout_start, subscription_start
+from billing.models import Plan, Subscription
+from billing.selectors import plan_is_offered
+from billing.services import (
+    CheckoutStarted,
+    billing_enabled,
+    checkout_session_start,
+    checkout_start,
+    subscription_start,
+)
 from core.models import User
 from core.platform.exceptions import ApplicationError
 from tenants.models import Membership, Tenant, tenant_url
 from tenants.services.provisioning import provisioning_lock, tenant_provision, tenant_template_ensure_once
+from tenants.services.status import tenant_reactivate
 from tenants.validators import schema_name_for, validate_subdomain
 
 
@@ -39,6 +47,9 @@ def _plan_for_signup(slug: str) -> Plan:
     plan = Plan.objects.filter(slug=slug, is_public=True).first()
     if plan is None:
         raise _field_error("plan", f"Unknown plan '{slug}'.", "invalid_plan")
+    if plan.is_paid and billing_enabled() and not plan_is_offered(plan):
+        # Not offered (no Stripe price): the customer is told to choose another, the operator admin warns.
+        raise _field_error("plan", f"The {plan.name} plan is not available; choose another plan.", "plan_unavailable")
     return plan
 
 
@@ -80,6 +91,9 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
     except ValidationError as exc:
         raise _field_error("subdomain", exc.messages[0], exc.code or "invalid_subdomain") from exc
     chosen_plan = _plan_for_signup(plan)
+    pending = Tenant.objects.filter(subdomain=subdomain, status=Tenant.Status.PENDING_PAYMENT).first()
+    if pending is not None:
+        return _signup_resume(tenant=pending, email=email, password=password, plan=chosen_plan)
     status, note = _initial_status(chosen_plan)
     tenant_template_ensure_once()
     with schema_context(get_public_schema_name()):
@@ -108,6 +122,29 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
                 "subdomain", "This organisation or account was just created; try again.", "conflict"
             ) from exc
     return result
+
+
+def _signup_resume(*, tenant: Tenant, email: str, password: str, plan: Plan) -> SignupResult:
+    """The same person signs up again for a workspace that never got paid: a fresh Checkout
+    (or, having picked a free plan now, the workspace opens at once). Anyone else finds it taken."""
+    owner = (
+        Membership.objects.select_related("user")
+        .filter(tenant=tenant, role=Membership.Role.OWNER, user__email__iexact=email)
+        .first()
+    )
+    if owner is None or not owner.user.check_password(password):
+        raise _field_error("subdomain", f"The subdomain '{tenant.subdomain}' is already taken.", "subdomain_taken")
+    user = owner.user
+    token, _ = Token.objects.get_or_create(user=user)
+    subscription = Subscription.objects.get(tenant=tenant)
+    if subscription.plan_id != plan.pk:
+        subscription.plan = plan
+        subscription.save(update_fields=["plan", "updated"])
+    if not plan.is_paid:
+        tenant_reactivate(tenant=tenant)
+        return SignupResult(tenant=tenant, user=user, token=token.key, checkout_url=None)
+    checkout_url = checkout_session_start(tenant=tenant, user=user)
+    return SignupResult(tenant=tenant, user=user, token=token.key, checkout_url=checkout_url, note="Signup resumed.")
 
 
 def _checkout_for_signup(*, organisation: str, subdomain: str, email: str, plan: Plan) -> CheckoutStarted:

@@ -1,16 +1,27 @@
-"""URL patterns both hosts share: readiness, the API schema, auth, and the JSON error handlers.
-(Liveness, ``/healthz``, is answered by middleware before any tenant lookup.)"""
+"""URL patterns both hosts share: readiness, auth, and the JSON error handlers. Each host serves the
+OpenAPI schema of its own URLs (``schema_view``). (Liveness, ``/healthz``, is answered by middleware
+before any tenant lookup.)"""
+
+from typing import Any
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from core.project.health import readyz
-from tenants.api import ThrottledLoginView
+from tenants.api import PasswordChangeApi, PasswordResetApi, PasswordResetConfirmApi, ThrottledLoginView
+
+
+def schema_view(urlconf: str) -> Any:
+    """``/api/schema/``: the OpenAPI document of the host's own URL conf, not the default one."""
+    return path("api/schema/", SpectacularAPIView.as_view(urlconf=urlconf), name="schema")
+
 
 common_urlpatterns = [
     path("readyz", readyz, name="readyz"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/auth/login/", ThrottledLoginView.as_view(), name="rest_login"),
+    path("api/auth/password/reset/", PasswordResetApi.as_view(), name="rest_password_reset"),
+    path("api/auth/password/reset/confirm/", PasswordResetConfirmApi.as_view(), name="rest_password_reset_confirm"),
+    path("api/auth/password/change/", PasswordChangeApi.as_view(), name="rest_password_change"),
     path("api/auth/", include("dj_rest_auth.urls")),
 ]
 

@@ -4,14 +4,24 @@ from django.contrib import admin
 from django.urls import include, path
 
 from core.project.api import SignupApi
-from core.project.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
-from core.project.views import home, signup_page
+from core.project.urls_common import (  # noqa: F401
+    common_urlpatterns,
+    handler400,
+    handler403,
+    handler404,
+    handler500,
+    schema_view,
+)
+from core.project.views import home, signup_page, workspace_go
 
 urlpatterns = [
     path("", home, name="home"),
     path("signup/", signup_page, name="signup"),
+    path("go/", workspace_go, name="workspace-go"),
     path("admin/", admin.site.urls),
     path("api/", include("billing.urls_public")),
     path("api/signup/", SignupApi.as_view(), name="signup-api"),
+    path("", include("tenants.urls_public")),
+    schema_view(__name__),
     *common_urlpatterns,
 ]

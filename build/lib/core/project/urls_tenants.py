@@ -3,21 +3,40 @@
 from django.urls import include, path
 
 from ai import views as pages
-from ai.api import ChatSseApi, SearchApi
+from ai.api import ChatCancelApi, ChatSseApi, ChatStreamApi, SearchApi
 from ai.api import router as ai_router
-from core.project.urls_common import common_urlpatterns, handler400, handler403, handler404, handler500  # noqa: F401
+from core.project.urls_common import (  # noqa: F401
+    common_urlpatterns,
+    handler400,
+    handler403,
+    handler404,
+    handler500,
+    schema_view,
+)
 from tenants.admin import tenant_admin_site
 
 urlpatterns = [
     path("", pages.documents_page, name="documents-page"),
+    path("documents/list/", pages.document_list_fragment, name="document-list"),
+    path("documents/upload/", pages.document_upload, name="document-upload"),
+    path("documents/<int:document_id>/", pages.document_page, name="document-page"),
+    path("documents/<int:document_id>/delete/", pages.document_delete_page, name="document-delete"),
+    path("documents/<int:document_id>/summarise/", pages.document_summarise_fragment, name="document-summarise"),
     path("chat/", pages.chat_page, name="chat-page"),
-    path("usage/", pages.usage_page, name="usage-page"),
+    path("chat/<int:conversation_id>/", pages.chat_page, name="chat-conversation"),
+    path("chat/<int:conversation_id>/rename/", pages.conversation_rename_page, name="conversation-rename"),
+    path("chat/<int:conversation_id>/delete/", pages.conversation_delete_page, name="conversation-delete"),
+    path("", include("billing.urls_pages")),
     path("login/", pages.LoginView.as_view(), name="login"),
     path("logout/", pages.LogoutView.as_view(), name="logout"),
     path("admin/", tenant_admin_site.urls),
     path("api/", include(ai_router.urls)),
     path("api/search/", SearchApi.as_view(), name="search"),
     path("api/chat/", ChatSseApi.as_view(), name="chat-sse"),
+    path("api/chat/<int:message_id>/stream/", ChatStreamApi.as_view(), name="chat-stream"),
+    path("api/chat/<int:message_id>/cancel/", ChatCancelApi.as_view(), name="chat-cancel"),
     path("api/", include("billing.urls_tenant")),
+    path("", include("tenants.urls_tenant")),
+    schema_view(__name__),
     *common_urlpatterns,
 ]

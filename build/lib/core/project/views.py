@@ -3,42 +3,74 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 
-from billing.models import Plan
+from billing.selectors import plans_offered
 from core.platform.api import error_body
+from tenants.selectors import tenant_get_by_subdomain
 
 
-def _error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
-    if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
+def _error(request: HttpRequest, status: int, code: str, message: str, title: str) -> HttpResponse:
+    if _wants_json(request):
         return JsonResponse(error_body(code, message), status=status)
-    return render(request, "error.html", {"status": status, "message": message}, status=status)
+    context = {"status": status, "title": title, "message": message, "code": code}
+    # Rendered without the request's context processors: an error page must not fail in its turn.
+    return HttpResponse(render_to_string("error.html", context), status=status)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 404, "not_found", "Not found.")
+    if _wants_json(request):
+        return _error(request, 404, "not_found", "Not found.", "")
+    message = "The address may be mistyped, or what was here has been moved or deleted."
+    return _error(request, 404, "not_found", message, "This page does not exist")
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 403, "permission_denied", "You do not have permission to do this.")
+    message = "You do not have permission to do this."
+    return _error(request, 403, "permission_denied", message, "You cannot open this page")
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 400, "bad_request", "Bad request.")
+    return _error(request, 400, "bad_request", "Bad request.", "The request could not be understood")
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return _error(request, 500, "server_error", "Something went wrong on our side.")
+    message = "Something went wrong on our side. It has been logged; please try again in a moment."
+    return _error(request, 500, "server_error", message, "Something went wrong")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    message = "The form had expired or came from another site. Go back, reload the page and try again."
+    return _error(request, 403, "csrf_failed", message, "Please reload and try again")
 
 
 def unknown_tenant(request: HttpRequest) -> HttpResponse:
-    return _error(request, 404, "unknown_tenant", "No organisation lives at this address.")
+    message = "No organisation lives at this address. Check the spelling, or find your workspace from the home page."
+    return _error(request, 404, "unknown_tenant", message, "No workspace here")
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "tenants/home.html", {"plans": Plan.objects.filter(is_public=True)})
+    return render(request, "tenants/home.html", {"plans": plans_offered(), "base_domain": settings.BASE_DOMAIN})
 
 
 def signup_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "tenants/signup.html", {"plans": Plan.objects.filter(is_public=True)})
+    context = {"plans": plans_offered(), "base_domain": settings.BASE_DOMAIN, "chosen": request.GET.get("plan", "")}
+    return render(request, "tenants/signup.html", context)
+
+
+def workspace_go(request: HttpRequest) -> HttpResponse:
+    """The home page's "go to your workspace" box: from a subdomain to that workspace's log-in page."""
+    subdomain = request.GET.get("workspace", "").strip().lower()
+    tenant = tenant_get_by_subdomain(subdomain=subdomain) if subdomain else None
+    if tenant is None:
+        context = {"plans": plans_offered(), "base_domain": settings.BASE_DOMAIN, "workspace": subdomain}
+        context["workspace_error"] = f"No workspace is called “{subdomain}”." if subdomain else "Enter your workspace."
+        return render(request, "tenants/home.html", context, status=404 if subdomain else 400)
+    return redirect(f"{tenant.url}login/")

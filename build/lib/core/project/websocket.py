@@ -1,13 +1,16 @@
 """Tenant-aware authentication for WebSocket connections (django-tenants has no ASGI support).
 
 The host picks the tenant exactly as for HTTP; the user comes from an ``Authorization: Token``
-header or the session cookie, whose session row lives in *that tenant's* schema. Every lookup
-runs inside an explicit schema context on the thread that makes it, never on whatever
-search_path the shared database thread was left with.
+header, a tenant API key (``Authorization: Bearer``, on its own tenant's host only: any other is
+refused with 401 before the consumer runs) or the session cookie, whose session row lives in
+*that tenant's* schema. Every lookup runs inside an explicit schema context on the thread that
+makes it, never on whatever search_path the shared database thread was left with.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from http.cookies import SimpleCookie
 from types import SimpleNamespace
 from typing import Any
@@ -21,7 +24,9 @@ from django.utils.module_loading import import_string
 from django_tenants.utils import get_public_schema_name, remove_www, schema_context, tenant_context
 from rest_framework.authtoken.models import Token
 
-from tenants.models import Domain, Membership
+from core.platform.api import error_body
+from tenants.models import ApiKey, Domain, Membership, Tenant
+from tenants.services.api_keys import api_key_authenticate
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
@@ -31,11 +36,15 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
     return ""
 
 
-def _user_from_token(authorization: str) -> Any:
+def _token_key(authorization: str) -> str:
     keyword, _, key = authorization.partition(" ")
-    if keyword != "Token" or not key:
+    return key.strip() if keyword == "Token" else ""
+
+
+def _user_from_token(key: str) -> Any:
+    if not key:
         return None
-    token = Token.objects.select_related("user").filter(key=key.strip()).first()
+    token = Token.objects.select_related("user").filter(key=key).first()
     return token.user if token and token.user.is_active else None
 
 
@@ -54,28 +63,74 @@ def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
     """Sync: the tenant, user and membership for a handshake (each may be None / anonymous)."""
     host = _header(scope, b"host")
     hostname = remove_www(host.split(":")[0])
-    resolved: dict[str, Any] = {"tenant": None, "user": AnonymousUser(), "membership": None}
+    resolved: dict[str, Any] = {"tenant": None, "user": AnonymousUser(), "membership": None, "api_key": None}
+    authorization = _header(scope, b"authorization")
     with schema_context(get_public_schema_name()):
         domain = Domain.objects.select_related("tenant").filter(domain=hostname).first()
-        if domain is None or domain.tenant.schema_name == get_public_schema_name():
+        tenant = domain.tenant if domain is not None else None
+        if authorization[:7].lower() == "bearer ":
+            # A program's key: valid on its own tenant's host only; anything else is a 401.
+            api_key = api_key_authenticate(raw=authorization[7:], tenant=tenant)
+            if api_key is None:
+                return {**resolved, "unauthenticated": True}
+            reauthorise = _reauthorise(tenant, api_key.user, ("api_key", str(api_key.pk)))
+            return {**resolved, "tenant": tenant, "user": api_key.user, "api_key": api_key, "reauthorise": reauthorise}
+        if tenant is None or tenant.schema_name == get_public_schema_name():
             return resolved
-        tenant = domain.tenant
         resolved["tenant"] = tenant
-        user = _user_from_token(_header(scope, b"authorization"))
+        key = _token_key(authorization)
+        user = _user_from_token(key)
+        credential = ("token", key)
     if user is None:
         cookie = SimpleCookie(_header(scope, b"cookie")).get(settings.SESSION_COOKIE_NAME)
         if cookie and _same_origin(_header(scope, b"origin"), host):
             with tenant_context(tenant):
                 user = _user_from_session(cookie.value)
+            credential = ("session", cookie.value)
     if user is not None:
         resolved["user"] = user
         with schema_context(get_public_schema_name()):
             resolved["membership"] = Membership.objects.filter(user=user, tenant=tenant).first()
+        resolved["reauthorise"] = _reauthorise(tenant, user, credential)
     return resolved
 
 
+def _reauthorise(tenant: Any, user: Any, credential: tuple[str, str]) -> Any:
+    return functools.partial(connection_authorised, tenant=tenant, user_id=user.pk, credential=credential)
+
+
+def connection_authorised(*, tenant: Tenant, user_id: int, credential: tuple[str, str]) -> bool:
+    """Sync: is an open connection still allowed? The tenant is active, and the credential the
+    handshake used still stands: a login token or session that still exists and is the user's
+    (who is still a member), or an API key not revoked.
+
+    Consumers call it (through ``scope["reauthorise"]``) before acting on each client frame, so
+    a logout, a removal, a revoked key or a suspension takes effect on the next frame, not at the
+    next handshake.
+    """
+    kind, secret = credential
+    with schema_context(get_public_schema_name()):
+        if not Tenant.objects.filter(pk=tenant.pk, status=Tenant.Status.ACTIVE).exists():
+            return False
+        if kind == "api_key":
+            live = ApiKey.objects.filter(pk=secret, tenant_id=tenant.pk, revoked__isnull=True, user__is_active=True)
+            return live.exists()
+        if not Membership.objects.filter(tenant_id=tenant.pk, user_id=user_id, user__is_active=True).exists():
+            return False
+        if kind == "token":
+            return Token.objects.filter(key=secret, user_id=user_id).exists()
+    if kind == "session":
+        with tenant_context(tenant):
+            user = _user_from_session(secret)  # a flushed session, or a changed password, is gone
+        return user is not None and user.pk == user_id
+    return False
+
+
 class TenantAuthMiddleware:
-    """Puts ``tenant``, ``user`` and ``membership`` into a WebSocket scope; consumers decide."""
+    """Puts ``tenant``, ``user``, ``membership``, ``api_key`` and ``reauthorise`` (a sync check that
+    the connection is still allowed, see ``connection_authorised``) into a WebSocket scope;
+    consumers decide. A Bearer credential that is not a live key of the host's tenant is answered
+    here with HTTP 401 (the ASGI denial response), as the REST API answers it."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -83,4 +138,19 @@ class TenantAuthMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket":
             scope = {**scope, **await database_sync_to_async(resolve_connection)(scope)}
+            if scope.get("unauthenticated"):
+                return await _deny(scope, receive, send, status=401)
         return await self.app(scope, receive, send)
+
+
+async def _deny(scope: dict[str, Any], receive: Any, send: Any, *, status: int) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 4401})  # the server answers 403
+        return
+    body = json.dumps(error_body("not_authenticated", "Invalid API key, or not a key of this organisation.")).encode()
+    headers = [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="api"')]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})

@@ -1,6 +1,6 @@
 """Embeddings, ingestion, search, summaries and chat."""
 
-from .env import env
+from .env import DATA_DIR, env
 
 # Embeddings: the bundled all-MiniLM-L6-v2 on the CPU by default, or Voyage AI.
 EMBEDDING_BACKEND = env.str("EMBEDDING_BACKEND", default="local")
@@ -11,18 +11,39 @@ EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
 EMBEDDING_TORCH_THREADS = env.int("EMBEDDING_TORCH_THREADS", default=1)
 # embed_documents may use bfloat16 matrix maths on CPUs with AMX tiles (cosine to float32 >= 0.99998).
 EMBEDDING_BULK_BFLOAT16 = env.bool("EMBEDDING_BULK_BFLOAT16", default=True)
+# Questions run on ONNX Runtime ("onnx": the same vectors for about 2.4x less CPU; the model is
+# exported once from the checked weights into EMBEDDING_CACHE_DIR) or on PyTorch ("torch").
+EMBEDDING_QUERY_RUNTIME = env.str("EMBEDDING_QUERY_RUNTIME", default="onnx")
+EMBEDDING_CACHE_DIR = env.path("EMBEDDING_CACHE_DIR", default=str(DATA_DIR / "models"))
+# Chat questions arriving within this many milliseconds of each other share one model call of at
+# most EMBEDDING_QUERY_BATCH_MAX questions (1 turns batching off); a lone question never waits.
+EMBEDDING_QUERY_BATCH_MAX = env.int("EMBEDDING_QUERY_BATCH_MAX", default=32)
+EMBEDDING_QUERY_BATCH_WAIT_MS = env.float("EMBEDDING_QUERY_BATCH_WAIT_MS", default=2.0)
 VOYAGE_API_KEY = env.str("VOYAGE_API_KEY", default="")
 VOYAGE_BASE_URL = env.str("VOYAGE_BASE_URL", default="") or None
 
 # Ingestion: text is chunked and embedded by the ingestion job.
 DOCUMENT_MAX_UPLOAD_BYTES = env.int("DOCUMENT_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 DOCUMENT_MAX_CHARS = env.int("DOCUMENT_MAX_CHARS", default=2_000_000)
+# An upload is stored as it came and read by the ingestion job, never by the request. The job
+# parses it in a child process with these hard limits; a .docx (a zip) is refused at upload from
+# its zip directory when it would inflate past the archive limits (decompression bombs).
+DOCUMENT_PARSE_TIMEOUT_SECONDS = env.float("DOCUMENT_PARSE_TIMEOUT_SECONDS", default=60.0)
+DOCUMENT_PARSE_MEMORY_MB = env.int("DOCUMENT_PARSE_MEMORY_MB", default=1024)
+DOCUMENT_MAX_ARCHIVE_MEMBERS = env.int("DOCUMENT_MAX_ARCHIVE_MEMBERS", default=1_000)
+DOCUMENT_MAX_UNPACKED_BYTES = env.int("DOCUMENT_MAX_UNPACKED_BYTES", default=32 * 1024 * 1024)
+DOCUMENT_MAX_COMPRESSION_RATIO = env.int("DOCUMENT_MAX_COMPRESSION_RATIO", default=100)
+DOCUMENT_MAX_PDF_PAGES = env.int("DOCUMENT_MAX_PDF_PAGES", default=2_000)
 CHUNK_TOKENS = env.int("CHUNK_TOKENS", default=200)
 CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", default=30)
 
 # Search: HNSW candidate list size; iterative scans keep filtered searches returning k rows.
 HNSW_EF_SEARCH = env.int("HNSW_EF_SEARCH", default=120)
 SEARCH_MAX_K = env.int("SEARCH_MAX_K", default=50)
+# Search and chat drop passages further than this cosine distance from the question. 0.65 had the
+# best F1 on the labelled set in tests/ai/relevance_set.py with the bundled model (see
+# tests/benchmarks/bench_relevance.py); measure again for another EMBEDDING_MODEL.
+SEARCH_MAX_DISTANCE = env.float("SEARCH_MAX_DISTANCE", default=0.65)
 
 # Summaries: documents past this many tokens are summarised section by section, then combined.
 SUMMARY_CONTEXT_TOKENS = env.int("SUMMARY_CONTEXT_TOKENS", default=12_000)
@@ -37,3 +58,13 @@ CHAT_MAX_STREAMS_PER_USER = env.int("CHAT_MAX_STREAMS_PER_USER", default=3)
 # A stream slot expires this long after its answer last sent a token, so a crashed process
 # never keeps a user's slot for long.
 CHAT_STREAM_SLOT_TTL_SECONDS = env.int("CHAT_STREAM_SLOT_TTL_SECONDS", default=60)
+# Threads per process for chat's database steps (each holds a pooled connection while it runs).
+CHAT_DATABASE_THREADS = env.int("CHAT_DATABASE_THREADS", default=4)
+# Resuming: every answer's frames go to a stream log (Redis Streams with REDIS_URL, memory otherwise)
+# that expires this long after the answer ends; an answer nobody follows any more goes on this long
+# waiting for a resume, then is cancelled and saved as interrupted.
+CHAT_RESUME_TTL_SECONDS = env.float("CHAT_RESUME_TTL_SECONDS", default=600)
+CHAT_RESUME_GRACE_SECONDS = env.float("CHAT_RESUME_GRACE_SECONDS", default=30)
+# A stopping server process lets its answers in flight finish (they may be followed from another
+# process through Redis) for at most this long, then saves the rest as interrupted.
+CHAT_SHUTDOWN_DRAIN_SECONDS = env.float("CHAT_SHUTDOWN_DRAIN_SECONDS", default=25)

@@ -1,6 +1,7 @@
 """The REST API: authentication, errors, pagination, OpenAPI, and every rate limit."""
 
 from .env import env
+from .security import TRUSTED_PROXY_COUNT
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -8,21 +9,43 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    # Content negotiation by the Accept header only (no ?format=, which the schema would have to list).
+    "URL_FORMAT_OVERRIDE": None,
+    # JSON bodies only; the document upload adds multipart for its file.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "core.platform.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "core.platform.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.platform.schema.StrataAutoSchema",
+    # DRF's own rule for the client address, the same as core.platform.client's (which our throttles use).
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "login": env.str("LOGIN_THROTTLE_RATE", default="10/min"),
         "signup": env.str("SIGNUP_THROTTLE_RATE", default="20/hour"),
+        # Requests that e-mail someone or use a link, per client address (pages and API alike).
+        "account_mail": env.str("ACCOUNT_MAIL_THROTTLE_RATE", default="10/hour"),
+        "account_link": env.str("ACCOUNT_LINK_THROTTLE_RATE", default="30/hour"),
     },
 }
 REST_AUTH = {
     "LOGIN_SERIALIZER": "tenants.serializers.TenantLoginSerializer",
     "USER_DETAILS_SERIALIZER": "tenants.serializers.UserSerializer",
     "SESSION_LOGIN": True,
+    "OLD_PASSWORD_FIELD_ENABLED": True,  # a borrowed session or token cannot change the password
+    "PASSWORD_RESET_SERIALIZER": "tenants.serializers.PasswordResetSerializer",
+    "PASSWORD_RESET_CONFIRM_SERIALIZER": "tenants.serializers.PasswordResetConfirmSerializer",
+    "PASSWORD_CHANGE_SERIALIZER": "tenants.serializers.PasswordChangeSerializer",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Strata API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Strata API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Two choice sets share the field name "status": each gets its own name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentStatusEnum": "ai.models.Document.Status",
+        "CallStatusEnum": "ai.models.CallStatus",
+    },
+}
 
 # Requests per minute per tenant to the AI endpoints (0 switches the limit off).
 TENANT_RATE_LIMIT_PER_MINUTE = env.int("TENANT_RATE_LIMIT_PER_MINUTE", default=120)

@@ -1,5 +1,9 @@
 """Core Django settings: tenancy map, database, auth, REST framework, static files."""
 
+from pathlib import Path
+
+import django
+
 from .env import BASE_DIR, DATA_DIR, PRODUCTION, env, required_in_production
 
 # --- Tenancy: where each app's tables live -------------------------------------------
@@ -20,6 +24,7 @@ SHARED_APPS = [
     "drf_spectacular",
     "channels",
     "procrastinate.contrib.django",  # the job queue's tables and SQL functions live in public only
+    "axes",  # login lockouts: counted per address and per account (users are global)
 ]
 
 TENANT_APPS = [
@@ -48,7 +53,8 @@ ROOT_URLCONF = "core.project.urls_tenants"
 
 # --- Core -----------------------------------------------------------------------------
 SECRET_KEY = required_in_production("SECRET_KEY", "strata-insecure-development-key-change-me")
-DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+# Django's debug pages (settings, tracebacks) only when DEBUG is explicitly on.
+DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[BASE_DOMAIN, f".{BASE_DOMAIN}", "127.0.0.1"])
 PORT = env.int("PORT", default=8000)
 # The scheme people use: https in production (TLS ends at the proxy in front of uvicorn).
@@ -63,25 +69,34 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.platform.health.LivenessMiddleware",
     "django_tenants.middleware.main.TenantMainMiddleware",
-    "tenants.middleware.TenantStatusMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: a blocked tenant's page tells its owner how to pay.
+    "tenants.middleware.TenantStatusMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last: turns a login that django-axes locked out into a 429 (core.platform.login_lockout).
+    "axes.middleware.AxesMiddleware",
 ]
 
+_DJANGO_ADMIN_TEMPLATES = Path(django.__file__).parent / "contrib" / "admin" / "templates"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "core" / "templates"],
+        # Django's own admin templates before django_tenants' copies of admin/index.html and
+        # admin/app_list.html, which carry inline styles the Content-Security-Policy refuses (and
+        # mark apps by schema, which our two admin sites, each registering its own models, need not).
+        "DIRS": [BASE_DIR / "core" / "templates", _DJANGO_ADMIN_TEMPLATES],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "core.project.context_processors.workspace",
             ]
         },
     }
@@ -93,6 +108,10 @@ ASGI_APPLICATION = "core.project.asgi.application"
 
 # --- Auth -------------------------------------------------------------------------------
 AUTH_USER_MODEL = "core.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses locked-out clients before any password is checked
+    "tenants.backends.TenantMemberBackend",  # on a tenant host, only its members
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -112,6 +131,7 @@ CSRF_TRUSTED_ORIGINS = env.list(
     default=[f"{SITE_SCHEME}://*.{BASE_DOMAIN}{_PUBLIC_PORT}", f"{SITE_SCHEME}://{BASE_DOMAIN}{_PUBLIC_PORT}"],
 )
 LOGIN_URL = "/login/"
+CSRF_FAILURE_VIEW = "core.project.views.csrf_failure"
 
 # --- Static files, i18n ------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -17,7 +17,7 @@ JOBS_PRUNE_CRON = env.str("JOBS_PRUNE_CRON", default="17 * * * *")
 JOBS_KEEP_FINISHED_HOURS = env.int("JOBS_KEEP_FINISHED_HOURS", default=72)
 
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
-PROCRASTINATE_IMPORT_PATHS = ["core.platform.jobs"]
+PROCRASTINATE_IMPORT_PATHS = ["core.platform.jobs", "core.platform.mail"]
 # procrastinate's Django models are read-only views for the operator admin.
 PROCRASTINATE_READONLY_MODELS = True
 # On SIGTERM a worker lets running jobs finish for this long, then aborts them (they are retried).

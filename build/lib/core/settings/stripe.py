@@ -24,3 +24,6 @@ STRIPE_TIMEOUT_SECONDS = env.int("STRIPE_TIMEOUT_SECONDS", default=20)
 BILLING_METER_SYNC_CRON = env.str("BILLING_METER_SYNC_CRON", default="* * * * *")
 BILLING_GRACE_CRON = env.str("BILLING_GRACE_CRON", default="*/15 * * * *")
 BILLING_SYNC_BATCH = env.int("BILLING_SYNC_BATCH", default=2000)
+# A signup that never pays is released (tenant, schema and subdomain) this many days after it started.
+BILLING_PENDING_RELEASE_DAYS = env.int("BILLING_PENDING_RELEASE_DAYS", default=7)
+BILLING_PENDING_RELEASE_CRON = env.str("BILLING_PENDING_RELEASE_CRON", default="37 * * * *")

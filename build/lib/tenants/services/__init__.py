@@ -7,4 +7,4 @@ from tenants.services.provisioning import (  # noqa: F401
     tenant_template_ensure,
     tenant_template_ensure_once,
 )
-from tenants.services.status import tenant_reactivate, tenant_suspend  # noqa: F401
+from tenants.services.status import tenant_delete, tenant_reactivate, tenant_suspend  # noqa: F401

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand
 
 from core.project.bootstrap import platform_bootstrap, platform_summary
 from core.project.processes import worker_process
+from core.project.serving import UVICORN_OPTIONS
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
@@ -44,7 +45,7 @@ class Command(BaseCommand):
             port=options["port"],
             lifespan="on",
             log_level="info",
-            ws="websockets-sansio",
+            **UVICORN_OPTIONS,
         )
         if options["no_worker"]:
             uvicorn.Server(config).run()
