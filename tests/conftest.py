@@ -70,13 +70,26 @@ def make_world(subdomain: str) -> World:
     return World(result.tenant, result.user, member, result.token, member_token.key)
 
 
+def run_suffix() -> str:
+    """This pytest run's mark: xdist's run id (the same in every worker), else the process id."""
+    return os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8] or str(os.getpid())
+
+
+def suffix_test_databases(suffix: str) -> None:
+    """Append ``_<suffix>`` to the name of every test database.
+
+    pytest-django has no public API for this: ``_set_suffix_to_test_databases`` is private (its own
+    tox and xdist suffixes use it). tests/core/test_test_database.py pins what we rely on, so a
+    pytest-django upgrade that renames or changes it fails there, loudly, not by runs colliding."""
+    from pytest_django.fixtures import _set_suffix_to_test_databases
+
+    _set_suffix_to_test_databases(suffix=suffix)
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings_tox_suffix() -> None:
     """A test database per pytest run (xdist adds _gwN after it): runs side by side never collide."""
-    from pytest_django.fixtures import _set_suffix_to_test_databases
-
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8] or str(os.getpid())
-    _set_suffix_to_test_databases(suffix=run)
+    suffix_test_databases(run_suffix())
 
 
 @pytest.fixture(scope="session")
@@ -90,13 +103,20 @@ def django_db_setup(django_db_setup, django_db_blocker):  # noqa: ANN001 - pytes
 
 
 @pytest.fixture
-def acme(django_db_setup, db) -> World:  # noqa: ANN001
-    return django_db_setup["acme"]
+def worlds(django_db_setup) -> dict[str, World]:  # noqa: ANN001
+    """Where ``acme`` and ``globex`` come from: the session-wide pair. Tests that count a tenant's
+    rows override this with a fresh pair per module (tests/ai/conftest.py)."""
+    return django_db_setup
 
 
 @pytest.fixture
-def globex(django_db_setup, db) -> World:  # noqa: ANN001
-    return django_db_setup["globex"]
+def acme(worlds, db) -> World:  # noqa: ANN001
+    return worlds["acme"]
+
+
+@pytest.fixture
+def globex(worlds, db) -> World:  # noqa: ANN001
+    return worlds["globex"]
 
 
 @pytest.fixture

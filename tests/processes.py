@@ -1,4 +1,7 @@
-"""Strata's processes as deploy/Procfile describes them, started as real processes by tests and benchmarks."""
+"""Other processes for tests and benchmarks: Strata's processes as deploy/Procfile describes them,
+``manage.py`` commands, the app served by a process of its own; free ports, the test database's URL
+for them, committing so they see rows; and the waits (an HTTP probe, any condition).
+The app served in a thread of the test process is tests/live_server.py."""
 
 from __future__ import annotations
 
@@ -6,18 +9,73 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCFILE = ROOT / "deploy" / "Procfile"
 PLACEHOLDER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- waiting -------------------------------------------------------------------------------------
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float = 60, every: float = 0.1, what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something true; that value, or AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what} never became true within {timeout} s")
+
+
+def wait_for(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    every: float = 0.2,
+    healthy: Callable[[int], bool] = (200).__eq__,
+    process: subprocess.Popen | None = None,
+    **client: object,
+) -> None:
+    """Poll ``url`` until it answers 200 (a probe, as a load balancer would), or a status ``healthy``
+    accepts; AssertionError after ``timeout``, or at once when ``process`` (the server) has exited."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process serving {url} exited with {process.returncode}")
+        try:
+            response = httpx.get(url, headers=dict(headers or {}), timeout=3, **client)  # type: ignore[arg-type]
+            if healthy(response.status_code):
+                return
+            last = response.status_code
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(every)
+    raise AssertionError(f"{url} never answered 200 (last: {last!r})")
+
+
+# --- starting and stopping -----------------------------------------------------------------------
 
 
 def procfile() -> dict[str, list[str]]:
@@ -40,6 +98,17 @@ def procfile_argv(name: str, values: Mapping[str, str], *, overrides: Mapping[st
     return [program.get(argv[0], argv[0]), *argv[1:]]
 
 
+def process_stop(process: subprocess.Popen, *, timeout: float = 30, signum: int = signal.SIGTERM) -> None:
+    """Stop ``process`` as an orchestrator does: ``signum`` (SIGTERM), then SIGKILL after ``timeout``."""
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @contextmanager
 def running(argv: list[str], *, env: Mapping[str, str], stop_timeout: float = 40) -> Iterator[subprocess.Popen]:
     """Run a process from the project root for the block, then SIGTERM it (as an orchestrator does)."""
@@ -47,26 +116,80 @@ def running(argv: list[str], *, env: Mapping[str, str], stop_timeout: float = 40
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(stop_timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        process_stop(process, timeout=stop_timeout)
 
 
-def wait_for(url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 120, **client: object) -> None:
-    """Poll ``url`` until it answers 200 (a probe, as a load balancer would)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
+def manage_py_process(*args: str, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    """``python manage.py <args>`` as a real process of this project (a worker, say)."""
+    output = log.open("ab") if log else subprocess.DEVNULL
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and manage.py
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+
+
+class ServedProcess:
+    """The ASGI app under uvicorn in a process of its own (``tests/serve_app.py``), on the test database."""
+
+    def __init__(self, *flags: str, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "tests.serve_app", str(self.port), *flags],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "DATABASE_URL": live_database_url(), **env},
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        self.log = log
+
+    def wait_ready(self, timeout: float = 120) -> ServedProcess:
+        """Until ``/readyz`` says ready: the database answers and the embedding model is warm."""
         try:
-            response = httpx.get(url, headers=dict(headers or {}), timeout=3, **client)  # type: ignore[arg-type]
-            if response.status_code == 200:
-                return
-            last = response.status_code
-        except httpx.TransportError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"{url} never answered 200 (last: {last!r})")
+            wait_for(
+                f"{self.url}/readyz", headers={"Host": "localhost"}, timeout=timeout, every=0.1, process=self.process
+            )
+        except AssertionError as exc:
+            raise RuntimeError(f"server did not start ({exc}):\n{self.log.read_text()}") from None
+        return self
+
+    def stop(self) -> None:
+        process_stop(self.process)
+
+
+# --- the test database, for other processes --------------------------------------------------------
+
+
+def live_database_url() -> str:
+    """A DATABASE_URL for this run's test database, for the processes a test starts."""
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    return f"postgres://{params['user']}@/{params['dbname']}?host={params['host']}"
+
+
+def committed(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``work`` on a connection of its own and commit for real (the test's transaction is not its):
+    what other processes, such as a job worker or a uvicorn started by the test, can then see."""
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        from django.db import connection
+
+        try:
+            result.append(work(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name="committed")
+    thread.start()
+    thread.join(300)
+    if errors:
+        raise errors[0]
+    return result[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from tests.live_server import free_port
+from tests.processes import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_AVAILABLE = Path(REDIS_SERVER).exists()

@@ -1,19 +1,13 @@
-"""Builders for tenant-schema AI rows and sample uploads; call the factories inside a tenant_context."""
+"""Builders for tenant-schema AI rows; call the factories inside a tenant_context."""
 
 from __future__ import annotations
 
-import io
 import uuid
-import zipfile
 
-import docx
 import factory
 import numpy as np
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, transaction
 from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfgen import canvas
 from rest_framework.authtoken.models import Token
 
 from ai.models import AgentAction, Chunk, Document
@@ -132,56 +126,3 @@ def ids_align(*tenants: Tenant, tables: tuple[str, ...] = ("ai_document", "ai_ch
         for tenant in tenants:
             with tenant_context(tenant), connection.cursor() as cursor:
                 cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, max(drawn)])
-
-
-# Sample uploads, made by the tests themselves.
-
-
-def pdf_bytes(lines: list[str]) -> bytes:
-    buffer = io.BytesIO()
-    pdf = canvas.Canvas(buffer, pagesize=A4)
-    y = 780
-    for line in lines:
-        pdf.drawString(72, y, line)
-        y -= 18
-    pdf.showPage()
-    pdf.save()
-    return buffer.getvalue()
-
-
-def docx_bytes(heading: str, paragraphs: list[str]) -> bytes:
-    document = docx.Document()
-    document.add_heading(heading, level=1)
-    for paragraph in paragraphs:
-        document.add_paragraph(paragraph)
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
-
-
-def upload(name: str, data: bytes, content_type: str = "application/octet-stream") -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, data, content_type=content_type)
-
-
-def docx_bomb(xml_megabytes: int) -> bytes:
-    """A real .docx whose word/document.xml inflates to about ``xml_megabytes`` MB of repetitive
-    paragraphs: a few hundred KB on the wire (the attack of issue 10: 159 KB -> 40 MB of XML)."""
-    template = docx_bytes("Bomb", ["placeholder"])
-    paragraph = b"<w:p><w:r><w:t>" + b"All work and no play makes Jack a dull boy. " * 20 + b"</w:t></w:r></w:p>"
-    with zipfile.ZipFile(io.BytesIO(template)) as source:
-        parts = {info.filename: source.read(info.filename) for info in source.infolist()}
-    body_start = parts["word/document.xml"].index(b"<w:body>") + len(b"<w:body>")
-    head, tail = parts["word/document.xml"][:body_start], parts["word/document.xml"][body_start:]
-    repeats = xml_megabytes * 1024 * 1024 // len(paragraph)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bomb:
-        for name, data in parts.items():
-            if name == "word/document.xml":
-                with bomb.open(name, "w", force_zip64=True) as member:
-                    member.write(head)
-                    for _ in range(repeats):
-                        member.write(paragraph)
-                    member.write(tail)
-            else:
-                bomb.writestr(name, data)
-    return buffer.getvalue()

@@ -9,8 +9,9 @@ from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from ai.models import Chunk, Document, DocumentUpload
-from tests.ai.factories import DocumentFactory, docx_bomb, docx_bytes, pdf_bytes, upload
+from tests.ai.factories import DocumentFactory
 from tests.fakes.voyage_server import DEFAULT_API_KEY, FakeVoyage
+from tests.uploads import docx_bomb, docx_bytes, pdf_bytes, upload
 
 LOCAL_MODEL = "local/sentence-transformers/all-MiniLM-L6-v2"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"

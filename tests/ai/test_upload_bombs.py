@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from tests.ai.factories import docx_bomb
+from tests.uploads import docx_bomb
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db]
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"

@@ -10,8 +10,6 @@ import zipfile
 
 import docx
 import pytest
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfgen import canvas
 
 from ai.extraction import (
     SUPPORTED_EXTENSIONS,
@@ -22,19 +20,7 @@ from ai.extraction import (
     upload_check,
 )
 from core.platform.exceptions import ApplicationError
-
-
-def make_pdf(pages: list[list[str]]) -> bytes:
-    buffer = io.BytesIO()
-    pdf = canvas.Canvas(buffer, pagesize=A4)
-    for lines in pages:
-        y = 780
-        for line in lines:
-            pdf.drawString(72, y, line)
-            y -= 18
-        pdf.showPage()
-    pdf.save()
-    return buffer.getvalue()
+from tests.uploads import docx_bomb, pdf_bytes
 
 
 def make_docx() -> bytes:
@@ -119,7 +105,7 @@ def test_html_in_a_declared_legacy_charset_is_decoded_by_its_meta_tag() -> None:
 
 
 def test_pdf_text_of_every_page_is_extracted() -> None:
-    data = make_pdf([["Invoice 2024-117", "Total due: 1,250 EUR"], ["Second page: terms and conditions"]])
+    data = pdf_bytes(["Invoice 2024-117", "Total due: 1,250 EUR"], ["Second page: terms and conditions"])
 
     text = extract_text(filename="invoice.pdf", content_type="application/pdf", data=data)
 
@@ -212,7 +198,7 @@ def test_corrupt_or_mislabelled_files_get_400_unreadable(filename: str, data: by
         ("empty.txt", b""),
         ("blank.txt", b" \n\t\r\n  \n"),
         ("empty.pdf", b""),
-        ("blank.pdf", make_pdf([[]])),
+        ("blank.pdf", pdf_bytes([])),
         ("scripts-only.html", b"<html><body><script>alert(1)</script><nav>Menu</nav></body></html>"),
     ],
 )
@@ -235,8 +221,6 @@ def test_supported_extensions_cover_the_documented_formats() -> None:
 
 @pytest.mark.parametrize(("xml_megabytes", "wire_kb"), [(40, 400), (200, 1000)], ids=["40MB-xml", "200MB-xml"])
 def test_the_issues_docx_bombs_are_refused_from_the_zip_directory_fast_and_small(xml_megabytes, wire_kb) -> None:
-    from tests.ai.factories import docx_bomb
-
     bomb = docx_bomb(xml_megabytes)
     assert len(bomb) < wire_kb * 1024  # a few hundred KB on the wire
     tracemalloc.start()
@@ -254,8 +238,6 @@ def test_the_issues_docx_bombs_are_refused_from_the_zip_directory_fast_and_small
 
 
 def test_a_docx_under_the_size_limit_that_inflates_like_a_bomb_is_refused_by_its_ratio() -> None:
-    from tests.ai.factories import docx_bomb
-
     bomb = docx_bomb(8)
 
     with pytest.raises(ApplicationError) as refused:
@@ -278,7 +260,7 @@ def test_a_docx_with_too_many_parts_is_refused() -> None:
 
 
 def test_a_pdf_with_more_pages_than_the_limit_is_refused_before_its_text_is_read() -> None:
-    pdf = make_pdf([["one"], ["two"], ["three"]])
+    pdf = pdf_bytes(["one"], ["two"], ["three"])
 
     with pytest.raises(ApplicationError) as refused:
         extract_text(filename="long.pdf", content_type=None, data=pdf, limits=ParseLimits(max_pdf_pages=2))
@@ -312,8 +294,6 @@ def test_the_isolated_parse_returns_the_same_text_and_errors_as_the_parse() -> N
 
 
 def test_a_parse_that_needs_more_memory_than_the_limit_fails_in_the_child_only() -> None:
-    from tests.ai.factories import docx_bomb
-
     no_archive_limits = ParseLimits(max_unpacked_bytes=10**12, max_compression_ratio=10**9, max_chars=10**9)
 
     with pytest.raises(ApplicationError) as refused:

@@ -18,7 +18,7 @@ from billing.services.stripe import stripe_client
 from tenants.models import Tenant
 from tests.benchmarks.conftest import print_table, summary
 from tests.billing.conftest import record_usage, stripe_fake, stripe_server  # noqa: F401 - fixtures
-from tests.fakes.stripe_server import DROP, DROP_AFTER_COMMIT
+from tests.fakes.stripe import DROP, DROP_AFTER_COMMIT
 
 CALLS = 1000
 SYNC_EVENTS = 2000

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import anthropic
 import httpx
@@ -22,14 +21,18 @@ import pytest
 import websockets
 
 from tests.benchmarks.conftest import percentile, print_table, summary
-from tests.live_server import free_port
+from tests.processes import ROOT, free_port, wait_for
+
+
+def up(status: int) -> bool:
+    """Any answer short of a server error: the process is up."""
+    return status < 500
 
 
 def goal(text: str, met: bool) -> None:
     print(f"\ngoal: {text} -> {'met' if met else 'NOT met'}")
 
 
-ROOT = Path(__file__).resolve().parents[2]
 REPLY = " ".join(f"token{i}" for i in range(30))
 SEQUENTIAL = 60
 CONCURRENT = 200
@@ -37,18 +40,6 @@ RESUMES = 40
 GOAL_CONCURRENT_TTFT_P50_MS = 500
 GOAL_ADDED_TTFT_MS = 10
 GOAL_RESUME_MS = 50
-
-
-def wait_http(url: str, headers: dict | None = None, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, headers=headers or {}, timeout=2).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} never answered")
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +68,8 @@ def stack(tmp_path_factory):
         [sys.executable, "manage.py", "up", "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
     )
     try:
-        wait_http(f"http://127.0.0.1:{fake_port}/", timeout=20)
-        wait_http(f"http://127.0.0.1:{port}/healthz", {"Host": "localhost"})
+        wait_for(f"http://127.0.0.1:{fake_port}/", timeout=20, every=0.1, healthy=up)
+        wait_for(f"http://127.0.0.1:{port}/healthz", headers={"Host": "localhost"}, timeout=90, every=0.1, healthy=up)
         credentials = json.loads((data_dir / "credentials.json").read_text())
         host = f"demo.localhost:{port}"
         token = httpx.post(
@@ -124,7 +115,9 @@ def stack(tmp_path_factory):
                 )
             )
         for port_, _ in servers.values():
-            wait_http(f"http://127.0.0.1:{port_}/readyz", {"Host": "localhost"}, timeout=240)
+            wait_for(
+                f"http://127.0.0.1:{port_}/readyz", headers={"Host": "localhost"}, timeout=240, every=0.1, healthy=up
+            )
         yield {
             "port": port,
             **{name: port_ for name, (port_, _) in servers.items()},

@@ -19,7 +19,7 @@ from ai.services.documents import INGEST_JOB, document_create, document_ingest
 from tests.ai.factories import world_create
 from tests.benchmarks.baselines import InProcessPool
 from tests.benchmarks.conftest import print_table, summary
-from tests.live_server import committed, live_database_url, manage_py_process, process_stop
+from tests.processes import committed, live_database_url, manage_py_process, process_stop
 
 ROUND_TRIPS = 100
 NOOP_JOBS = 1000

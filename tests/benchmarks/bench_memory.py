@@ -11,9 +11,8 @@ import pytest
 from django.db import connection
 
 from tests.benchmarks.conftest import print_table
-from tests.live_server import free_port
-from tests.live_server import live_database_url as database_url
-from tests.processes import procfile_argv, running, wait_for
+from tests.processes import free_port, procfile_argv, running, wait_for
+from tests.processes import live_database_url as database_url
 
 WEB_WORKERS = 2
 PARAGRAPH = "Strata keeps every organisation's documents in its own schema and answers from them. "

@@ -20,7 +20,7 @@ from tests.benchmarks.baselines import (
 )
 from tests.benchmarks.conftest import print_table, summary
 from tests.benchmarks.tenants import tenant_count, tenants_fill, timed_ms
-from tests.live_server import committed
+from tests.processes import committed
 
 ROUNDS = 15
 SIZES = [int(size) for size in os.environ.get("BENCH_PROVISIONING_TENANTS", "10,1000").split(",")]

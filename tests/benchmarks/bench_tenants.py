@@ -21,10 +21,9 @@ from django.db import connection
 from tenants.services.provisioning import tenant_provision
 from tests.benchmarks.conftest import percentile, print_table, summary
 from tests.benchmarks.tenants import tenant_count, tenants_fill, timed_ms
-from tests.live_server import committed, free_port
-from tests.live_server import live_database_url as database_url
 from tests.migration_modules import ai_leaf, extra_ai_migrations, probe_migration
-from tests.processes import ROOT, procfile_argv, running, wait_for
+from tests.processes import ROOT, committed, free_port, procfile_argv, running, wait_for
+from tests.processes import live_database_url as database_url
 
 SIZES = [int(size) for size in os.environ.get("BENCH_TENANTS", "10,100,1000").split(",")]
 PROVISION_ROUNDS = 10

@@ -21,7 +21,7 @@ from core.models import User
 from tenants.models import Membership, Tenant
 from tests.conftest import host_client
 from tests.factories import PASSWORD, UserFactory
-from tests.fakes.stripe_server import FakeStripe, make_event, sign_webhook
+from tests.fakes.stripe import FakeStripe, make_event, sign_webhook
 
 API_KEY = "sk_test_strata_billing_0000"
 WEBHOOK_SECRET = "whsec_strata_billing_test"

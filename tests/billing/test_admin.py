@@ -3,7 +3,7 @@ import pytest
 from billing.models import Plan, Subscription, UsageEvent, WebhookEvent
 from tests.billing.conftest import bare_tenant, record_usage
 from tests.conftest import host_client
-from tests.fakes.stripe_server import make_event
+from tests.fakes.stripe import make_event
 
 # domain, session, user, plans filter, 2 counts, the page, status filter: each after its SET search_path
 CHANGELIST_QUERIES = 16

@@ -15,7 +15,7 @@ from billing.services.stripe import stripe_client
 from billing.tasks import grace_enforce, meter_sync
 from tenants.models import Tenant
 from tests.billing.conftest import record_usage
-from tests.fakes.stripe_server import DROP, DROP_AFTER_COMMIT, FakeStripe
+from tests.fakes.stripe import DROP, DROP_AFTER_COMMIT, FakeStripe
 
 
 def customer_for(world, fake: FakeStripe) -> str:

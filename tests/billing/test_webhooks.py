@@ -11,7 +11,7 @@ from billing.services.subscriptions import NONPAYMENT_REASON
 from tenants.models import Tenant
 from tenants.services.status import tenant_suspend
 from tests.billing.conftest import ENTERPRISE_PRICE, WEBHOOK_SECRET, event_at, invoice
-from tests.fakes.stripe_server import make_event, sign_webhook
+from tests.fakes.stripe import make_event, sign_webhook
 
 
 def _subscription_event(paid, event_type, *, seconds_ago=0, **changes):

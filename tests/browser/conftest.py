@@ -2,7 +2,7 @@
 width, fresh committed tenants the live server can see, and a way to commit rows from a test.
 
 The live server's threads see committed rows only, and a browser test runs inside a transaction
-that is rolled back; ``committed(fn)`` runs ``fn`` on a connection of its own, which commits.
+that is rolled back; ``committed(fn)`` (tests/processes.py) runs ``fn`` on a connection of its own, which commits.
 Set STRATA_SCREENSHOTS to a folder to keep the screenshots the tests take (``shot``).
 """
 
@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
-from django.db import connections
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.ai.factories import world_create
@@ -114,19 +112,6 @@ def sized_page(browser: Browser, width: int) -> Iterator[Page]:
     yield page
     context.close()
     assert not violations, violations
-
-
-def _closing(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        connections.close_all()
-
-
-def committed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn`` on a connection of its own in another thread: what it writes is committed."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_closing, fn, *args, **kwargs).result()
 
 
 def fresh_world(name: str) -> World:

@@ -15,10 +15,11 @@ from playwright.sync_api import Page, expect
 
 from billing.models import Plan
 from tenants.models import Tenant
-from tests.browser.conftest import committed, fits_width, fresh_world, log_in, shot
+from tests.browser.conftest import fits_width, fresh_world, log_in, shot
 from tests.conftest import World
 from tests.factories import PASSWORD
-from tests.fakes.stripe_server import FakeStripe
+from tests.fakes.stripe import FakeStripe
+from tests.processes import committed
 
 API_KEY = "sk_test_strata_browser_0000"
 WEBHOOK_SECRET = "whsec_strata_browser_test"

@@ -10,8 +10,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import chat_over_sse, committed, document_add, fits_width, fresh_world, log_in, shot
+from tests.browser.conftest import chat_over_sse, document_add, fits_width, fresh_world, log_in, shot
 from tests.conftest import World
+from tests.processes import committed
 
 INJECTION = (
     "Here is **bold** advice.\n\n"

@@ -11,8 +11,9 @@ from django_tenants.utils import tenant_context
 from playwright.sync_api import expect
 
 from ai.models import Document
-from tests.browser.conftest import committed, document_add, fits_width, fresh_world, log_in, shot
+from tests.browser.conftest import document_add, fits_width, fresh_world, log_in, shot
 from tests.conftest import World
+from tests.processes import committed
 
 PASSWORDS = (
     "Passwords. Passwords for company systems are at least fourteen characters long and are rotated every ninety "

@@ -20,7 +20,7 @@ from playwright.sync_api import expect, sync_playwright
 from tenants.models import Membership
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import PASSWORD
-from tests.live_server import wait_until
+from tests.processes import wait_until
 
 pytestmark = [
     pytest.mark.browser,

@@ -16,7 +16,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 from ai.models import Chunk, Document
 from ai.services.documents import INGEST_JOB, document_create
 from tests.ai.factories import world_create
-from tests.live_server import committed, live_database_url, manage_py_process, process_stop, wait_until
+from tests.processes import committed, live_database_url, manage_py_process, process_stop, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

@@ -15,7 +15,7 @@ from django_tenants.utils import tenant_context
 from ai.models import Message
 from ai.services.documents import document_create
 from tests.ai.chat_client import ask, ws_connect
-from tests.live_server import ServedProcess, committed
+from tests.processes import ServedProcess, committed
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

@@ -24,7 +24,7 @@ from django_tenants.utils import tenant_context
 from ai.models import Document
 from tests.ai.chat_client import ask, ws_connect
 from tests.ai.factories import world_create
-from tests.live_server import ServedProcess, committed, live_database_url, manage_py_process, process_stop
+from tests.processes import ServedProcess, committed, live_database_url, manage_py_process, process_stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

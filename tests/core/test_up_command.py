@@ -1,7 +1,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,15 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.live_server import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.processes import ROOT, free_port, wait_for, wait_until
 
 
 def start_up(data_dir: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
@@ -50,18 +41,8 @@ def start_up(data_dir: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
         lines.append(line)
         if "Press Ctrl-C" in line:
             break
-    wait_for_health(port)
+    wait_for(f"http://127.0.0.1:{port}/healthz", headers={"Host": "localhost"}, timeout=10, every=0.1)
     return process, lines
-
-
-def wait_for_health(port: int) -> None:
-    for _ in range(100):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"Host": "localhost"}).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("server never became healthy")
 
 
 def postgres_running_in(data_dir: Path) -> bool:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,31 +19,16 @@ from django_tenants.utils import tenant_context
 
 from ai.models import Message
 from tests.ai.chat_client import receive
-from tests.live_server import free_port, live_database_url
+from tests.processes import ROOT, free_port, process_stop, wait_for
+from tests.processes import live_database_url as database_url_for_processes
 from tests.redis_server import REDIS_AVAILABLE, RedisServer
 
-ROOT = Path(__file__).resolve().parents[2]
 GRACE_SECONDS = 1.5
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.django_db,
     pytest.mark.skipif(not REDIS_AVAILABLE, reason="redis-server is installed by tests/run.sh"),
 ]
-
-
-def wait_ready(port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if (
-                httpx.get(f"http://127.0.0.1:{port}/readyz", headers={"Host": "localhost"}, timeout=2).status_code
-                == 200
-            ):
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"uvicorn on {port} never became ready")
 
 
 def uvicorn(port: int, env: dict[str, str]) -> subprocess.Popen:
@@ -68,20 +52,12 @@ def uvicorn(port: int, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def stop(server: subprocess.Popen) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-
-
 @pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker, anthropic_server):
     redis = RedisServer().start()
     env = {
         **os.environ,
-        "DATABASE_URL": live_database_url(),
+        "DATABASE_URL": database_url_for_processes(),
         "REDIS_URL": redis.url,
         "ANTHROPIC_API_KEY": "sk-ant-resume",
         "ANTHROPIC_BASE_URL": anthropic_server.base_url,
@@ -95,11 +71,12 @@ def stack(django_db_setup, django_db_blocker, anthropic_server):
     try:
         with django_db_blocker.unblock():
             for port in ports:
-                wait_ready(port)  # the lifespan warms the embedding model
+                # the lifespan warms the embedding model
+                wait_for(f"http://127.0.0.1:{port}/readyz", headers={"Host": "localhost"})
             yield {"ports": ports, "env": env}
     finally:
         for server in servers:
-            stop(server)
+            process_stop(server, timeout=15)
         redis.stop()
         with django_db_blocker.unblock(), connection.cursor() as cursor:
             cursor.execute(
@@ -294,7 +271,7 @@ def test_a_process_that_is_stopped_mid_answer_finishes_it_for_a_client_that_move
     leaving = uvicorn(port, stack["env"])
     try:
         with django_db_blocker.unblock():
-            wait_ready(port)
+            wait_for(f"http://127.0.0.1:{port}/readyz", headers={"Host": "localhost"})
         fake.token_delay = 0.03
 
         async def scenario():
@@ -319,7 +296,7 @@ def test_a_process_that_is_stopped_mid_answer_finishes_it_for_a_client_that_move
         assert saved(acme, seen[0]["message_id"]).content == fake.reply
     finally:
         if leaving.poll() is None:
-            stop(leaving)
+            process_stop(leaving, timeout=15)
 
 
 def test_a_follower_elsewhere_learns_that_the_producing_process_died(stack, acme, fake, django_db_blocker):
@@ -327,7 +304,7 @@ def test_a_follower_elsewhere_learns_that_the_producing_process_died(stack, acme
     doomed = uvicorn(port, stack["env"])
     try:
         with django_db_blocker.unblock():
-            wait_ready(port)
+            wait_for(f"http://127.0.0.1:{port}/readyz", headers={"Host": "localhost"})
         fake.reply = " ".join(f"w{i}" for i in range(1000))
         fake.token_delay = 0.05
 

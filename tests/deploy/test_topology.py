@@ -24,9 +24,8 @@ from django.db import connection
 
 from tests.ai.chat_client import ask, receive
 from tests.factories import PASSWORD
-from tests.live_server import free_port
-from tests.live_server import live_database_url as database_url
-from tests.processes import ROOT, procfile_argv, running, wait_for
+from tests.processes import ROOT, free_port, procfile_argv, running, wait_for
+from tests.processes import live_database_url as database_url
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"

@@ -13,7 +13,7 @@ import pytest
 import requests
 import stripe
 
-from tests.fakes.stripe_server import (
+from tests.fakes.stripe import (
     DROP,
     DROP_AFTER_COMMIT,
     FakeStripe,

@@ -27,9 +27,9 @@ from tenants.services.schema_migrations import (
     tenant_migrations_state,
 )
 from tests.factories import PASSWORD
-from tests.live_server import committed
-from tests.live_server import live_database_url as database_url
 from tests.migration_modules import ai_leaf, extra_ai_migrations, probe_migration
+from tests.processes import committed
+from tests.processes import live_database_url as database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 

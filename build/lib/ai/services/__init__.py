@@ -1,1 +1,0 @@
-"""What the AI app can do, one module per use case."""

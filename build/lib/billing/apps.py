@@ -1,7 +1,0 @@
-"""Billing app config."""
-
-from django.apps import AppConfig
-
-
-class BillingConfig(AppConfig):
-    name = "billing"

@@ -1,8 +1,0 @@
-"""Core app config."""
-
-from django.apps import AppConfig
-
-
-class CoreConfig(AppConfig):
-    name = "core"
-    verbose_name = "Accounts"

@@ -1,7 +1,0 @@
-"""Tenants app config."""
-
-from django.apps import AppConfig
-
-
-class TenantsConfig(AppConfig):
-    name = "tenants"
