@@ -8,6 +8,8 @@ import io
 
 from billing.models import UsageEvent
 from billing.selectors import UNATTRIBUTED, usage_report
+from billing.views import usage_csv
+from core.models import User
 from tests.billing.conftest import record_usage
 
 NOW = dt.datetime(2026, 3, 15, 18, tzinfo=dt.UTC)
@@ -44,9 +46,7 @@ def test_tokens_are_counted_per_day_by_feature_and_by_person(acme):
 
 
 def test_the_csv_has_a_row_per_day_feature_and_person_and_defuses_formulas(acme):
-    from billing.views import usage_csv
-
-    mallory = acme.member
+    mallory = User.objects.get(pk=acme.member.pk)  # a copy: the session's world object stays as it was
     mallory.email = "=HYPERLINK(evil)@example.com"
     mallory.save(update_fields=["email"])
     on(record_usage(acme.tenant, tokens=300, feature="chat"), 3, mallory)

@@ -409,3 +409,36 @@ def test_websocket_limits_are_shared_by_both_processes_through_redis(topology, a
     assert refused[-1]["error"]["code"] == "too_many_streams"
     assert frames[-1]["type"] == "done"
     assert "".join(f["token"] for f in frames if f["type"] == "token") == " ".join(f"w{i}" for i in range(60))
+
+
+def test_an_answer_resumes_on_the_other_process_behind_nginx(topology, anthropic_server):
+    anthropic_server.reset()
+    reply = " ".join(f"r{i}" for i in range(40))
+    anthropic_server.reply = reply
+    anthropic_server.token_delay = 0.03
+    acme = topology["worlds"]["acme"]
+
+    async def scenario():
+        async with wss_connect(topology, "acme", acme.owner_token) as first:
+            await first.send(json.dumps({"message": "a long answer, please"}))
+            seen = [await receive(first) for _ in range(6)]  # start and five tokens
+            # Opened while the first is still up: least_conn sends it to the other process.
+            async with wss_connect(topology, "acme", acme.owner_token) as second:
+                await first.close()  # the connection drops mid-answer
+                await second.send(json.dumps({"type": "resume", "message_id": seen[0]["message_id"], "after": 6}))
+                rest = []
+                while not rest or rest[-1]["type"] not in ("done", "error"):
+                    rest.append(await receive(second))
+        return seen, rest
+
+    seen, rest = asyncio.run(scenario())
+    anthropic_server.reset()
+
+    frames = seen + rest
+    assert [frame["seq"] for frame in frames] == list(range(1, len(frames) + 1))  # no gap, no repeat
+    text = "".join(frame["token"] for frame in frames if frame["type"] == "token")
+    assert text == reply and frames[-1]["type"] == "done"
+    with via_nginx(topology, "acme") as http:
+        http.headers["Authorization"] = f"Token {acme.owner_token}"
+        saved = http.get(f"/api/conversations/{frames[0]['conversation_id']}/").json()["messages"][-1]
+    assert saved["content"] == text
