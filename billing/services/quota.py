@@ -7,11 +7,11 @@ import json
 import time
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 
 from billing.models import Plan, Subscription, TenantUsagePeriod
 from billing.services.usage import current_tenant_id, period_start
+from core.platform.counters import window_count, window_seconds_left
 from core.platform.exceptions import ApplicationError
 
 # Indirection so tests can pin the clock of the per-minute window without patching time.time.
@@ -23,20 +23,13 @@ def _rate_limit(tenant_id: int) -> None:
     if not limit:
         return
     now = _clock()
-    window = int(now // 60)
-    key = f"strata:rate:{tenant_id}:{window}"
-    cache.add(key, 0, timeout=120)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, timeout=120)
-        count = 1
+    count = window_count(f"strata:rate:{tenant_id}", window_seconds=60, now=now)
     if count > limit:
         raise ApplicationError(
             f"Too many AI requests for this organisation; the limit is {limit} a minute.",
             code="rate_limited",
             status=429,
-            extra={"retry_after": 60 - int(now % 60)},
+            extra={"retry_after": window_seconds_left(window_seconds=60, now=now)},
         )
 
 

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.core.mail.backends import filebased
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from core.platform.counters import window_count
 from core.platform.jobs import RetryStrategy, TransientJobError, job_defer, public_task
 
 logger = logging.getLogger(__name__)
@@ -79,14 +79,7 @@ def mail_recipient_allowed(*, to: str, kind: str) -> bool:
     limit = settings.MAIL_PER_RECIPIENT_PER_HOUR
     if not limit:
         return True
-    hour = int(timezone.now().timestamp() // 3600)
-    key = f"strata:mail:{kind}:{to.lower()}:{hour}"
-    cache.add(key, 0, timeout=3700)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, timeout=3700)
-        count = 1
+    count = window_count(f"strata:mail:{kind}:{to.lower()}", window_seconds=3600, now=timezone.now().timestamp())
     if count > limit:
         logger.warning("not sending more %s mail to an address this hour (limit %s)", kind, limit)
         return False

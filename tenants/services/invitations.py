@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.models import User
+from core.platform.counters import window_count, window_seconds_left
 from core.platform.exceptions import ApplicationError
 from core.platform.jobs import job_defer
 from core.platform.mail import mail_recipient_allowed, mail_send
@@ -53,19 +53,13 @@ def _rate_limit(tenant: Tenant) -> None:
     if not limit:
         return
     now = timezone.now().timestamp()
-    key = f"strata:invitations:{tenant.pk}:{int(now // 3600)}"
-    cache.add(key, 0, timeout=3700)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, timeout=3700)
-        count = 1
+    count = window_count(f"strata:invitations:{tenant.pk}", window_seconds=3600, now=now)
     if count > limit:
         raise ApplicationError(
             f"This organisation has sent {limit} invitations this hour; try again later.",
             code="throttled",
             status=429,
-            extra={"retry_after": 3600 - int(now % 3600)},
+            extra={"retry_after": window_seconds_left(window_seconds=3600, now=now)},
         )
 
 

@@ -1,31 +1,19 @@
 """The chat page keeps an answer through a reload and through a dropped connection (headless Chromium)."""
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from tests.browser.conftest import CHROMIUM
 from tests.factories import PASSWORD
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db,
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (tests/run.sh installs it)"
     ),
-]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP *.localhost 127.0.0.1",
 ]
 # Remembers the page's WebSockets, so a test can drop one as a network failure would.
 TRACK_SOCKETS = """
@@ -35,16 +23,6 @@ window.WebSocket = class extends NativeWebSocket {
   constructor(...args) { super(...args); window.__sockets.push(this); }
 };
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture

@@ -8,17 +8,16 @@ and Django's file backend writes each message to a temporary folder that the tes
 
 import email
 import email.policy
-import os
 import re
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tenants.models import Membership
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import CHROMIUM
 from tests.factories import PASSWORD
 from tests.processes import wait_until
 
@@ -28,17 +27,6 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
 ]
 NEW_PASSWORD = "Fresh-Passw0rd-42!"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    # As in test_tenant_pages: Playwright's sync API keeps a loop on this thread; our ORM calls are sync.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture
@@ -98,7 +86,7 @@ def log_in(page, base: str, email_address: str, password: str = PASSWORD) -> Non
 
 
 def test_an_owner_invites_a_newcomer_who_sets_a_password_and_lands_in_the_workspace(
-    chromium,
+    browser,
     live_worlds,
     asgi_server,
     mailbox,
@@ -108,7 +96,7 @@ def test_an_owner_invites_a_newcomer_who_sets_a_password_and_lands_in_the_worksp
     base = asgi_server.host_url(unique_subdomain)
     newcomer = f"newcomer-{uuid.uuid4().hex[:6]}@example.com"
 
-    owner = chromium.new_context().new_page()
+    owner = browser.new_context().new_page()
     log_in(owner, base, f"owner@{unique_subdomain}.test")
     expect(owner.get_by_role("heading", name="Upload a document")).to_be_visible()
     owner.click("nav >> text=Members")
@@ -122,7 +110,7 @@ def test_an_owner_invites_a_newcomer_who_sets_a_password_and_lands_in_the_worksp
     assert tenant["tenant"]["name"] in message["Subject"]
     invite_link = link(message, rf"{re.escape(base)}/invite/[\w-]+/")
 
-    person = chromium.new_context().new_page()
+    person = browser.new_context().new_page()
     person.goto(invite_link)
     expect(person.get_by_role("heading", name=f"Join {tenant['tenant']['name']}")).to_be_visible()
     person.fill("#id_name", "Nico Newcomer")
@@ -143,7 +131,7 @@ def test_an_owner_invites_a_newcomer_who_sets_a_password_and_lands_in_the_worksp
 
 
 def test_a_forgotten_password_is_reset_from_the_login_page(
-    chromium,
+    browser,
     live_worlds,
     asgi_server,
     mailbox,
@@ -152,7 +140,7 @@ def test_a_forgotten_password_is_reset_from_the_login_page(
     fresh_tenant(asgi_server, unique_subdomain)
     base = asgi_server.host_url(unique_subdomain)
     owner_email = f"owner@{unique_subdomain}.test"
-    page = chromium.new_context().new_page()
+    page = browser.new_context().new_page()
 
     page.goto(f"{base}/login/")
     page.click("#forgot-password")
@@ -176,7 +164,7 @@ def test_a_forgotten_password_is_reset_from_the_login_page(
 
 
 def test_the_public_log_in_page_mails_the_list_of_workspaces(
-    chromium,
+    browser,
     live_worlds,
     asgi_server,
     mailbox,
@@ -185,7 +173,7 @@ def test_the_public_log_in_page_mails_the_list_of_workspaces(
     tenant = fresh_tenant(asgi_server, unique_subdomain)
     owner_email = f"owner@{unique_subdomain}.test"
     public = f"http://localhost:{asgi_server.port}"
-    page = chromium.new_context().new_page()
+    page = browser.new_context().new_page()
 
     page.goto(f"{public}/")
     page.click("#find-workspaces")  # "Forgot its address?" under "Log in to your workspace"
