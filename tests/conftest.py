@@ -22,6 +22,7 @@ from tenants.services import tenant_public_ensure, tenant_template_ensure
 from tests.factories import PASSWORD, UserFactory
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.live_server import LiveAsgiServer
+from tests.processes import database_backends_end
 
 
 @dataclass
@@ -198,12 +199,7 @@ def asgi_server(django_db_setup, django_db_blocker) -> Iterator[LiveAsgiServer]:
         embedder_warm()  # as the lifespan warm-up does: no chat waits seconds for the model to load
         yield server
         server.stop()
-        # The server's threads keep their own connections; end them so the test database can be dropped.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+        database_backends_end()  # the server's threads kept their own connections
 
 
 @pytest.fixture

@@ -193,3 +193,18 @@ def committed(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if errors:
         raise errors[0]
     return result[0]
+
+
+def database_backends_end() -> None:
+    """End every other connection to the test database (servers the test started leave theirs
+    behind, and a test database with connections cannot be dropped), then start this process's
+    pool afresh: its idle connections were among those ended, and the next test would borrow one."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    connection.close()
+    connection.close_pool()

@@ -8,10 +8,9 @@ import time
 import httpx
 import psutil
 import pytest
-from django.db import connection
 
 from tests.benchmarks.conftest import print_table
-from tests.processes import free_port, procfile_argv, running, wait_for
+from tests.processes import database_backends_end, free_port, procfile_argv, running, wait_for
 from tests.processes import live_database_url as database_url
 
 WEB_WORKERS = 2
@@ -69,11 +68,7 @@ def test_memory_of_a_web_worker_and_a_job_worker(django_db_setup, django_db_bloc
                             time.sleep(0.5)
                         rows.append(["job worker after an ingestion", *memory(psutil.Process(job_worker.pid))])
         finally:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
+            database_backends_end()
 
     print_table("Memory per process (MB)", ["process", "RSS", "USS", "PSS"], rows)
     assert len(workers) == WEB_WORKERS

@@ -14,12 +14,11 @@ import time
 import httpx
 import pytest
 import websockets
-from django.db import connection
 from django_tenants.utils import tenant_context
 
 from ai.models import Message
 from tests.ai.chat_client import receive
-from tests.processes import ROOT, free_port, process_stop, wait_for
+from tests.processes import ROOT, database_backends_end, free_port, process_stop, wait_for
 from tests.processes import live_database_url as database_url_for_processes
 from tests.redis_server import REDIS_AVAILABLE, RedisServer
 
@@ -78,11 +77,8 @@ def stack(django_db_setup, django_db_blocker, anthropic_server):
         for server in servers:
             process_stop(server, timeout=15)
         redis.stop()
-        with django_db_blocker.unblock(), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+        with django_db_blocker.unblock():
+            database_backends_end()
 
 
 @pytest.fixture

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.db import connection
 
 from tests.ai.chat_client import ask, receive
 from tests.factories import PASSWORD
-from tests.processes import ROOT, free_port, procfile_argv, running, wait_for
+from tests.processes import ROOT, database_backends_end, free_port, procfile_argv, running, wait_for
 from tests.processes import live_database_url as database_url
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -173,15 +172,7 @@ def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_fact
             }
         finally:
             stack.close()
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            # Idle connections of this process's pool were among those ended: start a fresh pool,
-            # or the next test module of this worker borrows a dead one.
-            connection.close()
-            connection.close_pool()
+            database_backends_end()
 
 
 def via_nginx(topology, subdomain: str | None = None, *, source: str | None = None) -> httpx.Client:
