@@ -133,9 +133,9 @@ def stack(tmp_path_factory):
         fake.wait(timeout=10)
 
 
-async def ws_chat(port: int, token: str, question: str) -> tuple[float, float, list[float], bool]:  # noqa: C901
-    """(time to first token, total time, gaps between tokens, ok) for one chat over a fresh socket."""
-    async with websockets.connect(
+def demo_socket(port: int, token: str) -> websockets.connect:
+    """The demo tenant's chat WebSocket on a server process here (*.localhost by 127.0.0.1)."""
+    return websockets.connect(
         f"ws://demo.localhost:{port}/ws/chat/",
         additional_headers={"Authorization": f"Token {token}"},
         host="127.0.0.1",
@@ -143,7 +143,12 @@ async def ws_chat(port: int, token: str, question: str) -> tuple[float, float, l
         proxy=None,
         open_timeout=60,
         max_queue=None,
-    ) as ws:
+    )
+
+
+async def ws_chat(port: int, token: str, question: str) -> tuple[float, float, list[float], bool]:  # noqa: C901
+    """(time to first token, total time, gaps between tokens, ok) for one chat over a fresh socket."""
+    async with demo_socket(port, token) as ws:
         started = time.perf_counter()
         await ws.send(json.dumps({"message": question}))
         first = None
@@ -302,25 +307,11 @@ def test_200_concurrent_websocket_chats_with_and_without_batching(stack):
 
 async def resume_once(port: int, token: str, question: str) -> float:
     """Seconds from opening a new socket to the first replayed frame of an answer left after 5 tokens."""
-    async with websockets.connect(
-        f"ws://demo.localhost:{port}/ws/chat/",
-        additional_headers={"Authorization": f"Token {token}"},
-        host="127.0.0.1",
-        port=port,
-        proxy=None,
-        max_queue=None,
-    ) as ws:
+    async with demo_socket(port, token) as ws:
         await ws.send(json.dumps({"message": question}))
         seen = [json.loads(await ws.recv()) for _ in range(6)]
     started = time.perf_counter()
-    async with websockets.connect(
-        f"ws://demo.localhost:{port}/ws/chat/",
-        additional_headers={"Authorization": f"Token {token}"},
-        host="127.0.0.1",
-        port=port,
-        proxy=None,
-        max_queue=None,
-    ) as ws:
+    async with demo_socket(port, token) as ws:
         await ws.send(json.dumps({"type": "resume", "message_id": seen[0]["message_id"], "after": seen[-1]["seq"]}))
         frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
         elapsed = time.perf_counter() - started

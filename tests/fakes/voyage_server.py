@@ -11,8 +11,9 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from tests.fakes.threaded_server import ThreadedFake
 
 DEFAULT_API_KEY = "pa-test-voyage-key"
 # What the real API accepts for output_dimension on its Matryoshka models; anything else is a 400.
@@ -61,61 +62,31 @@ def count_tokens(text: str) -> int:
     return max(1, len(_WORD.findall(text))) if text else 0
 
 
-class FakeVoyage:
+class FakeVoyage(ThreadedFake):
     """``with FakeVoyage() as voyage:`` serves Voyage's embeddings API on ``voyage.base_url``.
 
     ``fail_next`` holds HTTP statuses to answer the next requests with, one each, in order;
     ``requests`` records every request that reached the server (failed ones included).
     """
 
+    name = "fake-voyage"
+    poll_interval = 0.05
+
     def __init__(self, *, api_key: str = DEFAULT_API_KEY) -> None:
         self.api_key = api_key
         self.fail_next: list[int] = []
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeVoyage is not running")
-        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
         """What to give ``voyageai.Client(base_url=...)``: the SDK appends ``/embeddings``."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> FakeVoyage:
+    def _server_make(self) -> _Server:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.fake = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-voyage", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> FakeVoyage:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return server
 
     def record(self, request: RecordedRequest) -> None:
         with self._lock:

@@ -7,11 +7,10 @@ import contextlib
 import json
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 from requests.structures import CaseInsensitiveDict
@@ -30,6 +29,7 @@ from tests.fakes.stripe.wire import (
     new_id,
     parse_form,
 )
+from tests.fakes.threaded_server import ThreadedFake
 
 # fail_next entries: 0 closes the socket before the request is handled (nothing happened);
 # -1 handles it fully (state changes, idempotent result stored) and then closes the socket,
@@ -91,7 +91,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _RequestHandler)
 
 
-class FakeStripe(CheckoutSessions, BillingPortal, MeterEvents):
+class FakeStripe(ThreadedFake, CheckoutSessions, BillingPortal, MeterEvents):
     """An HTTP server on 127.0.0.1 that answers the real `stripe` SDK like Stripe's v1 API would.
 
     Failure switches (set them between calls; they apply to matched requests only):
@@ -111,8 +111,6 @@ class FakeStripe(CheckoutSessions, BillingPortal, MeterEvents):
         self.api_key = api_key
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._routes = self._collect_routes()
         super().__init__()
 
@@ -128,37 +126,12 @@ class FakeStripe(CheckoutSessions, BillingPortal, MeterEvents):
                     routes.append((marked, getattr(self, name)))
         return routes
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    # -- lifecycle (ThreadedFake) ------------------------------------------------------------------
 
-    def start(self) -> Self:
-        if self._server is not None:
-            return self
-        self._server = _Server(self)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-stripe", daemon=True)
-        self._thread.start()
-        return self
+    name = "fake-stripe"
 
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeStripe is not started")
-        return int(self._server.server_address[1])
+    def _server_make(self) -> _Server:
+        return _Server(self)
 
     @property
     def base_url(self) -> str:
