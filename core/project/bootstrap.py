@@ -12,7 +12,7 @@ from django_tenants.utils import get_public_schema_name, schema_context
 
 from core.models import User
 from core.project.signup import tenant_signup
-from tenants.models import Tenant
+from tenants.models import Tenant, public_url, tenant_url
 from tenants.services.bootstrap import platform_migrate
 from tenants.services.provisioning import tenant_public_ensure
 from tenants.services.schema_migrations import platform_pending
@@ -69,14 +69,6 @@ def platform_bootstrap(*, data_dir: Path, verbosity: int = 0) -> Credentials:
     return credentials
 
 
-def platform_urls() -> tuple[str, str]:
-    port = f":{settings.PORT}" if settings.PORT not in (80, 443) else ""
-    return (
-        f"{settings.SITE_SCHEME}://{settings.BASE_DOMAIN}{port}/",
-        f"{settings.SITE_SCHEME}://{DEMO_SUBDOMAIN}.{settings.BASE_DOMAIN}{port}/",
-    )
-
-
 def mail_mode() -> str:
     """Where e-mail goes, as ``up`` reports it."""
     backend = settings.EMAIL_BACKEND
@@ -91,7 +83,7 @@ def mail_mode() -> str:
 
 def platform_summary(credentials: Credentials) -> list[str]:
     """What ``manage.py up`` prints: where to go, who to log in as, and which mode each part runs in."""
-    public_url, demo_url = platform_urls()
+    public, demo_url = public_url(), tenant_url(DEMO_SUBDOMAIN)
     operator = f"{credentials.operator_email} / {credentials.operator_password}"
     answers = "offline (no ANTHROPIC_API_KEY)"
     if settings.ANTHROPIC_API_KEY:
@@ -102,8 +94,8 @@ def platform_summary(credentials: Credentials) -> list[str]:
     return [
         "",
         "Strata is up.",
-        f"  Public site and signup: {public_url}",
-        f"  Operator admin:         {public_url}admin/   {operator}",
+        f"  Public site and signup: {public}",
+        f"  Operator admin:         {public}admin/   {operator}",
         f"  Demo tenant:            {demo_url}   {credentials.demo_email} / {credentials.demo_password}",
         f"  Demo tenant admin:      {demo_url}admin/",
         f"  Answers:                {answers}",
