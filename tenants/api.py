@@ -140,7 +140,10 @@ class InvitationAcceptApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [AccountLinkThrottle]
 
-    @extend_schema(request=InvitationAcceptSerializer, responses={200: AcceptedSerializer})
+    # 404 unknown or revoked link, 410 used or expired, 401 an existing account that must log in first.
+    @extend_schema(
+        request=InvitationAcceptSerializer, responses={200: AcceptedSerializer, **error_responses(401, 404, 410)}
+    )
     def post(self, request: Request) -> Response:
         tenant = getattr(request, "tenant", None)
         if tenant is None or tenant.is_public:

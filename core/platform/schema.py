@@ -25,6 +25,7 @@ ERROR_DESCRIPTIONS = {
     404: "Not found.",
     406: "None of the media types in Accept can be served.",
     409: "Conflicts with the resource's current state.",
+    410: "Gone: the link was used already or has expired.",
     413: "Too large.",
     415: "The request body's media type is not accepted.",
     429: "Too many requests: wait for the seconds in Retry-After.",
