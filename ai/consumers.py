@@ -13,11 +13,18 @@ import json
 from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from ai.services.chat import Frame, chat_message_validate, chat_prepare_async, chat_resume_validate, error_frame
+from ai.services.chat import (
+    ConnectionNotAllowed,
+    Frame,
+    chat_message_validate,
+    chat_prepare_async,
+    chat_resume_validate,
+    error_frame,
+)
 from ai.services.chat_answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
+from core.platform.database_steps import database_step
 from core.platform.exceptions import ApplicationError
 from tenants.models import Tenant
 from tenants.services.status import tenant_channel_group
@@ -57,20 +64,26 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._refuse()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            payload = json.loads(text_data or "")
+        except ValueError:
+            payload = None
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        question = _question_or_none(payload) if kind not in ("cancel", "resume") and not self._busy() else None
+        if question is not None:
+            # A question is re-authorised first thing in its turn's database step: one step, not two.
+            self._follow(self._ask(*question))
+            return
         if not await self._still_allowed():
             await self._refuse()
             return
         try:
-            payload = json.loads(text_data or "")
-        except ValueError:
-            await self._send_error(ApplicationError("Frames must be JSON text.", code="bad_request"))
-            return
-        kind = payload.get("type") if isinstance(payload, dict) else None
-        try:
+            if payload is None:
+                raise ApplicationError("Frames must be JSON text.", code="bad_request")
             if kind == "cancel":
                 await self._cancel()
                 return
-            if self.following is not None and not self.following.done():
+            if self._busy():
                 raise ApplicationError(
                     "An answer is still streaming; cancel it or wait.", code="stream_in_progress", status=409
                 )
@@ -78,15 +91,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 message_id, after = chat_resume_validate(payload)
                 self._follow(self._resume(message_id, after))
             else:
-                message, conversation_id = chat_message_validate(payload)
-                self._follow(self._ask(message, conversation_id))
+                self._follow(self._ask(*chat_message_validate(payload)))
         except ApplicationError as exc:
             await self._send_error(exc)
+
+    def _busy(self) -> bool:
+        return self.following is not None and not self.following.done()
 
     async def _still_allowed(self) -> bool:
         # Tenant status, membership and the handshake's credential, read again for every frame.
         reauthorise = self.scope.get("reauthorise")
-        return reauthorise is not None and bool(await database_sync_to_async(reauthorise)())
+        return reauthorise is not None and bool(await database_step(reauthorise)())
 
     async def _refuse(self) -> None:
         await self._cancel()
@@ -97,7 +112,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _ask(self, message: str, conversation_id: int | None) -> AsyncGenerator[Frame, None]:
         turn = await chat_prepare_async(
-            tenant=self.scope["tenant"], user=self.scope["user"], message=message, conversation_id=conversation_id
+            tenant=self.scope["tenant"],
+            user=self.scope["user"],
+            message=message,
+            conversation_id=conversation_id,
+            still_allowed=self.scope.get("reauthorise") or _never,
         )
         self.message_id = turn.message_id
         return await chat_answer_open(turn=turn)
@@ -112,6 +131,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _relay(self, opening: Awaitable[AsyncGenerator[Frame, None]]) -> None:
         try:
             frames = await opening
+        except ConnectionNotAllowed:
+            await self.close(code=CLOSE_REFUSED)  # it followed no answer: nothing to cancel
+            return
         except ApplicationError as exc:
             await self._send_error(exc)  # a refusal (quota, unknown conversation or answer): the socket stays usable
             return
@@ -140,3 +162,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _send_error(self, exc: ApplicationError) -> None:
         await self.send(text_data=json.dumps(error_frame(exc)))
+
+
+def _question_or_none(payload: Any) -> tuple[str, int | None] | None:
+    try:
+        return chat_message_validate(payload)
+    except ApplicationError:
+        return None  # refused with its reason once the connection is known to be still allowed
+
+
+def _never() -> bool:
+    return False

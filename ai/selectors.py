@@ -14,6 +14,7 @@ from pgvector.django import CosineDistance
 
 from ai.embedders import get_embedder
 from ai.models import Chunk, Conversation, Document
+from core.platform.database.base import session_setting
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,20 @@ def _search_queryset(vector: list[float], *, k: int, document_ids: Sequence[int]
 
 @contextmanager
 def _search_settings(*, k: int, exact: bool) -> Iterator[None]:
-    """The planner settings of one search (SET LOCAL), undone when the search ends.
+    """The planner settings of one search. Every connection opens with HNSW_EF_SEARCH and iterative
+    scans (DATABASE_SESSION_SETTINGS), so an ordinary search sets nothing; an exact one, a k past
+    ef_search, or a connection opened before the setting changed sets them with SET LOCAL, undone
+    when the search ends.
 
     A search writes nothing, so its transaction, or its savepoint inside a caller's transaction,
     is rolled back: a released savepoint would leave the settings (``enable_indexscan = off``
     above all) on every later query of the caller's transaction.
     """
+    ef_search = max(settings.HNSW_EF_SEARCH, k)
+    connection.ensure_connection()
+    if not exact and _session_has(ef_search):
+        yield
+        return
     with transaction.atomic():
         try:
             with connection.cursor() as cursor:
@@ -93,11 +102,18 @@ def _search_settings(*, k: int, exact: bool) -> Iterator[None]:
                     "SELECT set_config('hnsw.ef_search', %s, true),"
                     " set_config('hnsw.iterative_scan', 'relaxed_order', true),"
                     " set_config('enable_indexscan', %s, true)",
-                    [str(max(settings.HNSW_EF_SEARCH, k)), "off" if exact else "on"],
+                    [str(ef_search), "off" if exact else "on"],
                 )
             yield
         finally:
             transaction.set_rollback(True)
+
+
+def _session_has(ef_search: int) -> bool:
+    return (
+        session_setting(connection, "hnsw.ef_search") == str(ef_search)
+        and session_setting(connection, "hnsw.iterative_scan") == "relaxed_order"
+    )
 
 
 def chunks_nearest(

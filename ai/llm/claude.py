@@ -210,7 +210,7 @@ class AnthropicProvider:
             entry = self._async_clients.get(loop)
             if entry is not None:
                 return entry.client
-            client = anthropic.AsyncAnthropic(**self._client_options)
+            client = anthropic.AsyncAnthropic(**self._client_options, http_client=anthropic.DefaultAioHttpClient())
             closer = self._close_with_loop(loop, client)
             self._async_clients[loop] = _LoopClient(client, closer)
         # Starting the generator registers it with the loop, whose shutdown_asyncgens() (asyncio.run,

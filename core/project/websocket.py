@@ -4,7 +4,7 @@ The host picks the tenant exactly as for HTTP; the user comes from an ``Authoriz
 header, a tenant API key (``Authorization: Bearer``, on its own tenant's host only: any other is
 refused with 401 before the consumer runs) or the session cookie, whose session row lives in
 *that tenant's* schema. Every lookup runs inside an explicit schema context on the thread that
-makes it, never on whatever search_path the shared database thread was left with.
+makes it (``core.platform.database_steps``), never on whatever search_path its last step left.
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlparse
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
+from django.db import connection
 from django.utils.module_loading import import_string
 from django_tenants.utils import get_public_schema_name, remove_www, schema_context, tenant_context
 from rest_framework.authtoken.models import Token
 
 from core.platform.api import error_body
+from core.platform.database_steps import database_step
 from tenants.models import ApiKey, Domain, Membership, Tenant
 from tenants.services.api_keys import api_key_authenticate
 
@@ -106,24 +107,49 @@ def connection_authorised(*, tenant: Tenant, user_id: int, credential: tuple[str
 
     Consumers call it (through ``scope["reauthorise"]``) before acting on each client frame, so
     a logout, a removal, a revoked key or a suspension takes effect on the next frame, not at the
-    next handshake.
+    next handshake. It runs before every chat turn, so the rows are read in one statement of
+    schema-qualified SQL (see ``_authorised_sql``): no search_path to set, no ORM to build.
     """
     kind, secret = credential
-    with schema_context(get_public_schema_name()):
-        if not Tenant.objects.filter(pk=tenant.pk, status=Tenant.Status.ACTIVE).exists():
-            return False
-        if kind == "api_key":
-            live = ApiKey.objects.filter(pk=secret, tenant_id=tenant.pk, revoked__isnull=True, user__is_active=True)
-            return live.exists()
-        if not Membership.objects.filter(tenant_id=tenant.pk, user_id=user_id, user__is_active=True).exists():
-            return False
-        if kind == "token":
-            return Token.objects.filter(key=secret, user_id=user_id).exists()
-    if kind == "session":
-        with tenant_context(tenant):
-            user = _user_from_session(secret)  # a flushed session, or a changed password, is gone
-        return user is not None and user.pk == user_id
-    return False
+    if kind not in ("api_key", "token", "session"):
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(_authorised_sql(kind), {"tenant": tenant.pk, "user": user_id, "secret": secret})
+        row = cursor.fetchone()
+    if not (row and row[0]):
+        return False
+    if kind != "session":
+        return True
+    with tenant_context(tenant):
+        user = _user_from_session(secret)  # a flushed session, or a changed password, is gone
+    return user is not None and user.pk == user_id
+
+
+@functools.cache
+def _authorised_sql(kind: str) -> str:
+    """One statement: the tenant is active and (for a key) the key is live and its user active,
+    or (for a person) the user is an active member and (for a login token) the token is theirs."""
+
+    def table(model: Any) -> str:
+        return (
+            f"{connection.ops.quote_name(get_public_schema_name())}.{connection.ops.quote_name(model._meta.db_table)}"
+        )
+
+    user_table = table(Membership._meta.get_field("user").related_model)
+    active = f"EXISTS (SELECT 1 FROM {table(Tenant)} WHERE id = %(tenant)s AND status = '{Tenant.Status.ACTIVE}')"
+    if kind == "api_key":
+        return (
+            f"SELECT {active} AND EXISTS (SELECT 1 FROM {table(ApiKey)} k JOIN {user_table} u ON u.id = k.user_id"
+            " WHERE k.id = %(secret)s::bigint AND k.tenant_id = %(tenant)s AND k.revoked IS NULL AND u.is_active)"
+        )
+    member = (
+        f"EXISTS (SELECT 1 FROM {table(Membership)} m JOIN {user_table} u ON u.id = m.user_id"
+        " WHERE m.tenant_id = %(tenant)s AND m.user_id = %(user)s AND u.is_active)"
+    )
+    if kind == "token":
+        token = f"EXISTS (SELECT 1 FROM {table(Token)} WHERE key = %(secret)s AND user_id = %(user)s)"
+        return f"SELECT {active} AND {member} AND {token}"
+    return f"SELECT {active} AND {member}"
 
 
 class TenantAuthMiddleware:
@@ -137,7 +163,7 @@ class TenantAuthMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket":
-            scope = {**scope, **await database_sync_to_async(resolve_connection)(scope)}
+            scope = {**scope, **await database_step(resolve_connection)(scope)}
             if scope.get("unauthenticated"):
                 return await _deny(scope, receive, send, status=401)
         return await self.app(scope, receive, send)

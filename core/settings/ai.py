@@ -39,6 +39,9 @@ CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", default=30)
 
 # Search: HNSW candidate list size; iterative scans keep filtered searches returning k rows.
 HNSW_EF_SEARCH = env.int("HNSW_EF_SEARCH", default=120)
+# Every database connection opens with the search's planner settings (core.platform.database), so
+# a search with them needs no transaction of its own to SET them (ai.selectors).
+DATABASE_SESSION_SETTINGS = {"hnsw.ef_search": HNSW_EF_SEARCH, "hnsw.iterative_scan": "relaxed_order"}
 SEARCH_MAX_K = env.int("SEARCH_MAX_K", default=50)
 # Search and chat drop passages further than this cosine distance from the question. 0.65 had the
 # best F1 on the labelled set in tests/ai/relevance_set.py with the bundled model (see
@@ -58,8 +61,6 @@ CHAT_MAX_STREAMS_PER_USER = env.int("CHAT_MAX_STREAMS_PER_USER", default=3)
 # A stream slot expires this long after its answer last sent a token, so a crashed process
 # never keeps a user's slot for long.
 CHAT_STREAM_SLOT_TTL_SECONDS = env.int("CHAT_STREAM_SLOT_TTL_SECONDS", default=60)
-# Threads per process for chat's database steps (each holds a pooled connection while it runs).
-CHAT_DATABASE_THREADS = env.int("CHAT_DATABASE_THREADS", default=4)
 # Resuming: every answer's frames go to a stream log (Redis Streams with REDIS_URL, memory otherwise)
 # that expires this long after the answer ends; an answer nobody follows any more goes on this long
 # waiting for a resume, then is cancelled and saved as interrupted.

@@ -42,9 +42,11 @@ PUBLIC_SCHEMA_NAME = "public"
 # New tenants are cloned from this migrated schema instead of replaying migrations.
 TENANT_BASE_SCHEMA = "tenant_template"
 TENANT_CREATION_FAKES_MIGRATIONS = True
-# Off: every cursor sets its search_path, so a pooled connection never runs a query in its
-# previous borrower's schema (with it on, a savepoint rollback can leave a stale path: #1262).
-TENANT_LIMIT_SET_CALLS = False
+# A connection's search_path is set once per checkout and per schema switch, not before every
+# query (half the round trips of a request). Safe here: every pool checkout forgets the path
+# (core.platform.database), and django-tenants 4.0.1 forgets it on rollback and savepoint
+# rollback too (#1262; tests/tenants/test_isolation.py pins both).
+TENANT_LIMIT_SET_CALLS = True
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 BASE_DOMAIN = env.str("BASE_DOMAIN", default="localhost")
 PUBLIC_SCHEMA_URLCONF = "core.project.urls_public"

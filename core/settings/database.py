@@ -37,3 +37,6 @@ DATABASES = {
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Threads per process for the database steps of WebSocket handshakes and chat turns (each holds a
+# pooled connection while it runs); half as many again record finished answers.
+DATABASE_STEP_THREADS = env.int("DATABASE_STEP_THREADS", default=4)

@@ -287,7 +287,7 @@ def test_filtering_by_another_tenants_document_ids_finds_nothing_of_theirs(acme,
     assert {r["document_id"] for r in results} <= {twins}
 
 
-def test_an_exact_search_leaves_no_planner_settings_behind_in_the_callers_transaction(acme, corpus):
+def test_an_exact_search_leaves_no_planner_settings_behind_in_the_callers_transaction(acme, corpus, settings):
     vector = get_embedder().embed_query("anything")
     with tenant_context(acme.tenant), connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('enable_indexscan'), current_setting('hnsw.ef_search')")
@@ -296,7 +296,27 @@ def test_an_exact_search_leaves_no_planner_settings_behind_in_the_callers_transa
         assert len(chunks_nearest(vector=vector, k=45, exact=True)) == len(CORPUS)
 
         cursor.execute("SELECT current_setting('enable_indexscan'), current_setting('hnsw.ef_search')")
-        assert cursor.fetchone() == before == ("on", "40")
+        assert cursor.fetchone() == before == ("on", str(settings.HNSW_EF_SEARCH))
+
+
+def test_an_ordinary_search_is_one_statement_on_the_settings_its_connection_opened_with(
+    acme, corpus, settings, django_assert_num_queries
+):
+    vector = get_embedder().embed_query("anything")
+    with tenant_context(acme.tenant):
+        chunks_nearest(vector=vector, k=3)  # the tenant's search_path is set
+        with django_assert_num_queries(1):
+            ordinary = chunks_nearest(vector=vector, k=3)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')")
+            assert cursor.fetchone() == (str(settings.HNSW_EF_SEARCH), "relaxed_order")
+
+        # A setting changed after the connection opened: the search sets its own (SET LOCAL).
+        settings.HNSW_EF_SEARCH += 1
+        with CaptureQueriesContext(connection) as queries:
+            changed = chunks_nearest(vector=vector, k=3)
+        assert [chunk.id for chunk in changed] == [chunk.id for chunk in ordinary]
+        assert any(f"'{settings.HNSW_EF_SEARCH}'" in query["sql"] for query in queries.captured_queries)
 
 
 # Relevance: a threshold instead of "always k", one entry per document, a score for people

@@ -218,7 +218,7 @@ def test_the_quota_check_is_one_query_whatever_the_ledger_size(acme, django_asse
 
     with tenant_context(acme.tenant):
         quota_check(feature="chat", model="claude-sonnet-4-6")
-        with django_assert_num_queries(2):  # one query, after its SET search_path
+        with django_assert_num_queries(1):  # the search_path was set by the call before
             quota_check(feature="chat", model="claude-sonnet-4-6")
 
 
