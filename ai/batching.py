@@ -32,6 +32,13 @@ from dataclasses import dataclass, field
 EmbedBatch = Callable[[list[str]], Sequence[Sequence[float]]]
 
 
+class QueryFuture(Future[list[float]]):
+    """A question's vector to come; ``batch_size`` is the size of the batch computing it (0 while
+    it waits in the queue), so a caller can tell a result due in a few milliseconds."""
+
+    batch_size = 0
+
+
 class BatcherOverloaded(RuntimeError):
     """Too many questions already wait for an embedding."""
 
@@ -47,7 +54,7 @@ class BatcherStats:
 class _Item:
     __slots__ = ("enqueued", "future", "text")
 
-    def __init__(self, text: str, future: Future[list[float]], enqueued: float) -> None:
+    def __init__(self, text: str, future: QueryFuture, enqueued: float) -> None:
         self.text = text
         self.future = future
         self.enqueued = enqueued
@@ -80,9 +87,9 @@ class QueryBatcher:
         self._thread: threading.Thread | None = None
         self._last_batch = 0
 
-    def submit(self, text: str) -> Future[list[float]]:
+    def submit(self, text: str) -> QueryFuture:
         """Queue one question; the future's result is its vector."""
-        future: Future[list[float]] = Future()
+        future = QueryFuture()
         with self._ready:
             if len(self._pending) >= self.max_pending:
                 raise BatcherOverloaded(f"{len(self._pending)} questions already wait for an embedding")
@@ -118,6 +125,8 @@ class QueryBatcher:
         live = [item for item in batch if item.future.set_running_or_notify_cancel()]
         if not live:
             return
+        for item in live:
+            item.future.batch_size = len(live)
         try:
             rows = self._embed_batch([item.text for item in live])
             if len(rows) != len(live):

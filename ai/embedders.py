@@ -451,6 +451,22 @@ def query_embedding(text: str) -> Future[list[float]]:
         ) from exc
 
 
+def query_embedding_soon(future: Future[list[float]], *, wait: float, small_batch: int = 4) -> list[float] | None:
+    """The vector of ``query_embedding``'s ``future`` if it is ready, or being computed alone or in
+    a batch of at most ``small_batch`` and ready within ``wait`` seconds; otherwise None (still
+    queued, in a large batch, failed or slow: the caller awaits it later, off its thread)."""
+    if not future.done():
+        if not future.running() or getattr(future, "batch_size", 1) > small_batch:
+            return None
+        try:
+            return future.result(timeout=wait)
+        except Exception:  # TimeoutError, CancelledError or the model's failure: told to the later waiter
+            return None
+    if future.cancelled() or future.exception() is not None:
+        return None
+    return future.result()
+
+
 _query_batchers: dict[tuple[int, int, float], QueryBatcher] = {}
 _query_batchers_lock = threading.Lock()
 

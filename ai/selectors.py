@@ -6,11 +6,12 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import QuerySet
-from pgvector.django import CosineDistance
+from pgvector import Vector
 
 from ai.embedders import get_embedder
 from ai.models import Chunk, Conversation, Document
@@ -64,17 +65,32 @@ def hits_by_document(hits: Sequence[SearchHit]) -> list[DocumentHits]:
     ]
 
 
-def _search_queryset(vector: list[float], *, k: int, document_ids: Sequence[int] | None) -> QuerySet[Chunk]:
-    queryset = Chunk.objects.filter(embedding__isnull=False)
+@dataclass(frozen=True)
+class NearChunk:
+    id: int
+    document_id: int
+    title: str  # the document's
+    text: str
+    distance: float
+
+
+def _search_sql(vector: list[float], *, k: int, document_ids: Sequence[int] | None) -> tuple[str, list[Any]]:
+    """``ORDER BY embedding <=> q LIMIT k``, the shape the HNSW (cosine) index answers, with each
+    chunk's document title. Plain SQL because it runs before every first token of a chat and
+    building it through the ORM cost as much again as running it (1.1 ms against 0.5, measured)."""
+    quote = connection.ops.quote_name
+    filters = "c.embedding IS NOT NULL"
+    params: list[Any] = [Vector._to_db(vector)]
     if document_ids is not None:
-        queryset = queryset.filter(document_id__in=list(document_ids))
-    # ORDER BY embedding <=> q LIMIT k is the shape the HNSW (cosine) index answers.
-    return (
-        queryset.annotate(distance=CosineDistance("embedding", vector))
-        .select_related("document")
-        .only("id", "text", "document_id", "document__title")
-        .order_by("distance")[:k]
+        filters += " AND c.document_id = ANY(%s)"
+        params.append(list(document_ids))
+    sql = (
+        "SELECT c.id, c.document_id, d.title, c.text, c.embedding <=> %s::vector AS distance"
+        f" FROM {quote(Chunk._meta.db_table)} c JOIN {quote(Document._meta.db_table)} d ON d.id = c.document_id"
+        f" WHERE {filters} ORDER BY distance LIMIT %s"
     )
+    # The vector is the first placeholder, in the SELECT list; the filters' come after it.
+    return sql, [*params, k]
 
 
 @contextmanager
@@ -118,10 +134,12 @@ def _session_has(ef_search: int) -> bool:
 
 def chunks_nearest(
     *, vector: list[float], k: int, document_ids: Sequence[int] | None = None, exact: bool = False
-) -> list[Chunk]:
+) -> list[NearChunk]:
     """The k chunks nearest ``vector`` in the current tenant's schema (HNSW unless ``exact``)."""
-    with _search_settings(k=k, exact=exact):
-        chunks = list(_search_queryset(vector, k=k, document_ids=document_ids))
+    sql, params = _search_sql(vector, k=k, document_ids=document_ids)
+    with _search_settings(k=k, exact=exact), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        chunks = [NearChunk(*row) for row in cursor.fetchall()]
     # relaxed_order may return neighbours slightly out of order; restore it.
     return sorted(chunks, key=lambda chunk: chunk.distance)
 
@@ -135,8 +153,10 @@ def chunks_nearest_plan(
     analyze: bool = False,
 ) -> str:
     """PostgreSQL's plan for the query ``chunks_nearest`` runs with the same arguments (EXPLAIN)."""
-    with _search_settings(k=k, exact=exact):
-        return _search_queryset(vector, k=k, document_ids=document_ids).explain(analyze=analyze)
+    sql, params = _search_sql(vector, k=k, document_ids=document_ids)
+    with _search_settings(k=k, exact=exact), connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {'(ANALYZE) ' if analyze else ''}{sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
 
 
 def documents_search(
@@ -164,7 +184,7 @@ def documents_search(
             hits.append(
                 SearchHit(
                     document_id=chunk.document_id,
-                    title=chunk.document.title,
+                    title=chunk.title,
                     chunk_id=chunk.id,
                     text=chunk.text,
                     distance=distance,

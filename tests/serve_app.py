@@ -40,6 +40,7 @@ def main() -> None:
         port=port,
         lifespan="on",
         ws="websockets-sansio",
+        ws_per_message_deflate=False,
         log_level="warning",
     )
 

@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from ai.embedders import query_embedding
+from ai.embedders import query_embedding, query_embedding_soon
 from ai.llm import LLMProvider, LLMStream, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Conversation, Message
 from ai.selectors import SearchHit, documents_search, hits_by_document
@@ -120,6 +120,10 @@ def _history(conversation: Conversation) -> list[dict[str, str]]:
         turns.pop(0)
     return turns
 
+
+# How long a turn's database step waits for its question's vector when the embedder is computing
+# it alone or in a small batch (a lone question takes about 5 ms on one core).
+EMBEDDING_WAIT_SECONDS = 0.015
 
 NO_RELEVANT_PASSAGES = "No passage of the organisation's documents is relevant to this question."
 
@@ -242,10 +246,12 @@ def _prepare_in_schema(
     _max_tokens_within(budget, system=system, messages=[*history, {"role": "user", "content": question}])
     conversation_id, answer_id = _turn_store(user=user, conversation_id=conversation_id, question=question)
     hits = None
-    if embedding is not None and embedding.done() and not embedding.cancelled() and embedding.exception() is None:
-        # Usually ready by now, computed while the rows above were written: searching on this
-        # connection saves the answer a database step of its own before the first token.
-        hits = documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=embedding.result())
+    # Computed while the rows above were written, and ready by now or in a few milliseconds unless
+    # the embedder has a queue: searching on this connection then saves the answer a database step
+    # of its own before the first token. Under load the step ends at once and searches later.
+    vector = query_embedding_soon(embedding, wait=EMBEDDING_WAIT_SECONDS) if embedding is not None else None
+    if vector is not None:
+        hits = documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=vector)
     return ChatTurn(
         tenant=tenant,
         user=user,

@@ -107,6 +107,8 @@ def stack(tmp_path_factory):
                         str(port_),
                         "--ws",
                         "websockets-sansio",
+                        "--ws-per-message-deflate",
+                        "false",
                         "--log-level",
                         "error",
                     ],

@@ -43,6 +43,8 @@ def uvicorn(port: int, env: dict[str, str]) -> subprocess.Popen:
             str(port),
             "--ws",
             "websockets-sansio",
+            "--ws-per-message-deflate",
+            "false",
             "--log-level",
             "warning",
         ],
