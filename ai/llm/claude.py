@@ -18,8 +18,8 @@ from ai.llm.types import Completion, LLMStream, Usage
 from core.platform.exceptions import ApplicationError
 
 if TYPE_CHECKING:
-    from anthropic.lib.streaming import AsyncMessageStream, AsyncMessageStreamManager
-    from anthropic.types import MessageParam
+    from anthropic import AsyncStream
+    from anthropic.types import MessageParam, RawMessageStreamEvent
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,9 @@ def _update_usage(target: Usage, reported: Any) -> None:
 
 
 class AnthropicStream(LLMStream):
-    """Text deltas from ``AsyncAnthropic.messages.stream``, with usage read from the stream's own events."""
+    """Text deltas from ``AsyncAnthropic.messages.create(stream=True)``, with usage read from the
+    stream's own events. The raw event stream, not the SDK's ``messages.stream()`` helper: that one
+    rebuilds a snapshot of the whole message on every event, which nothing here reads."""
 
     provider = "anthropic"
 
@@ -84,19 +86,16 @@ class AnthropicStream(LLMStream):
         super().__init__(model=model)
         self._client = client
         self._request = request
-        self._manager: AsyncMessageStreamManager[None] | None = None
-        self._stream: AsyncMessageStream[None] | None = None
+        self._stream: AsyncStream[RawMessageStreamEvent] | None = None
         self.request_id: str | None = None
 
     async def __aenter__(self) -> Self:
         client = await self._client()
-        manager: AsyncMessageStreamManager[None] = client.messages.stream(**self._request)
         try:
-            self._stream = await manager.__aenter__()
+            self._stream = await client.messages.create(**self._request, stream=True)
         except (anthropic.APIError, *TRANSPORT_ERRORS) as exc:
             raise upstream_error(exc) from exc
-        self._manager = manager
-        self.request_id = self._stream.request_id
+        self.request_id = self._stream.response.headers.get("request-id")
         return self
 
     async def __aexit__(
@@ -106,9 +105,9 @@ class AnthropicStream(LLMStream):
         traceback: TracebackType | None,
     ) -> None:
         # Closing the response is what tells the upstream to stop generating (and billing).
-        if self._manager is not None:
-            manager, self._manager, self._stream = self._manager, None, None
-            await manager.__aexit__(exc_type, exc, traceback)
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            await stream.close()
 
     async def __anext__(self) -> str:
         if self._stream is None:
