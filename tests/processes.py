@@ -195,16 +195,27 @@ def committed(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return result[0]
 
 
-def database_backends_end() -> None:
-    """End every other connection to the test database (servers the test started leave theirs
-    behind, and a test database with connections cannot be dropped), then start this process's
-    pool afresh: its idle connections were among those ended, and the next test would borrow one."""
+# What processes a test starts call themselves in pg_stat_activity (DB_APPLICATION_NAME), so that
+# ending their connections afterwards leaves this process's own alone (the session's live server,
+# its job connections), which other tests of this worker go on using.
+SPAWNED_APPLICATION_NAME = "strata-test-spawned"
+
+
+def database_backends_end(*, spawned_only: bool = False) -> None:
+    """End other connections to the test database (servers the test started leave theirs behind,
+    and a test database with connections cannot be dropped), then start this process's pool
+    afresh: its idle connections may be among those ended, and the next test would borrow one.
+
+    ``spawned_only`` ends just the connections of processes started with SPAWNED_APPLICATION_NAME:
+    what a module's fixture does, while the session goes on."""
     from django.db import connection
 
+    spawned = " AND application_name = %s" if spawned_only else ""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            f" WHERE datname = current_database() AND pid <> pg_backend_pid(){spawned}",
+            [SPAWNED_APPLICATION_NAME] if spawned_only else [],
         )
     connection.close()
     connection.close_pool()

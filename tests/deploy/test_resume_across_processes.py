@@ -18,7 +18,7 @@ from django_tenants.utils import tenant_context
 
 from ai.models import Message
 from tests.ai.chat_client import receive
-from tests.processes import ROOT, database_backends_end, free_port, process_stop, wait_for
+from tests.processes import ROOT, SPAWNED_APPLICATION_NAME, database_backends_end, free_port, process_stop, wait_for
 from tests.processes import live_database_url as database_url_for_processes
 from tests.redis_server import REDIS_AVAILABLE, RedisServer
 
@@ -59,6 +59,7 @@ def stack(django_db_setup, django_db_blocker, anthropic_server):
     env = {
         **os.environ,
         "DATABASE_URL": database_url_for_processes(),
+        "DB_APPLICATION_NAME": SPAWNED_APPLICATION_NAME,
         "REDIS_URL": redis.url,
         "ANTHROPIC_API_KEY": "sk-ant-resume",
         "ANTHROPIC_BASE_URL": anthropic_server.base_url,
@@ -80,7 +81,7 @@ def stack(django_db_setup, django_db_blocker, anthropic_server):
             process_stop(server, timeout=15)
         redis.stop()
         with django_db_blocker.unblock():
-            database_backends_end()
+            database_backends_end(spawned_only=True)
 
 
 @pytest.fixture

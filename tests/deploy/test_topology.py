@@ -23,7 +23,15 @@ import pytest
 
 from tests.ai.chat_client import ask, receive
 from tests.factories import PASSWORD
-from tests.processes import ROOT, database_backends_end, free_port, procfile_argv, running, wait_for
+from tests.processes import (
+    ROOT,
+    SPAWNED_APPLICATION_NAME,
+    database_backends_end,
+    free_port,
+    procfile_argv,
+    running,
+    wait_for,
+)
 from tests.processes import live_database_url as database_url
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -124,6 +132,7 @@ def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_fact
         "STRATA_PRODUCTION": "true",
         "SECRET_KEY": "topology-" + uuid.uuid4().hex,
         "DATABASE_URL": database_url(),
+        "DB_APPLICATION_NAME": SPAWNED_APPLICATION_NAME,
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "BASE_DOMAIN": "localhost",
         "STRATA_DATA_DIR": str(tmp / "data"),
@@ -172,7 +181,7 @@ def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_fact
             }
         finally:
             stack.close()
-            database_backends_end()
+            database_backends_end(spawned_only=True)
 
 
 def via_nginx(topology, subdomain: str | None = None, *, source: str | None = None) -> httpx.Client:
