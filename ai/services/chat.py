@@ -174,7 +174,9 @@ async def chat_prepare_async(
     """
     embedding = _embedding(message)
     try:
-        return await database_step(_prepare)(
+        # Cancelled meanwhile (the socket closed), the accepted turn gives its stream slot back:
+        # it would hold it until the slot's TTL.
+        return await database_step(_prepare, abandoned=_turn_abandoned)(
             tenant=tenant,
             user=user,
             message=message,
@@ -186,6 +188,12 @@ async def chat_prepare_async(
         if embedding is not None:
             embedding.cancel()  # not computed if it has not started: the batcher skips it
         raise
+
+
+def _turn_abandoned(turn: ChatTurn) -> None:
+    turn.slot.release()
+    if turn.embedding is not None:
+        turn.embedding.cancel()
 
 
 def _embedding(message: str) -> Future[list[float]] | None:

@@ -38,8 +38,13 @@ def _threads(lane: Lane) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"strata-db-{lane}")
 
 
-def database_step(step: Callable[..., T], *, lane: Lane = "connect") -> Callable[..., Awaitable[T]]:
-    """``step`` (a sync function that uses the database), awaitable, run on ``lane``'s threads."""
+def database_step(
+    step: Callable[..., T], *, lane: Lane = "connect", abandoned: Callable[[T], None] | None = None
+) -> Callable[..., Awaitable[T]]:
+    """``step`` (a sync function that uses the database), awaitable, run on ``lane``'s threads.
+
+    A caller cancelled while the step runs does not stop it (a thread cannot be interrupted);
+    ``abandoned`` then gets the result nobody will read, to undo what must not outlive it."""
     executor = _threads(lane)
 
     async def run(*args: Any, **kwargs: Any) -> T:
@@ -53,7 +58,7 @@ def database_step(step: Callable[..., T], *, lane: Lane = "connect") -> Callable
             except BaseException as exc:
                 loop.call_soon_threadsafe(_settle, future, None, exc)
             else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
+                loop.call_soon_threadsafe(_settle, future, result, None, abandoned)
             finally:
                 close_old_connections()
 
@@ -63,8 +68,15 @@ def database_step(step: Callable[..., T], *, lane: Lane = "connect") -> Callable
     return run
 
 
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+def _settle(
+    future: asyncio.Future[Any],
+    result: Any,
+    exc: BaseException | None,
+    abandoned: Callable[[Any], None] | None = None,
+) -> None:
     if future.done():  # the caller was cancelled meanwhile
+        if abandoned is not None and exc is None:
+            abandoned(result)
         return
     if exc is not None:
         future.set_exception(exc)

@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from django_tenants.utils import tenant_context
 
 from ai.models import AgentAction, Conversation, Message
+from ai.services import chat as chat_service
 from billing.models import UsageEvent
 from tests.ai.chat_client import answer_text, ask, receive, ws_connect
 
@@ -278,6 +279,30 @@ async def test_too_many_concurrent_streams_per_user_are_refused(live_worlds, asg
         frames = await ask(second, "me too")
         assert frames[-1]["error"]["code"] == "too_many_streams"
         await first.send(json.dumps({"type": "cancel"}))
+
+
+async def test_a_socket_closed_while_its_question_is_accepted_gives_the_stream_slot_back(
+    live_worlds, asgi_server, fake_anthropic, settings, monkeypatch
+):
+    settings.CHAT_MAX_STREAMS_PER_USER = 1
+    acme = live_worlds["acme"]
+    prompt_active = chat_service.prompt_active
+
+    def slow_prompt_active(**kwargs):
+        time.sleep(0.5)  # the turn's database step is still running when the socket closes
+        return prompt_active(**kwargs)
+
+    monkeypatch.setattr(chat_service, "prompt_active", slow_prompt_active)
+    async with await ws_connect(asgi_server, "acme", token=acme.owner_token) as first:
+        await first.send(json.dumps({"message": "never mind"}))
+        await asyncio.sleep(0.1)
+    monkeypatch.setattr(chat_service, "prompt_active", prompt_active)
+    await asyncio.sleep(0.6)  # the step has ended: nobody took its turn, which gave its slot back
+
+    async with await ws_connect(asgi_server, "acme", token=acme.owner_token) as second:
+        frames = await ask(second, "now me")
+
+    assert frames[-1]["type"] == "done", frames[-1]
 
 
 async def test_without_a_key_the_offline_provider_answers_from_the_documents(live_worlds, asgi_server):
