@@ -286,7 +286,10 @@ def _turn_store_sql(new_conversation: bool) -> str:
             " VALUES (%(title)s, %(user)s, %(now)s, %(now)s) RETURNING id"
         )
     else:
-        conversation = f"UPDATE {conversations} SET updated = %(now)s WHERE id = %(conversation)s RETURNING id"
+        conversation = (
+            f"UPDATE {conversations} SET updated = %(now)s WHERE id = %(conversation)s AND user_id = %(user)s"
+            " RETURNING id"
+        )
     columns = "conversation_id, role, content, status, sources, input_tokens, output_tokens, created"
     return (
         f"WITH conversation AS ({conversation}),"
@@ -325,6 +328,8 @@ def _turn_store(*, user: User, conversation_id: int | None, question: str) -> tu
             },
         )
         row = cursor.fetchone()
+    if row is None:  # the conversation was deleted since it was read: nothing was stored
+        raise ApplicationError("No such conversation.", code="conversation_not_found", status=404)
     return int(row[0]), int(row[1])
 
 

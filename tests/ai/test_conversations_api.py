@@ -2,6 +2,8 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from ai.models import Conversation, Message
+from ai.services.chat import _turn_store
+from core.platform.exceptions import ApplicationError
 
 
 def make_conversation(world, user, turns=1):
@@ -55,3 +57,21 @@ def test_reading_a_conversation_takes_a_constant_number_of_queries(acme, django_
     # tenant, token+user, membership, conversation, its messages, and one SET search_path per schema
     with django_assert_num_queries(7):
         assert client.get(f"/api/conversations/{conversation.id}/").status_code == 200
+
+
+def test_a_turn_is_stored_in_order_and_never_into_a_conversation_gone_or_not_the_askers(acme):
+    conversation = make_conversation(acme, acme.member)
+    with tenant_context(acme.tenant):
+        conversation_id, answer_id = _turn_store(user=acme.member, conversation_id=conversation.id, question="next")
+        stored = list(Message.objects.filter(conversation_id=conversation.id).values_list("id", "role", "status"))
+        assert conversation_id == conversation.id and stored[-1] == (answer_id, "assistant", "interrupted")
+        assert stored[-2][1:] == ("user", "ok") and stored[-2][0] < answer_id
+
+        with pytest.raises(ApplicationError) as other:  # someone else's conversation: nothing stored
+            _turn_store(user=acme.owner, conversation_id=conversation.id, question="mine?")
+        Conversation.objects.filter(id=conversation.id).delete()  # deleted after it was read
+        with pytest.raises(ApplicationError) as gone:
+            _turn_store(user=acme.member, conversation_id=conversation.id, question="still there?")
+
+        assert other.value.code == gone.value.code == "conversation_not_found"
+        assert not Message.objects.filter(conversation_id=conversation.id).exists()
