@@ -80,7 +80,7 @@ def _search_sql(vector: list[float], *, k: int, document_ids: Sequence[int] | No
     building it through the ORM cost as much again as running it (1.1 ms against 0.5, measured)."""
     quote = connection.ops.quote_name
     filters = "c.embedding IS NOT NULL"
-    params: list[Any] = [Vector._to_db(vector)]
+    params: list[Any] = [Vector(vector).to_text()]
     if document_ids is not None:
         filters += " AND c.document_id = ANY(%s)"
         params.append(list(document_ids))

@@ -176,7 +176,7 @@ async def chat_prepare_async(
     try:
         # Cancelled meanwhile (the socket closed), the accepted turn gives its stream slot back:
         # it would hold it until the slot's TTL.
-        return await database_step(_prepare, abandoned=_turn_abandoned)(
+        return await database_step(_prepare, abandoned=_slot_release)(
             tenant=tenant,
             user=user,
             message=message,
@@ -190,10 +190,8 @@ async def chat_prepare_async(
         raise
 
 
-def _turn_abandoned(turn: ChatTurn) -> None:
+def _slot_release(turn: ChatTurn) -> None:
     turn.slot.release()
-    if turn.embedding is not None:
-        turn.embedding.cancel()
 
 
 def _embedding(message: str) -> Future[list[float]] | None:

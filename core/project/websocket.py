@@ -24,6 +24,7 @@ from django.utils.module_loading import import_string
 from django_tenants.utils import get_public_schema_name, remove_www, schema_context, tenant_context
 from rest_framework.authtoken.models import Token
 
+from core.models import User
 from core.platform.api import error_body
 from core.platform.database_steps import database_step
 from tenants.models import ApiKey, Domain, Membership, Tenant
@@ -135,7 +136,7 @@ def _authorised_sql(kind: str) -> str:
             f"{connection.ops.quote_name(get_public_schema_name())}.{connection.ops.quote_name(model._meta.db_table)}"
         )
 
-    user_table = table(Membership._meta.get_field("user").related_model)
+    user_table = table(User)
     active = f"EXISTS (SELECT 1 FROM {table(Tenant)} WHERE id = %(tenant)s AND status = '{Tenant.Status.ACTIVE}')"
     if kind == "api_key":
         return (

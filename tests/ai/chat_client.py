@@ -42,12 +42,15 @@ async def ask(
     if conversation_id is not None:
         payload["conversation_id"] = conversation_id
     await ws.send(json.dumps(payload))
-    frames = []
-    while True:
-        frame = await receive(ws, timeout)
-        frames.append(frame)
-        if frame["type"] in ("done", "error"):
-            return frames
+    return await frames_until_end(ws, timeout)
+
+
+async def frames_until_end(ws: ClientConnection, timeout: float = 20) -> list[dict[str, Any]]:
+    """The frames the socket sends up to and with the next done or error."""
+    frames: list[dict[str, Any]] = []
+    while not frames or frames[-1]["type"] not in ("done", "error"):
+        frames.append(await receive(ws, timeout))
+    return frames
 
 
 def answer_text(frames: list[dict[str, Any]]) -> str:

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from django_tenants.utils import tenant_context
 
 from ai.models import Message
-from tests.ai.chat_client import ask, receive, ws_connect
+from tests.ai.chat_client import ask, frames_until_end, receive, ws_connect
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db]
 
@@ -37,13 +37,6 @@ async def saved_answer(world, message_id, *, settled=True):
         if not settled or message.agent_action_id or time.monotonic() > deadline:
             return message
         await asyncio.sleep(0.05)
-
-
-async def frames_until_end(ws, timeout=20):
-    frames = []
-    while not frames or frames[-1]["type"] not in ("done", "error"):
-        frames.append(await receive(ws, timeout))
-    return frames
 
 
 async def sse_events(response_or_lines, *, stop_after_tokens=None):

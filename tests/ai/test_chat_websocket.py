@@ -10,7 +10,7 @@ from django_tenants.utils import tenant_context
 from ai.models import AgentAction, Conversation, Message
 from ai.services import chat as chat_service
 from billing.models import UsageEvent
-from tests.ai.chat_client import answer_text, ask, receive, ws_connect
+from tests.ai.chat_client import answer_text, ask, frames_until_end, receive, ws_connect
 
 # django_db: makes pytest-django create the test database; the live server commits on its own connections.
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db]
@@ -257,9 +257,7 @@ async def test_the_stop_frame_cancels_the_answer_and_keeps_the_socket(live_world
         fake_anthropic.token_delay = 0
         # Tokens already in flight may arrive before the next answer starts.
         await ws.send(json.dumps({"message": "again"}))
-        frames = []
-        while not frames or frames[-1]["type"] not in ("done", "error"):
-            frames.append(await receive(ws))
+        frames = await frames_until_end(ws)
         assert frames[-1]["type"] == "done"
         last_start = max(i for i, frame in enumerate(frames) if frame["type"] == "start")
         assert answer_text(frames[last_start:]) == "fresh answer"

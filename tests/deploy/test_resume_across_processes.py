@@ -17,7 +17,7 @@ import websockets
 from django_tenants.utils import tenant_context
 
 from ai.models import Message
-from tests.ai.chat_client import receive
+from tests.ai.chat_client import frames_until_end, receive
 from tests.processes import ROOT, SPAWNED_APPLICATION_NAME, database_backends_end, free_port, process_stop, wait_for
 from tests.processes import live_database_url as database_url_for_processes
 from tests.redis_server import REDIS_AVAILABLE, RedisServer
@@ -122,13 +122,6 @@ def http(port: int, token: str) -> httpx.AsyncClient:
     )
 
 
-async def until_end(ws) -> list[dict]:
-    frames = []
-    while not frames or frames[-1]["type"] not in ("done", "error"):
-        frames.append(await receive(ws, 20))
-    return frames
-
-
 def saved(world, message_id: int) -> Message:
     deadline = time.monotonic() + 5
     while True:
@@ -154,7 +147,7 @@ def test_a_websocket_answer_from_one_process_resumes_on_the_other(processes, acm
             seen = [await receive(ws) for _ in range(6)]
         async with connect(second, acme.member_token) as ws:
             await ws.send(json.dumps({"type": "resume", "message_id": seen[0]["message_id"], "after": seen[-1]["seq"]}))
-            return seen, await until_end(ws)
+            return seen, await frames_until_end(ws)
 
     seen, rest = asyncio.run(scenario())
     assert_seamless(seen + rest, fake.reply)
@@ -212,7 +205,7 @@ def test_a_cancel_through_the_other_process_stops_the_answer_at_once(processes, 
                 response = await client.post(f"/api/chat/{start['message_id']}/cancel/")
                 answered = time.monotonic() - asked
             # The socket on the first process sees the answer end as interrupted.
-            rest = await until_end(ws)
+            rest = await frames_until_end(ws)
             return start, response, answered, rest
 
     start, response, answered, rest = asyncio.run(scenario())
@@ -235,7 +228,7 @@ def test_a_follower_on_the_other_process_keeps_the_answer_past_the_grace_period(
             seen = [await receive(ws) for _ in range(3)]
         async with connect(second, acme.member_token) as ws:
             await ws.send(json.dumps({"type": "resume", "message_id": seen[0]["message_id"], "after": seen[-1]["seq"]}))
-            return seen, await until_end(ws)
+            return seen, await frames_until_end(ws)
 
     seen, rest = asyncio.run(scenario())
     assert_seamless(seen + rest, fake.reply)
@@ -285,7 +278,7 @@ def test_a_process_that_is_stopped_mid_answer_finishes_it_for_a_client_that_move
                 await ws.send(
                     json.dumps({"type": "resume", "message_id": seen[0]["message_id"], "after": seen[-1]["seq"]})
                 )
-                return closed.value.rcvd.code, seen, await until_end(ws)
+                return closed.value.rcvd.code, seen, await frames_until_end(ws)
 
         code, seen, rest = asyncio.run(scenario())
         assert code == 1012  # service restart: come back elsewhere
@@ -315,7 +308,7 @@ def test_a_follower_elsewhere_learns_that_the_producing_process_died(stack, acme
                 await ws.send(json.dumps({"type": "resume", "message_id": start["message_id"], "after": 1}))
                 first = await receive(ws)
                 doomed.kill()  # no shutdown, no drain: the log stops growing and its heartbeat stops
-                return [first, *await until_end(ws)]
+                return [first, *await frames_until_end(ws)]
 
         rest = asyncio.run(scenario())
         assert rest[-1]["type"] == "error"

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.ai.chat_client import ask, receive
+from tests.ai.chat_client import ask, frames_until_end, receive
 from tests.factories import PASSWORD
 from tests.processes import (
     ROOT,
@@ -398,10 +398,7 @@ def test_websocket_limits_are_shared_by_both_processes_through_redis(topology, a
             await first.send(json.dumps({"message": "long answer"}))
             assert (await receive(first))["type"] == "start"
             refused = await ask(second, "me too")
-            frames = []
-            while not frames or frames[-1]["type"] not in ("done", "error"):
-                frames.append(await receive(first))
-            return refused, frames
+            return refused, await frames_until_end(first)
 
     refused, frames = asyncio.run(scenario())
     anthropic_server.reset()
@@ -426,9 +423,7 @@ def test_an_answer_resumes_on_the_other_process_behind_nginx(topology, anthropic
             async with wss_connect(topology, "acme", acme.owner_token) as second:
                 await first.close()  # the connection drops mid-answer
                 await second.send(json.dumps({"type": "resume", "message_id": seen[0]["message_id"], "after": 6}))
-                rest = []
-                while not rest or rest[-1]["type"] not in ("done", "error"):
-                    rest.append(await receive(second))
+                rest = await frames_until_end(second)
         return seen, rest
 
     seen, rest = asyncio.run(scenario())
