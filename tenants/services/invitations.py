@@ -116,8 +116,9 @@ def invitation_resend(*, tenant: Tenant, actor: User, invitation_id: int) -> Inv
     role_grant_check(role_of_actor=actor_role(tenant=tenant, actor=actor), role=invitation.role)
     _rate_limit(tenant)
     invitation.token_hash = ""
+    invitation.sent_at = None  # until the new link has gone out
     invitation.expires = _expiry()
-    invitation.save(update_fields=["token_hash", "expires"])
+    invitation.save(update_fields=["token_hash", "sent_at", "expires"])
     job_defer(INVITATION_SEND_JOB, invitation_id=invitation.pk)
     return invitation
 
@@ -134,8 +135,12 @@ def invitation_revoke(*, tenant: Tenant, actor: User, invitation_id: int) -> Non
 
 
 def invitation_send(*, invitation_id: int) -> None:
-    """Job body: make the link's token, keep its hash, e-mail the link. Does nothing for an
-    invitation that was accepted, revoked or re-sent (a newer job sends that one)."""
+    """Job body: make the link's token, keep its hash, e-mail the link, then mark it sent.
+
+    Does nothing for an invitation that was accepted, revoked or already sent. ``sent_at`` is set
+    only once the mail server took the message: a run that failed or died before that (its token
+    reached nobody) leaves it unset, and the job's retry makes a fresh token and sends.
+    """
     with transaction.atomic():
         invitation = (
             Invitation.objects.select_for_update(of=("self",))
@@ -143,21 +148,17 @@ def invitation_send(*, invitation_id: int) -> None:
             .filter(id=invitation_id)
             .first()
         )
-        if invitation is None or not invitation.is_open or invitation.token_hash:
+        if invitation is None or not invitation.is_open or invitation.sent_at:
             return
         if not mail_recipient_allowed(to=invitation.email, kind="invitation"):
             return
         token = secrets.token_urlsafe(32)
+        # Kept before sending, so the link works the moment the message arrives.
         invitation.token_hash = token_hash(token)
-        invitation.sent_at = timezone.now()
-        invitation.save(update_fields=["token_hash", "sent_at"])
-    inviter = invitation.invited_by
-    try:
-        _invitation_mail(invitation, token, inviter)
-    except Exception:
-        # Not sent: the next attempt (the job is retried) makes a fresh token.
-        Invitation.objects.filter(pk=invitation.pk, token_hash=invitation.token_hash).update(token_hash="")
-        raise
+        invitation.save(update_fields=["token_hash"])
+    _invitation_mail(invitation, token, invitation.invited_by)
+    # A resend meanwhile replaced the token: this message's link is stale, the resend's job sends.
+    Invitation.objects.filter(pk=invitation.pk, token_hash=invitation.token_hash).update(sent_at=timezone.now())
 
 
 def _invitation_mail(invitation: Invitation, token: str, inviter: User | None) -> None:
