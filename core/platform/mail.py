@@ -22,22 +22,41 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.core.mail.backends import filebased
 from django.template.loader import render_to_string
 from django.utils import timezone
+from procrastinate import BaseRetryStrategy, RetryDecision
+from procrastinate.jobs import Job
 
 from core.platform.counters import window_count
-from core.platform.jobs import RetryStrategy, TransientJobError, job_defer, public_task
+from core.platform.jobs import TransientJobError, job_defer, public_task
 
 logger = logging.getLogger(__name__)
 
 MAIL_JOB = "core.mail_send"
-# A mail server that is down or refuses for a while: 10, 20, 40, 80 s... before giving up.
-MAIL_RETRY = RetryStrategy(max_attempts=6, exponential_wait=10, retry_exceptions={TransientJobError})
+
+
+class DoublingRetry(BaseRetryStrategy):
+    """Retry a ``TransientJobError`` after ``first_wait`` seconds, doubling each time up to
+    ``max_wait``, at most ``max_attempts`` times. (procrastinate's ``exponential_wait=n`` waits
+    n, n², n³...: 10 would mean waits of a day and more.)"""
+
+    def __init__(self, *, first_wait: int, max_wait: int, max_attempts: int) -> None:
+        self.first_wait, self.max_wait, self.max_attempts = first_wait, max_wait, max_attempts
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
+        if job.attempts >= self.max_attempts or not isinstance(exception, TransientJobError):
+            return None
+        return RetryDecision(retry_in={"seconds": min(self.first_wait * 2**job.attempts, self.max_wait)})
+
+
+# A mail server that is down or refuses for a while: retried after 10, 20, 40, 80 s..., then an hour
+# apart, 10 times (about 2.5 hours in all) before giving up.
+MAIL_RETRY = DoublingRetry(first_wait=10, max_wait=3600, max_attempts=10)
 
 
 class EmlFileBackend(filebased.EmailBackend):
     """Django's file backend, one ``.eml`` file per message (readable by any mail client).
 
     Each file is written under a temporary name and renamed into place, so a reader polling the
-    folder never sees half a message.
+    folder never sees half a message; a write that fails (a full disk) removes it.
     """
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
@@ -45,9 +64,14 @@ class EmlFileBackend(filebased.EmailBackend):
         for message in email_messages:
             stamp = timezone.now().strftime("%Y%m%d-%H%M%S-%f")
             path = Path(self.file_path) / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
-            with tempfile.NamedTemporaryFile("wb", dir=self.file_path, suffix=".part", delete=False) as part:
-                part.write(message.message().as_bytes())
-            os.replace(part.name, path)
+            part = tempfile.NamedTemporaryFile("wb", dir=self.file_path, suffix=".part", delete=False)
+            try:
+                with part:
+                    part.write(message.message().as_bytes())
+                os.replace(part.name, path)
+            except BaseException:
+                Path(part.name).unlink(missing_ok=True)
+                raise
             sent += 1
         return sent
 

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.utils import timezone
+from procrastinate.jobs import Job
 
+from core.platform.jobs import TransientJobError, app
 from core.platform.mail import mail_defer
 from tenants.services.invitations import invitation_create
 
@@ -79,6 +82,54 @@ def test_the_file_backend_writes_one_eml_file_per_message(tmp_path):
     assert sorted(p["Subject"] for p in parsed) == ["Hello 0", "Hello 1", "Hello 2"]
     parts = [part.get_content_type() for part in parsed[0].walk()]
     assert "text/plain" in parts and "text/html" in parts
+
+
+# A message bigger than the files this process may write: the write fails half-way, as on a full disk.
+WRITE_FAILS = """
+import resource, signal, sys, django
+django.setup()
+from django.core.mail import EmailMessage, get_connection
+connection = get_connection("core.platform.mail.EmlFileBackend", file_path=sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    EmailMessage("Big", "x" * 100_000, to=["big@example.com"], connection=connection).send()
+except OSError as exc:
+    print("write failed:", exc.strerror)
+"""
+
+
+def test_a_message_whose_write_fails_leaves_no_part_file_behind(tmp_path):
+    folder = tmp_path / "mail"
+    result = subprocess.run(
+        [sys.executable, "-c", WRITE_FAILS, str(folder)],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "core.settings", "STRATA_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+
+    assert "write failed" in result.stdout, result.stderr
+    assert list(folder.iterdir()) == []
+
+
+MAIL_TASKS = sorted(name for name, task in app.tasks.items() if task.queue == "mail")
+
+
+@pytest.mark.parametrize("name", MAIL_TASKS)
+def test_mail_jobs_retry_after_10_20_40_s_doubling_up_to_an_hour_then_give_up(name):
+    strategy = app.tasks[name].retry_strategy
+
+    def wait(attempts):
+        job = Job(id=1, queue="mail", lock=None, queueing_lock=None, task_name=name, attempts=attempts)
+        decision = strategy.get_retry_decision(exception=TransientJobError("server down"), job=job)
+        return None if decision is None else round((decision.retry_at - timezone.now()).total_seconds())
+
+    assert [wait(attempts) for attempts in range(11)] == [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, None]
+    job = Job(id=1, queue="mail", lock=None, queueing_lock=None, task_name=name, attempts=0)
+    assert strategy.get_retry_decision(exception=ValueError("a bug"), job=job) is None  # bugs are not retried
 
 
 def test_mail_waits_for_the_transaction_and_goes_out_from_a_job(acme, django_capture_on_commit_callbacks):
