@@ -4,7 +4,7 @@ from pathlib import Path
 
 import django
 
-from .env import BASE_DIR, DATA_DIR, PRODUCTION, env, required_in_production
+from .env import BASE_DIR, DATA_DIR, PRODUCTION, data_dir_secret_key, env
 
 # --- Tenancy: where each app's tables live -------------------------------------------
 SHARED_APPS = [
@@ -54,7 +54,9 @@ DEFAULT_NOT_FOUND_TENANT_VIEW = "core.project.views.unknown_tenant"
 ROOT_URLCONF = "core.project.urls_tenants"
 
 # --- Core -----------------------------------------------------------------------------
-SECRET_KEY = required_in_production("SECRET_KEY", "strata-insecure-development-key-change-me")
+# Production requires SECRET_KEY; elsewhere the data folder's own random key (never a public one,
+# which would let anyone sign links).
+SECRET_KEY = env.str("SECRET_KEY") if PRODUCTION else env.str("SECRET_KEY", default="") or data_dir_secret_key(DATA_DIR)
 # Django's debug pages (settings, tracebacks) only when DEBUG is explicitly on.
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[BASE_DOMAIN, f".{BASE_DOMAIN}", "127.0.0.1"])
