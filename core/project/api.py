@@ -25,7 +25,7 @@ class SignupApi(APIView):
     def post(self, request: Request) -> Response:
         data = SignupInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        result = tenant_signup(**data.validated_data)
+        result = tenant_signup(**data.validated_data, request=request)
         output = SignupOutputSerializer(
             {
                 "tenant": {

@@ -4,8 +4,10 @@ in one go. The use case spans tenants and billing, so it sits above both."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -24,6 +26,7 @@ from billing.services import (
 )
 from core.models import User
 from core.platform.exceptions import ApplicationError
+from core.platform.login_lockout import lockout_message, lockout_seconds, login_locked_out
 from tenants.models import Membership, Tenant, tenant_url
 from tenants.services.provisioning import provisioning_lock, tenant_provision, tenant_template_ensure_once
 from tenants.services.status import tenant_reactivate
@@ -53,11 +56,25 @@ def _plan_for_signup(slug: str) -> Plan:
     return plan
 
 
-def _owner_account(*, email: str, password: str) -> User:
+def _password_matches(*, user: User, password: str, request: Any) -> bool:
+    """Whether ``password`` is ``user``'s. With a request it is a login attempt like any other:
+    django-axes counts a failure and refuses (429) a locked-out client or account."""
+    if request is None:  # `up`'s bootstrap, not a client
+        return user.check_password(password)
+    if authenticate(request, username=user.email, password=password) is not None:
+        return True
+    if login_locked_out(request):
+        raise ApplicationError(
+            lockout_message(), code="throttled", status=429, extra={"retry_after": lockout_seconds()}
+        )
+    return False
+
+
+def _owner_account(*, email: str, password: str, request: Any) -> User:
     existing = User.objects.filter(email__iexact=email).first()
     if existing is not None:
         # An existing account may start another organisation, but only with its own password.
-        if not existing.check_password(password):
+        if not _password_matches(user=existing, password=password, request=request):
             raise _field_error("email", "An account with this e-mail exists; sign up with its password.", "email_taken")
         return existing
     user = User(email=email.lower())
@@ -82,8 +99,15 @@ def _initial_status(plan: Plan) -> tuple[str, str | None]:
     )
 
 
-def tenant_signup(*, organisation: str, subdomain: str, email: str, password: str, plan: str) -> SignupResult:
-    """Sign an organisation up; raises ApplicationError (400) for any refusal and leaves nothing behind."""
+def tenant_signup(
+    *, organisation: str, subdomain: str, email: str, password: str, plan: str, request: Any = None
+) -> SignupResult:
+    """Sign an organisation up; raises ApplicationError (400; 429 locked out) for any refusal and
+    leaves nothing behind.
+
+    ``request`` is the client's: a password given for an existing account is checked as a login
+    (counted by the lockout). A taken subdomain is refused before any account is looked at, so
+    that answer says nothing about the e-mail or the password."""
     subdomain = subdomain.strip().lower()
     organisation, email = organisation.strip(), email.strip()
     try:
@@ -93,7 +117,7 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
     chosen_plan = _plan_for_signup(plan)
     pending = Tenant.objects.filter(subdomain=subdomain, status=Tenant.Status.PENDING_PAYMENT).first()
     if pending is not None:
-        return _signup_resume(tenant=pending, email=email, password=password, plan=chosen_plan)
+        return _signup_resume(tenant=pending, email=email, password=password, plan=chosen_plan, request=request)
     status, note = _initial_status(chosen_plan)
     tenant_template_ensure_once()
     with schema_context(get_public_schema_name()):
@@ -115,6 +139,7 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
                     status=status,
                     note=note,
                     checkout=checkout,
+                    request=request,
                 )
         except IntegrityError as exc:
             # Backstop for a race the advisory lock did not cover (e.g. the same e-mail twice).
@@ -124,7 +149,7 @@ def tenant_signup(*, organisation: str, subdomain: str, email: str, password: st
     return result
 
 
-def _signup_resume(*, tenant: Tenant, email: str, password: str, plan: Plan) -> SignupResult:
+def _signup_resume(*, tenant: Tenant, email: str, password: str, plan: Plan, request: Any) -> SignupResult:
     """The same person signs up again for a workspace that never got paid: a fresh Checkout
     (or, having picked a free plan now, the workspace opens at once). Anyone else finds it taken."""
     owner = (
@@ -132,7 +157,7 @@ def _signup_resume(*, tenant: Tenant, email: str, password: str, plan: Plan) -> 
         .filter(tenant=tenant, role=Membership.Role.OWNER, user__email__iexact=email)
         .first()
     )
-    if owner is None or not owner.user.check_password(password):
+    if owner is None or not _password_matches(user=owner.user, password=password, request=request):
         raise _field_error("subdomain", f"The subdomain '{tenant.subdomain}' is already taken.", "subdomain_taken")
     user = owner.user
     token, _ = Token.objects.get_or_create(user=user)
@@ -164,13 +189,14 @@ def _signup_in_transaction(
     status: str,
     note: str | None,
     checkout: CheckoutStarted | None,
+    request: Any,
 ) -> SignupResult:
     # Taken first, so the checks below see a rival signup's committed rows.
     provisioning_lock()
-    user = _owner_account(email=email, password=password)
-    schema_name = schema_name_for(subdomain)
-    tenant = _provision_unless_taken(
-        organisation=organisation, subdomain=subdomain, schema_name=schema_name, status=status
+    _subdomain_free_check(subdomain)
+    user = _owner_account(email=email, password=password, request=request)
+    tenant = tenant_provision(
+        name=organisation, subdomain=subdomain, schema_name=schema_name_for(subdomain), status=status
     )
     Membership.objects.create(user=user, tenant=tenant, role=Membership.Role.OWNER)
     token, _ = Token.objects.get_or_create(user=user)
@@ -188,8 +214,3 @@ def _subdomain_free_check(subdomain: str) -> None:
     # The schema name follows from the subdomain (schema_name_for), so one lookup covers both.
     if Tenant.objects.filter(Q(subdomain=subdomain) | Q(schema_name=schema_name_for(subdomain))).exists():
         raise _field_error("subdomain", f"The subdomain '{subdomain}' is already taken.", "subdomain_taken")
-
-
-def _provision_unless_taken(*, organisation: str, subdomain: str, schema_name: str, status: str) -> Tenant:
-    _subdomain_free_check(subdomain)
-    return tenant_provision(name=organisation, subdomain=subdomain, schema_name=schema_name, status=status)

@@ -8,7 +8,7 @@ from ai.models import Document
 from core.models import User
 from tenants.models import Domain, Membership, Tenant
 from tests.conftest import host_client
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, UserFactory
 
 
 def signup_payload(subdomain: str, **overrides: str) -> dict[str, str]:
@@ -116,6 +116,38 @@ def test_existing_account_needs_its_password_to_start_another_organisation(publi
     right = public_client.post("/api/signup/", signup_payload(unique_subdomain, email=acme.owner.email), format="json")
     assert right.status_code == 201
     assert acme.owner.memberships.count() == 2
+
+
+def test_a_taken_subdomain_answers_the_same_whatever_the_account_and_password(public_client, acme):
+    answers = [
+        public_client.post("/api/signup/", signup_payload("acme", email=email, password=password), format="json")
+        for email, password in (
+            (acme.owner.email, PASSWORD),  # the right password
+            (acme.owner.email, "Another-passw0rd!"),  # a wrong one
+            ("nobody-yet@example.com", "Another-passw0rd!"),  # no account at all
+        )
+    ]
+
+    assert [answer.status_code for answer in answers] == [400] * 3
+    assert answers[0].json() == answers[1].json() == answers[2].json()
+    assert answers[0].json()["error"]["code"] == "subdomain_taken"
+
+
+def test_password_guesses_through_signup_count_towards_the_login_lockout(public_client, settings, unique_subdomain):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    user = UserFactory(email="guessed@example.com")
+
+    def signup(n, password):
+        payload = signup_payload(f"{unique_subdomain}-{n}", email=user.email, password=password)
+        return public_client.post("/api/signup/", payload, format="json", REMOTE_ADDR=f"10.0.2.{n}")
+
+    guesses = [signup(n, f"Guess-number-{n}!").status_code for n in range(settings.AXES_FAILURE_LIMIT)]
+    right = signup(99, PASSWORD)
+
+    assert guesses[: settings.AXES_FAILURE_LIMIT - 1] == [400] * (settings.AXES_FAILURE_LIMIT - 1)
+    assert right.status_code == 429
+    assert int(right["Retry-After"]) > 0
+    assert not Tenant.objects.filter(subdomain__startswith=unique_subdomain).exists()
 
 
 def test_signup_is_only_on_the_public_host(acme, unique_subdomain):
