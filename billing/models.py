@@ -22,6 +22,9 @@ class Plan(models.Model):
     allowed_models = models.JSONField(
         default=list, blank=True, help_text="Model names this plan may use; empty means any."
     )
+    concurrent_requests = models.PositiveSmallIntegerField(
+        default=8, help_text="Answers and summaries one tenant may have in flight at once (its fair share)."
+    )
     is_public = models.BooleanField(default=True, help_text="Offered at signup.")
     sort_order = models.PositiveSmallIntegerField(default=0)
 
@@ -108,12 +111,39 @@ class TenantUsagePeriod(models.Model):
     period_start = models.DateField()
     tokens_used = models.PositiveBigIntegerField(default=0)
     cost_micros = models.PositiveBigIntegerField(default=0)
+    # Held by calls in flight (AllowanceReservation): a hard allowance admits a call only while
+    # tokens_used + reserved_tokens leaves room for it.
+    reserved_tokens = models.PositiveBigIntegerField(db_default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "period_start"], name="usage_period_unique")]
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.period_start}: {self.tokens_used}"
+
+
+class AllowanceReservation(models.Model):
+    """What one upstream call in flight may spend, set aside before it starts (billing.services.reservations).
+
+    ``tokens`` is held against a hard allowance (0 on plans without one). The call settles it with its
+    reported usage and deletes the row; a row whose process died expires, and ``spent_*`` (the usage
+    a stream checkpointed) is billed then.
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateField()
+    tokens = models.PositiveBigIntegerField(default=0)
+    feature = models.CharField(max_length=20, choices=UsageEvent.Feature.choices)
+    model = models.CharField(max_length=100)
+    user = models.ForeignKey("core.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey("tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    spent_input_tokens = models.PositiveIntegerField(default=0)
+    spent_output_tokens = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.feature}: {self.tokens}"
 
 
 class Subscription(models.Model):

@@ -12,6 +12,7 @@ import logging
 from django.conf import settings
 
 from billing.services import billing_enabled, pending_tenants_release, subscriptions_enforce_grace, usage_sync
+from billing.services.reservations import reservations_expire
 from core.platform.jobs import app, public_task
 
 logger = logging.getLogger(__name__)
@@ -41,3 +42,12 @@ def pending_release(timestamp: int) -> None:
     released = pending_tenants_release()
     if released:
         logger.warning("released %s unpaid signup(s): %s", len(released), ", ".join(released))
+
+
+@app.periodic(cron=settings.BILLING_RESERVATIONS_EXPIRE_CRON)
+@public_task(queue="billing", queueing_lock="billing.reservations_expire")
+def reservations_expire_job(timestamp: int) -> None:
+    """Reservations of calls whose process died: what they checkpointed is billed, the rest released."""
+    expired = reservations_expire()
+    if expired:
+        logger.warning("settled %s reservation(s) left by calls that never finished", expired)

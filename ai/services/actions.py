@@ -7,6 +7,7 @@ from django.db import transaction
 from ai.llm import Usage
 from ai.models import AgentAction, Document
 from billing.services import usage_record
+from billing.services.reservations import allowance_settle
 from core.models import User
 from tenants.selectors import api_key_id_of
 
@@ -26,11 +27,13 @@ def agent_action_record(
     error: str = "",
     document: Document | None = None,
     conversation_id: int | None = None,
+    reservation_id: int | None = None,
 ) -> AgentAction:
     """Write one AgentAction and, for model calls, its usage event, in the caller's transaction.
 
     Offline answers are no LLM call: their estimated tokens are kept on the action only. A call a
-    program made with a tenant API key is attributed to that key on both rows.
+    program made with a tenant API key is attributed to that key on both rows. The call's
+    allowance reservation (``reservation_id``) is settled in the same transaction.
     """
     api_key_id = api_key_id_of(user=user)
     action = AgentAction.objects.create(
@@ -58,4 +61,6 @@ def agent_action_record(
         usage=usage,
         request_key=f"action:{action.pk}",
     )
+    if reservation_id is not None:
+        allowance_settle(reservation_id=reservation_id)
     return action

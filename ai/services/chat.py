@@ -33,10 +33,13 @@ from ai.services.actions import agent_action_record
 from ai.services.prompts import prompt_active
 from ai.services.stream_slots import StreamSlot
 from billing.services import quota_check
+from billing.services.reservations import Reservation, allowance_release, allowance_reserve, reserve_tokens_estimate
 from core.models import User
+from core.platform.admission import Admission, tenant_slot
 from core.platform.database_steps import database_step
 from core.platform.exceptions import ApplicationError
 from core.platform.validators import UNSTORABLE_CODE, text_unstorable_reason
+from tenants.selectors import api_key_id_of
 
 Frame = dict[str, Any]
 
@@ -54,14 +57,14 @@ class ChatTurn:
     system: str
     question: str
     history: list[dict[str, str]]
-    slot: StreamSlot
+    slot: Admission  # the asker's stream slot and the tenant's share, held until the answer ends
     embedding: Future[list[float]] | None
     hits: list[SearchHit] | None = None  # None: retrieval still to do
     messages: list[dict[str, str]] = field(default_factory=list)
     passages: list[str] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
-    # Tokens left in a hard-limited allowance when the turn was accepted (None: unlimited or offline).
-    token_budget: int | None = None
+    # What the answer may spend, set aside before the upstream call (None: offline, not billed).
+    reservation: Reservation | None = None
     max_tokens: int = 0  # set with the prompt: what the answer may spend within the allowance
 
 
@@ -210,7 +213,7 @@ def _prepare(
     if still_allowed is not None and not still_allowed():
         raise ConnectionNotAllowed
     provider = get_llm_provider()
-    slot = StreamSlot(schema_name=tenant.schema_name, user_id=user.pk)
+    slot = Admission(StreamSlot(schema_name=tenant.schema_name, user_id=user.pk))
     slot.acquire()
     try:
         with tenant_context(tenant):
@@ -235,11 +238,11 @@ def _prepare_in_schema(
     question: str,
     conversation_id: int | None,
     provider: LLMProvider,
-    slot: StreamSlot,
+    slot: Admission,
     embedding: Future[list[float]] | None,
 ) -> ChatTurn:
-    remaining = quota_check(feature=AgentAction.AgentType.CHAT, model=provider.model)
-    budget = None if provider.name == "offline" else remaining  # offline answers are not billed
+    allowance = quota_check(feature=AgentAction.AgentType.CHAT, model=provider.model)
+    slot.add(tenant_slot(schema_name=tenant.schema_name, limit=allowance.concurrent_requests))
     system = prompt_active(name="chat").system_prompt
     history: list[dict[str, str]] = []
     if conversation_id is not None:
@@ -247,10 +250,29 @@ def _prepare_in_schema(
         if conversation is None:
             raise ApplicationError("No such conversation.", code="conversation_not_found", status=404)
         history = _history(conversation)
-    # Refused now, before anything is stored, if the question and its history alone do not fit
-    # what is left; the passages are counted once they are known (_retrieve).
-    _max_tokens_within(budget, system=system, messages=[*history, {"role": "user", "content": question}])
-    conversation_id, answer_id = _turn_store(user=user, conversation_id=conversation_id, question=question)
+    # Refused now, before anything is stored, if what is left of the allowance cannot hold the
+    # question, its history and the passages it may get; the passages are counted once they are
+    # known (_retrieve). Offline answers are not billed: nothing to reserve.
+    reservation = None
+    if provider.name != "offline":
+        prompt_tokens = reserve_tokens_estimate(
+            len(system) + len(question) + sum(len(turn["content"]) for turn in history) + _passages_chars_max()
+        )
+        reservation = allowance_reserve(
+            allowance=allowance,
+            feature=AgentAction.AgentType.CHAT,
+            model=provider.model,
+            prompt_tokens=prompt_tokens,
+            max_tokens=int(settings.CHAT_MAX_TOKENS),
+            user_id=user.pk,
+            api_key_id=api_key_id_of(user=user),
+        )
+    try:
+        conversation_id, answer_id = _turn_store(user=user, conversation_id=conversation_id, question=question)
+    except BaseException:
+        if reservation is not None:
+            allowance_release(reservation_id=reservation.id)
+        raise
     hits = None
     # Computed while the rows above were written, and ready by now or in a few milliseconds unless
     # the embedder has a queue: searching on this connection then saves the answer a database step
@@ -270,7 +292,7 @@ def _prepare_in_schema(
         slot=slot,
         embedding=embedding,
         hits=hits,
-        token_budget=budget,
+        reservation=reservation,
     )
 
 
@@ -331,24 +353,32 @@ def _turn_store(*, user: User, conversation_id: int | None, question: str) -> tu
     return int(row[0]), int(row[1])
 
 
-def _max_tokens_within(budget: int | None, *, system: str, messages: list[dict[str, str]]) -> int:
-    """The answer may spend what the allowance has left after the prompt; none left is a 402."""
+def _passages_chars_max() -> int:
+    """The most characters the passages may add to a prompt (their tags and titles included),
+    reserved before they are known."""
+    return int(settings.CHAT_CONTEXT_CHUNKS) * (int(settings.CHUNK_TOKENS) * 4 + 300)
+
+
+def _max_tokens_within(reservation: Reservation | None, *, system: str, messages: list[dict[str, str]]) -> int:
+    """The answer may spend what its reservation holds after the prompt; none left is a 402."""
     limit = int(settings.CHAT_MAX_TOKENS)
-    if budget is None:
+    if reservation is None:
         return limit
-    prompt_tokens = estimate_tokens(system) + sum(estimate_tokens(message["content"]) for message in messages)
-    if budget <= prompt_tokens:
+    prompt_tokens = reserve_tokens_estimate(len(system) + sum(len(message["content"]) for message in messages))
+    max_tokens = reservation.max_output(prompt_tokens=prompt_tokens, limit=limit)
+    if max_tokens <= 0:
         raise ApplicationError(
-            f"This organisation has {budget:,} tokens left this period, not enough for this question "
-            f"(about {prompt_tokens:,}). Upgrade the plan to continue.",
+            f"This organisation has about {reservation.tokens:,} tokens left this period, not enough for this "
+            f"question with its passages (about {prompt_tokens:,}). Upgrade the plan to continue.",
             code="quota_exceeded",
             status=402,
         )
-    return min(limit, budget - prompt_tokens)
+    return max_tokens
 
 
 def _allowance_spent(turn: ChatTurn, stream: LLMStream) -> bool:
-    return turn.token_budget is not None and stream.usage.total >= turn.token_budget
+    grant = turn.reservation.tokens if turn.reservation is not None else None
+    return grant is not None and stream.usage.total >= grant
 
 
 def _allowance_ran_out(stream: LLMStream) -> ApplicationError:
@@ -370,7 +400,7 @@ async def _retrieve(turn: ChatTurn) -> None:
     content, turn.passages = _prompt(turn.question, hits)
     turn.messages = [*turn.history, {"role": "user", "content": content}]
     turn.sources = _sources(hits)
-    turn.max_tokens = _max_tokens_within(turn.token_budget, system=turn.system, messages=turn.messages)
+    turn.max_tokens = _max_tokens_within(turn.reservation, system=turn.system, messages=turn.messages)
 
 
 def _search(*, tenant: Any, question: str, vector: list[float]) -> list[SearchHit]:
@@ -408,6 +438,7 @@ def _finish(*, turn: ChatTurn, stream: LLMStream, status: str, error: str, start
             status=status,
             error=error,
             conversation_id=turn.conversation_id,
+            reservation_id=turn.reservation.id if turn.reservation is not None else None,
         )
         Message.objects.filter(id=turn.message_id).update(
             content=stream.text,

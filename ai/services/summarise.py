@@ -9,15 +9,20 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
+from django.db import connection
 
 from ai.embedders import get_embedder
 from ai.llm import LLMProvider, Usage, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Document
 from ai.services.actions import agent_action_record
 from ai.services.prompts import prompt_active
+from ai.services.stream_slots import StreamSlot
 from billing.services import quota_check
+from billing.services.reservations import allowance_reserve, reserve_tokens_estimate
 from core.models import User
+from core.platform.admission import Admission, connections_release, tenant_slot
 from core.platform.exceptions import ApplicationError
+from tenants.selectors import api_key_id_of
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 EXTRACTIVE_SENTENCES = 5
@@ -32,13 +37,30 @@ class SummaryResult:
     model: str
 
 
+# The shortest summary worth asking a model for: a call whose reservation leaves less is refused.
+SUMMARY_MIN_OUTPUT_TOKENS = 64
+
+
 def document_summarise(*, user: User, document: Document) -> SummaryResult:
-    """Summarise ``document``; every model call is recorded as an AgentAction and a usage event."""
+    """Summarise ``document``; every model call is recorded as an AgentAction and a usage event.
+
+    A model summary is admitted first (one of the asker's and one of the tenant's concurrent
+    slots, or 429) and every call reserves its allowance before it starts; no pooled database
+    connection is held while the model works."""
     provider = get_llm_provider()
-    quota_check(feature=AgentAction.AgentType.SUMMARISE, model=provider.model)
+    allowance = quota_check(feature=AgentAction.AgentType.SUMMARISE, model=provider.model)
     if provider.name == "offline":
         return _summarise_extractive(user=user, document=document)
-    return _summarise_with_model(provider=provider, user=user, document=document)
+    schema_name = connection.schema_name
+    admission = Admission(
+        StreamSlot(schema_name=schema_name, user_id=user.pk),
+        tenant_slot(schema_name=schema_name, limit=allowance.concurrent_requests),
+    )
+    admission.acquire()
+    try:
+        return _summarise_with_model(provider=provider, user=user, document=document, admission=admission)
+    finally:
+        admission.release()
 
 
 def _sections(text: str, budget_tokens: int) -> list[str]:
@@ -81,10 +103,12 @@ def _groups(summaries: list[str], budget_tokens: int) -> list[str]:
     return ["\n\n".join(group) for group in groups]
 
 
-def _summarise_with_model(*, provider: LLMProvider, user: User, document: Document) -> SummaryResult:
+def _summarise_with_model(
+    *, provider: LLMProvider, user: User, document: Document, admission: Admission
+) -> SummaryResult:
     total = Usage()
     try:
-        summary = _map_reduce(provider=provider, user=user, document=document, total=total)
+        summary = _map_reduce(provider=provider, user=user, document=document, total=total, admission=admission)
     except ApplicationError as exc:
         if exc.code == "quota_exceeded":
             # Every call made so far is recorded (AgentAction + usage); say so, and what it cost.
@@ -94,7 +118,7 @@ def _summarise_with_model(*, provider: LLMProvider, user: User, document: Docume
     return SummaryResult(summary=summary, usage=total, provider=provider.name, model=provider.model)
 
 
-def _map_reduce(*, provider: LLMProvider, user: User, document: Document, total: Usage) -> str:
+def _map_reduce(*, provider: LLMProvider, user: User, document: Document, total: Usage, admission: Admission) -> str:
     budget = settings.SUMMARY_CONTEXT_TOKENS
     sections = _sections(document.content, budget)
     title = html.escape(document.title, quote=True)
@@ -106,6 +130,7 @@ def _map_reduce(*, provider: LLMProvider, user: User, document: Document, total:
             prompt_name="summarise",
             text=f'<document title="{title}">\n{section}\n</document>',
             total=total,
+            admission=admission,
         )
         for section in sections
     ]
@@ -120,21 +145,46 @@ def _map_reduce(*, provider: LLMProvider, user: User, document: Document, total:
                 prompt_name="summarise_reduce",
                 text=f'<section_summaries title="{title}">\n{group}\n</section_summaries>',
                 total=total,
+                admission=admission,
             )
             for group in groups
         ]
     return summaries[0]
 
 
-def _call(provider: LLMProvider, user: User, document: Document, *, prompt_name: str, text: str, total: Usage) -> str:
-    # Before every upstream call: a long document's sections must not run past the allowance.
+def _call(
+    provider: LLMProvider,
+    user: User,
+    document: Document,
+    *,
+    prompt_name: str,
+    text: str,
+    total: Usage,
+    admission: Admission,
+) -> str:
+    # Before every upstream call: a long document's sections must not run past the allowance, so
+    # each reserves what it may spend (its input and at most SUMMARY_MAX_TOKENS) or is refused.
     # The request itself was counted against the rate limit by document_summarise.
-    quota_check(feature=AgentAction.AgentType.SUMMARISE, model=provider.model, count_request=False)
+    allowance = quota_check(feature=AgentAction.AgentType.SUMMARISE, model=provider.model, count_request=False)
     system = prompt_active(name=prompt_name).system_prompt
     messages = [{"role": "user", "content": text}]
+    prompt_tokens = reserve_tokens_estimate(len(system) + len(text))
+    reservation = allowance_reserve(
+        allowance=allowance,
+        feature=AgentAction.AgentType.SUMMARISE,
+        model=provider.model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=settings.SUMMARY_MAX_TOKENS,
+        least_output=SUMMARY_MIN_OUTPUT_TOKENS,
+        user_id=user.pk,
+        api_key_id=api_key_id_of(user=user),
+    )
+    max_tokens = reservation.max_output(prompt_tokens=prompt_tokens, limit=settings.SUMMARY_MAX_TOKENS)
+    admission.refresh()
+    connections_release()  # the model takes seconds: no pooled connection waits with it
     started = time.perf_counter()
     try:
-        completion = provider.complete(system=system, messages=messages, max_tokens=settings.SUMMARY_MAX_TOKENS)
+        completion = provider.complete(system=system, messages=messages, max_tokens=max_tokens)
     except ApplicationError as exc:
         agent_action_record(
             agent_type=AgentAction.AgentType.SUMMARISE,
@@ -148,6 +198,7 @@ def _call(provider: LLMProvider, user: User, document: Document, *, prompt_name:
             status=AgentAction.Status.ERROR,
             error=exc.message,
             document=document,
+            reservation_id=reservation.id,
         )
         raise
     agent_action_record(
@@ -160,6 +211,7 @@ def _call(provider: LLMProvider, user: User, document: Document, *, prompt_name:
         usage=completion.usage,
         latency_ms=_ms(started),
         document=document,
+        reservation_id=reservation.id,
     )
     total.add(completion.usage)
     return completion.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
@@ -43,8 +44,22 @@ def quota_exceeded_error(*, used: int, included: int) -> ApplicationError:
     )
 
 
+@dataclass(frozen=True)
+class Allowance:
+    """What a tenant's plan allows now: ``remaining`` tokens of a hard allowance (None: no hard
+    allowance), counting tokens held by calls in flight, and its fair share of concurrent calls."""
+
+    remaining: int | None
+    included: int
+    concurrent_requests: int
+
+
+# A tenant with no plan (an operator's own, say) still gets a fair share.
+DEFAULT_CONCURRENT_REQUESTS = 8
+
 _PLAN_AND_USAGE_SQL = """
-    SELECT p.id, p.name, p.included_tokens, p.hard_limit, p.allowed_models, u.tokens_used
+    SELECT p.id, p.name, p.included_tokens, p.hard_limit, p.allowed_models, p.concurrent_requests,
+           u.tokens_used, u.reserved_tokens
     FROM {subscription} s
     JOIN {plan} p ON p.id = s.plan_id
     LEFT JOIN {period} u ON u.tenant_id = s.tenant_id AND u.period_start = %s
@@ -62,7 +77,7 @@ def _plan_and_usage_sql() -> str:
     )
 
 
-def quota_check(*, feature: str, model: str, count_request: bool = True) -> int | None:
+def quota_check(*, feature: str, model: str, count_request: bool = True) -> Allowance:
     """Raise 429 ``rate_limited`` or 402 ``quota_exceeded`` / ``model_not_allowed`` before a call.
 
     Call it before every upstream call, not once per request: a map-reduce summary makes many.
@@ -81,8 +96,8 @@ def quota_check(*, feature: str, model: str, count_request: bool = True) -> int 
         cursor.execute(_plan_and_usage_sql(), [period_start(), tenant_id])
         row = cursor.fetchone()
     if row is None:  # no plan: nothing to enforce
-        return None
-    _, name, included, hard_limit, allowed, used = row
+        return Allowance(remaining=None, included=0, concurrent_requests=DEFAULT_CONCURRENT_REQUESTS)
+    _, name, included, hard_limit, allowed, concurrent, used, reserved = row
     allowed = json.loads(allowed) if isinstance(allowed, str) else allowed
     if allowed and model not in allowed and model != "offline":
         raise ApplicationError(
@@ -91,4 +106,5 @@ def quota_check(*, feature: str, model: str, count_request: bool = True) -> int 
     used = used or 0
     if hard_limit and used >= included:
         raise quota_exceeded_error(used=used, included=included)
-    return included - used if hard_limit else None
+    remaining = included - used - (reserved or 0) if hard_limit else None
+    return Allowance(remaining=remaining, included=included, concurrent_requests=concurrent)

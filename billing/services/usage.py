@@ -53,7 +53,14 @@ def current_tenant_id() -> int:
 
 
 def usage_record(
-    *, user_id: int | None, feature: str, model: str, usage: Any, request_key: str, api_key_id: int | None = None
+    *,
+    user_id: int | None,
+    feature: str,
+    model: str,
+    usage: Any,
+    request_key: str,
+    api_key_id: int | None = None,
+    tenant_id: int | None = None,
 ) -> UsageEvent:
     """Write one ledger row and bump the period total, atomically with the caller's transaction.
 
@@ -61,9 +68,10 @@ def usage_record(
     unique within the tenant (it is the Stripe meter event identifier once prefixed with the
     tenant id). The period total is one ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``,
     so concurrent calls never lose an increment, even the first ones of a period. ``api_key_id``
-    names the tenant API key that caused the usage, when a program did.
+    names the tenant API key that caused the usage, when a program did. ``tenant_id`` defaults to
+    the tenant whose schema the connection is on.
     """
-    tenant_id = current_tenant_id()
+    tenant_id = tenant_id or current_tenant_id()
     counts = usage.as_dict()
     total = sum(counts.values())
     cost = cost_micros(model=model, **counts)

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.platform.credentials import TenantCredential, request_credential
-from core.platform.exceptions import ApplicationError
+from core.platform.exceptions import ApplicationError, outage_error
 
 _CODES_BY_STATUS = {
     400: "bad_request",
@@ -43,12 +43,18 @@ DEFAULT_RETRY_AFTER_SECONDS = 60
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Turn every API failure into ``{"error": {"code", "message", "fields"?}}``; every 429 says
-    when to try again (``Retry-After``)."""
+    """Turn every API failure into ``{"error": {"code", "message", "fields"?}}``; an outage of the
+    database or Redis is a 503; every 429, and every 503 that knows, says when to try again
+    (``Retry-After``)."""
+    exc = outage_error(exc) or exc
     response = _error_response(exc, context)
-    if response is not None and response.status_code == 429 and "Retry-After" not in response:
-        retry_after = exc.extra.get("retry_after") if isinstance(exc, ApplicationError) else None
+    if response is None or "Retry-After" in response:
+        return response
+    retry_after = exc.extra.get("retry_after") if isinstance(exc, ApplicationError) else None
+    if response.status_code == 429:
         response["Retry-After"] = str(retry_after or DEFAULT_RETRY_AFTER_SECONDS)
+    elif response.status_code == 503 and retry_after:
+        response["Retry-After"] = str(retry_after)
     return response
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import RedisError
+
 
 class ApplicationError(Exception):
     """A failure a client should see: a stable code, a message and an HTTP status.
@@ -30,3 +34,17 @@ class ApplicationError(Exception):
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         error.update(self.extra)
         return {"error": error}
+
+
+def outage_error(exc: BaseException) -> ApplicationError | None:
+    """A 503 ``service_unavailable`` (with ``retry_after``) when ``exc`` says the database or the
+    shared cache is unreachable or out of connections: the platform's failure, not the caller's,
+    and one that passes. None for any other exception."""
+    if not isinstance(exc, OperationalError | InterfaceError | RedisError):
+        return None
+    return ApplicationError(
+        "A service Strata needs is unavailable for a moment; try again shortly.",
+        code="service_unavailable",
+        status=503,
+        extra={"retry_after": settings.OUTAGE_RETRY_AFTER_SECONDS},
+    )

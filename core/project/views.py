@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -10,6 +12,7 @@ from django.template.loader import render_to_string
 
 from billing.selectors import plans_offered
 from core.platform.api import error_body
+from core.platform.exceptions import ApplicationError, outage_error
 from tenants.selectors import tenant_get_by_subdomain
 
 
@@ -42,6 +45,17 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500 handler, called while the exception is handled (asgiref keeps ``exc_info``
+    across its thread hop). An outage (database, pool, Redis) is a 503 and an ApplicationError
+    raised outside the API (a login page's full hashing slots) answers its own status, both with
+    Retry-After when they say when to come back; anything else is a 500."""
+    exc = sys.exc_info()[1]
+    error = (outage_error(exc) or (exc if isinstance(exc, ApplicationError) else None)) if exc else None
+    if error is not None:
+        response = _error(request, error.status, error.code, error.message, "Please try again in a moment")
+        if "retry_after" in error.extra:
+            response["Retry-After"] = str(error.extra["retry_after"])
+        return response
     message = "Something went wrong on our side. It has been logged; please try again in a moment."
     return _error(request, 500, "server_error", message, "Something went wrong")
 

@@ -6,6 +6,7 @@ from .api import *  # noqa: F403
 from .base import *  # noqa: F403
 from .database import *  # noqa: F403
 from .email import *  # noqa: F403
+from .fairness import *  # noqa: F403
 from .jobs import *  # noqa: F403
 from .llm import *  # noqa: F403
 from .redis import *  # noqa: F403

@@ -67,6 +67,9 @@ SITE_SCHEME = env.str("SITE_SCHEME", default="https" if PRODUCTION else "http")
 _PUBLIC_PORT = "" if SITE_SCHEME == "https" or PORT in (80, 443) else f":{PORT}"
 
 MIDDLEWARE = [
+    # First, so it sees the response last: a streaming response gives its pooled connection back
+    # before it streams (core.platform.admission).
+    "core.platform.admission.StreamingConnectionsReleaseMiddleware",
     # Static files, the favicon and the liveness probe are answered before anything looks up a
     # tenant: they never touch the database.
     "django.middleware.security.SecurityMiddleware",
@@ -76,6 +79,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    # A page's form or query holding a NUL is a 400 before any view saves it.
+    "core.platform.validators.StorableFormInputMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # After authentication: a blocked tenant's page tells its owner how to pay.
     "tenants.middleware.TenantStatusMiddleware",

@@ -169,11 +169,23 @@ def test_summarise_over_a_hard_limit_is_refused_with_402_before_calling_the_mode
         assert AgentAction.objects.count() == actions_before
 
 
-def test_summarise_just_under_the_limit_still_runs(acme, fake_anthropic):
+def test_summarise_with_room_left_runs_within_what_is_left(acme, fake_anthropic):
+    document = make_document(acme)
+    record_usage(acme.tenant, tokens=199_000)
+
+    assert summarise(acme, document).status_code == 200
+    assert fake_anthropic.requests[-1]["max_tokens"] <= 1_000
+
+
+def test_a_summary_that_does_not_fit_what_is_left_is_refused_before_any_call(acme, fake_anthropic):
     document = make_document(acme)
     record_usage(acme.tenant, tokens=199_999)
 
-    assert summarise(acme, document).status_code == 200
+    response = summarise(acme, document)
+
+    assert response.status_code == 402
+    assert response.json()["error"]["code"] == "quota_exceeded"
+    assert fake_anthropic.requests == []
 
 
 def test_a_plan_with_overage_is_not_cut_off_at_its_allowance(acme, fake_anthropic):

@@ -1,0 +1,202 @@
+"""Admission before slow work: concurrency slots shared by every process, and password hashing slots.
+
+One tenant, one person or one anonymous client must not make another wait or fail (DESIGN.md,
+"Fair shares"). Work that may take seconds (an answer, a summary, a password hash) is admitted
+here before it starts, or refused at once: 429 for the caller's own share, 503 for the platform's,
+both with ``retry_after`` (the API turns it into ``Retry-After``).
+
+Slots live in the shared cache (Redis with REDIS_URL). A slot has a TTL that its holder refreshes,
+so a process that died frees its slots by itself. When Redis is unreachable, admission falls back
+to this process's own memory: a per-process limit, rather than failing the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
+from django.db import connections
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+from django.utils.deprecation import MiddlewareMixin
+from redis.exceptions import RedisError
+
+from core.platform.exceptions import ApplicationError
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Used only while the shared cache is unreachable: this process's own view of the slots.
+_local_cache = LocMemCache("strata-admission-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
+
+
+def shared_cache_call(operation: Callable[[Any], T]) -> T:
+    """Run ``operation(cache)`` on the shared cache, or on this process's memory while the shared
+    one (Redis) is unreachable: limits degrade to per-process instead of failing requests."""
+    try:
+        return operation(cache)
+    except (RedisError, OSError):
+        logger.warning("shared cache unreachable: admission falls back to this process's limits", exc_info=True)
+        return operation(_local_cache)
+
+
+class Slot(Protocol):
+    def acquire(self) -> None: ...
+    def refresh(self) -> None: ...
+    def release(self) -> None: ...
+
+
+class ConcurrencySlot:
+    """One of ``limit`` places under ``scope`` (say, a tenant's answers in flight), held by one
+    piece of work. ``acquire`` takes a free place or raises ``refusal``; ``refresh`` keeps it while
+    the work goes on (at most one cache call per third of ``ttl``); ``release`` gives it back."""
+
+    def __init__(self, *, scope: str, limit: int, ttl: int, refusal: Callable[[], ApplicationError]) -> None:
+        self._prefix = f"strata:slot:{scope}"
+        self._limit = limit
+        self._ttl = ttl
+        self._refusal = refusal
+        self._token = secrets.token_hex(8)
+        self.key: str | None = None
+        self._refreshed = 0.0
+
+    def acquire(self) -> None:
+        # Start at a random place: concurrent takers rarely race for the same key.
+        first = random.randrange(self._limit) if self._limit else 0
+        for step in range(self._limit):
+            key = f"{self._prefix}:{(first + step) % self._limit}"
+            if shared_cache_call(lambda c, key=key: c.add(key, self._token, timeout=self._ttl)):
+                self.key = key
+                self._refreshed = time.monotonic()
+                return
+        raise self._refusal()
+
+    def refresh(self) -> None:
+        if self.key is not None and time.monotonic() - self._refreshed > self._ttl / 3:
+            key = self.key
+            shared_cache_call(lambda c: c.touch(key, self._ttl))
+            self._refreshed = time.monotonic()
+
+    def release(self) -> None:
+        if self.key is not None:
+            key, self.key = self.key, None
+
+            def give_back(c: Any) -> None:
+                if c.get(key) == self._token:  # expired and taken by another meanwhile: not ours
+                    c.delete(key)
+
+            shared_cache_call(give_back)
+
+
+class Admission:
+    """The slots one piece of work holds: taken in order (all or none) and given back together."""
+
+    def __init__(self, *slots: Slot) -> None:
+        self._slots = slots
+        self._held: list[Slot] = []
+
+    def acquire(self) -> None:
+        try:
+            for slot in self._slots:
+                slot.acquire()
+                self._held.append(slot)
+        except BaseException:
+            self.release()
+            raise
+
+    def add(self, slot: Slot) -> None:
+        """Take one more slot (known only once the work is under way, say the tenant's share)."""
+        slot.acquire()
+        self._held.append(slot)
+
+    def refresh(self) -> None:
+        for slot in self._held:
+            slot.refresh()
+
+    def release(self) -> None:
+        held, self._held = self._held, []
+        for slot in reversed(held):
+            slot.release()
+
+
+# A tenant's answers and summaries end within seconds to minutes; a slot whose holder stopped
+# refreshing (a dead process) is free again after this long.
+TENANT_SLOT_TTL_SECONDS = 60
+TENANT_BUSY_RETRY_AFTER_SECONDS = 5
+
+
+def tenant_slot(*, schema_name: str, limit: int) -> ConcurrencySlot:
+    """One of the ``limit`` answers and summaries a tenant may have in flight (its plan's share)."""
+
+    def refusal() -> ApplicationError:
+        return ApplicationError(
+            f"This organisation already has {limit} answers and summaries in progress; try again in a moment.",
+            code="tenant_busy",
+            status=429,
+            extra={"retry_after": TENANT_BUSY_RETRY_AFTER_SECONDS},
+        )
+
+    return ConcurrencySlot(scope=f"tenant:{schema_name}", limit=limit, ttl=TENANT_SLOT_TTL_SECONDS, refusal=refusal)
+
+
+def connections_release() -> None:
+    """Give this thread's pooled database connections back now, unless a transaction holds them;
+    the next query takes one again. Called before slow work (a hash, an upstream call, a stream)."""
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None and not connection.in_atomic_block:
+            connection.close()
+
+
+# Password hashes computed at once by this process. Created on first use (nothing runs on import).
+_hashing: threading.BoundedSemaphore | None = None
+_hashing_lock = threading.Lock()
+
+
+def _hashing_slots() -> threading.BoundedSemaphore:
+    global _hashing
+    with _hashing_lock:
+        if _hashing is None:
+            _hashing = threading.BoundedSemaphore(settings.PASSWORD_HASHING_SLOTS)
+        return _hashing
+
+
+@contextmanager
+def password_hashing_admitted() -> Iterator[None]:
+    """Hold one of this process's password hashing slots, with no database connection checked out;
+    503 ``server_busy`` when none frees within PASSWORD_HASHING_WAIT_SECONDS."""
+    connections_release()
+    slots = _hashing_slots()
+    if not slots.acquire(timeout=settings.PASSWORD_HASHING_WAIT_SECONDS):
+        raise ApplicationError(
+            "The server is busy signing people in; try again in a moment.",
+            code="server_busy",
+            status=503,
+            extra={"retry_after": 1},
+        )
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+class StreamingConnectionsReleaseMiddleware(MiddlewareMixin):
+    """First in MIDDLEWARE: a streaming response (an SSE answer, an export) gives the request's
+    pooled connection back before its first byte, not when the stream ends. The view and the other
+    middleware have finished their queries by now; a stream that must record re-takes one briefly.
+
+    Runs on the request's own thread (MiddlewareMixin's thread-sensitive hop), whose connection
+    the view used."""
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if response.streaming:
+            connections_release()
+        return response
