@@ -138,7 +138,8 @@ def upload_check(*, filename: str, content_type: str | None, data: bytes, limits
 
 
 def extract_text(*, filename: str, content_type: str | None, data: bytes, limits: ParseLimits | None = None) -> str:
-    """Return the normalised text of an upload, or raise ``ApplicationError``.
+    """Return the text of an upload (typed text as it came, parsed text normalised), or raise
+    ``ApplicationError``.
 
     415 ``unsupported_media_type`` for types Strata does not read, 400 ``unreadable_file``
     for corrupt files or files whose bytes contradict their type, 400 ``empty_document``
@@ -154,8 +155,10 @@ def extract_text(*, filename: str, content_type: str | None, data: bytes, limits
         raw = _html_text(data, filename)
     else:
         raw = _decode_text(data, filename)
-    text = normalise_whitespace(raw)
-    if not text:
+    # Typed text (code, tables aligned with spaces) is content as it came; the layout that
+    # parsers of other formats leave behind is not.
+    text = text_as_typed(raw) if kind in ("txt", "md") else normalise_whitespace(raw)
+    if not text.strip():
         raise _empty(filename)
     if len(text) > limits.max_chars:
         raise _too_large(f"'{filename or 'upload'}' has more text than", f"{limits.max_chars:,} characters")
@@ -176,6 +179,12 @@ def detect_kind(*, filename: str, content_type: str | None) -> Kind:
         described = f"'{mime}'" if mime else "an unknown type"
         raise _unsupported(f"'{filename or 'upload'}' is {described}, which is not supported.")
     return kind
+
+
+def text_as_typed(text: str) -> str:
+    """Text as it came, but with \n line endings and without characters that are never content
+    (NUL, which PostgreSQL text columns reject outright, and the other control characters)."""
+    return _CONTROL_CHARS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def normalise_whitespace(text: str) -> str:

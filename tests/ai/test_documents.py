@@ -64,7 +64,7 @@ def voyage(settings):  # noqa: ANN001
             "readme.md",
             "text/markdown",
             b"# Release plan\n\n- ship the beta\n- collect feedback\n",
-            "# Release plan\n\n- ship the beta\n- collect feedback",
+            "# Release plan\n\n- ship the beta\n- collect feedback\n",  # typed text is kept as it came
             "",
         ),
         (

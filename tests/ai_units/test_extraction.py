@@ -68,12 +68,12 @@ def test_utf16_text_with_bom_is_decoded() -> None:
     assert extract_text(filename="utf16.txt", content_type=None, data=data) == "Grüße aus Köln"
 
 
-def test_markdown_keeps_its_markup_and_one_blank_line_between_paragraphs() -> None:
-    data = b"# Release notes\n\n\n\nFixed   the *login*\tbug.\n\n- item one\n- item two\n"
+def test_markdown_is_kept_as_typed_with_its_markup_and_spacing() -> None:
+    data = b"# Release notes\r\n\n\n\nFixed   the *login*\tbug.\n\n    indented code\n- item one\n- item two\n"
 
     text = extract_text(filename="NOTES.MD", content_type="text/markdown", data=data)
 
-    assert text == "# Release notes\n\nFixed the *login* bug.\n\n- item one\n- item two"
+    assert text == "# Release notes\n\n\n\nFixed   the *login*\tbug.\n\n    indented code\n- item one\n- item two\n"
 
 
 def test_html_drops_script_style_and_nav_and_keeps_headings_and_paragraphs() -> None:
