@@ -6,8 +6,8 @@ here before it starts, or refused at once: 429 for the caller's own share, 503 f
 both with ``retry_after`` (the API turns it into ``Retry-After``).
 
 Slots live in the shared cache (Redis with REDIS_URL). A slot has a TTL that its holder refreshes,
-so a process that died frees its slots by itself. When Redis is unreachable, admission falls back
-to this process's own memory: a per-process limit, rather than failing the request.
+so a process that died frees its slots by itself. While Redis is unreachable the cache answers from
+this process's memory (core.platform.cache): a per-process limit, rather than a failed request.
 """
 
 from __future__ import annotations
@@ -19,34 +19,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.cache.backends.locmem import LocMemCache
 from django.db import connections
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.utils.deprecation import MiddlewareMixin
-from redis.exceptions import RedisError
 
 from core.platform.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Used only while the shared cache is unreachable: this process's own view of the slots.
-_local_cache = LocMemCache("strata-admission-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
-
-
-def shared_cache_call(operation: Callable[[Any], T]) -> T:
-    """Run ``operation(cache)`` on the shared cache, or on this process's memory while the shared
-    one (Redis) is unreachable: limits degrade to per-process instead of failing requests."""
-    try:
-        return operation(cache)
-    except (RedisError, OSError):
-        logger.warning("shared cache unreachable: admission falls back to this process's limits", exc_info=True)
-        return operation(_local_cache)
 
 
 class Slot(Protocol):
@@ -74,7 +59,7 @@ class ConcurrencySlot:
         first = random.randrange(self._limit) if self._limit else 0
         for step in range(self._limit):
             key = f"{self._prefix}:{(first + step) % self._limit}"
-            if shared_cache_call(lambda c, key=key: c.add(key, self._token, timeout=self._ttl)):
+            if cache.add(key, self._token, timeout=self._ttl):
                 self.key = key
                 self._refreshed = time.monotonic()
                 return
@@ -82,19 +67,14 @@ class ConcurrencySlot:
 
     def refresh(self) -> None:
         if self.key is not None and time.monotonic() - self._refreshed > self._ttl / 3:
-            key = self.key
-            shared_cache_call(lambda c: c.touch(key, self._ttl))
+            cache.touch(self.key, self._ttl)
             self._refreshed = time.monotonic()
 
     def release(self) -> None:
         if self.key is not None:
             key, self.key = self.key, None
-
-            def give_back(c: Any) -> None:
-                if c.get(key) == self._token:  # expired and taken by another meanwhile: not ours
-                    c.delete(key)
-
-            shared_cache_call(give_back)
+            if cache.get(key) == self._token:  # expired and taken by another meanwhile: not ours
+                cache.delete(key)
 
 
 class Admission:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +21,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.platform.credentials import TenantCredential, request_credential
 from core.platform.exceptions import ApplicationError, outage_error
+
+logger = logging.getLogger(__name__)
 
 _CODES_BY_STATUS = {
     400: "bad_request",
@@ -46,7 +49,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """Turn every API failure into ``{"error": {"code", "message", "fields"?}}``; an outage of the
     database or Redis is a 503; every 429, and every 503 that knows, says when to try again
     (``Retry-After``)."""
-    exc = outage_error(exc) or exc
+    outage = outage_error(exc)
+    if outage is not None:
+        logger.warning("answered 503: %s", exc.__class__.__name__, exc_info=exc)
+        exc = outage
     response = _error_response(exc, context)
     if response is None or "Retry-After" in response:
         return response

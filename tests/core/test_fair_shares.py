@@ -1,0 +1,59 @@
+"""Fair shares with real processes: one tenant (and anonymous clients from many loopback addresses)
+floods the slow paths of a server whose pool holds 2 connections, against a slow upstream; another
+tenant's plain requests keep succeeding, and the flood gets only answers, 429s and 503s that say
+when to come back, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ai.factories import world_create
+from tests.core.fair_shares import FLOOD_KINDS, flooder_create, quiet_requests, server_env, under_flood
+from tests.processes import SPAWNED_APPLICATION_NAME, ServedProcess, committed, database_backends_end
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, anthropic_server, django_db_blocker, tmp_path_factory):  # noqa: ANN001
+    env = server_env(
+        anthropic_server.base_url,
+        DB_POOL_MAX_SIZE=2,
+        DB_POOL_MIN_SIZE=1,
+        DB_POOL_TIMEOUT=5,
+        DB_APPLICATION_NAME=SPAWNED_APPLICATION_NAME,
+    )
+    with django_db_blocker.unblock():
+        process = ServedProcess(env=env, log=tmp_path_factory.mktemp("fair") / "web.log")
+        try:
+            yield process.wait_ready()
+        finally:
+            process.stop()
+            database_backends_end(spawned_only=True)
+
+
+@pytest.fixture(scope="module")
+def tenants(django_db_setup, django_db_blocker):  # noqa: ANN001
+    with django_db_blocker.unblock():
+        return committed(world_create, "Quiet"), committed(flooder_create)
+
+
+@pytest.mark.parametrize("kind", FLOOD_KINDS)
+def test_a_flood_of_slow_work_on_a_pool_of_two_never_fails_another_tenant(kind, server, tenants, anthropic_server):
+    quiet, flooder = tenants
+    anthropic_server.reset()
+    anthropic_server.reply = " ".join(f"word{i}" for i in range(60))
+    anthropic_server.token_delay = 0.05  # three seconds an answer
+    anthropic_server.hang_before_response = 2.0  # and two before anything comes
+    baseline = quiet_requests(server.url, quiet, count=20)
+
+    timings, answers = under_flood(kind, server.url, flooder, quiet, count=40)
+
+    assert baseline.errors == [] and timings.errors == [], timings.errors[:3]
+    assert answers.failures == [], answers.failures[:3]
+    # Wrong passwords get 400; admitted work 200; the caller's share 402/429; the platform's 503.
+    assert set(answers.statuses) <= {200, 400, 402, 429, 503}, sorted(answers.statuses)
+    assert answers.without_retry_after == []
+    # Slow work holds no connection: the quiet tenant's p95 stays near its own baseline (a pool
+    # starved by the flood made it wait for the pool's whole timeout, then fail).
+    assert timings.p95 < max(2 * baseline.p95, baseline.p95 + 0.25), (baseline.p95, timings.p95)
