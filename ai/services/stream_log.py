@@ -224,13 +224,21 @@ class RedisStreamLog:
 
     def client(self) -> Any:  # redis.asyncio.Redis, whose stubs mix sync and async return types
         """The client of the running event loop, closed when that loop shuts down."""
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
         loop = asyncio.get_running_loop()
         with self._clients_lock:
             entry = self._clients.get(loop)
             if entry is None:
-                client = Redis.from_url(self.url, decode_responses=True)
+                # Bounded: a burst of followers waits for a free connection instead of opening more.
+                pool = BlockingConnectionPool.from_url(
+                    self.url,
+                    decode_responses=True,
+                    max_connections=settings.REDIS_MAX_CONNECTIONS,
+                    timeout=settings.REDIS_POOL_TIMEOUT,
+                    client_name="strata-stream-log",
+                )
+                client = Redis.from_pool(pool)
                 # Held here with its client: starting the generator registers it with the loop, whose
                 # shutdown_asyncgens() then closes the client on its own loop.
                 entry = self._clients[loop] = (client, _close_with_loop(client))
