@@ -3,12 +3,14 @@
 A socket follows one answer at a time (a new question, or a resume). Closing the socket stops
 following, not the answer: that runs on in its own task (ai.services.chat_answers) and may be
 resumed from this or another socket; a ``cancel`` frame stops it. A socket whose tenant, membership
-or credential is gone is closed, and the answer it follows is cancelled.
+or credential is gone is closed: on its next frame, or at once when a revocation is announced
+(tenants.services.status), after the answer it follows has ended with ``access_revoked``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
@@ -33,12 +35,16 @@ from tenants.services.status import tenant_channel_group
 # credential is gone: checked at the handshake and again before every client frame).
 CLOSE_REFUSED = 4403
 CLOSE_UPSTREAM_ERROR = 4502
+# An answer stops within a second of a revocation (ai.services.chat_answers); past this the socket
+# closes without its last frame.
+REVOKED_ANSWER_WAIT_SECONDS = 3.0
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
     following: asyncio.Task[None] | None = None
     message_id: int | None = None  # the answer this socket follows or last followed
     tenant_group: str | None = None
+    closed = False
 
     async def connect(self) -> None:
         tenant = self.scope.get("tenant")
@@ -59,8 +65,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.tenant_group, self.channel_name)
         await self._stop_following()  # the answer itself goes on, waiting for a resume
 
-    async def tenant_closed(self, event: dict[str, Any]) -> None:
-        """The tenant was suspended (sent by tenants.services.status to the tenant's group)."""
+    async def access_revoked(self, event: dict[str, Any]) -> None:
+        """Access to the tenant ended for everyone, or for ``user_id`` (tenants.services.status)."""
+        user_id = event.get("user_id")
+        if user_id is not None and user_id != self.scope["user"].pk:
+            return
+        if await self._still_allowed():
+            return  # undone meanwhile, or (a person's other session) not this credential
+        following = self.following
+        if following is not None and not following.done():
+            # Its answer ends with access_revoked where it runs; the relay sends that and closes.
+            await asyncio.wait({following}, timeout=REVOKED_ANSWER_WAIT_SECONDS)
         await self._refuse()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -104,8 +119,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return reauthorise is not None and bool(await database_step(reauthorise)())
 
     async def _refuse(self) -> None:
-        await self._cancel()
-        await self.close(code=CLOSE_REFUSED)
+        with contextlib.suppress(ApplicationError):  # an answer whose log has expired: nothing to stop
+            await self._cancel()
+        await self._close(CLOSE_REFUSED)
+
+    async def _close(self, code: int) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.close(code=code)
 
     def _follow(self, opening: Awaitable[AsyncGenerator[Frame, None]]) -> None:
         self.following = asyncio.create_task(self._relay(opening))
@@ -132,7 +153,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             frames = await opening
         except ConnectionNotAllowed:
-            await self.close(code=CLOSE_REFUSED)  # it followed no answer: nothing to cancel
+            await self._close(CLOSE_REFUSED)  # it followed no answer: nothing to cancel
             return
         except ApplicationError as exc:
             await self._send_error(exc)  # a refusal (quota, unknown conversation or answer): the socket stays usable
@@ -141,8 +162,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             async for frame in frames:
                 await self.send(text_data=json.dumps(frame))
                 if frame["type"] == "error":
-                    if frame["error"]["code"] != "quota_exceeded":  # a refusal keeps the socket usable
-                        await self.close(code=CLOSE_UPSTREAM_ERROR)
+                    code = frame["error"]["code"]
+                    if code == "access_revoked":
+                        await self._close(CLOSE_REFUSED)
+                    elif code != "quota_exceeded":  # a refusal keeps the socket usable
+                        await self._close(CLOSE_UPSTREAM_ERROR)
                     return
         except OSError:
             return  # the client went away mid-frame (uvicorn's ClientDisconnected); the answer goes on

@@ -8,7 +8,10 @@ keeps going for CHAT_RESUME_GRACE_SECONDS; if nobody follows it again by then (h
 process, which says so in the shared log), it is cancelled upstream and saved as interrupted with
 its tokens. An explicit cancel stops it at once: directly when it runs here, through a cancel
 request in the shared log that its process picks up on its next write (a token, or a heartbeat
-within a second) when it runs elsewhere.
+within a second) when it runs elsewhere. A revocation of its asker's access (tenant suspended or
+deleted, member removed, key revoked: tenants.services.status) stops it within a second on any
+process: one watcher per process reads the revocations of every answer it produces from the cache
+twice a second; the answer is saved as interrupted and ends with an ``access_revoked`` error.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import contextvars
 import itertools
 import logging
 import time
+import weakref
 from collections.abc import AsyncGenerator
 from typing import Any
 
 from django.conf import settings
 
-from ai.services.chat import ChatTurn, Frame, chat_stream
+from ai.services.chat import ChatTurn, Frame, chat_stream, error_frame
 from ai.services.stream_log import (
     TERMINAL_TYPES,
     RedisStreamLog,
@@ -34,33 +38,54 @@ from ai.services.stream_log import (
     stream_log,
 )
 from core.models import User
+from core.platform.database_steps import database_step
 from core.platform.exceptions import ApplicationError
+from tenants.services.status import access_allowed, access_revocations
 
 logger = logging.getLogger(__name__)
 
 STOPPED = "Stopped by the user."
 ABANDONED = "The client went away and did not resume the answer."
 SHUTDOWN = "The server stopped before the answer was finished."
+REVOKED = "Access was revoked while the answer was streaming."
 PRODUCER_LOST_AFTER_INTERVALS = 10
 CANCEL_WAIT_SECONDS = 5.0
+# How often the answers of a process look for revocations: one cache read for all of them.
+REVOCATION_CHECK_SECONDS = 0.5
+# Revocations this long before an answer started concern it too: its asker was allowed when the
+# turn was accepted, a moment before (and the clocks of processes differ a little). The database
+# then says whether the asker still is, so a revocation undone meanwhile stops nothing.
+REVOCATION_LOOKBACK_SECONDS = 30.0
+REVOKED_FRAME_WAIT_SECONDS = 0.5
 
 
 class _Answer:
     """An answer this process is producing: its task, its followers here, its grace timer."""
 
-    def __init__(self, *, key: str, user_id: int, log: StreamLog) -> None:
+    def __init__(self, *, key: str, turn: ChatTurn, log: StreamLog) -> None:
         self.key = key
-        self.user_id = user_id
+        self.user_id = turn.user.pk
+        self.tenant_id = turn.tenant.pk
+        self.schema_name = turn.tenant.schema_name
+        self.message_id = turn.message_id
         self.log = log
         self.task: asyncio.Task[None] | None = None
         self.followers = 0
         self.cancelling = False
         self.terminal_sent = False
+        self.revoked = False
+        # Revocations up to this time (time.time()) are known not to concern this answer.
+        self.revocations_seen = time.time() - REVOCATION_LOOKBACK_SECONDS
         self._seq = itertools.count(1)
         self._grace: asyncio.TimerHandle | None = None
         self._check: asyncio.Task[None] | None = None
+        self._told: asyncio.TimerHandle | None = None
 
     def publish(self, frame: Frame) -> None:
+        if self.terminal_sent:
+            return  # a revoked answer whose followers were told before it was saved
+        if self.revoked and frame["type"] in TERMINAL_TYPES:
+            frame = self.revoked_frame(usage=frame.get("usage"))  # saved as interrupted; told as revoked
         self.log.append(self.key, {**frame, "seq": next(self._seq)})
         self.terminal_sent = frame["type"] in TERMINAL_TYPES
 
@@ -68,6 +93,32 @@ class _Answer:
         if self.task is not None and not self.task.done() and not self.cancelling:
             self.cancelling = True
             self.task.cancel(reason)
+
+    def revoke(self) -> None:
+        if self.task is not None and not self.task.done() and not self.cancelling:
+            self.revoked = True
+            self.cancel(REVOKED)
+            # Saved within milliseconds, it ends with its usage in its last frame. If saving takes
+            # longer (its tenant's schema is gone, the database is failing over), the followers are
+            # told without it, and the saving goes on.
+            self._told = asyncio.get_running_loop().call_later(REVOKED_FRAME_WAIT_SECONDS, self._tell_revoked)
+
+    def _tell_revoked(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.publish(self.revoked_frame(usage=None))
+
+    def revoked_frame(self, *, usage: dict[str, int] | None) -> Frame:
+        extra: dict[str, Any] = {"message_id": self.message_id}
+        if usage is not None:
+            extra["usage"] = usage
+        return error_frame(
+            ApplicationError(
+                "Access to this organisation was revoked, so the answer was stopped; the tokens it used are counted.",
+                code="access_revoked",
+                status=403,
+                extra=extra,
+            )
+        )
 
     def attach(self) -> None:
         self.followers += 1
@@ -112,6 +163,8 @@ class _Answer:
 
     def ended(self) -> None:
         self._disarm()
+        if self._told is not None:
+            self._told.cancel()
 
 
 # The answers this process is producing, by stream key. Holding the tasks here also keeps them alive.
@@ -128,11 +181,12 @@ async def chat_answer_open(*, turn: ChatTurn) -> AsyncGenerator[Frame, None]:
     """Start answering an accepted turn in a task of this process, and follow it from its start."""
     key = stream_key(schema_name=turn.tenant.schema_name, message_id=turn.message_id)
     log = stream_log()
-    answer = _Answer(key=key, user_id=turn.user.pk, log=log)
+    answer = _Answer(key=key, turn=turn, log=log)
     _running[key] = answer
     # A context of its own: the answer must not inherit the request's (asgiref's per-request
     # thread executor, above all, is gone when the SSE request that started it ends).
     answer.task = asyncio.get_running_loop().create_task(_produce(answer, turn), context=contextvars.Context())
+    _revocations_watch_start()
     # One turn of the loop: the task has opened the log and is inside chat_stream, so a follower
     # finds the log and a cancel finds the task where it can stop it.
     await asyncio.sleep(0)
@@ -147,15 +201,79 @@ async def _produce(answer: _Answer, turn: ChatTurn) -> None:
     except asyncio.CancelledError:
         pass  # chat_stream recorded the interruption and published its final frame
     except Exception:
-        logger.exception("chat answer %s failed", answer.key)
+        if answer.revoked:  # its tenant was deleted under it: nothing left to save it in
+            logger.info("chat answer %s revoked and not saved", answer.key, exc_info=True)
+        else:
+            logger.exception("chat answer %s failed", answer.key)
     finally:
-        if not answer.terminal_sent:
+        if not answer.terminal_sent:  # (a revoked answer's says access_revoked)
             answer.publish(
                 {"type": "error", "error": {"code": "internal_error", "message": "The answer could not be completed."}}
             )
         _running.pop(answer.key, None)
         answer.ended()
         await answer.log.close(answer.key)
+
+
+# The revocation watcher of each event loop that produces answers (a server has one).
+_watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+
+def _revocations_watch_start() -> None:
+    loop = asyncio.get_running_loop()
+    watcher = _watchers.get(loop)
+    if watcher is None or watcher.done():
+        _watchers[loop] = loop.create_task(_revocations_watch(), context=contextvars.Context())
+
+
+def _watched(loop: asyncio.AbstractEventLoop) -> list[_Answer]:
+    return [
+        answer
+        for answer in _running.values()
+        if answer.task is not None
+        and answer.task.get_loop() is loop
+        and not answer.task.done()
+        and not answer.cancelling
+    ]
+
+
+async def _revocations_watch() -> None:
+    """While this loop produces answers: twice a second, one cache read for the newest revocation
+    of every tenant and asker among them; an answer with one since it started asks the database
+    whether its asker still has access, and stops if not. Ends when no answer is left."""
+    loop = asyncio.get_running_loop()
+    while _watched(loop):
+        await asyncio.sleep(REVOCATION_CHECK_SECONDS)
+        answers = _watched(loop)
+        if not answers:
+            return
+        try:
+            # In a thread: the cache may be Redis, which must not hold up the loop (or, when down, stall it).
+            revoked_at = await asyncio.to_thread(
+                access_revocations, grants={(answer.schema_name, answer.user_id) for answer in answers}
+            )
+        except Exception:  # the cache is unreachable: sockets still close on their next frame
+            logger.warning("could not read revocations from the cache", exc_info=True)
+            continue
+        suspects = [
+            (answer, at)
+            for answer in answers
+            if (at := revoked_at.get((answer.schema_name, answer.user_id), 0.0)) > answer.revocations_seen
+        ]
+        if suspects:
+            await asyncio.gather(*(_revocation_check(answer, at) for answer, at in suspects), return_exceptions=True)
+
+
+async def _revocation_check(answer: _Answer, revoked_at: float) -> None:
+    try:
+        allowed = await database_step(access_allowed)(tenant_id=answer.tenant_id, user_id=answer.user_id)
+    except Exception:  # the database is unreachable: asked again on the next round
+        logger.warning("could not check the access of answer %s", answer.key, exc_info=True)
+        return
+    if allowed:
+        answer.revocations_seen = max(answer.revocations_seen, revoked_at)
+    else:
+        answer.revoke()
 
 
 async def chat_answer_follow(

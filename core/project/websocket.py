@@ -27,6 +27,7 @@ from rest_framework.authtoken.models import Token
 from core.models import User
 from core.platform.api import error_body
 from core.platform.database_steps import database_step
+from core.project.socket_limits import SocketLimitsMiddleware
 from tenants.models import ApiKey, Domain, Membership, Tenant
 from tenants.services.api_keys import api_key_authenticate
 
@@ -157,10 +158,11 @@ class TenantAuthMiddleware:
     """Puts ``tenant``, ``user``, ``membership``, ``api_key`` and ``reauthorise`` (a sync check that
     the connection is still allowed, see ``connection_authorised``) into a WebSocket scope;
     consumers decide. A Bearer credential that is not a live key of the host's tenant is answered
-    here with HTTP 401 (the ASGI denial response), as the REST API answers it."""
+    here with HTTP 401 (the ASGI denial response), as the REST API answers it. Every socket let
+    through is held to the socket limits (core.project.socket_limits), which need to know whose it is."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app
+        self.app = SocketLimitsMiddleware(app)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket":

@@ -11,4 +11,5 @@ from .jobs import *  # noqa: F403
 from .llm import *  # noqa: F403
 from .redis import *  # noqa: F403
 from .security import *  # noqa: F403
+from .sockets import *  # noqa: F403
 from .stripe import *  # noqa: F403

@@ -18,6 +18,7 @@ from rest_framework_api_key.crypto import KeyGenerator
 from core.models import User
 from core.platform.exceptions import ApplicationError
 from tenants.models import ApiKey, Tenant
+from tenants.services.status import access_revoke_on_commit
 
 _generator = KeyGenerator(prefix_length=8, secret_key_length=32)
 # last_used is written at most this often per key, not on every request.
@@ -54,13 +55,15 @@ def api_key_create(*, tenant: Tenant, created_by: User | None, name: str, scope:
 
 @transaction.atomic
 def api_key_revoke(*, tenant: Tenant, api_key_id: int) -> None:
-    """Revoke a key for good: requests with it get 401 from now on. The row stays (the ledger points at it)."""
+    """Revoke a key for good: requests with it get 401 from now on, and its answers in flight stop.
+    The row stays (the ledger points at it)."""
     api_key = ApiKey.objects.select_for_update().filter(tenant=tenant, id=api_key_id, revoked__isnull=True).first()
     if api_key is None:
         raise ApplicationError("No such API key.", code="not_found", status=404)
     api_key.revoked = timezone.now()
     api_key.save(update_fields=["revoked"])
     User.objects.filter(pk=api_key.user_id).update(is_active=False)
+    access_revoke_on_commit(schema_name=tenant.schema_name, user_id=api_key.user_id)  # its answers and sockets stop
 
 
 def api_key_authenticate(*, raw: str, tenant: Tenant | None) -> ApiKey | None:

@@ -16,6 +16,7 @@ from django.db import transaction
 from core.models import User
 from core.platform.exceptions import ApplicationError
 from tenants.models import Membership, Tenant
+from tenants.services.status import access_revoke_on_commit
 
 Role = Membership.Role
 _RANK: dict[str, int] = {Role.MEMBER: 0, Role.ADMIN: 1, Role.OWNER: 2}
@@ -152,6 +153,7 @@ def membership_remove(*, tenant: Tenant, actor: User, membership_id: int) -> Non
     if refusal is not None:
         raise refusal
     membership.delete()
+    access_revoke_on_commit(schema_name=tenant.schema_name, user_id=membership.user_id)  # their answers stop
 
 
 @transaction.atomic
@@ -164,3 +166,4 @@ def membership_leave(*, tenant: Tenant, user: User) -> None:
     if membership.role == Role.OWNER and owners <= 1:
         raise _last_owner_error("leave")
     membership.delete()
+    access_revoke_on_commit(schema_name=tenant.schema_name, user_id=user.pk)

@@ -1,14 +1,33 @@
-"""Suspending and reactivating a tenant (operator actions, billing), and closing its open sockets."""
+"""Suspending, reactivating and deleting a tenant, and telling work in flight when access ends.
+
+Access to a tenant ends for everyone on it (suspension, deletion) or for one person or key
+(removal, leaving, a revoked key). ``access_revoke`` tells every process, after commit: running
+answers read the time of the newest revocation from the cache (Redis with REDIS_URL) about twice
+a second (ai.services.chat_answers) and open sockets get it through the tenant's channel-layer
+group. Both treat it as a hint and ask the database (``access_allowed``) before stopping anything,
+so a revocation undone meanwhile stops nothing.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
+import time
+from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.cache import cache
 from django.db import transaction
+from django_tenants.utils import get_public_schema_name, schema_context
 
-from tenants.models import Tenant
+from tenants.models import ApiKey, Membership, Tenant
+
+logger = logging.getLogger(__name__)
+
+# Long enough for every running answer to read a revocation (they do twice a second), with room
+# for a cache that was briefly unreachable.
+REVOCATION_TTL_SECONDS = 600
 
 
 def tenant_channel_group(schema_name: str) -> str:
@@ -16,15 +35,57 @@ def tenant_channel_group(schema_name: str) -> str:
     return f"tenant.{schema_name}"
 
 
-def tenant_connections_close(*, schema_name: str) -> None:
-    """Tell every process's open sockets of this tenant to close (consumers answer with 4403).
+def _revocation_key(schema_name: str, user_id: int | None) -> str:
+    return f"strata:revoked:{schema_name}" if user_id is None else f"strata:revoked:{schema_name}:{user_id}"
 
-    With the in-memory channel layer this reaches the sockets of this process; with REDIS_URL,
-    those of every process. A socket the message misses still closes on its next frame, when
-    the consumer re-checks the tenant's status."""
+
+def access_revoke(*, schema_name: str, user_id: int | None = None) -> None:
+    """Access to the tenant ended, for everyone (``user_id`` None) or for one user (a person or a
+    key's identity): tell running answers and open sockets on every process. Call it after commit.
+
+    With the in-memory cache and channel layer this reaches this process; with REDIS_URL, every
+    process. What it misses still ends: a socket on its next frame (re-authorised every time)."""
+    try:
+        cache.set(_revocation_key(schema_name, user_id), time.time(), timeout=REVOCATION_TTL_SECONDS)
+    except Exception:  # the sockets below must still hear of it
+        logger.warning("could not record the revocation of %s in the cache", schema_name, exc_info=True)
     layer = get_channel_layer()
     if layer is not None:
-        async_to_sync(layer.group_send)(tenant_channel_group(schema_name), {"type": "tenant.closed"})
+        event = {"type": "access.revoked", "user_id": user_id}
+        async_to_sync(layer.group_send)(tenant_channel_group(schema_name), event)
+
+
+def access_revoke_on_commit(*, schema_name: str, user_id: int | None = None) -> None:
+    """``access_revoke`` once the current transaction commits (never for a rolled-back change).
+    Robust: the change stands even if the cache or the channel layer is down."""
+    transaction.on_commit(functools.partial(access_revoke, schema_name=schema_name, user_id=user_id), robust=True)
+
+
+def access_revocations(*, grants: Iterable[tuple[str, int]]) -> dict[tuple[str, int], float]:
+    """For each (schema, user): when access was last revoked for that user or the whole tenant
+    (time.time()), if within REVOCATION_TTL_SECONDS. One cache read for them all."""
+    grants = set(grants)
+    keys = {_revocation_key(schema, None) for schema, _ in grants}
+    keys.update(_revocation_key(schema, user_id) for schema, user_id in grants)
+    found = cache.get_many(list(keys))
+    latest: dict[tuple[str, int], float] = {}
+    for schema, user_id in grants:
+        times = [found.get(_revocation_key(schema, None)), found.get(_revocation_key(schema, user_id))]
+        known = [float(at) for at in times if at is not None]
+        if known:
+            latest[(schema, user_id)] = max(known)
+    return latest
+
+
+def access_allowed(*, tenant_id: int, user_id: int) -> bool:
+    """Sync: may this user still use the tenant? It is active, and the user is an active member
+    or the identity of one of its live API keys."""
+    with schema_context(get_public_schema_name()):
+        if not Tenant.objects.filter(pk=tenant_id, status=Tenant.Status.ACTIVE).exists():
+            return False
+        member = Membership.objects.filter(tenant_id=tenant_id, user_id=user_id, user__is_active=True)
+        key = ApiKey.objects.filter(tenant_id=tenant_id, user_id=user_id, revoked__isnull=True, user__is_active=True)
+        return member.exists() or key.exists()
 
 
 @transaction.atomic
@@ -32,9 +93,7 @@ def tenant_suspend(*, tenant: Tenant, reason: str = "Suspended by an operator.")
     tenant.status = Tenant.Status.SUSPENDED
     tenant.suspended_reason = reason[:200]
     tenant.save(update_fields=["status", "suspended_reason"])
-    # After commit: a rolled-back suspension must not close anyone's socket. Robust: the
-    # suspension stands even if the channel layer is down (sockets then close on their next frame).
-    transaction.on_commit(functools.partial(tenant_connections_close, schema_name=tenant.schema_name), robust=True)
+    access_revoke_on_commit(schema_name=tenant.schema_name)
     return tenant
 
 
@@ -50,4 +109,5 @@ def tenant_reactivate(*, tenant: Tenant) -> Tenant:
 def tenant_delete(*, tenant: Tenant) -> None:
     """Delete the tenant, its schema (every document and conversation in it) and its rows in public;
     its subdomain is free again. The people's accounts stay: they are global."""
+    access_revoke_on_commit(schema_name=tenant.schema_name)
     tenant.delete(force_drop=True)

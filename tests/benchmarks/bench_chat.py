@@ -59,6 +59,7 @@ def stack(tmp_path_factory):
         "ANTHROPIC_API_KEY": "sk-ant-bench",
         "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{fake_port}",
         "CHAT_MAX_STREAMS_PER_USER": "100000",
+        "SOCKET_MAX_PER_PERSON": "0",  # its concurrent chats are one person's sockets
         "TENANT_RATE_LIMIT_PER_MINUTE": "0",
         "DEBUG": "false",
         "LOG_LEVEL": "ERROR",
