@@ -12,7 +12,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -42,7 +42,9 @@ from ai.services.summarise import document_summarise
 from core.models import User
 from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
 from core.platform.exceptions import ApplicationError
+from core.platform.json import JSONParser
 from core.platform.schema import error_responses
+from core.platform.validators import ascii_integer
 
 
 class DocumentViewSet(TenantModelViewSet):
@@ -231,10 +233,10 @@ def _asker(request: Request) -> tuple[Any, User]:
 
 
 def _last_event_id(request: Request) -> int:
-    value = request.headers.get("Last-Event-ID") or request.query_params.get("after", "0")
-    if not (value.isascii() and value.isdigit()):
+    after = ascii_integer(request.headers.get("Last-Event-ID") or request.query_params.get("after", "0"))
+    if after is None:
         raise ApplicationError("Last-Event-ID must be the seq of the last event received.", code="bad_request")
-    return int(value)
+    return after
 
 
 def _sse(frames: AsyncGenerator[Frame, None]) -> StreamingHttpResponse:

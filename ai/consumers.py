@@ -28,6 +28,7 @@ from ai.services.chat import (
 from ai.services.chat_answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
 from core.platform.database_steps import database_step
 from core.platform.exceptions import ApplicationError
+from core.platform.json import json_loads
 from tenants.models import Tenant
 from tenants.services.status import tenant_channel_group
 
@@ -80,7 +81,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
-            payload = json.loads(text_data or "")
+            payload = json_loads(text_data or "")  # a frame nested too deep is a ValueError too
         except ValueError:
             payload = None
         kind = payload.get("type") if isinstance(payload, dict) else None

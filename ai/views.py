@@ -24,7 +24,7 @@ from ai.services.conversations import conversation_delete, conversation_rename
 from ai.services.documents import document_create, document_delete
 from ai.services.summarise import document_summarise
 from core.platform.exceptions import ApplicationError
-from core.platform.validators import StorableTextFormMixin
+from core.platform.validators import StorableTextFormMixin, ascii_integer
 from tenants.decorators import member_required
 from tenants.selectors import membership_get
 
@@ -53,10 +53,6 @@ class LogoutView(auth_views.LogoutView):
 def _is_htmx(request: HttpRequest) -> bool:
     """An htmx request for a fragment (a history restore wants the whole page)."""
     return request.headers.get("HX-Request") == "true" and "HX-History-Restore-Request" not in request.headers
-
-
-def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
 
 
 # --- documents ---------------------------------------------------------------------------------
@@ -127,7 +123,7 @@ def _own_document(document_id: int) -> Document:
 @require_GET
 def document_page(request: HttpRequest, document_id: int) -> HttpResponse:
     document = _own_document(document_id)
-    reading = selectors.document_reading(document=document, passage_id=_int_or_none(request.GET.get("passage")))
+    reading = selectors.document_reading(document=document, passage_id=ascii_integer(request.GET.get("passage")))
     return render(request, "ai/document.html", {"page": "documents", "reading": reading, "document": document})
 
 

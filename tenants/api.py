@@ -14,7 +14,6 @@ from rest_framework import exceptions, mixins, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import SAFE_METHODS, AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +23,7 @@ from rest_framework.views import APIView
 from core.models import User
 from core.platform.api import IsTenantAdmin, IsTenantPerson, TenantGenericViewSet
 from core.platform.exceptions import ApplicationError
+from core.platform.json import JSONParser
 from core.platform.login_lockout import lockout_message, lockout_seconds, login_locked_out
 from core.platform.schema import error_responses
 from core.platform.throttling import ScopedRateThrottle

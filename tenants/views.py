@@ -25,6 +25,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from core.models import User
 from core.platform.exceptions import ApplicationError
+from core.platform.validators import ascii_integer
 from tenants import selectors
 from tenants.decorators import member_required
 from tenants.models import ApiKey, Membership
@@ -65,11 +66,11 @@ def _membership(request: HttpRequest) -> Membership:
     return membership
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise ApplicationError("Bad request.", code="bad_request", status=400) from exc
+def _int(value: str | None) -> int:
+    number = ascii_integer(value)
+    if number is None:
+        raise ApplicationError("Bad request.", code="bad_request", status=400)
+    return number
 
 
 def _throttled(request: HttpRequest, throttle: Any, template: str, context: dict[str, Any]) -> HttpResponse | None:

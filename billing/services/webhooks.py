@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from billing.models import WebhookEvent
 from billing.serializers import StripeEventSerializer
 from billing.services import subscriptions
 from core.platform.exceptions import ApplicationError
+from core.platform.json import json_loads
 from core.platform.validators import json_unstorable_reason
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def _verified_event(payload: bytes, signature: str | None) -> Any:
     except stripe.SignatureVerificationError as exc:
         raise _invalid("The Stripe-Signature header does not match this payload.") from exc
     try:
-        return json.loads(text)
+        return json_loads(text)
     except ValueError as exc:
         raise _malformed("The webhook body is not JSON.") from exc
 

@@ -1,5 +1,6 @@
-"""Text that PostgreSQL can store: one check for every way text comes in (DRF serializers through
-core.platform.fields, the chat message frames, forms, webhook payloads).
+"""Input PostgreSQL can store: one check for every way text comes in (DRF serializers through
+core.platform.fields, the chat message frames, every page's form and query, webhook payloads), and
+integers from URLs and forms that fit a bigint.
 
 PostgreSQL text and JSONB cannot hold NUL (U+0000), and UTF-8 cannot encode a lone surrogate
 (U+D800-U+DFFF, which JSON's ``\\ud800`` escapes can produce). Either reaching a query is a
@@ -12,12 +13,27 @@ import re
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import BadRequest, ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
+from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils.deconstruct import deconstructible
+from rest_framework.views import APIView
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 UNSTORABLE_CODE = "invalid_characters"
+# Up to 18 ASCII digits: every such number fits PostgreSQL's bigint (and Python's int() at once).
+_ASCII_INTEGER = re.compile("[0-9]{1,18}")
+
+
+def ascii_integer(value: str | None) -> int | None:
+    """``value`` as a non-negative integer when it is 1 to 18 ASCII digits, else None.
+
+    Not ``str.isdigit()`` then ``int()``: "²" is a digit that int() refuses, and int() refuses more
+    than 4,300 digits; both were 500s. Callers answer None with a 400, or treat it as absent."""
+    if value is None or not _ASCII_INTEGER.fullmatch(value):
+        return None
+    return int(value)
 
 
 def text_unstorable_reason(value: str) -> str | None:
@@ -73,3 +89,48 @@ class StorableTextFormMixin:
             if isinstance(field, forms.CharField) and storable_text not in field.validators:
                 field.validators = [_ for _ in field.validators if not isinstance(_, ProhibitNullCharactersValidator)]
                 field.validators.append(storable_text)
+
+
+class StorableFormInputMiddleware:
+    """Refuses (400) a request to a page whose query or form fields hold text PostgreSQL cannot
+    store: one check in front of every page and admin form, where a NUL was a 500 from whichever
+    view saved it. API views are left to their serializers, which name the field
+    (``invalid_characters``)."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self.get_response(request)
+        return response
+
+    def process_view(self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
+        if _is_api_view(view_func):
+            return
+        for value in _submitted_text(request):
+            reason = text_unstorable_reason(value)
+            if reason:
+                raise BadRequest(reason)  # the host's 400 page (core.project.views.bad_request)
+
+
+def _is_api_view(view_func: Any) -> bool:
+    view_class = getattr(view_func, "cls", None)
+    return isinstance(view_class, type) and issubclass(view_class, APIView)
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _submitted_text(request: HttpRequest) -> Any:
+    """Every name and value of the query and of a form body (Django drops what is not printable
+    from uploaded files' names itself)."""
+    submitted = [request.GET]
+    if request.method == "POST" and request.content_type in _FORM_TYPES:
+        try:
+            submitted.append(request.POST)
+        except MultiPartParserError as exc:
+            raise BadRequest("The form's multipart body is malformed.") from exc
+    for fields in submitted:
+        for name, values in fields.lists():
+            yield name
+            yield from values

@@ -1,5 +1,6 @@
 """The REST API: authentication, errors, pagination, OpenAPI, and every rate limit."""
 
+from .ai import DOCUMENT_MAX_UPLOAD_BYTES
 from .env import env
 from .security import TRUSTED_PROXY_COUNT
 
@@ -11,8 +12,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Content negotiation by the Accept header only (no ?format=, which the schema would have to list).
     "URL_FORMAT_OVERRIDE": None,
-    # JSON bodies only; the document upload adds multipart for its file.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON bodies only (nested at most core.platform.json.MAX_JSON_DEPTH deep); the document upload adds
+    # multipart for its file.
+    "DEFAULT_PARSER_CLASSES": ["core.platform.json.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "core.platform.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "core.platform.api.exception_handler",
@@ -50,3 +52,7 @@ SPECTACULAR_SETTINGS = {
 
 # Requests per minute per tenant to the AI endpoints (0 switches the limit off).
 TENANT_RATE_LIMIT_PER_MINUTE = env.int("TENANT_RATE_LIMIT_PER_MINUTE", default=120)
+
+# The largest request body any endpoint takes: a document upload and the rest of its form. A larger
+# body is refused with 413 while it arrives (core.project.request_limits), before Django spools it.
+REQUEST_MAX_BODY_BYTES = DOCUMENT_MAX_UPLOAD_BYTES + 1024 * 1024

@@ -7,8 +7,7 @@ import json
 import pytest
 from django_tenants.utils import tenant_context
 
-from ai.models import Document, PromptTemplate
-from tests.conftest import host_client
+from ai.models import Document
 from tests.factories import PASSWORD
 
 NUL = "before\x00after"
@@ -66,24 +65,7 @@ def test_signup_refuses_a_nul_in_the_organisation_name(public_client):
     assert "organisation" in response.json()["error"]["fields"]
 
 
-def test_the_login_page_shows_a_form_error_for_a_nul(acme):
-    response = host_client(acme.host).post("/login/", {"username": NUL, "password": PASSWORD})
-
-    assert response.status_code == 200
-    assert response.context["form"].errors["username"] == ["Text may not contain the character U+0000."]
-
-
-def test_a_tenant_admin_form_refuses_a_nul(acme):
-    client = acme.session_client(acme.owner)
-
-    response = client.post(
-        "/admin/ai/prompttemplate/add/", {"name": "chat", "version": 9, "system_prompt": NUL, "active": ""}
-    )
-
-    assert response.status_code == 200
-    assert response.context["adminform"].form.errors["system_prompt"] == ["Text may not contain the character U+0000."]
-    with tenant_context(acme.tenant):
-        assert not PromptTemplate.objects.filter(version=9).exists()
+# Pages' forms (the log-in page and the admin's included) are tests/core/test_hostile_input.py's.
 
 
 def _documents(world) -> int:  # noqa: ANN001
