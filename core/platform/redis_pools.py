@@ -31,7 +31,7 @@ class SharedBlockingConnectionPool(redis.BlockingConnectionPool):
             return pool
 
 
-class BoundedRedisChannelLayer(RedisChannelLayer):
+class BoundedRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # channels-redis is untyped
     """channels-redis with a blocking pool per host and event loop: its own pool raises "Too many
     connections" past ``max_connections`` instead of waiting. Each host is a dict: ``address`` and
     the pool's options (``max_connections``, ``timeout``, ``client_name``)."""
