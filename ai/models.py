@@ -189,6 +189,9 @@ class Message(models.Model):
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OK)
+    # Why an answer is not ``ok``: its failure, or (while it streams) what a crash would leave it as.
+    # A database default too: the turn's placeholder is inserted in plain SQL (ai.services.chat).
+    error = models.TextField(blank=True, default="", db_default="")
     sources = models.JSONField(default=list, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)

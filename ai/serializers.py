@@ -99,7 +99,18 @@ class MessageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Message
-        fields = ("id", "role", "content", "html", "status", "sources", "input_tokens", "output_tokens", "created")
+        fields = (
+            "id",
+            "role",
+            "content",
+            "html",
+            "status",
+            "error",
+            "sources",
+            "input_tokens",
+            "output_tokens",
+            "created",
+        )
         read_only_fields = fields
 
     def get_html(self, message: Message) -> str:

@@ -41,14 +41,28 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 TRANSPORT_ERRORS = _transport_errors()
 
 
+# The HTTP status the Messages API answers each error type with: a mid-stream `error` event arrives
+# under the stream's own 200, so its type says what the status would have.
+ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
 def upstream_error(exc: BaseException) -> ApplicationError:
     """Map an SDK or transport failure to the error a Strata client sees."""
     if isinstance(exc, anthropic.APIStatusError):
         logger.warning(
             "Anthropic API error: status=%s type=%s request_id=%s", exc.status_code, exc.type, exc.request_id
         )
-        # Mid-stream `error` events arrive with the stream's own 200 status, so they land on upstream_error.
-        if exc.status_code == 429 or exc.status_code >= 500:
+        status = exc.status_code if exc.status_code >= 400 else ERROR_TYPE_STATUS.get(exc.type or "", 500)
+        if status == 429 or status >= 500:
             return ApplicationError(UNAVAILABLE_MESSAGE, code="upstream_unavailable", status=503)
         return ApplicationError(UPSTREAM_ERROR_MESSAGE, code="upstream_error", status=502)
     if isinstance(exc, anthropic.APIConnectionError):
@@ -115,7 +129,11 @@ class AnthropicStream(LLMStream):
         while True:
             try:
                 event = await self._stream.__anext__()
-            except (anthropic.APIError, *TRANSPORT_ERRORS) as exc:
+            except StopAsyncIteration:
+                raise
+            except Exception as exc:
+                # Whatever broke the stream (an API error, a transport error, an event that is not
+                # JSON), the client gets an upstream error and the text and usage so far are kept.
                 raise upstream_error(exc) from exc
             delta = self._observe(event)
             if delta:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -26,7 +27,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from ai.embedders import query_embedding, query_embedding_soon
-from ai.llm import LLMProvider, LLMStream, estimate_tokens, get_llm_provider
+from ai.llm import LLMProvider, LLMStream, Usage, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Conversation, Message
 from ai.selectors import SearchHit, documents_search, hits_by_document
 from ai.services.actions import agent_action_record
@@ -42,6 +43,16 @@ from core.platform.validators import UNSTORABLE_CODE, text_unstorable_reason
 from tenants.selectors import api_key_id_of
 
 Frame = dict[str, Any]
+logger = logging.getLogger(__name__)
+
+# An answer's message says this from the moment it is stored until its stream settles it: if its
+# process dies meanwhile, the message is left with its last checkpoint and this reason.
+UNFINISHED_REASON = "The answer did not finish: the server stopped while it was being written."
+NOT_SAVED_REASON = "The answer could not be saved when it ended; this is the text it had then."
+CUT_OFF_MESSAGE = "The answer was cut off: the language model's stream ended before the answer was finished."
+ANSWER_FAILED_MESSAGE = "The answer could not be completed."
+# Seconds between the attempts to save an ended answer: a database restart or failover takes a few.
+FINISH_RETRY_DELAYS = (0.2, 0.5, 1.5)
 
 
 @dataclass
@@ -316,8 +327,9 @@ def _turn_store_sql(new_conversation: bool) -> str:
         f" question AS (INSERT INTO {messages} ({columns})"
         " SELECT id, %(user_role)s, %(question)s, %(ok)s, '[]', 0, 0, %(now)s FROM conversation"
         " RETURNING conversation_id),"
-        f" answer AS (INSERT INTO {messages} ({columns})"
-        " SELECT conversation_id, %(assistant_role)s, '', %(interrupted)s, '[]', 0, 0, %(now)s FROM question"
+        f" answer AS (INSERT INTO {messages} ({columns}, error)"
+        " SELECT conversation_id, %(assistant_role)s, '', %(interrupted)s, '[]', 0, 0, %(now)s, %(unfinished)s"
+        " FROM question"
         " RETURNING conversation_id, id)"
         " SELECT conversation_id, id FROM answer"
     )
@@ -345,6 +357,7 @@ def _turn_store(*, user: User, conversation_id: int | None, question: str) -> tu
                 "assistant_role": Message.Role.ASSISTANT,
                 "ok": Message.Status.OK,
                 "interrupted": Message.Status.INTERRUPTED,
+                "unfinished": UNFINISHED_REASON,
             },
         )
         row = cursor.fetchone()
@@ -443,29 +456,142 @@ def _finish(*, turn: ChatTurn, stream: LLMStream, status: str, error: str, start
         Message.objects.filter(id=turn.message_id).update(
             content=stream.text,
             status=status,
+            error=error,
             sources=turn.sources,
-            input_tokens=usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens,
+            input_tokens=_message_input_tokens(usage),
             output_tokens=usage.output_tokens,
             agent_action=action,
         )
 
 
+def _message_input_tokens(usage: Usage) -> int:
+    """What a message counts as its input: the prompt, cache writes and cache reads alike."""
+    return usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+
+
+def _checkpoint(*, turn: ChatTurn, text: str, usage: Usage, reason: str) -> None:
+    """Save an unsettled answer's text and usage so far into its message, left ``interrupted`` with
+    ``reason``; an answer settled meanwhile (it has its AgentAction) is left alone."""
+    with tenant_context(turn.tenant):
+        Message.objects.filter(id=turn.message_id, agent_action__isnull=True).update(
+            content=text,
+            status=Message.Status.INTERRUPTED,
+            error=reason,
+            input_tokens=_message_input_tokens(usage),
+            output_tokens=usage.output_tokens,
+        )
+
+
+class _Keeper:
+    """What runs beside an answer's token loop, on a clock of its own (a slow upstream sends no
+    tokens for a while): it refreshes the answer's slots, so a process that dies frees them within
+    their TTL, and every CHAT_CHECKPOINT_SECONDS saves the text and usage so far into the message,
+    so a crash loses at most that much. One checkpoint at a time, on the records lane; the token
+    loop never waits for one, and no connection is held between them."""
+
+    def __init__(self, turn: ChatTurn) -> None:
+        self.turn = turn
+        self.stream: LLMStream | None = None
+        self._saved: tuple[str, dict[str, int]] = ("", Usage().as_dict())
+        self._writing: asyncio.Task[None] | None = None
+        self._clock = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        every = float(settings.CHAT_CHECKPOINT_SECONDS)
+        # Slots refresh at most once per third of their TTL: ticking at a quarter keeps every gap
+        # between refreshes well inside the TTL.
+        tick = min(every, settings.CHAT_STREAM_SLOT_TTL_SECONDS / 4)
+        due = time.monotonic() + every
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                self.turn.slot.refresh()
+            except Exception:
+                logger.warning("could not refresh the slots of chat answer %s", self.turn.message_id, exc_info=True)
+            if time.monotonic() >= due - tick / 10:
+                due = time.monotonic() + every
+                self._save()
+
+    def _save(self) -> None:
+        stream = self.stream
+        if stream is None or (self._writing is not None and not self._writing.done()):
+            return
+        snapshot = (stream.text, stream.usage.as_dict())
+        if snapshot != self._saved:
+            self._saved = snapshot
+            self._writing = asyncio.ensure_future(self._write(*snapshot))
+
+    async def _write(self, text: str, usage: dict[str, int]) -> None:
+        try:
+            await database_step(_checkpoint, lane="records")(
+                turn=self.turn, text=text, usage=Usage(**usage), reason=UNFINISHED_REASON
+            )
+        except Exception:
+            logger.warning("checkpoint of chat answer %s failed", self.turn.message_id, exc_info=True)
+
+    async def stop(self) -> None:
+        """Stop the clock, and let a checkpoint in flight land before the answer is settled."""
+        self.stop_clock()
+        await asyncio.wait({self._clock, *([self._writing] if self._writing else [])})
+
+    def stop_clock(self) -> None:
+        self._clock.cancel()
+
+
+async def _settle(*, turn: ChatTurn, stream: LLMStream, status: str, error: str, started: float) -> bool:
+    """``_finish``, tried again after FINISH_RETRY_DELAYS (each attempt is one transaction, so a
+    failed one leaves nothing behind). True once saved. When every attempt failed, say so loudly
+    and keep what can be kept: the text and usage, in the message, as a crashed answer is left
+    (not billed yet, and explained); False."""
+    for delay in (*FINISH_RETRY_DELAYS, None):
+        try:
+            await database_step(_finish, lane="records")(
+                turn=turn, stream=stream, status=status, error=error, started=started
+            )
+            return True
+        except Exception:
+            if delay is None:
+                break
+            logger.warning("saving chat answer %s failed; trying again in %s s", turn.message_id, delay, exc_info=True)
+            await asyncio.sleep(delay)
+    logger.exception(
+        "chat answer %s of tenant %s could not be saved after %d attempts (status %s, %d characters, usage %s):"
+        " its message keeps the text and usage unbilled",
+        turn.message_id,
+        turn.tenant.schema_name,
+        len(FINISH_RETRY_DELAYS) + 1,
+        status,
+        len(stream.text),
+        stream.usage.as_dict(),
+    )
+    try:
+        await database_step(_checkpoint, lane="records")(
+            turn=turn, text=stream.text, usage=stream.usage, reason=NOT_SAVED_REASON
+        )
+    except Exception:
+        logger.critical("chat answer %s: not even its text could be saved", turn.message_id, exc_info=True)
+    return False
+
+
 async def chat_stream(*, turn: ChatTurn, publish: Callable[[Frame], None]) -> None:
     """Answer an accepted turn: publish its frames (start, token..., done | error) as they come.
 
-    A failure after the start frame is published as an ``error`` frame. Cancelling the task that
-    runs this closes the upstream request, saves the partial answer as interrupted with its
-    tokens (the reason given to ``Task.cancel`` is recorded) and publishes a ``done`` frame with
-    status ``interrupted``; then the cancellation goes on.
+    A failure after the start frame, whatever it is, is published as an ``error`` frame, with the
+    text and usage so far saved and billed; so is a stream that ended without the upstream saying
+    it was finished (``upstream_incomplete``). Cancelling the task that runs this closes the
+    upstream request, saves the partial answer as interrupted with its tokens (the reason given to
+    ``Task.cancel`` is recorded) and publishes a ``done`` frame with status ``interrupted``; then
+    the cancellation goes on. While it streams, its message is checkpointed (``_Keeper``).
     """
     started = time.perf_counter()
     stream = LLMStream(model=turn.provider.model)  # nothing streamed yet, nothing spent
     cancelled: asyncio.CancelledError | None = None
+    keeper = _Keeper(turn)
     try:
         publish({"type": "start", "conversation_id": turn.conversation_id, "message_id": turn.message_id})
         try:
             await _retrieve(turn)
-            stream = turn.provider.stream(
+            stream = keeper.stream = turn.provider.stream(
                 system=turn.system,
                 messages=turn.messages,
                 max_tokens=turn.max_tokens,
@@ -473,13 +599,14 @@ async def chat_stream(*, turn: ChatTurn, publish: Callable[[Frame], None]) -> No
             )
             async with stream:
                 async for text in stream:
-                    turn.slot.refresh()
                     publish({"type": "token", "token": text})
                     # Tokens that arrived together are parsed without a pause: let the followers
                     # send this one before the next is parsed.
                     await asyncio.sleep(0)
                     if _allowance_spent(turn, stream):
                         raise _allowance_ran_out(stream)  # leaving the block closes the upstream request
+            if not stream.finished:  # the connection ended before the upstream said the answer had
+                raise ApplicationError(CUT_OFF_MESSAGE, code="upstream_incomplete", status=502)
             if turn.max_tokens < settings.CHAT_MAX_TOKENS and stream.stop_reason == "max_tokens":
                 raise _allowance_ran_out(stream)  # the cap the allowance set ended it, not the usual limit
         except ApplicationError as exc:
@@ -487,16 +614,23 @@ async def chat_stream(*, turn: ChatTurn, publish: Callable[[Frame], None]) -> No
         except asyncio.CancelledError as exc:
             cancelled = exc
             status, error, final = Message.Status.INTERRUPTED, str(exc) or "The answer was stopped.", None
+        except Exception as exc:
+            logger.exception("chat answer %s failed", turn.message_id)
+            failure = ApplicationError(ANSWER_FAILED_MESSAGE, code="internal_error", status=500)
+            status, error, final = Message.Status.ERROR, f"{ANSWER_FAILED_MESSAGE} ({exc!r})", error_frame(failure)
         else:
             status, error, final = Message.Status.OK, "", None
+        if await _complete(keeper.stop()):
+            cancelled = cancelled or asyncio.CancelledError()
         # Persist before the final frame, so a client that saw "done" finds the answer stored.
-        saving = database_step(_finish, lane="records")(
-            turn=turn, stream=stream, status=status, error=error, started=started
-        )
+        saving = asyncio.ensure_future(_settle(turn=turn, stream=stream, status=status, error=error, started=started))
         if await _complete(saving):
             cancelled = cancelled or asyncio.CancelledError()
+        if not saving.result():
+            final = error_frame(ApplicationError(NOT_SAVED_REASON, code="internal_error", status=500))
         publish(final or _done_frame(turn=turn, stream=stream, status=status))
     finally:
+        keeper.stop_clock()
         turn.slot.release()
     if cancelled is not None:
         raise cancelled
@@ -515,7 +649,7 @@ def _done_frame(*, turn: ChatTurn, stream: LLMStream, status: str) -> Frame:
     }
 
 
-async def _complete(awaitable: Awaitable[None]) -> bool:
+async def _complete(awaitable: Awaitable[Any]) -> bool:
     """Run ``awaitable`` to its end even if this task is cancelled meanwhile (a cancelled answer
     must still get its partial text and tokens recorded); True if a cancellation came."""
     future = asyncio.ensure_future(awaitable)

@@ -2,8 +2,9 @@
 the cache, and never held by a stream that died.
 
 A user has that many slot keys; a stream takes a free one (an atomic ``add``) with a short TTL and
-refreshes it while tokens flow. A process that crashes mid-answer stops refreshing, so its slot
-frees itself within CHAT_STREAM_SLOT_TTL_SECONDS.
+refreshes it on a heartbeat of its own while it runs (ai.services.chat), tokens or not, so a slow
+upstream keeps its slot. A process that crashes mid-answer stops refreshing, so its slot frees
+itself within CHAT_STREAM_SLOT_TTL_SECONDS.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class StreamSlot:
         )
 
     def refresh(self) -> None:
-        """Keep the slot while the answer streams (at most one cache call per third of the TTL)."""
+        """Keep the slot while the answer runs (at most one cache call per third of the TTL)."""
         ttl = settings.CHAT_STREAM_SLOT_TTL_SECONDS
         if self.key is not None and time.monotonic() - self._refreshed > ttl / 3:
             cache.touch(self.key, ttl)

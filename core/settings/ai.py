@@ -58,9 +58,12 @@ CHAT_CONTEXT_CHUNKS = env.int("CHAT_CONTEXT_CHUNKS", default=5)
 CHAT_HISTORY_TOKENS = env.int("CHAT_HISTORY_TOKENS", default=4_000)
 CHAT_MAX_TOKENS = env.int("CHAT_MAX_TOKENS", default=1_024)
 CHAT_MAX_STREAMS_PER_USER = env.int("CHAT_MAX_STREAMS_PER_USER", default=3)
-# A stream slot expires this long after its answer last sent a token, so a crashed process
-# never keeps a user's slot for long.
-CHAT_STREAM_SLOT_TTL_SECONDS = env.int("CHAT_STREAM_SLOT_TTL_SECONDS", default=60)
+# A stream slot expires this long after its answer's process last refreshed it (a heartbeat every
+# quarter of it, tokens or not), so a crashed process frees its users' slots within seconds.
+CHAT_STREAM_SLOT_TTL_SECONDS = env.int("CHAT_STREAM_SLOT_TTL_SECONDS", default=10)
+# A streaming answer's text and usage are saved into its message this often: a crashed process
+# loses at most this much of an answer (the message keeps the rest, as interrupted).
+CHAT_CHECKPOINT_SECONDS = env.float("CHAT_CHECKPOINT_SECONDS", default=2.0)
 # Resuming: every answer's frames go to a stream log (Redis Streams with REDIS_URL, memory otherwise)
 # that expires this long after the answer ends; an answer nobody follows any more goes on this long
 # waiting for a resume, then is cancelled and saved as interrupted.

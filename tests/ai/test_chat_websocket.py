@@ -164,7 +164,7 @@ async def test_an_error_mid_stream_sends_an_error_frame_and_closes_within_a_seco
             await asyncio.wait_for(ws.recv(), 2)
         assert time.monotonic() - error_at < 1.0
     assert closed.value.rcvd.code == 4502
-    assert frames[-1]["error"]["code"] == "upstream_error"
+    assert frames[-1]["error"]["code"] == "upstream_unavailable"  # the fake's mid-stream error is overloaded_error
     assert len([f for f in frames if f["type"] == "token"]) == 3
     _, messages = await db(rows, acme, frames[0]["conversation_id"])
     assert messages[1]["status"] == "error"

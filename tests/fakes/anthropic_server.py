@@ -180,7 +180,13 @@ class FakeAnthropic:
             for name, value in self._defaults.items():
                 setattr(self, name, value)
             self.fail_before_first_token: list[int] = []
+            # Mid-stream faults, each after that many text deltas: an `error` event of this type
+            # (the real API sends overloaded_error mostly), an event whose data is not JSON, or the
+            # body ended cleanly without message_stop (as a proxy that gave up on the upstream does).
             self.error_mid_stream_after: int | None = None
+            self.error_mid_stream_type = "overloaded_error"
+            self.malformed_event_after: int | None = None
+            self.cut_stream_after: int | None = None
             self.hang_before_response: float = 0.0
             self.requests: list[RecordedRequest] = []
             self.disconnects = 0
@@ -490,7 +496,7 @@ class _Exchange:
         self.keep_alive = completed
 
     async def _stream_events(self, body: dict[str, Any], pieces: list[str], stop_reason: str) -> bool:
-        """Send the event sequence; False when it ended early with an error event."""
+        """Send the event sequence; False when it ended early (an error event, a fault)."""
         start = self._message(body, [], None) | {"content": [], "usage": self._usage(body, output_tokens=1)}
         await self._event("message_start", {"type": "message_start", "message": start})
         empty_block = {"type": "text", "text": ""}
@@ -503,7 +509,13 @@ class _Exchange:
             if sent:
                 await self._wait(self.fake.token_delay)
             if self.fake.error_mid_stream_after == sent:
-                await self._event("error", error_body("overloaded_error", "Overloaded"))
+                error_type = self.fake.error_mid_stream_type
+                await self._event("error", error_body(error_type, ERROR_MESSAGES.get(error_type, error_type)))
+                return False
+            if self.fake.malformed_event_after == sent:
+                await self._raw_event(b'event: content_block_delta\ndata: {"type": "content_block_delta", "ind\n\n')
+                return False
+            if self.fake.cut_stream_after == sent:
                 return False
             delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
             await self._event("content_block_delta", delta)
@@ -515,7 +527,9 @@ class _Exchange:
         return True
 
     async def _event(self, name: str, data: dict[str, Any]) -> None:
-        payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+        await self._raw_event(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+
+    async def _raw_event(self, payload: bytes) -> None:
         await self._write(b"%x\r\n%s\r\n" % (len(payload), payload))
 
     # Socket

@@ -150,11 +150,42 @@ async def test_rate_limited_stream_without_retries_becomes_upstream_unavailable(
 
 
 @pytest.mark.asyncio
-async def test_error_event_mid_stream_raises_and_keeps_tokens_so_far(
-    fake: FakeAnthropic, provider: AnthropicProvider
+@pytest.mark.parametrize(
+    ("error_type", "code", "status"),
+    [
+        ("overloaded_error", "upstream_unavailable", 503),
+        ("rate_limit_error", "upstream_unavailable", 503),
+        ("api_error", "upstream_unavailable", 503),
+        ("invalid_request_error", "upstream_error", 502),
+    ],
+)
+async def test_error_event_mid_stream_is_mapped_like_its_http_status_and_keeps_tokens_so_far(
+    fake: FakeAnthropic, provider: AnthropicProvider, error_type: str, code: str, status: int
 ) -> None:
     fake.reply = LONG_REPLY
     fake.error_mid_stream_after = 3
+    fake.error_mid_stream_type = error_type
+    received: list[str] = []
+
+    with pytest.raises(ApplicationError) as caught:
+        async with provider.stream(system=SYSTEM, messages=QUESTION, max_tokens=512) as stream:
+            async for text in stream:
+                received.append(text)
+
+    assert (caught.value.code, caught.value.status) == (code, status)
+    assert received == split_tokens(LONG_REPLY)[:3]
+    assert stream.text == "".join(received)
+    assert stream.usage.input_tokens == expected_input_tokens()
+    assert stream.usage.output_tokens == estimate_tokens(stream.text) > 0
+    assert not stream.finished
+
+
+@pytest.mark.asyncio
+async def test_a_malformed_event_mid_stream_raises_upstream_error_and_keeps_tokens_so_far(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    fake.reply = LONG_REPLY
+    fake.malformed_event_after = 5
     received: list[str] = []
 
     with pytest.raises(ApplicationError) as caught:
@@ -163,11 +194,26 @@ async def test_error_event_mid_stream_raises_and_keeps_tokens_so_far(
                 received.append(text)
 
     assert (caught.value.code, caught.value.status) == ("upstream_error", 502)
-    assert received == split_tokens(LONG_REPLY)[:3]
+    assert received == split_tokens(LONG_REPLY)[:5]
     assert stream.text == "".join(received)
     assert stream.usage.input_tokens == expected_input_tokens()
-    assert stream.usage.output_tokens == estimate_tokens(stream.text) > 0
+    assert stream.usage.output_tokens == estimate_tokens(stream.text)
     assert not stream.finished
+
+
+@pytest.mark.asyncio
+async def test_a_stream_cut_before_message_stop_ends_unfinished(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    fake.reply = LONG_REPLY
+    fake.cut_stream_after = 4
+
+    deltas, stream = await collect(provider)
+
+    assert deltas == split_tokens(LONG_REPLY)[:4]
+    assert not stream.finished and stream.stop_reason is None
+    assert stream.usage.output_tokens == estimate_tokens(stream.text)
+    assert fake.completed_streams == 0
 
 
 @pytest.mark.asyncio
