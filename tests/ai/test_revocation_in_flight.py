@@ -184,3 +184,27 @@ async def test_a_revocation_lifted_in_the_same_transaction_stops_nothing(live_wo
     assert refusal["error"]["code"] == "bad_request"
     assert rest[-1]["type"] == "done" and rest[-1]["status"] == "ok"
     assert answer_text(seen + rest) == long_answers.reply
+
+
+async def test_removing_a_member_closes_their_idle_sockets_at_once_and_no_one_elses(live_worlds, asgi_server):
+    asker = await database_sync_to_async(asker_create)("member_removal")
+    world = asker.world
+
+    def connect(token: str) -> Any:
+        return websockets.connect(
+            f"ws://{world.tenant.subdomain}.localhost:{asgi_server.port}/ws/chat/",
+            additional_headers={"Authorization": f"Token {token}"},
+            host="127.0.0.1",
+            port=asgi_server.port,
+            proxy=None,
+        )
+
+    async with connect(world.member_token) as removed, connect(world.owner_token) as owner:
+        await revoke(asgi_server, asker)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await receive(removed, timeout=5)  # without sending anything
+        await owner.send("not a frame")
+        refusal = await receive(owner)
+
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    assert refusal["error"]["code"] == "bad_request"
