@@ -148,7 +148,9 @@ class SocketLimitsMiddleware:
 
 
 class _LimitedSocket:
-    """The receive and send of one socket, with its frame rate and idle timeout."""
+    """The receive and send of one socket, with its frame rate and idle timeout. A timer, not a
+    wait around each receive, watches for idleness and keeps the socket's place refreshed: frames
+    pay for a token bucket only."""
 
     def __init__(self, receive: Any, send: Any, place: _Place | None) -> None:
         self._receive = receive
@@ -164,29 +166,25 @@ class _LimitedSocket:
         self.active_at = time.monotonic()
         self.accepted = False
         self.closed = False
-        self._pending: asyncio.Future[dict[str, Any]] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._chores: set[asyncio.Task[None]] = set()
+        self._arm()
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.closed:
             return  # closed already (by a limit, or twice by the app): the server would refuse it
         kind = message["type"]
-        if kind == "websocket.accept":
-            self.accepted = True
-        elif kind == "websocket.close":
+        if kind == "websocket.close":
             self.closed = True
         self.active_at = time.monotonic()
         await self._send(message)
+        if kind == "websocket.accept":
+            self.accepted = True
+            self._arm()  # the idle clock runs from now
 
     async def receive(self) -> dict[str, Any]:
         while True:
-            if self._pending is None:
-                self._pending = asyncio.ensure_future(self._receive())
-            done, _ = await asyncio.wait({self._pending}, timeout=self._wake_in())
-            if not done:
-                await self._tick()
-                continue
-            message = self._pending.result()
-            self._pending = None
+            message: dict[str, Any] = await self._receive()
             if message["type"] != "websocket.receive":
                 return message
             if self.closed:
@@ -198,22 +196,36 @@ class _LimitedSocket:
             await self._refuse(retry_after)
 
     def stop(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        for chore in self._chores:
+            chore.cancel()
 
-    def _wake_in(self) -> float | None:
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         waits = []
-        if self.accepted and not self.closed and self.idle_after > 0:
+        if self.accepted and self.idle_after > 0:
             waits.append(self.active_at + self.idle_after - time.monotonic())
         if self.place is not None and self.place.key is not None:
             waits.append(self.place.refreshed + settings.SOCKET_SLOT_TTL_SECONDS / 3 - time.monotonic())
-        return max(0.0, min(waits)) if waits else None
+        if waits and not self.closed:
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, min(waits)), self._wake)
+
+    def _wake(self) -> None:
+        self._timer = None
+        chore = asyncio.ensure_future(self._tick())
+        self._chores.add(chore)
+        chore.add_done_callback(self._chores.discard)
 
     async def _tick(self) -> None:
         if self.place is not None:
             await _place_refresh(self.place)
         if self.accepted and self.idle_after > 0 and time.monotonic() - self.active_at >= self.idle_after:
             await self.send({"type": "websocket.close", "code": CLOSE_IDLE})  # the server then says disconnect
+            return
+        self._arm()
 
     def _admit(self) -> int | None:
         """Take a token for a frame (None), or refuse it: the seconds until one is free."""
