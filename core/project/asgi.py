@@ -1,5 +1,6 @@
-"""The one ASGI application: Django for HTTP, Channels for WebSocket, both tenant-aware, and a
-lifespan handler that warms the embedding model when the server starts (not on import)."""
+"""The one ASGI application: Django for HTTP (behind a limit on the body's size), Channels for
+WebSocket, both tenant-aware, and a lifespan handler that warms the embedding model when the server
+starts (not on import)."""
 
 import os
 
@@ -12,11 +13,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from ai.routing import websocket_urlpatterns  # noqa: E402
 from core.project.lifespan import Lifespan  # noqa: E402
+from core.project.request_limits import RequestBodyLimit  # noqa: E402
 from core.project.websocket import TenantAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": RequestBodyLimit(django_asgi_app),
         "websocket": TenantAuthMiddleware(URLRouter(websocket_urlpatterns)),
         "lifespan": Lifespan(),
     }
