@@ -15,12 +15,15 @@ _pool = {"max_connections": REDIS_MAX_CONNECTIONS, "timeout": REDIS_POOL_TIMEOUT
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Limits only: while Redis is down each process keeps its own (core.platform.cache).
+            "BACKEND": "core.platform.cache.DegradingRedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
                 "pool_class": "core.platform.redis_pools.SharedBlockingConnectionPool",
                 **_pool,
                 "client_name": "strata-cache",
+                "socket_connect_timeout": 1,
+                "socket_timeout": 1,
             },
         }
     }

@@ -4,11 +4,15 @@ away for a while, then comes back."""
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
 
 import httpx
 import pytest
 from django.db import connection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
 from tests.ai.factories import world_create
 from tests.outage_proxy import TcpProxy
@@ -42,6 +46,25 @@ def _documents(url: str, world) -> httpx.Response:  # noqa: ANN001
 
 def _login_page(url: str, world) -> httpx.Response:  # noqa: ANN001
     return httpx.get(f"{url}/login/", headers={"Host": f"{world.tenant.subdomain}.localhost"}, timeout=30)
+
+
+def _websocket_handshake(port: int, world) -> str | int:  # noqa: ANN001
+    """``"accepted"`` (the socket answers a frame), the close code of a refused socket, or the HTTP
+    status of a rejected handshake."""
+    try:
+        with connect(
+            f"ws://{world.tenant.subdomain}.localhost:{port}/ws/chat/",
+            additional_headers={"Authorization": f"Token {world.member_token}"},
+            sock=socket.create_connection(("127.0.0.1", port)),
+            open_timeout=10,
+        ) as ws:
+            ws.send(json.dumps({"type": "ping"}))
+            ws.recv(timeout=10)
+            return "accepted"
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else "closed without a frame"
+    except InvalidStatus as refused:
+        return refused.response.status_code
 
 
 def _assert_unavailable(response: httpx.Response) -> None:
@@ -112,6 +135,11 @@ def test_a_redis_outage_degrades_limits_to_the_process_and_heals_without_a_resta
             assert chat.status_code in (200, 503), chat.text[:300]
             if chat.status_code == 503:
                 _assert_unavailable(chat)
+
+            # A socket's handshake: answered (the channel layer is down, so the socket may be refused
+            # with a close that says "try again", 1013), never an HTTP 500.
+            handshake = _websocket_handshake(server.port, quiet)
+            assert handshake in ("accepted", 1013), handshake
 
             redis.start()
             response = httpx.post(
