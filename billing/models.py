@@ -114,6 +114,8 @@ class TenantUsagePeriod(models.Model):
     # Held by calls in flight (AllowanceReservation): a hard allowance admits a call only while
     # tokens_used + reserved_tokens leaves room for it.
     reserved_tokens = models.PositiveBigIntegerField(db_default=0)
+    # When the owners were told a soft allowance was passed (once a period).
+    overage_notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "period_start"], name="usage_period_unique")]

@@ -9,11 +9,15 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from billing.models import Plan, Subscription, TenantUsagePeriod
 from billing.services.usage import current_tenant_id, period_start
+from core.models import User
 from core.platform.counters import window_count, window_seconds_left
 from core.platform.exceptions import ApplicationError
+from core.platform.mail import mail_defer
+from tenants.models import Membership, Tenant
 
 # Indirection so tests can pin the clock of the per-minute window without patching time.time.
 _clock = time.time
@@ -59,7 +63,7 @@ DEFAULT_CONCURRENT_REQUESTS = 8
 
 _PLAN_AND_USAGE_SQL = """
     SELECT p.id, p.name, p.included_tokens, p.hard_limit, p.allowed_models, p.concurrent_requests,
-           u.tokens_used, u.reserved_tokens
+           u.tokens_used, u.reserved_tokens, u.overage_notified_at
     FROM {subscription} s
     JOIN {plan} p ON p.id = s.plan_id
     LEFT JOIN {period} u ON u.tenant_id = s.tenant_id AND u.period_start = %s
@@ -75,6 +79,26 @@ def _plan_and_usage_sql() -> str:
         plan=quote(Plan._meta.db_table),
         period=quote(TenantUsagePeriod._meta.db_table),
     )
+
+
+def _overage_notify(*, tenant_id: int, plan_name: str, included: int) -> None:
+    """Tell the owners, once a period, that a soft allowance was passed (calls go on, billed as
+    overage). The first call past it claims the period's notice; others find it claimed."""
+    claimed = TenantUsagePeriod.objects.filter(
+        tenant_id=tenant_id, period_start=period_start(), overage_notified_at__isnull=True
+    ).update(overage_notified_at=timezone.now())
+    if not claimed:
+        return
+    tenant = Tenant.objects.get(pk=tenant_id)
+    owners = User.objects.filter(memberships__tenant_id=tenant_id, memberships__role=Membership.Role.OWNER)
+    context = {
+        "organisation": tenant.name,
+        "plan": plan_name,
+        "included": f"{included:,}",
+        "billing_url": f"{tenant.url}billing/",
+    }
+    for email in owners.values_list("email", flat=True):
+        mail_defer(to=email, template="billing/email/allowance_passed", context=context)
 
 
 def quota_check(*, feature: str, model: str, count_request: bool = True) -> Allowance:
@@ -97,7 +121,7 @@ def quota_check(*, feature: str, model: str, count_request: bool = True) -> Allo
         row = cursor.fetchone()
     if row is None:  # no plan: nothing to enforce
         return Allowance(remaining=None, included=0, concurrent_requests=DEFAULT_CONCURRENT_REQUESTS)
-    _, name, included, hard_limit, allowed, concurrent, used, reserved = row
+    _, name, included, hard_limit, allowed, concurrent, used, reserved, notified = row
     allowed = json.loads(allowed) if isinstance(allowed, str) else allowed
     if allowed and model not in allowed and model != "offline":
         raise ApplicationError(
@@ -106,5 +130,7 @@ def quota_check(*, feature: str, model: str, count_request: bool = True) -> Allo
     used = used or 0
     if hard_limit and used >= included:
         raise quota_exceeded_error(used=used, included=included)
+    if not hard_limit and included and used >= included and notified is None:
+        _overage_notify(tenant_id=tenant_id, plan_name=name, included=included)
     remaining = included - used - (reserved or 0) if hard_limit else None
     return Allowance(remaining=remaining, included=included, concurrent_requests=concurrent)
