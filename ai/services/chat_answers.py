@@ -57,6 +57,7 @@ REVOCATION_CHECK_SECONDS = 0.5
 # then says whether the asker still is, so a revocation undone meanwhile stops nothing.
 REVOCATION_LOOKBACK_SECONDS = 30.0
 REVOKED_FRAME_WAIT_SECONDS = 0.5
+REVOCATION_WARNING_EVERY_SECONDS = 60.0  # an unreachable cache is said once a minute, not twice a second
 
 
 class _Answer:
@@ -242,6 +243,7 @@ async def _revocations_watch() -> None:
     of every tenant and asker among them; an answer with one since it started asks the database
     whether its asker still has access, and stops if not. Ends when no answer is left."""
     loop = asyncio.get_running_loop()
+    warned_at = -REVOCATION_WARNING_EVERY_SECONDS
     while _watched(loop):
         await asyncio.sleep(REVOCATION_CHECK_SECONDS)
         answers = _watched(loop)
@@ -253,7 +255,9 @@ async def _revocations_watch() -> None:
                 access_revocations, grants={(answer.schema_name, answer.user_id) for answer in answers}
             )
         except Exception:  # the cache is unreachable: sockets still close on their next frame
-            logger.warning("could not read revocations from the cache", exc_info=True)
+            if time.monotonic() - warned_at > REVOCATION_WARNING_EVERY_SECONDS:
+                logger.warning("could not read revocations from the cache", exc_info=True)
+                warned_at = time.monotonic()
             continue
         suspects = [
             (answer, at)
