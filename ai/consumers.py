@@ -56,7 +56,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if tenant is None or tenant.status != Tenant.Status.ACTIVE or not allowed:
             await self.close(code=CLOSE_REFUSED)  # before accept: the handshake is refused (HTTP 403)
             return
-        # Joined only once the checks above passed: a suspension reaches this socket through it.
+        # Joined only once the checks above passed: revocations reach this socket through it.
         self.tenant_group = tenant_channel_group(tenant.schema_name)
         await self.channel_layer.group_add(self.tenant_group, self.channel_name)
         await self.accept()
