@@ -34,7 +34,13 @@ from ai.services.actions import agent_action_record
 from ai.services.prompts import prompt_active
 from ai.services.stream_slots import StreamSlot
 from billing.services import quota_check
-from billing.services.reservations import Reservation, allowance_release, allowance_reserve, reserve_tokens_estimate
+from billing.services.reservations import (
+    Reservation,
+    allowance_checkpoint,
+    allowance_release,
+    allowance_reserve,
+    reserve_tokens_estimate,
+)
 from core.models import User
 from core.platform.admission import Admission, tenant_slot
 from core.platform.database_steps import database_step
@@ -471,15 +477,22 @@ def _message_input_tokens(usage: Usage) -> int:
 
 def _checkpoint(*, turn: ChatTurn, text: str, usage: Usage, reason: str) -> None:
     """Save an unsettled answer's text and usage so far into its message, left ``interrupted`` with
-    ``reason``; an answer settled meanwhile (it has its AgentAction) is left alone."""
-    with tenant_context(turn.tenant):
-        Message.objects.filter(id=turn.message_id, agent_action__isnull=True).update(
+    ``reason``; an answer settled meanwhile (it has its AgentAction) is left alone. The usage goes
+    on its allowance reservation too, whose expiry bills it if this process dies before settling."""
+    with tenant_context(turn.tenant), transaction.atomic():
+        unsettled = Message.objects.filter(id=turn.message_id, agent_action__isnull=True).update(
             content=text,
             status=Message.Status.INTERRUPTED,
             error=reason,
             input_tokens=_message_input_tokens(usage),
             output_tokens=usage.output_tokens,
         )
+        if unsettled and turn.reservation is not None:
+            allowance_checkpoint(
+                reservation_id=turn.reservation.id,
+                input_tokens=_message_input_tokens(usage),
+                output_tokens=usage.output_tokens,
+            )
 
 
 class _Keeper:

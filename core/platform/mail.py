@@ -25,6 +25,7 @@ from django.utils import timezone
 from procrastinate import BaseRetryStrategy, RetryDecision
 from procrastinate.jobs import Job
 
+from core.platform.admission import connections_release
 from core.platform.counters import window_count
 from core.platform.jobs import TransientJobError, job_defer, public_task
 
@@ -88,6 +89,7 @@ def mail_send(*, to: str, template: str, context: dict[str, Any]) -> None:
     subject, text, html = mail_render(template=template, context=context)
     message = EmailMultiAlternatives(subject=subject, body=text, to=[to])
     message.attach_alternative(html, "text/html")
+    connections_release()  # a mail server may take seconds: no pooled connection waits on it
     try:
         message.send()
     except (smtplib.SMTPException, OSError) as exc:
