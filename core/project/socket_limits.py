@@ -27,6 +27,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from core.platform.exceptions import ApplicationError
+from core.project.handshake import handshake_refuse
 
 logger = logging.getLogger(__name__)
 
@@ -257,18 +258,10 @@ class _LimitedSocket:
 
 async def _too_many_sockets(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Refuse the handshake: HTTP 429 with Retry-After where the server can say so, else 4429."""
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return
-    if "websocket.http.response" not in scope.get("extensions", {}):
-        await send({"type": "websocket.close", "code": CLOSE_FLOOD})  # the server answers 403
-        return
     error = ApplicationError(
         f"You already have {settings.SOCKET_MAX_PER_PERSON} sockets open on this organisation; close one first.",
         code="too_many_sockets",
         status=429,
         extra={"retry_after": SOCKETS_RETRY_AFTER_SECONDS},
     )
-    headers = [(b"content-type", b"application/json"), (b"retry-after", str(SOCKETS_RETRY_AFTER_SECONDS).encode())]
-    await send({"type": "websocket.http.response.start", "status": 429, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": json.dumps(error.as_dict()).encode()})
+    await handshake_refuse(scope, receive, send, error=error, close_code=CLOSE_FLOOD)

@@ -10,7 +10,7 @@ makes it (``core.platform.database_steps``), never on whatever search_path its l
 from __future__ import annotations
 
 import functools
-import json
+import logging
 from http.cookies import SimpleCookie
 from types import SimpleNamespace
 from typing import Any
@@ -25,11 +25,14 @@ from django_tenants.utils import get_public_schema_name, remove_www, schema_cont
 from rest_framework.authtoken.models import Token
 
 from core.models import User
-from core.platform.api import error_body
 from core.platform.database_steps import database_step
+from core.platform.exceptions import ApplicationError, outage_error
+from core.project.handshake import handshake_refuse
 from core.project.socket_limits import SocketLimitsMiddleware
 from tenants.models import ApiKey, Domain, Membership, Tenant
 from tenants.services.api_keys import api_key_authenticate
+
+logger = logging.getLogger(__name__)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
@@ -165,21 +168,50 @@ class TenantAuthMiddleware:
         self.app = SocketLimitsMiddleware(app)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if scope["type"] == "websocket":
+        if scope["type"] != "websocket":
+            return await self.app(scope, receive, send)
+        handshake = _Handshake(receive, send)
+        try:
             scope = {**scope, **await database_step(resolve_connection)(scope)}
             if scope.get("unauthenticated"):
-                return await _deny(scope, receive, send, status=401)
-        return await self.app(scope, receive, send)
+                error = ApplicationError(
+                    "Invalid API key, or not a key of this organisation.", code="not_authenticated", status=401
+                )
+                bearer = [(b"www-authenticate", b'Bearer realm="api"')]
+                return await handshake_refuse(scope, receive, send, error=error, close_code=4401, headers=bearer)
+            return await self.app(scope, handshake.receive, handshake.send)
+        except Exception as exc:
+            # The database or the channel layer (Redis) unreachable before the socket was accepted:
+            # a 503 with Retry-After, as HTTP answers it, not a server error. Later, the socket ends.
+            outage = outage_error(exc)
+            if outage is None or handshake.answered:
+                raise
+            logger.warning("WebSocket handshake refused with 503: %s", exc.__class__.__name__, exc_info=exc)
+            await handshake_refuse(
+                scope, receive, send, error=outage, close_code=CLOSE_TRY_AGAIN, connect_received=handshake.connected
+            )
 
 
-async def _deny(scope: dict[str, Any], receive: Any, send: Any, *, status: int) -> None:
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return
-    if "websocket.http.response" not in scope.get("extensions", {}):
-        await send({"type": "websocket.close", "code": 4401})  # the server answers 403
-        return
-    body = json.dumps(error_body("not_authenticated", "Invalid API key, or not a key of this organisation.")).encode()
-    headers = [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="api"')]
-    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": body})
+# RFC 6455 "Try Again Later": what a server without the denial response closes a refused socket with.
+CLOSE_TRY_AGAIN = 1013
+
+
+class _Handshake:
+    """Watches an app's side of a handshake: whether it read ``websocket.connect`` and answered it."""
+
+    def __init__(self, receive: Any, send: Any) -> None:
+        self._receive, self._send = receive, send
+        self.connected = self.answered = False
+
+    async def receive(self) -> dict[str, Any]:
+        message: dict[str, Any] = await self._receive()
+        self.connected = self.connected or message["type"] == "websocket.connect"
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.answered = self.answered or message["type"] in (
+            "websocket.accept",
+            "websocket.close",
+            "websocket.http.response.start",
+        )
+        await self._send(message)
