@@ -1,7 +1,7 @@
-"""Fair shares with real processes: one tenant (and anonymous clients from many loopback addresses)
-floods the slow paths of a server whose pool holds 2 connections, against a slow upstream; another
-tenant's plain requests keep succeeding, and the flood gets only answers, 429s and 503s that say
-when to come back, never a 500."""
+"""Fair shares with real processes (uvicorn, a job worker): one tenant (and anonymous clients from
+many loopback addresses) floods the slow paths of a server whose pool holds 2 connections, against a
+slow upstream; another tenant's plain requests keep succeeding, and the flood gets only answers,
+429s and 503s that say when to come back, never a 500."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import pytest
 
 from tests.ai.factories import world_create
 from tests.core.fair_shares import FLOOD_KINDS, flooder_create, quiet_requests, server_env, under_flood
-from tests.processes import SPAWNED_APPLICATION_NAME, ServedProcess, committed, database_backends_end
+from tests.processes import (
+    SPAWNED_APPLICATION_NAME,
+    ServedProcess,
+    committed,
+    database_backends_end,
+    live_database_url,
+    manage_py_process,
+    process_stop,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -23,12 +31,16 @@ def server(django_db_setup, anthropic_server, django_db_blocker, tmp_path_factor
         DB_POOL_TIMEOUT=5,
         DB_APPLICATION_NAME=SPAWNED_APPLICATION_NAME,
     )
+    logs = tmp_path_factory.mktemp("fair")
     with django_db_blocker.unblock():
-        process = ServedProcess(env=env, log=tmp_path_factory.mktemp("fair") / "web.log")
+        process = ServedProcess(env=env, log=logs / "web.log")
+        # The job worker beside it, as in production: the flood's work must not starve it either.
+        worker = manage_py_process("worker", env={**env, "DATABASE_URL": live_database_url()}, log=logs / "worker.log")
         try:
             yield process.wait_ready()
         finally:
             process.stop()
+            process_stop(worker)
             database_backends_end(spawned_only=True)
 
 
