@@ -53,6 +53,14 @@ def http_client(server, world) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=server.url, headers=headers, timeout=20)
 
 
+async def settled(world, message_id: int, timeout: float = 10) -> Saved:
+    """The answer once its stream has settled it (a cancelled one too: its socket is told nothing)."""
+    deadline = time.monotonic() + timeout
+    while (answer := await saved(world, message_id)).action is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return answer
+
+
 async def chat(transport: str, server, world, message: str) -> list[dict]:
     """One question, asked over ``transport``; the frames the client saw up to done or error."""
     if transport == "websocket":
@@ -269,6 +277,7 @@ async def test_a_streaming_answer_is_checkpointed_into_its_message(live_worlds, 
             if answer.message.content:
                 break
         await ws.send(json.dumps({"type": "cancel"}))
+        assert (await settled(acme, start["message_id"])).message.status == "interrupted"
 
     message = answer.message
     assert message.content and seen.startswith(message.content)
@@ -287,10 +296,12 @@ async def test_a_slow_upstream_keeps_its_stream_slot_without_tokens(live_worlds,
         await ws_connect(asgi_server, "acme", token=acme.owner_token) as second,
     ):
         await first.send(json.dumps({"message": "think hard"}))
-        assert (await receive(first))["type"] == "start"
+        start = await receive(first)
+        assert start["type"] == "start"
         await asyncio.sleep(2)  # twice the slot's TTL, without a token
 
         frames = await ask(second, "me too")
 
         assert frames[-1]["type"] == "error" and frames[-1]["error"]["code"] == "too_many_streams"
         await first.send(json.dumps({"type": "cancel"}))
+        assert (await settled(acme, start["message_id"])).message.status == "interrupted"
