@@ -6,6 +6,7 @@ import html
 import re
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 from django.conf import settings
@@ -51,7 +52,7 @@ def document_summarise(*, user: User, document: Document) -> SummaryResult:
     allowance = quota_check(feature=AgentAction.AgentType.SUMMARISE, model=provider.model)
     if provider.name == "offline":
         return _summarise_extractive(user=user, document=document)
-    schema_name = connection.schema_name
+    schema_name = cast(Any, connection).schema_name  # django-tenants' attribute, set by the request
     admission = Admission(
         StreamSlot(schema_name=schema_name, user_id=user.pk),
         tenant_slot(schema_name=schema_name, limit=allowance.concurrent_requests),

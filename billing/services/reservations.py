@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -114,7 +115,7 @@ def allowance_reserve(
             expires_at=expires,
         )
         return Reservation(id=row.pk, tokens=None)
-    params = {
+    params: dict[str, Any] = {
         "tenant": tenant_id,
         "period_start": start,
         "want": prompt_tokens + max_tokens,
