@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ai.services import documents
-from core.platform.jobs import RetryStrategy, TransientJobError, tenant_task
+from core.platform.jobs import JobAborted, RetryStrategy, TransientJobError, tenant_task
 
-# A provider outage is retried with backoff (2, 4, 8, 16, 32 s...) before the document shows failed.
-INGEST_RETRY = RetryStrategy(max_attempts=6, exponential_wait=2, retry_exceptions={TransientJobError})
+# A provider or database outage is retried with backoff (2, 4, 8, 16, 32 s...) before the
+# document shows failed; so is a run interrupted by its worker shutting down.
+INGEST_RETRY = RetryStrategy(max_attempts=6, exponential_wait=2, retry_exceptions={TransientJobError, JobAborted})
 
 
-@tenant_task(name=documents.INGEST_JOB, queue="ingest", retry=INGEST_RETRY, pass_final_attempt=True)
-def document_ingest(*, document_id: int, final_attempt: bool) -> None:
-    documents.document_ingest(document_id=document_id, final_attempt=final_attempt)
+# fair: a tenant ingests one document at a time and tenants take turns, so one tenant's pile of
+# large uploads never holds every worker slot (README, "Background jobs").
+@tenant_task(
+    name=documents.INGEST_JOB,
+    queue="ingest",
+    retry=INGEST_RETRY,
+    fair=True,
+    pass_final_attempt=True,
+    pass_should_stop=True,
+)
+def document_ingest(*, document_id: int, final_attempt: bool, should_stop: Callable[[], bool]) -> None:
+    documents.document_ingest(document_id=document_id, final_attempt=final_attempt, should_stop=should_stop)

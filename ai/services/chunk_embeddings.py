@@ -11,12 +11,15 @@ from ai.embedders import Embedder, get_embedder
 from ai.models import Chunk, Document
 
 
-def chunks_embeddings_save(*, chunks: list[Chunk], vectors: list[list[float]], embedder: Embedder) -> None:
-    """Store computed embeddings on their chunks in one bulk UPDATE (call inside a transaction)."""
+def chunks_embeddings_save(*, chunks: list[Chunk], vectors: list[list[float]], embedder: Embedder) -> int:
+    """Store computed embeddings on their chunks in one bulk UPDATE (call inside a transaction).
+
+    Returns how many chunks were still there to update (fewer when they were replaced meanwhile).
+    """
     for chunk, vector in zip(chunks, vectors, strict=True):
         chunk.embedding = vector
         chunk.embedding_model = embedder.name
-    Chunk.objects.bulk_update(chunks, ["embedding", "embedding_model"], batch_size=len(chunks) or None)
+    return Chunk.objects.bulk_update(chunks, ["embedding", "embedding_model"], batch_size=len(chunks) or None)
 
 
 def _chunks_needing_embedding(*, embedder: Embedder, reembed: bool) -> QuerySet[Chunk]:

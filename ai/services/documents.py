@@ -7,11 +7,13 @@ ingestion job reads it (in a child process with hard limits), then chunks and em
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import PurePath
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db.models import Count, Max, Min
 
 from ai.chunking import chunk_text, count_tokens
 from ai.embedders import get_embedder
@@ -20,7 +22,7 @@ from ai.models import Chunk, Document, DocumentUpload
 from ai.services.chunk_embeddings import chunks_embeddings_save
 from core.models import User
 from core.platform.exceptions import ApplicationError
-from core.platform.jobs import TransientJobError, tenant_job_defer
+from core.platform.jobs import JobAborted, TransientJobError, tenant_job_defer
 from core.platform.validators import UNSTORABLE_CODE, text_unstorable_reason
 
 logger = logging.getLogger(__name__)
@@ -136,16 +138,36 @@ def document_delete(*, document: Document) -> None:
     document.delete()
 
 
-def document_ingest(*, document_id: int, final_attempt: bool = True) -> None:
+def document_ingest(
+    *, document_id: int, final_attempt: bool = True, should_stop: Callable[[], bool] = lambda: False
+) -> None:
     """Read (an upload), chunk, store, then embed one document; the ingestion job runs it in the
     tenant's schema. An upload that cannot be read leaves the document failed with the reason.
 
-    Safe to run again (a retry, a worker that died mid-job): the chunks are replaced, never added
-    to. Chunks are stored before they are embedded, so when the embedding provider is down the
-    document waits with a readable error and the job raises ``TransientJobError`` to be retried;
-    on the ``final_attempt`` it is marked failed, and ``embed_documents`` or the retry action can
-    finish it later.
+    Safe to run again (a retry, a worker that died mid-job, two runs at once): the chunks are
+    replaced, never added to, and a run marks the document ready only if the chunks it stored
+    are still the document's and all embedded. Chunks are stored before they are embedded, batch
+    by batch, so when the embedding provider or the database is down the document waits with a
+    readable error and the job raises ``TransientJobError`` to be retried; on the
+    ``final_attempt`` it is marked failed, and ``embed_documents`` or the retry action can finish
+    it later. Between batches the run checks ``should_stop`` (its worker is shutting down) and
+    raises ``JobAborted`` to be run again elsewhere. Any other database error fails the
+    document with a readable reason instead of leaving it pending.
     """
+    try:
+        _ingest(document_id=document_id, final_attempt=final_attempt, should_stop=should_stop)
+    except DatabaseError as exc:
+        transient = _database_error_transient(exc)
+        message = _database_error_message(exc)
+        if transient and not final_attempt:
+            _ingest_failed_record(document_id, message + " Retrying shortly.", status=Document.Status.PENDING)
+            raise TransientJobError(message) from exc
+        _ingest_failed_record(document_id, message, status=Document.Status.FAILED)
+        if transient:
+            raise  # the job shows failed too; the document says why
+
+
+def _ingest(*, document_id: int, final_attempt: bool, should_stop: Callable[[], bool]) -> None:
     document = Document.objects.filter(id=document_id).first()
     if document is None:
         return  # deleted before its turn came
@@ -163,26 +185,91 @@ def document_ingest(*, document_id: int, final_attempt: bool = True) -> None:
     chunks = _chunks_replace(document_id=document_id, content=content, texts=texts)
     if not chunks:
         return
-    try:
-        embedder = get_embedder()
-        vectors = embedder.embed_documents([chunk.text for chunk in chunks])
-    except ApplicationError as exc:
-        if exc.status == 503 and not final_attempt:
-            _ingest_failed(document_id, content, exc, status=Document.Status.PENDING, suffix=" Retrying shortly.")
-            raise TransientJobError(exc.message) from exc
-        _ingest_failed(document_id, content, exc)
-        return
-    except Exception as exc:  # noqa: BLE001
-        _ingest_failed(document_id, content, exc)
-        return
+    embedder = get_embedder()
+    batch_size = max(1, settings.EMBEDDING_BATCH_SIZE)
+    for start in range(0, len(chunks), batch_size):
+        if should_stop():
+            raise JobAborted(f"stopped after {start} of {len(chunks)} chunks of document {document_id}")
+        batch = chunks[start : start + batch_size]
+        try:
+            vectors = embedder.embed_documents([chunk.text for chunk in batch])
+        except ApplicationError as exc:
+            if exc.status == 503 and not final_attempt:
+                _ingest_failed(document_id, content, exc, status=Document.Status.PENDING, suffix=" Retrying shortly.")
+                raise TransientJobError(exc.message) from exc
+            _ingest_failed(document_id, content, exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            _ingest_failed(document_id, content, exc)
+            return
+        with transaction.atomic():
+            if chunks_embeddings_save(chunks=batch, vectors=vectors, embedder=embedder) < len(batch):
+                return  # another run replaced these chunks (a retry, an edit): it finishes the document
+    _document_ready_if_complete(document_id=document_id, content=content, chunks=chunks)
+
+
+def _document_ready_if_complete(*, document_id: int, content: str, chunks: list[Chunk]) -> None:
+    """Mark the document ready if the chunks this run stored are still exactly its chunks, all embedded.
+
+    Chunk ids are the run's token: a run that replaced them (a retry while this one was still
+    going, an edit) made new rows, so an older run can never declare the newer chunks ready.
+    """
+    ids = [chunk.id for chunk in chunks]
     with transaction.atomic():
         current = Document.objects.select_for_update().filter(id=document_id, content=content).first()
         if current is None:
             return  # deleted or edited meanwhile; the newer ingest wins
-        chunks_embeddings_save(chunks=chunks, vectors=vectors, embedder=embedder)
+        stored = Chunk.objects.filter(document=current).aggregate(
+            total=Count("id"), embedded=Count("embedding"), first=Min("id"), last=Max("id")
+        )
+        if current.chunk_count != len(ids) or stored != {
+            "total": len(ids),
+            "embedded": len(ids),
+            "first": min(ids),
+            "last": max(ids),
+        }:
+            return
         current.status = Document.Status.READY
         current.error = ""
         current.save(update_fields=["status", "error", "updated"])
+
+
+# SQLSTATE classes worth another attempt: the connection (08), a server shutting down or a
+# statement cancelled (57), serialization and deadlock (40), and a full disk or exhausted memory
+# or connections (53), which an operator frees.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+
+
+def _database_error_transient(exc: DatabaseError) -> bool:
+    sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
+    return isinstance(exc, OperationalError | InterfaceError) or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
+def _database_error_message(exc: DatabaseError) -> str:
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None) or ""
+    reason = {
+        "53100": "the database server is out of disk space",
+        "53200": "the database server is out of memory",
+        "53300": "the database server has too many connections",
+    }.get(sqlstate)
+    if reason is None and (sqlstate[:2] in ("08", "57") or isinstance(exc, InterfaceError)):
+        reason = "the connection to the database was lost"
+    if reason is None:
+        primary = getattr(getattr(cause, "diag", None), "message_primary", None) or str(exc)
+        reason = f"the database refused it ({primary.strip()[:300]}"
+        reason += f", SQLSTATE {sqlstate})" if sqlstate else ")"
+    return f"The document could not be stored: {reason}."
+
+
+def _ingest_failed_record(document_id: int, message: str, *, status: str) -> None:
+    """Write why on the document, if the database lets us (it may be what failed)."""
+    logger.warning("ingesting document %s failed: %s", document_id, message)
+    try:
+        with transaction.atomic():
+            Document.objects.filter(id=document_id).update(status=status, error=message[:2000])
+    except DatabaseError:
+        logger.exception("could not record the failure on document %s", document_id)
 
 
 def _upload_extract(*, document_id: int) -> str | None:

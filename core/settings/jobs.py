@@ -8,6 +8,8 @@ if TASK_MODE not in ("queue", "eager"):
     raise RuntimeError("TASK_MODE must be 'queue' or 'eager'.")
 
 # Jobs one worker process runs at once (each sync job takes a thread and a pooled connection).
+# At least 2: a tenant runs one ingestion at a time (fair tasks, core.platform.jobs), so with two
+# slots one tenant's backlog of large uploads always leaves a slot for everyone else's jobs.
 JOBS_WORKER_CONCURRENCY = env.int("JOBS_WORKER_CONCURRENCY", default=2)
 JOBS_HEARTBEAT_SECONDS = env.float("JOBS_HEARTBEAT_SECONDS", default=10.0)
 # A worker silent for this long is dead: its jobs go back to the queue (stalled-job retry).
@@ -20,5 +22,10 @@ PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
 PROCRASTINATE_IMPORT_PATHS = ["core.platform.jobs", "core.platform.mail"]
 # procrastinate's Django models are read-only views for the operator admin.
 PROCRASTINATE_READONLY_MODELS = True
-# On SIGTERM a worker lets running jobs finish for this long, then aborts them (they are retried).
+# On SIGTERM a worker is gone within this long: running jobs get most of it to finish, are then
+# asked to stop between steps (and retried), and a job that does not stop is left to be retried.
 JOBS_SHUTDOWN_GRACE_SECONDS = env.float("JOBS_SHUTDOWN_GRACE_SECONDS", default=30.0)
+# A worker that loses the database (a PostgreSQL restart) reconnects after this long, doubling
+# up to the maximum while it stays away.
+JOBS_RECONNECT_MIN_SECONDS = env.float("JOBS_RECONNECT_MIN_SECONDS", default=0.5)
+JOBS_RECONNECT_MAX_SECONDS = env.float("JOBS_RECONNECT_MAX_SECONDS", default=15.0)

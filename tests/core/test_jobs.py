@@ -3,6 +3,7 @@ database, jobs deferred in the same transaction as their rows, killed workers, p
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -233,3 +234,160 @@ def test_jobs_check_fails_clearly_without_a_worker(tenants, tmp_path):
     assert check.wait(60) != 0
     assert "is `manage.py worker` running?" in (tmp_path / "check.log").read_text()
     assert connection.schema_name == "public"
+
+
+def long_text(sections: int) -> str:
+    return "\n\n".join(
+        f"Section {n}. The maintenance window for system {n} opens on day {n % 28 + 1} at {n % 24}:00 and "
+        f"lasts {n % 5 + 1} hours; the on-call engineer for it is number {n * 7 % 101}." * 4
+        for n in range(sections)
+    )
+
+
+def document_state(tenant, document_id: int) -> tuple[str, int, int, int]:  # noqa: ANN001
+    with tenant_context(tenant):
+        document = Document.objects.get(id=document_id)
+        chunks = Chunk.objects.filter(document=document)
+        return document.status, document.chunk_count, chunks.count(), chunks.filter(embedding__isnull=True).count()
+
+
+def jobs_of(tenant, document_id: int) -> list[dict]:  # noqa: ANN001
+    return [
+        job for job in ingest_jobs() if job["args"] == {"document_id": document_id, "schema_name": tenant.schema_name}
+    ]
+
+
+def test_sigterm_mid_ingestion_stops_the_worker_within_its_grace_and_the_next_worker_finishes(
+    tenants, queued, tmp_path
+):
+    tenant = tenants[2].tenant
+    grace = 4
+    first = start_worker(
+        tmp_path, "terminated", JOBS_SHUTDOWN_GRACE_SECONDS=str(grace), EMBEDDING_BATCH_SIZE="8", LOG_LEVEL="INFO"
+    )
+    try:
+        warm = committed(create_document, tenant, "Warm-up", "Loads the embedding model first.")
+        wait_until(lambda: committed(document_state, tenant, warm)[0] == Document.Status.READY, timeout=120)
+        document_id = committed(create_document, tenant, "Maintenance", long_text(1000))
+
+        def chunks_stored() -> bool:
+            with tenant_context(tenant):
+                return Chunk.objects.filter(document_id=document_id).exists()
+
+        wait_until(lambda: committed(chunks_stored), timeout=120, every=0.05, what="chunks stored, embedding next")
+        started = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        first.wait(60)
+        stopped_after = time.monotonic() - started
+    finally:
+        process_stop(first)
+    assert stopped_after <= grace + 1, f"the worker took {stopped_after:.1f} s against a {grace} s grace"
+    assert "ended with status: Aborted, to retry" in (tmp_path / "terminated.log").read_text(), "it stopped itself"
+    status, chunk_count, chunks, unembedded = committed(document_state, tenant, document_id)
+    assert status == Document.Status.PENDING and unembedded > 0, "stopped part way, and not shown ready"
+    [job] = committed(jobs_of, tenant, document_id)
+    assert (job["status"], job["attempts"]) == ("todo", 1), "given back to the queue, to run again"
+
+    second = start_worker(tmp_path, "rescuer")
+    try:
+        wait_until(
+            lambda: committed(document_state, tenant, document_id)[0] == Document.Status.READY,
+            timeout=300,
+            every=0.5,
+            what="document ready",
+        )
+    finally:
+        process_stop(second)
+    status, chunk_count, chunks, unembedded = committed(document_state, tenant, document_id)
+    assert chunk_count == chunks > 100 and unembedded == 0
+    assert [job["status"] for job in committed(jobs_of, tenant, document_id)] == ["succeeded"]
+
+
+def test_retrying_stalled_jobs_goes_past_a_job_already_queued_again(tenants, tmp_path):
+    """A dead worker held a meter sync whose next run is already queued, and another job."""
+
+    def stall() -> tuple[int, int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - interval '1 hour') RETURNING id"
+            )
+            worker_id = cursor.fetchone()[0]
+            ids = []
+            for queue, task, lock in [
+                ("billing", "billing.meter_sync", "billing.meter_sync"),
+                ("maintenance", "core.jobs_ping", None),
+            ]:
+                cursor.execute(
+                    "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args, status, worker_id)"
+                    " VALUES (%s, %s, %s, %s, 'doing', %s) RETURNING id",
+                    [queue, task, lock, '{"timestamp": 1}' if lock else "{}", worker_id],
+                )
+                ids.append(cursor.fetchone()[0])
+            cursor.execute(
+                "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args, status)"
+                " VALUES ('billing', 'billing.meter_sync', 'billing.meter_sync', '{\"timestamp\": 2}', 'todo')"
+                " ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING"
+            )
+        return ids[0], ids[1]
+
+    meter_sync, ping = committed(stall)
+    statuses = lambda: dict(  # noqa: E731
+        ProcrastinateJob.objects.filter(id__in=[meter_sync, ping]).values_list("id", "status")
+    )
+    worker = manage_py_process(
+        "worker",
+        "--queues",
+        "maintenance",
+        "--name",
+        "stalled",
+        env=worker_env(JOBS_STALLED_AFTER_SECONDS="3", JOBS_STALLED_CHECK_CRON="* * * * * *"),
+        log=tmp_path / "stalled.log",
+    )
+    try:
+        wait_until(lambda: committed(statuses)[ping] == "succeeded", timeout=60, every=0.2, what="the ping retried")
+    finally:
+        process_stop(worker)
+    assert committed(statuses)[meter_sync] == "aborted", "its queued copy is the one that runs"
+    assert "UniqueViolation" not in (tmp_path / "stalled.log").read_text()
+
+
+def test_one_tenants_pile_of_large_uploads_does_not_delay_another_tenants_small_one(tenants, queued, tmp_path):
+    busy, quiet = tenants[3].tenant, tenants[4].tenant
+    large = long_text(300)
+
+    def pile() -> list[int]:
+        with tenant_context(busy), transaction.atomic():
+            return [document_create(user=None, title=f"Large {n}", content=large).id for n in range(20)]
+
+    committed(pile)
+    worker = start_worker(tmp_path, "fair", JOBS_SHUTDOWN_GRACE_SECONDS="3")
+    try:
+
+        def busy_embedding() -> bool:
+            with tenant_context(busy):
+                return Chunk.objects.filter(embedding__isnull=False).exists()
+
+        wait_until(lambda: committed(busy_embedding), timeout=120, every=0.1, what="the pile is being ingested")
+        started = time.monotonic()
+        small = committed(create_document, quiet, "Small", "The quiet tenant's one short note.")
+        wait_until(
+            lambda: committed(document_state, quiet, small)[0] == Document.Status.READY,
+            timeout=60,
+            every=0.1,
+            what="the small document ready",
+        )
+        waited = time.monotonic() - started
+    finally:
+        process_stop(worker)
+
+        def clear_pile() -> None:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "DELETE FROM procrastinate_jobs WHERE status = 'todo' AND args->>'schema_name' = %s",
+                    [busy.schema_name],
+                )
+            with tenant_context(busy):
+                Document.objects.all().delete()
+
+        committed(clear_pile)
+    assert waited < 10, f"the small document waited {waited:.1f} s behind the other tenant's pile"

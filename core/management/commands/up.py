@@ -1,6 +1,6 @@
 """`manage.py up`: migrate, ensure the demo tenant and operator, then serve HTTP and WebSocket with
-one job worker beside the server. Ctrl-C or SIGTERM stops the server, the worker and the embedded
-database."""
+one job worker beside the server (restarted if it dies). Ctrl-C or SIGTERM stops the server, the
+worker and the embedded database."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ from core.project.serving import UVICORN_OPTIONS
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
     # SystemExit unwinds normally: the worker is stopped and the embedded database's at-exit
-    # handler runs (uvicorn re-raises the SIGTERM it caught once it has shut down).
+    # handler runs (uvicorn re-raises the SIGTERM it caught once it has shut down). A second
+    # Ctrl-C while that happens must not cut it short and leave the worker or database behind.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(0)
 
 
@@ -50,5 +53,9 @@ class Command(BaseCommand):
         if options["no_worker"]:
             uvicorn.Server(config).run()
             return
-        with worker_process(manage_py=settings.BASE_DIR / "manage.py", concurrency=settings.JOBS_WORKER_CONCURRENCY):
+        with worker_process(
+            manage_py=settings.BASE_DIR / "manage.py",
+            concurrency=settings.JOBS_WORKER_CONCURRENCY,
+            grace=settings.JOBS_SHUTDOWN_GRACE_SECONDS,
+        ):
             uvicorn.Server(config).run()

