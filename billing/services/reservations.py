@@ -132,8 +132,10 @@ def allowance_reserve(
     with connection.cursor() as cursor:
         cursor.execute(_RESERVE_SQL.format(**tables), params)
         row = cursor.fetchone()
-        if row is None and not TenantUsagePeriod.objects.filter(tenant_id=tenant_id, period_start=start).exists():
-            cursor.execute(_PERIOD_ENSURE_SQL.format(**tables), [tenant_id, start])  # first call of the period
+        if row is None:
+            # Refused, or the period's first call (no row to lock yet): make sure the row exists,
+            # whoever creates it, and ask once more.
+            cursor.execute(_PERIOD_ENSURE_SQL.format(**tables), [tenant_id, start])
             cursor.execute(_RESERVE_SQL.format(**tables), params)
             row = cursor.fetchone()
     if row is None:
