@@ -4,6 +4,7 @@ after it. What the person saw is in the answer's message, up to the last checkpo
 can ask again within seconds."""
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -12,16 +13,20 @@ import time
 
 import pytest
 import websockets
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from ai.llm import estimate_tokens
 from ai.models import Message
 from ai.services.chat import UNFINISHED_REASON
+from billing.models import AllowanceReservation, UsageEvent
+from billing.services.reservations import reservations_expire
 from tests.ai.chat_client import receive
 from tests.fakes.anthropic_server import split_tokens
 from tests.processes import (
     ROOT,
     SPAWNED_APPLICATION_NAME,
+    committed,
     database_backends_end,
     free_port,
     live_database_url,
@@ -134,6 +139,9 @@ def test_an_answer_whose_process_is_killed_keeps_its_checkpoint_and_frees_the_sl
 
         with django_db_blocker.unblock(), tenant_context(acme.tenant):
             message = Message.objects.get(id=start["message_id"])
+        with django_db_blocker.unblock():
+            # Its allowance reservation was left too: once taken for dead, what it checkpointed is billed.
+            billed = committed(_bill_the_dead_answers_reservation, acme)
     finally:
         for process in (first, second):
             if process.poll() is None:
@@ -147,3 +155,12 @@ def test_an_answer_whose_process_is_killed_keeps_its_checkpoint_and_frees_the_sl
     lost = len(split_tokens(seen)) - len(split_tokens(message.content))
     assert lost <= (CHECKPOINT_SECONDS + 1) / TOKEN_DELAY, lost
     assert message.input_tokens > 0 and message.output_tokens == estimate_tokens(message.content)
+    assert (billed.input_tokens, billed.output_tokens) == (message.input_tokens, message.output_tokens)
+
+
+def _bill_the_dead_answers_reservation(acme):  # noqa: ANN001, ANN202
+    left = AllowanceReservation.objects.filter(tenant=acme.tenant, user=acme.member, spent_output_tokens__gt=0)
+    reservation = left.get()
+    left.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert reservations_expire() >= 1
+    return UsageEvent.objects.get(tenant=acme.tenant, request_key=f"reservation:{reservation.pk}")
