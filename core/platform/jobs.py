@@ -267,7 +267,7 @@ class _Shutdown:
         logger.info("job worker stopping (jobs in progress get %.0f s)", self.jobs_grace)
         self.requested.set()
         if self.worker is not None:
-            self.worker.stop()
+            self.worker.stop()  # type: ignore[no-untyped-call]  # procrastinate leaves it unannotated
         deadline = threading.Timer(max(self.grace - 0.5, 0.1), self._exit_now)
         deadline.daemon = True
         deadline.start()
@@ -321,7 +321,7 @@ async def _worker(*, concurrency: int, queues: list[str] | None, name: str | Non
                     # Worker.run() forgets a stop requested before it started: repeat it after.
                     stopper = asyncio.create_task(_stop_when_requested(shutdown, worker))
                     try:
-                        await worker.run()
+                        await worker.run()  # type: ignore[no-untyped-call]
                     finally:
                         stopper.cancel()
                     problem = "a side task (listener, heartbeat) failed"
@@ -334,7 +334,7 @@ async def _worker(*, concurrency: int, queues: list[str] | None, name: str | Non
         if shutdown.requested.is_set():
             break
         # The jobs' pooled connections died with the server too: start the pool afresh.
-        await sync_to_async(connection.close_pool)()
+        await sync_to_async(connection.close_pool)()  # type: ignore[attr-defined]  # psycopg backend only
         if time.monotonic() - started > settings.JOBS_RECONNECT_MAX_SECONDS:
             delay = settings.JOBS_RECONNECT_MIN_SECONDS  # it ran a good while: a fresh outage
         logger.warning("job worker stopped (%s); reconnecting in %.1f s", problem, delay)
@@ -358,7 +358,7 @@ def _job_connections_fresh(call_next: Callable[[], R], context: Any, worker: Any
 
 async def _stop_when_requested(shutdown: _Shutdown, worker: Worker) -> None:
     await shutdown.requested.wait()
-    worker.stop()
+    worker.stop()  # type: ignore[no-untyped-call]
 
 
 async def _database_reachable(params: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ def embedded_server_socket_dir(pgdata: Path, *, database: str) -> str:
             server = _server_join(pgdata)
             _ensure_database(server.get_uri(), database)
             _servers[pgdata] = server
-    return parse_qs(urlparse(server.get_uri()).query)["host"][0]
+    return str(parse_qs(urlparse(server.get_uri()).query)["host"][0])
 
 
 def embedded_server_stop(pgdata: Path) -> None:
@@ -108,7 +108,7 @@ def _handles_prune(pgdata: Path) -> None:
 
 def _process_alive(psutil: Any, pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
