@@ -81,9 +81,11 @@ class LLMStream:
         self.usage = Usage()
         self.stop_reason: str | None = None
         self.finished = False
-        # Until the upstream reports its own output count, estimate it from the text so far.
+        # Until the upstream reports its own output count, estimate it from the text so far: never
+        # less than the text deltas received, since each carries at least one token.
         self._output_reported = False
         self._output_floor = 0
+        self._deltas = 0
 
     async def __aenter__(self) -> Self:
         return self
@@ -104,5 +106,6 @@ class LLMStream:
 
     def _add_text(self, delta: str) -> None:
         self.text += delta
+        self._deltas += 1
         if not self._output_reported:
-            self.usage.output_tokens = max(self._output_floor, estimate_tokens(self.text))
+            self.usage.output_tokens = max(self._output_floor, self._deltas, estimate_tokens(self.text))

@@ -62,6 +62,9 @@ class RecordedRequest(dict[str, Any]):
         super().__init__(body)
         self.path = path
         self.headers = headers
+        # What the fake charged for it, as the real API bills: the prompt once a message starts,
+        # and one output token per text piece it delivered (whether or not the stream finished).
+        self.charged = {"input_tokens": 0, "output_tokens": 0}
 
 
 def split_tokens(text: str) -> list[str]:
@@ -378,7 +381,8 @@ class _Exchange:
             await self._send_error(404, "not_found_error", f"Not found: {method} {path}")
             return
         body = _parse_json(raw_body)
-        self.fake._record(RecordedRequest(body if isinstance(body, dict) else {}, path=path, headers=headers))
+        self.request = RecordedRequest(body if isinstance(body, dict) else {}, path=path, headers=headers)
+        self.fake._record(self.request)
         await self._respond(body, headers)
 
     async def _respond(self, body: Any, headers: dict[str, str]) -> None:
@@ -408,7 +412,14 @@ class _Exchange:
         if body.get("stream") is True:
             await self._stream_message(body, pieces, stop_reason)
         else:
-            await self._send_json(200, self._message(body, pieces, stop_reason))
+            message = self._message(body, pieces, stop_reason)
+            self._charge(message["usage"]["input_tokens"], message["usage"]["output_tokens"])
+            await self._send_json(200, message)
+
+    def _charge(self, input_tokens: int = 0, output_tokens: int = 0) -> None:
+        charged = self.request.charged
+        charged["input_tokens"] += input_tokens
+        charged["output_tokens"] += output_tokens
 
     def _auth_problem(self, headers: dict[str, str]) -> str | None:
         # The real API takes `x-api-key`; the installed SDK sends the key as a Bearer token instead.
@@ -499,6 +510,7 @@ class _Exchange:
         """Send the event sequence; False when it ended early (an error event, a fault)."""
         start = self._message(body, [], None) | {"content": [], "usage": self._usage(body, output_tokens=1)}
         await self._event("message_start", {"type": "message_start", "message": start})
+        self._charge(input_tokens=start["usage"]["input_tokens"])
         empty_block = {"type": "text", "text": ""}
         await self._event(
             "content_block_start", {"type": "content_block_start", "index": 0, "content_block": empty_block}
@@ -519,6 +531,7 @@ class _Exchange:
                 return False
             delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
             await self._event("content_block_delta", delta)
+            self._charge(output_tokens=1)
         await self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
         delta = {"stop_reason": stop_reason, "stop_sequence": None}
         usage = {"output_tokens": max(len(pieces), 1)}
