@@ -256,7 +256,7 @@ class _Shutdown:
     def __init__(self, *, grace: float) -> None:
         self.grace = grace
         # What running jobs get to finish on their own before they are asked to stop.
-        self.jobs_grace = max(grace - min(5.0, grace / 3), 0.0)
+        self.jobs_grace = max(grace - min(5.0, grace / 2), 0.0)
         self.requested = asyncio.Event()
         self.worker: Worker | None = None
         self.worker_ids: set[int] = set()
@@ -389,6 +389,17 @@ def _workers_unregister(worker_ids: set[int]) -> None:
             conn.execute("DELETE FROM procrastinate_workers WHERE id = ANY(%s)", [list(worker_ids)])
     except Exception:  # noqa: BLE001 - best effort; the stalled-job check is the fallback
         logger.warning("could not unregister job worker(s) %s", sorted(worker_ids), exc_info=True)
+
+
+def worker_process_exit(code: int = 0) -> None:
+    """End a worker process now that its worker has stopped: let go of the embedded database,
+    flush the logs and leave without the interpreter's teardown of native libraries (PyTorch's
+    takes seconds, which would break the shutdown grace)."""
+    _embedded_database_release()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _embedded_database_release() -> None:

@@ -281,7 +281,8 @@ def test_sigterm_mid_ingestion_stops_the_worker_within_its_grace_and_the_next_wo
         stopped_after = time.monotonic() - started
     finally:
         process_stop(first)
-    assert stopped_after <= grace + 1, f"the worker took {stopped_after:.1f} s against a {grace} s grace"
+    print(f"\nthe worker stopped {stopped_after:.1f} s after SIGTERM (grace {grace} s)")
+    assert stopped_after <= grace, f"the worker took {stopped_after:.1f} s against a {grace} s grace"
     assert "ended with status: Aborted, to retry" in (tmp_path / "terminated.log").read_text(), "it stopped itself"
     status, chunk_count, chunks, unembedded = committed(document_state, tenant, document_id)
     assert status == Document.Status.PENDING and unembedded > 0, "stopped part way, and not shown ready"
@@ -390,4 +391,5 @@ def test_one_tenants_pile_of_large_uploads_does_not_delay_another_tenants_small_
                 Document.objects.all().delete()
 
         committed(clear_pile)
+    print(f"\nthe quiet tenant's small document was ready {waited:.1f} s after upload, beside a pile of 20")
     assert waited < 10, f"the small document waited {waited:.1f} s behind the other tenant's pile"

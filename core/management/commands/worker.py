@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from ai.embedders import embedder_warm
-from core.platform.jobs import worker_run
+from core.platform.jobs import worker_process_exit, worker_run
 
 
 class Command(BaseCommand):
@@ -30,3 +30,4 @@ class Command(BaseCommand):
         # Ingestion jobs embed: load the model while the worker connects, not in the first job.
         threading.Thread(target=embedder_warm, name="embedder-warm", daemon=True).start()
         worker_run(concurrency=concurrency, queues=[q for q in queues.split(",") if q] or None, name=name)
+        worker_process_exit()
