@@ -156,7 +156,9 @@ def test_jobs_go_on_after_a_postgresql_restart_and_after_the_worker_is_killed(da
         assert len(worker) == 1
 
         postgres_restart(data_dir)
+        restarted = time.monotonic()
         up.upload_becomes_ready(auth, "After the restart", timeout=60)
+        print(f"\nan upload after the PostgreSQL restart was ready in {time.monotonic() - restarted:.1f} s")
 
         worker[0].kill()  # kill -9: up starts another
         wait_until(lambda: [w for w in up.workers() if w.pid != worker[0].pid], timeout=30, what="a new worker")
@@ -170,7 +172,9 @@ def test_ctrl_c_to_the_process_group_stops_everything_and_an_immediate_restart_w
     try:
         worker = first.workers()
         assert worker and postgres_processes(data_dir)
+        interrupted = time.monotonic()
         assert first.interrupt_group() == 0
+        print(f"\nCtrl-C to the process group: up exited after {time.monotonic() - interrupted:.1f} s")
     finally:
         first.kill()
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in worker), "the worker outlived Ctrl-C"
