@@ -12,12 +12,16 @@ this process's memory (core.platform.cache): a per-process limit, rather than a 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
 import random
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Protocol, TypeVar
 
@@ -147,6 +151,31 @@ def _hashing_slots() -> threading.BoundedSemaphore:
         if _hashing is None:
             _hashing = threading.BoundedSemaphore(settings.PASSWORD_HASHING_SLOTS)
         return _hashing
+
+
+# How much lower than serving a hash runs (a nice value): a login flood takes what the CPU has spare.
+HASHING_NICENESS = 10
+
+
+def _hashing_thread_started() -> None:
+    with contextlib.suppress(OSError):  # Linux: a thread's own nice value; elsewhere it runs as is
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+
+
+@functools.cache
+def _hashing_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(
+        max_workers=settings.PASSWORD_HASHING_SLOTS,
+        thread_name_prefix="strata-hash",
+        initializer=_hashing_thread_started,
+    )
+
+
+def password_hash(compute: Callable[[], T]) -> T:
+    """Run ``compute`` (a password hash) admitted: in one of this process's hashing slots, on a
+    thread that runs below the priority of serving, with no pooled connection held meanwhile."""
+    with password_hashing_admitted():
+        return _hashing_threads().submit(compute).result()
 
 
 @contextmanager

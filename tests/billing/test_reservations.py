@@ -6,6 +6,7 @@ and password hashing past its slots is a 503 with Retry-After, holding no connec
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 
 import pytest
@@ -173,3 +174,12 @@ def test_hashing_gives_the_pooled_connection_back_first():
     thread.start()
     thread.join(30)
     assert seen == [None]
+
+
+def test_a_hash_runs_below_the_priority_of_serving():
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    serving = niceness()
+    assert admission.password_hash(niceness) == serving + admission.HASHING_NICENESS
+    assert niceness() == serving  # the caller's own thread is untouched
