@@ -74,6 +74,10 @@ def _checked_content(content: str) -> str:
 
 
 INGEST_JOB = "ai.document_ingest"
+# Chunks embedded per step of an ingestion. A worker's ingestions share one model, one batch at a
+# time: short steps let another tenant's small document in between a large one's (and let a
+# stopping worker stop soon).
+INGEST_BATCH_MAX = 16
 
 
 def _schedule_ingest(document: Document) -> None:
@@ -186,7 +190,7 @@ def _ingest(*, document_id: int, final_attempt: bool, should_stop: Callable[[], 
     if not chunks:
         return
     embedder = get_embedder()
-    batch_size = max(1, settings.EMBEDDING_BATCH_SIZE)
+    batch_size = max(1, min(settings.EMBEDDING_BATCH_SIZE, INGEST_BATCH_MAX))
     for start in range(0, len(chunks), batch_size):
         if should_stop():
             raise JobAborted(f"stopped after {start} of {len(chunks)} chunks of document {document_id}")
