@@ -1,4 +1,4 @@
-"""The public host's account API and pages (included by core.project.urls_public)."""
+"""The public host's account API and pages (included by config.urls_public)."""
 
 from django.urls import path
 

@@ -1,4 +1,4 @@
-"""A tenant host's team and account API and pages (included by core.project.urls_tenants)."""
+"""A tenant host's team and account API and pages (included by config.urls_tenants)."""
 
 from django.urls import include, path
 

@@ -15,8 +15,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from ai.embedders import embedder_warm
+from config.signup import tenant_signup
 from core.models import User
-from core.project.signup import tenant_signup
 from tenants.models import Membership, Tenant
 from tenants.services import tenant_public_ensure, tenant_template_ensure
 from tests.factories import PASSWORD, UserFactory

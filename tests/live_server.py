@@ -18,8 +18,8 @@ class LiveAsgiServer:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        from core.project.asgi import application
-        from core.project.serving import UVICORN_OPTIONS
+        from config.asgi import application
+        from config.serving import UVICORN_OPTIONS
 
         config = uvicorn.Config(
             application, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", **UVICORN_OPTIONS

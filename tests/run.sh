@@ -25,6 +25,6 @@ fi
 .venv/bin/ruff check --quiet .
 .venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 # mypy exits 1 on the known errors too; the filter decides (pipefail would stop on mypy's status).
-{ .venv/bin/mypy core tenants billing ai || true; } | .venv/bin/mypy-baseline filter --allow-unsynced --hide-stats
+{ .venv/bin/mypy config core tenants billing ai || true; } | .venv/bin/mypy-baseline filter --allow-unsynced --hide-stats
 
 exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

@@ -26,7 +26,7 @@ def _without_search_path_reset() -> None:
 
 def main() -> None:
     port = int(sys.argv[1])
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
@@ -35,7 +35,7 @@ def main() -> None:
     import uvicorn
 
     uvicorn.run(
-        "core.project.asgi:application",
+        "config.asgi:application",
         host="127.0.0.1",
         port=port,
         lifespan="on",

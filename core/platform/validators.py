@@ -110,7 +110,7 @@ class StorableFormInputMiddleware:
         for value in _submitted_text(request):
             reason = text_unstorable_reason(value)
             if reason:
-                raise BadRequest(reason)  # the host's 400 page (core.project.views.bad_request)
+                raise BadRequest(reason)  # the host's 400 page (config.views.bad_request)
 
 
 def _is_api_view(view_func: Any) -> bool:

@@ -236,7 +236,7 @@ def test_the_tenants_with_work_are_found_by_one_query_over_all_of_them(acme, glo
 
 
 def test_a_tenant_that_never_held_an_unembedded_chunk_is_not_even_queried(acme, unique_subdomain):
-    from core.project.signup import tenant_signup
+    from config.signup import tenant_signup
     from tests.factories import PASSWORD
 
     fresh = tenant_signup(

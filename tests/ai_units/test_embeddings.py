@@ -334,7 +334,7 @@ def test_the_voyage_sdk_is_an_optional_extra_imported_only_when_asked_for() -> N
     probe = "import sys, django; django.setup(); import ai.embedders; print('voyageai' in sys.modules)"
     imported = subprocess.run(
         [sys.executable, "-c", probe],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "core.settings"},
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
         capture_output=True,
         text=True,
         check=True,

@@ -111,7 +111,7 @@ def stack(tmp_path_factory):
                         sys.executable,
                         "-m",
                         "uvicorn",
-                        "core.project.asgi:application",
+                        "config.asgi:application",
                         "--port",
                         str(port_),
                         "--workers",

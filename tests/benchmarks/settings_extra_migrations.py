@@ -3,7 +3,7 @@ their package (tests/migration_modules.py writes it): what a deploy bringing a n
 
 import os
 
-from core.settings import *  # noqa: F403
+from config.settings import *  # noqa: F403
 
 if os.environ.get("STRATA_EXTRA_AI_MIGRATIONS"):
     MIGRATION_MODULES = {"ai": os.environ["STRATA_EXTRA_AI_MIGRATIONS"]}

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from config.signup import tenant_signup
 from core.platform.jobs import app
-from core.project.signup import tenant_signup
 from tests.factories import PASSWORD
 
 

@@ -82,7 +82,7 @@ def test_the_openapi_schema_is_served(acme):
 
 
 def test_error_pages_are_readable_pages_not_debug_pages(acme):
-    from core.settings import base
+    from config.settings import base
 
     if "DEBUG" not in os.environ:
         assert base.DEBUG is False  # Django's debug pages only when DEBUG is explicitly on

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from core.project import serving
+from config import serving
 from tests.ai.chat_client import ask, receive, ws_connect
 from tests.processes import procfile
 

@@ -283,7 +283,7 @@ def page_routes(urlconf: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("urlconf", "host"), [("core.project.urls_tenants", "acme.localhost"), ("core.project.urls_public", "localhost")]
+    ("urlconf", "host"), [("config.urls_tenants", "acme.localhost"), ("config.urls_public", "localhost")]
 )
 def test_every_page_refuses_a_nul_in_any_posted_field(acme, urlconf, host):
     client = host_client(host)

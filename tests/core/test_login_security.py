@@ -124,7 +124,7 @@ def test_behind_a_trusted_proxy_each_real_client_has_its_own_key(acme, settings,
 
 
 def test_signup_throttle_keys_on_the_peer_not_a_forged_header(public_client):
-    # The signup rate is 20 an hour per client address (core/settings/api.py).
+    # The signup rate is 20 an hour per client address (config/settings/api.py).
     statuses = [
         public_client.post("/api/signup/", {}, format="json", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}").status_code
         for n in range(21)

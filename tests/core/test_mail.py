@@ -31,7 +31,7 @@ def mail_settings(**env):
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "core.settings", **env},
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
         capture_output=True,
         text=True,
         check=True,
@@ -104,7 +104,7 @@ def test_a_message_whose_write_fails_leaves_no_part_file_behind(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", WRITE_FAILS, str(folder)],
         cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "core.settings", "STRATA_DATA_DIR": str(tmp_path)},
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "STRATA_DATA_DIR": str(tmp_path)},
         capture_output=True,
         text=True,
         check=True,

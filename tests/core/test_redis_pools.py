@@ -115,7 +115,7 @@ def test_a_burst_of_operations_and_disconnects_keeps_each_pool_within_its_bound(
             cwd=ROOT,
             env={
                 **os.environ,
-                "DJANGO_SETTINGS_MODULE": "core.settings",
+                "DJANGO_SETTINGS_MODULE": "config.settings",
                 "REDIS_URL": server.url,
                 "REDIS_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
                 "REDIS_POOL_TIMEOUT": "30",

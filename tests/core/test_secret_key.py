@@ -22,7 +22,7 @@ def settings_secret_key(data_dir: Path, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", "import django; from django.conf import settings; print(settings.SECRET_KEY)"],
         cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "core.settings", "STRATA_DATA_DIR": str(data_dir), **env},
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "STRATA_DATA_DIR": str(data_dir), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -16,7 +16,7 @@ PRODUCTION_ENV = {
     "STRATA_PRODUCTION": "true",
     "SECRET_KEY": secrets.token_urlsafe(50),
     "ANTHROPIC_API_KEY": "sk-ant-production-check",
-    "DJANGO_SETTINGS_MODULE": "core.settings",
+    "DJANGO_SETTINGS_MODULE": "config.settings",
 }
 
 

@@ -134,7 +134,7 @@ def test_up_starts_the_platform_with_a_demo_tenant_and_a_worker_and_stops_cleanl
 
 
 def test_the_summary_says_which_mode_each_part_runs_in(settings):
-    from core.project.bootstrap import Credentials, platform_summary
+    from config.bootstrap import Credentials, platform_summary
 
     credentials = Credentials("ops@example.com", "pw", "owner@demo.example.com", "pw2")
     settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"

@@ -36,7 +36,7 @@ def uvicorn(port: int, env: dict[str, str]) -> subprocess.Popen:
             sys.executable,
             "-m",
             "uvicorn",
-            "core.project.asgi:application",
+            "config.asgi:application",
             "--host",
             "127.0.0.1",
             "--port",

@@ -80,7 +80,7 @@ def test_a_sender_killed_mid_send_leaves_it_unsent_and_the_retry_delivers_it(acm
             cwd=ROOT,
             env={
                 **os.environ,
-                "DJANGO_SETTINGS_MODULE": "core.settings",
+                "DJANGO_SETTINGS_MODULE": "config.settings",
                 "DATABASE_URL": live_database_url(),
                 "DB_APPLICATION_NAME": SPAWNED_APPLICATION_NAME,
                 "EMAIL_URL": f"smtp://127.0.0.1:{smtp.port}",

@@ -10,7 +10,7 @@ from django_tenants.utils import tenant_context
 
 from ai.models import PromptTemplate
 from ai.selectors import chunks_nearest, chunks_nearest_plan
-from core.project.signup import tenant_signup
+from config.signup import tenant_signup
 from tenants.services import template_is_current
 from tests.ai.factories import DocumentFactory, chunks_insert, near, unit_vectors
 from tests.conftest import host_client

@@ -18,8 +18,8 @@ from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context, tenant_context
 
 from ai.models import PromptTemplate
-from core.project import bootstrap as project_bootstrap
-from core.project.signup import tenant_signup
+from config import bootstrap as project_bootstrap
+from config.signup import tenant_signup
 from tenants.services.bootstrap import platform_migrate, platform_migrate_lock
 from tenants.services.schema_migrations import (
     platform_pending,

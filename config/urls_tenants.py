@@ -5,7 +5,7 @@ from django.urls import include, path
 from ai import views as pages
 from ai.api import ChatCancelApi, ChatSseApi, ChatStreamApi, SearchApi
 from ai.api import router as ai_router
-from core.project.urls_common import (  # noqa: F401
+from config.urls_common import (  # noqa: F401
     common_urlpatterns,
     handler400,
     handler403,

@@ -11,9 +11,9 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from core.project.bootstrap import platform_bootstrap, platform_summary
-from core.project.processes import worker_process
-from core.project.serving import UVICORN_OPTIONS
+from config.bootstrap import platform_bootstrap, platform_summary
+from config.processes import worker_process
+from config.serving import UVICORN_OPTIONS
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
@@ -43,7 +43,7 @@ class Command(BaseCommand):
         if options["no_serve"]:
             return
         config = uvicorn.Config(
-            "core.project.asgi:application",
+            "config.asgi:application",
             host=options["host"],
             port=options["port"],
             lifespan="on",

@@ -25,6 +25,7 @@ SHARED_APPS = [
     "channels",
     "procrastinate.contrib.django",  # the job queue's tables and SQL functions live in public only
     "axes",  # login lockouts: counted per address and per account (users are global)
+    "config",  # the wiring on top: its commands (up, worker...) and the operators' admin
 ]
 
 TENANT_APPS = [
@@ -49,9 +50,9 @@ TENANT_CREATION_FAKES_MIGRATIONS = True
 TENANT_LIMIT_SET_CALLS = True
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 BASE_DOMAIN = env.str("BASE_DOMAIN", default="localhost")
-PUBLIC_SCHEMA_URLCONF = "core.project.urls_public"
-DEFAULT_NOT_FOUND_TENANT_VIEW = "core.project.views.unknown_tenant"
-ROOT_URLCONF = "core.project.urls_tenants"
+PUBLIC_SCHEMA_URLCONF = "config.urls_public"
+DEFAULT_NOT_FOUND_TENANT_VIEW = "config.views.unknown_tenant"
+ROOT_URLCONF = "config.urls_tenants"
 
 # --- Core -----------------------------------------------------------------------------
 # Production requires SECRET_KEY; elsewhere the data folder's own random key (never a public one,
@@ -105,14 +106,14 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "core.project.context_processors.workspace",
+                "config.context_processors.workspace",
             ]
         },
     }
 ]
 
 WSGI_APPLICATION = None
-ASGI_APPLICATION = "core.project.asgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 
 # --- Auth -------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ CSRF_TRUSTED_ORIGINS = env.list(
     default=[f"{SITE_SCHEME}://*.{BASE_DOMAIN}{_PUBLIC_PORT}", f"{SITE_SCHEME}://{BASE_DOMAIN}{_PUBLIC_PORT}"],
 )
 LOGIN_URL = "/login/"
-CSRF_FAILURE_VIEW = "core.project.views.csrf_failure"
+CSRF_FAILURE_VIEW = "config.views.csrf_failure"
 
 # --- Static files, i18n ------------------------------------------------------------------
 STATIC_URL = "/static/"

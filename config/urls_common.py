@@ -7,7 +7,7 @@ from typing import Any
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from core.project.health import readyz
+from config.health import readyz
 from tenants.api import PasswordChangeApi, PasswordResetApi, PasswordResetConfirmApi, ThrottledLoginView
 
 
@@ -25,7 +25,7 @@ common_urlpatterns = [
     path("api/auth/", include("dj_rest_auth.urls")),
 ]
 
-handler400 = "core.project.views.bad_request"
-handler403 = "core.project.views.permission_denied"
-handler404 = "core.project.views.not_found"
-handler500 = "core.project.views.server_error"
+handler400 = "config.views.bad_request"
+handler403 = "config.views.permission_denied"
+handler404 = "config.views.not_found"
+handler500 = "config.views.server_error"

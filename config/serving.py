@@ -11,9 +11,9 @@ context per socket). ``ws_max_size``: a chat frame holds at most CHAT_MAX_MESSAG
 ``http`` is uvicorn's httptools protocol with the limits it lacks (``HttpProtocol``): reached
 directly, it let a client hold a connection open for ever with a request head that never ends
 (16,400 such connections were held in one test) or grow one header without bound. The body's size
-is limited by the app (core.project.request_limits). The equivalent command line:
+is limited by the app (config.request_limits). The equivalent command line:
 
-    uvicorn core.project.asgi:application --http core.project.serving:HttpProtocol --ws websockets-sansio
+    uvicorn config.asgi:application --http config.serving:HttpProtocol --ws websockets-sansio
         --ws-per-message-deflate false --ws-max-size 1048576 --timeout-keep-alive 5 --no-proxy-headers
 """
 
@@ -31,7 +31,7 @@ HEAD_TIMEOUT_SECONDS = 10
 MAX_HEAD_BYTES = 32 * 1024
 
 UVICORN_OPTIONS: dict[str, Any] = {
-    "http": "core.project.serving:HttpProtocol",
+    "http": "config.serving:HttpProtocol",
     "ws": "websockets-sansio",
     "ws_per_message_deflate": False,
     "ws_max_size": 1024 * 1024,

@@ -1,5 +1,5 @@
 """Limits on every WebSocket, applied before its consumer sees a frame: a frame rate per socket, a cap
-on open sockets per person (or API key) per tenant, and an idle timeout (core/settings/sockets.py).
+on open sockets per person (or API key) per tenant, and an idle timeout (config/settings/sockets.py).
 
 A frame past the socket's rate never reaches the consumer (whose every frame costs a database
 round trip): it is answered with a ``rate_limited`` error frame carrying ``retry_after``, and a
@@ -27,7 +27,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from core.platform.exceptions import ApplicationError
-from core.project.handshake import handshake_refuse
+from core.platform.handshake import handshake_refuse
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ async def _place_release(place: _Place) -> None:
 
 class SocketLimitsMiddleware:
     """Applies the socket limits (module docstring) to every WebSocket of ``app``; needs the
-    ``tenant`` and ``user`` that core.project.websocket.TenantAuthMiddleware put in the scope."""
+    ``tenant`` and ``user`` that tenants.sockets.TenantAuthMiddleware put in the scope."""
 
     def __init__(self, app: Any) -> None:
         self.app = app

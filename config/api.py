@@ -9,10 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.serializers import SignupInputSerializer, SignupOutputSerializer
+from config.signup import tenant_signup
 from core.platform.schema import error_responses
 from core.platform.throttling import ScopedRateThrottle
-from core.project.serializers import SignupInputSerializer, SignupOutputSerializer
-from core.project.signup import tenant_signup
 
 
 class SignupApi(APIView):

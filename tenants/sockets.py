@@ -27,10 +27,10 @@ from rest_framework.authtoken.models import Token
 from core.models import User
 from core.platform.database_steps import database_step
 from core.platform.exceptions import ApplicationError, outage_error
-from core.project.handshake import handshake_refuse
-from core.project.socket_limits import SocketLimitsMiddleware
+from core.platform.handshake import handshake_refuse
 from tenants.models import ApiKey, Domain, Membership, Tenant
 from tenants.services.api_keys import api_key_authenticate
+from tenants.socket_limits import SocketLimitsMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class TenantAuthMiddleware:
     the connection is still allowed, see ``connection_authorised``) into a WebSocket scope;
     consumers decide. A Bearer credential that is not a live key of the host's tenant is answered
     here with HTTP 401 (the ASGI denial response), as the REST API answers it. Every socket let
-    through is held to the socket limits (core.project.socket_limits), which need to know whose it is."""
+    through is held to the socket limits (tenants.socket_limits), which need to know whose it is."""
 
     def __init__(self, app: Any) -> None:
         self.app = SocketLimitsMiddleware(app)

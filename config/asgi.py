@@ -6,15 +6,15 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from ai.routing import websocket_urlpatterns  # noqa: E402
-from core.project.lifespan import Lifespan  # noqa: E402
-from core.project.request_limits import RequestBodyLimit  # noqa: E402
-from core.project.websocket import TenantAuthMiddleware  # noqa: E402
+from config.lifespan import Lifespan  # noqa: E402
+from config.request_limits import RequestBodyLimit  # noqa: E402
+from tenants.sockets import TenantAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

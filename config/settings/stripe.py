@@ -7,7 +7,7 @@ STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="") or None
 STRIPE_METER_EVENT_NAME = env.str("STRIPE_METER_EVENT_NAME", default="strata_tokens")
 # Stripe's own pages (Checkout, the customer portal): billing forms redirect there, so the
-# Content-Security-Policy's form-action allows them (core/settings/security.py).
+# Content-Security-Policy's form-action allows them (config/settings/security.py).
 STRIPE_PAGE_ORIGINS = env.list(
     "STRIPE_PAGE_ORIGINS", default=["https://checkout.stripe.com", "https://billing.stripe.com"]
 )

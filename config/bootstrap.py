@@ -10,8 +10,8 @@ from pathlib import Path
 from django.conf import settings
 from django_tenants.utils import get_public_schema_name, schema_context
 
+from config.signup import tenant_signup
 from core.models import User
-from core.project.signup import tenant_signup
 from tenants.models import Tenant, public_url, tenant_url
 from tenants.services.bootstrap import platform_migrate
 from tenants.services.provisioning import tenant_public_ensure

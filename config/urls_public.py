@@ -3,8 +3,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from core.project.api import SignupApi
-from core.project.urls_common import (  # noqa: F401
+from config.api import SignupApi
+from config.urls_common import (  # noqa: F401
     common_urlpatterns,
     handler400,
     handler403,
@@ -12,7 +12,7 @@ from core.project.urls_common import (  # noqa: F401
     handler500,
     schema_view,
 )
-from core.project.views import home, signup_page, workspace_go
+from config.views import home, signup_page, workspace_go
 
 urlpatterns = [
     path("", home, name="home"),

@@ -54,5 +54,5 @@ SPECTACULAR_SETTINGS = {
 TENANT_RATE_LIMIT_PER_MINUTE = env.int("TENANT_RATE_LIMIT_PER_MINUTE", default=120)
 
 # The largest request body any endpoint takes: a document upload and the rest of its form. A larger
-# body is refused with 413 while it arrives (core.project.request_limits), before Django spools it.
+# body is refused with 413 while it arrives (config.request_limits), before Django spools it.
 REQUEST_MAX_BODY_BYTES = DOCUMENT_MAX_UPLOAD_BYTES + 1024 * 1024
