@@ -19,6 +19,8 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
 from ai import selectors
+from ai.chat.answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
+from ai.chat.services import Frame, chat_message_validate, chat_prepare
 from ai.models import Conversation, Document, Message
 from ai.serializers import (
     ChatCancelOutputSerializer,
@@ -34,8 +36,6 @@ from ai.serializers import (
     SearchOutputSerializer,
     SummaryOutputSerializer,
 )
-from ai.services.chat import Frame, chat_message_validate, chat_prepare
-from ai.services.chat_answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
 from ai.services.conversations import conversation_delete, conversation_rename
 from ai.services.documents import document_create, document_delete, document_ingest_retry, document_update
 from ai.services.summarise import document_summarise

@@ -1,7 +1,7 @@
 """The chat WebSocket: thin adapter from client frames to the chat services and back.
 
 A socket follows one answer at a time (a new question, or a resume). Closing the socket stops
-following, not the answer: that runs on in its own task (ai.services.chat_answers) and may be
+following, not the answer: that runs on in its own task (ai.chat.answers) and may be
 resumed from this or another socket; a ``cancel`` frame stops it. A socket whose tenant, membership
 or credential is gone is closed: on its next frame, or at once when a revocation is announced
 (tenants.services.status), after the answer it follows has ended with ``access_revoked``.
@@ -17,7 +17,8 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from ai.services.chat import (
+from ai.chat.answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
+from ai.chat.services import (
     ConnectionNotAllowed,
     Frame,
     chat_message_validate,
@@ -25,7 +26,6 @@ from ai.services.chat import (
     chat_resume_validate,
     error_frame,
 )
-from ai.services.chat_answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
 from core.platform.database_steps import database_step
 from core.platform.exceptions import ApplicationError
 from core.platform.json import json_loads
@@ -36,7 +36,7 @@ from tenants.services.status import tenant_channel_group
 # credential is gone: checked at the handshake and again before every client frame).
 CLOSE_REFUSED = 4403
 CLOSE_UPSTREAM_ERROR = 4502
-# An answer stops within a second of a revocation (ai.services.chat_answers); past this the socket
+# An answer stops within a second of a revocation (ai.chat.answers); past this the socket
 # closes without its last frame.
 REVOKED_ANSWER_WAIT_SECONDS = 3.0
 

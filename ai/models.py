@@ -190,7 +190,7 @@ class Message(models.Model):
     content = models.TextField(blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OK)
     # Why an answer is not ``ok``: its failure, or (while it streams) what a crash would leave it as.
-    # A database default too: the turn's placeholder is inserted in plain SQL (ai.services.chat).
+    # A database default too: the turn's placeholder is inserted in plain SQL (ai.chat.services).
     error = models.TextField(blank=True, default="", db_default="")
     sources = models.JSONField(default=list, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)

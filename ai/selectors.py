@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from pgvector import Vector
 
-from ai.embedders import get_embedder
+from ai.embedding.embedders import get_embedder
 from ai.models import Chunk, Conversation, Document
 from core.platform.database.base import session_setting
 

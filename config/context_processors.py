@@ -7,7 +7,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from ai.embedders import embedder_state
+from ai.embedding.embedders import embedder_state
 
 
 def workspace(request: HttpRequest) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 
-from ai.embedders import embedder_state
+from ai.embedding.embedders import embedder_state
 from core.platform.health import database_check
 
 

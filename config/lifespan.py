@@ -8,8 +8,8 @@ import asyncio
 import logging
 from typing import Any
 
-from ai.embedders import embedder_warm
-from ai.services.chat_answers import chat_answers_drain
+from ai.chat.answers import chat_answers_drain
+from ai.embedding.embedders import embedder_warm
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from django_tenants.utils import tenant_context
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from ai.embedders import embedder_warm
+from ai.embedding.embedders import embedder_warm
 from config.signup import tenant_signup
 from core.models import User
 from tenants.models import Membership, Tenant

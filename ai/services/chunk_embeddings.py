@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from ai.embedders import Embedder, get_embedder
+from ai.embedding.embedders import Embedder, get_embedder
 from ai.models import Chunk, Document
 
 

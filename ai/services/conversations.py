@@ -1,4 +1,4 @@
-"""A member's own conversations: renaming and deleting them (chat itself is ai.services.chat)."""
+"""A member's own conversations: renaming and deleting them (chat itself is ai.chat.services)."""
 
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import Count, Max, Min
 
-from ai.chunking import chunk_text, count_tokens
-from ai.embedders import get_embedder
-from ai.extraction import ParseLimits, extract_text_isolated, upload_check
+from ai.embedding.embedders import get_embedder
+from ai.ingestion.chunking import chunk_text, count_tokens
+from ai.ingestion.extraction import ParseLimits, extract_text_isolated, upload_check
 from ai.models import Chunk, Document, DocumentUpload
 from ai.services.chunk_embeddings import chunks_embeddings_save
 from core.models import User

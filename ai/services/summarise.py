@@ -12,12 +12,12 @@ import numpy as np
 from django.conf import settings
 from django.db import connection
 
-from ai.embedders import get_embedder
+from ai.chat.stream_slots import StreamSlot
+from ai.embedding.embedders import get_embedder
 from ai.llm import LLMProvider, Usage, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Document
 from ai.services.actions import agent_action_record
 from ai.services.prompts import prompt_active
-from ai.services.stream_slots import StreamSlot
 from billing.services import quota_check
 from billing.services.reservations import allowance_reserve, reserve_tokens_estimate
 from core.models import User

@@ -3,7 +3,7 @@
 Access to a tenant ends for everyone on it (suspension, deletion) or for one person or key
 (removal, leaving, a revoked key). ``access_revoke`` tells every process, after commit: running
 answers read the time of the newest revocation from the cache (Redis with REDIS_URL) about twice
-a second (ai.services.chat_answers) and open sockets get it through the tenant's channel-layer
+a second (ai.chat.answers) and open sockets get it through the tenant's channel-layer
 group. Both treat it as a hint and ask the database (``access_allowed``) before stopping anything,
 so a revocation undone meanwhile stops nothing.
 """

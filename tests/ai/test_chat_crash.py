@@ -16,9 +16,9 @@ import websockets
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from ai.chat.services import UNFINISHED_REASON
 from ai.llm import estimate_tokens
 from ai.models import Message
-from ai.services.chat import UNFINISHED_REASON
 from billing.models import AllowanceReservation, UsageEvent
 from billing.services.reservations import reservations_expire
 from tests.ai.chat_client import receive

@@ -15,8 +15,8 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from ai.chat.services import CUT_OFF_MESSAGE
 from ai.models import AgentAction, Message
-from ai.services.chat import CUT_OFF_MESSAGE
 from billing.models import UsageEvent
 from tests.ai.chat_client import answer_text, ask, receive, ws_connect
 from tests.fakes.anthropic_server import split_tokens
@@ -242,7 +242,7 @@ async def test_an_answer_that_cannot_be_saved_is_logged_loudly_and_keeps_its_tex
 ):
     acme = live_worlds["acme"]
     fake_anthropic.reply = "Every word of this was shown to the person."
-    caplog.set_level(logging.ERROR, logger="ai.services.chat")
+    caplog.set_level(logging.ERROR, logger="ai.chat.services")
 
     async with failing_finish(acme, times=1000):
         frames = await chat("websocket", asgi_server, acme, "unsaveable")

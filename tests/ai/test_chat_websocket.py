@@ -7,8 +7,8 @@ import websockets
 from channels.db import database_sync_to_async
 from django_tenants.utils import tenant_context
 
+from ai.chat import services as chat_service
 from ai.models import AgentAction, Conversation, Message
-from ai.services import chat as chat_service
 from billing.models import UsageEvent
 from tests.ai.chat_client import answer_text, ask, frames_until_end, receive, ws_connect
 

@@ -1,8 +1,8 @@
 import pytest
 from django_tenants.utils import tenant_context
 
+from ai.chat.services import _turn_store
 from ai.models import Conversation, Message
-from ai.services.chat import _turn_store
 from core.platform.exceptions import ApplicationError
 
 

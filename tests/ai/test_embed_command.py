@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
-from ai.embedders import get_embedder
+from ai.embedding.embedders import get_embedder
 from ai.models import Chunk, Document
 from ai.selectors import schemas_with_embedding_work
 from core.platform.exceptions import ApplicationError
@@ -214,7 +214,7 @@ def test_with_nothing_to_embed_the_model_is_never_loaded(acme, monkeypatch):
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the embedding model was loaded with nothing to embed")
 
-    monkeypatch.setattr("ai.embedders._load_model", refuse)
+    monkeypatch.setattr("ai.embedding.embedders._load_model", refuse)
 
     out, _ = embed("--schema", acme.tenant.schema_name)
 

@@ -166,7 +166,7 @@ def test_the_conversations_api_renames_and_deletes(acme):
 
 
 def test_the_loading_notice_shows_until_the_embedding_model_is_warm(member, monkeypatch):
-    from ai import embedders
+    from ai.embedding import embedders
 
     monkeypatch.setattr(embedders, "_warm", type(embedders._warm)())
     assert "still loading its search model" in member.get("/").content.decode()

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
-from ai.embedders import get_embedder
+from ai.embedding.embedders import get_embedder
 from ai.models import Chunk
 from ai.selectors import chunks_nearest, chunks_nearest_plan, relevance_score
 from tests.ai.factories import DocumentFactory, chunks_insert, ids_align, near

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from django_tenants.utils import tenant_context
 
-import ai.chunking
+import ai.ingestion.chunking
 from ai.models import Chunk
 from tests.uploads import upload
 
 # A real Python file, and the whitespace a formatter would never leave but a person might.
-PYTHON_SOURCE = Path(ai.chunking.__file__).read_text() + (
+PYTHON_SOURCE = Path(ai.ingestion.chunking.__file__).read_text() + (
     "\n\n\n\nclass Aligned:\n"
     "    table = {\n"
     '        "a":      1,   # aligned by hand\n'

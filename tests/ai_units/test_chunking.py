@@ -7,8 +7,8 @@ import re
 import pytest
 from tokenizers import Tokenizer
 
-from ai.chunking import chunk_text, count_tokens, max_chunk_tokens
-from ai.embedders import model_folder
+from ai.embedding.embedders import model_folder
+from ai.ingestion.chunking import chunk_text, count_tokens, max_chunk_tokens
 
 TOPICS = ["invoices", "holidays", "security", "onboarding", "pricing", "backups", "support", "hiring"]
 
@@ -26,7 +26,7 @@ def long_document() -> str:
 
 @pytest.fixture(scope="module")
 def model_tokenizer() -> Tokenizer:
-    # Loaded independently of ai.chunking so its counting is checked, not reused.
+    # Loaded independently of ai.ingestion.chunking so its counting is checked, not reused.
     tokenizer = Tokenizer.from_file(str(model_folder() / "tokenizer.json"))
     tokenizer.no_truncation()
     tokenizer.no_padding()
@@ -141,7 +141,7 @@ def test_count_tokens_ignores_the_shipped_128_token_truncation() -> None:
 
 def test_an_oversized_merged_chunk_is_split_again() -> None:
     # semchunk builds overlapping chunks from sub-chunks; this is the guard for a join that grew.
-    from ai.chunking import _within_limit
+    from ai.ingestion.chunking import _within_limit
 
     piece = " ".join(f"token{number}" for number in range(200))
 

@@ -5,9 +5,9 @@ import time
 
 import numpy as np
 
-from ai.embedders import WEIGHTS_SHA256, LocalEmbedder, bulk_embedding, model_folder
-from ai.embedding_bulk import BulkConfig, BulkPlan
-from ai.embedding_onnx import onnx_model_load
+from ai.embedding.bulk import BulkConfig, BulkPlan
+from ai.embedding.embedders import WEIGHTS_SHA256, LocalEmbedder, bulk_embedding, model_folder
+from ai.embedding.onnx import onnx_model_load
 
 QUESTIONS = [
     "How long do customers have to ask for a refund?",

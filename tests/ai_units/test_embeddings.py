@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ai import embedders as embeddings
-from ai.embedders import (
+from ai.embedding import embedders as embeddings
+from ai.embedding.embedders import (
     WEIGHTS_SHA256,
     Embedder,
     LocalEmbedder,
@@ -299,7 +299,7 @@ def test_bulk_mode_gives_the_same_vectors_within_bfloat16_rounding():
     import numpy as np
     import torch
 
-    from ai.embedders import LocalEmbedder, bulk_embedding
+    from ai.embedding.embedders import LocalEmbedder, bulk_embedding
 
     embedder = LocalEmbedder()
     texts = ["Refunds are paid within five working days.", "The lighthouse keeper logs the weather at dawn."]
@@ -331,7 +331,7 @@ def test_the_voyage_sdk_is_an_optional_extra_imported_only_when_asked_for() -> N
 
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
     # Importing the embedders (every process does) must not import the SDK.
-    probe = "import sys, django; django.setup(); import ai.embedders; print('voyageai' in sys.modules)"
+    probe = "import sys, django; django.setup(); import ai.embedding.embedders; print('voyageai' in sys.modules)"
     imported = subprocess.run(
         [sys.executable, "-c", probe],
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},

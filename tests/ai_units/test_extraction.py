@@ -11,7 +11,7 @@ import zipfile
 import docx
 import pytest
 
-from ai.extraction import (
+from ai.ingestion.extraction import (
     SUPPORTED_EXTENSIONS,
     ParseLimits,
     extract_text,

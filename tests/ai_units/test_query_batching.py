@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from ai.batching import BatcherOverloaded, QueryBatcher
-from ai.embedders import LocalEmbedder, query_embedding
+from ai.embedding.batching import BatcherOverloaded, QueryBatcher
+from ai.embedding.embedders import LocalEmbedder, query_embedding
 
 
 class RecordingModel:

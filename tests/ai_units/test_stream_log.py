@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from ai.services.stream_log import MemoryStreamLog, RedisStreamLog
+from ai.chat.stream_log import MemoryStreamLog, RedisStreamLog
 from tests.redis_server import REDIS_AVAILABLE, RedisServer
 
 pytestmark = pytest.mark.asyncio

@@ -12,7 +12,7 @@ from django.db import close_old_connections, connection
 from django_tenants.utils import schema_context
 from pgvector.django import HnswIndex
 
-from ai.embedders import Embedder, get_embedder
+from ai.embedding.embedders import Embedder, get_embedder
 from ai.models import Chunk
 from tenants.models import Domain, Tenant
 

@@ -1,7 +1,7 @@
 """embed_documents throughput: batched model calls and bulk updates vs one model call and one save per chunk.
 
 The command picks threads, batch size and precision from what the CPU offers and measures
-(ai.embedding_bulk), so it must never be slower than the naive loop, on CPUs with AMX and without.
+(ai.embedding.bulk), so it must never be slower than the naive loop, on CPUs with AMX and without.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 from django.core.management import call_command
 from django_tenants.utils import tenant_context
 
-from ai.chunking import chunk_text, count_tokens
-from ai.embedders import get_embedder
-from ai.embedding_bulk import cpu_has_amx, cpu_has_native_bfloat16
+from ai.embedding.bulk import cpu_has_amx, cpu_has_native_bfloat16
+from ai.embedding.embedders import get_embedder
+from ai.ingestion.chunking import chunk_text, count_tokens
 from ai.models import Chunk, Document
 from ai.services.chunk_embeddings import chunks_embed_pending
 from tests.benchmarks.baselines import chunks_embed_naively

@@ -11,8 +11,8 @@ import time
 import pytest
 from django_tenants.utils import tenant_context
 
+from ai.chat.stream_slots import StreamSlot
 from ai.models import AgentAction
-from ai.services.stream_slots import StreamSlot
 from billing.models import Plan, Subscription
 from billing.services import quota_check
 from billing.services.reservations import allowance_release, allowance_reserve

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ai.embedders import get_embedder
+from ai.embedding.embedders import get_embedder
 from tests.ai.relevance_set import PASSAGES, QUESTIONS, relevance_quality
 from tests.benchmarks.conftest import print_table
 

@@ -78,7 +78,7 @@ def fuzz(server, host: str, *extra: str, tmp_path: Path) -> subprocess.Completed
 @pytest.fixture(autouse=True)
 def _warm_embedder() -> None:
     # The live server shares this process: its first search or chat must not wait for the model to load.
-    from ai.embedders import get_embedder
+    from ai.embedding.embedders import get_embedder
 
     get_embedder().embed_query("warm up")
 

@@ -29,7 +29,7 @@ import asyncio, threading, django
 django.setup()
 from django.core.cache import cache
 from channels.layers import get_channel_layer
-from ai.services.stream_log import stream_log
+from ai.chat.stream_log import stream_log
 
 BURST = {BURST}
 barrier = threading.Barrier(BURST)

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django_tenants.utils import get_public_schema_name, schema_context
 from tqdm import tqdm
 
-from ai.embedders import bulk_embedding, get_embedder
+from ai.embedding.embedders import bulk_embedding, get_embedder
 from ai.selectors import schemas_with_embedding_work
 from ai.services.chunk_embeddings import chunks_embed_pending
 from tenants.models import Tenant

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from ai.embedders import embedder_warm
+from ai.embedding.embedders import embedder_warm
 from core.platform.jobs import worker_process_exit, worker_run
 
 

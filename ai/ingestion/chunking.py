@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from ai.embedders import model_folder
+from ai.embedding.embedders import model_folder
 
 if TYPE_CHECKING:
     from semchunk import Chunker

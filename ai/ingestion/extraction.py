@@ -7,7 +7,7 @@ parses, with its own bounds (PDF pages, text length); the ingestion job runs it 
 ``extract_text_isolated``: in a fresh child interpreter with a hard memory and time limit, so a
 file that slips past the checks costs one killed child, never the worker.
 
-This module imports nothing from Django: the child runs it as ``python -m ai.extraction``.
+This module imports nothing from Django: the child runs it as ``python -m ai.ingestion.extraction``.
 """
 
 from __future__ import annotations
@@ -456,7 +456,7 @@ def extract_text_isolated(
     """``extract_text`` in a fresh interpreter limited to ``memory_bytes`` of address space and
     ``timeout_seconds``; the same errors, plus 413 when the file needs more than that to parse.
 
-    A fresh ``python -m ai.extraction`` (not a fork of the worker, whose address space holds the
+    A fresh ``python -m ai.ingestion.extraction`` (not a fork of the worker, whose address space holds the
     embedding model) so the memory limit measures the parse alone, and one child per file so a
     killed parse takes nothing else with it.
     """
@@ -471,7 +471,7 @@ def extract_text_isolated(
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     try:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "ai.extraction"],
+            [sys.executable, "-m", "ai.ingestion.extraction"],
             input=json.dumps(header).encode() + b"\n" + data,
             capture_output=True,
             timeout=timeout_seconds,

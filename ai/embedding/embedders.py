@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ai.batching import BatcherOverloaded, QueryBatcher
-from ai.embedding_bulk import (
+from ai.embedding.batching import BatcherOverloaded, QueryBatcher
+from ai.embedding.bulk import (
     BulkConfig,
     BulkPlan,
     candidate_configs,
@@ -28,7 +28,7 @@ from ai.embedding_bulk import (
     cpu_has_amx,
     usable_cores,
 )
-from ai.embedding_onnx import OnnxMiniLM, onnx_model_load
+from ai.embedding.onnx import OnnxMiniLM, onnx_model_load
 from core.platform.exceptions import ApplicationError
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ _bulk_plan: contextvars.ContextVar[BulkPlan | None] = contextvars.ContextVar("st
 @contextmanager
 def bulk_embedding(*, threads: int | None = None, bfloat16: bool | None = None) -> Iterator[None]:
     """For offline bulk jobs (``embed_documents``): the threads, batch size and precision that
-    measure fastest on this CPU (ai.embedding_bulk), never slower than one text per call.
+    measure fastest on this CPU (ai.embedding.bulk), never slower than one text per call.
 
     ``threads`` and ``bfloat16`` pin a configuration instead (bfloat16 matrix maths measured at
     cosine >= 0.99998 to the float32 vectors). Web processes keep one thread and float32; the

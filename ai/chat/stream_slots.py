@@ -2,7 +2,7 @@
 the cache, and never held by a stream that died.
 
 A user has that many slot keys; a stream takes a free one (an atomic ``add``) with a short TTL and
-refreshes it on a heartbeat of its own while it runs (ai.services.chat), tokens or not, so a slow
+refreshes it on a heartbeat of its own while it runs (ai.chat.services), tokens or not, so a slow
 upstream keeps its slot. A process that crashes mid-answer stops refreshing, so its slot frees
 itself within CHAT_STREAM_SLOT_TTL_SECONDS.
 """

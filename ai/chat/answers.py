@@ -3,7 +3,7 @@ resumed after a dropped connection on any process, stopped on request or when no
 
 An answer runs in a task of the process that accepted it (``chat_answer_open``), not in the
 WebSocket consumer or SSE response that asked: each frame goes to the stream log
-(ai.services.stream_log) and clients follow the log. When the last follower leaves, the answer
+(ai.chat.stream_log) and clients follow the log. When the last follower leaves, the answer
 keeps going for CHAT_RESUME_GRACE_SECONDS; if nobody follows it again by then (here, or on another
 process, which says so in the shared log), it is cancelled upstream and saved as interrupted with
 its tokens. An explicit cancel stops it at once: directly when it runs here, through a cancel
@@ -28,8 +28,8 @@ from typing import Any
 
 from django.conf import settings
 
-from ai.services.chat import ChatTurn, Frame, chat_stream, error_frame
-from ai.services.stream_log import (
+from ai.chat.services import ChatTurn, Frame, chat_stream, error_frame
+from ai.chat.stream_log import (
     TERMINAL_TYPES,
     RedisStreamLog,
     StreamLog,

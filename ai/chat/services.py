@@ -2,7 +2,7 @@
 
 ``chat_prepare`` accepts or refuses a turn (sync, in the tenant's schema) and starts embedding the
 question off the database thread; ``chat_stream`` then publishes the frames of DESIGN.md. It runs
-in a task of its own (ai.services.chat_answers) so the answer outlives the connection that asked.
+in a task of its own (ai.chat.answers) so the answer outlives the connection that asked.
 
 Every database step is a sync function that enters ``tenant_context`` itself, run from async
 code through ``core.platform.database_steps`` (threads whose connections may last have served
@@ -26,13 +26,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from ai.embedders import query_embedding, query_embedding_soon
+from ai.chat.stream_slots import StreamSlot
+from ai.embedding.embedders import query_embedding, query_embedding_soon
 from ai.llm import LLMProvider, LLMStream, Usage, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Conversation, Message
 from ai.selectors import SearchHit, documents_search, hits_by_document
 from ai.services.actions import agent_action_record
 from ai.services.prompts import prompt_active
-from ai.services.stream_slots import StreamSlot
 from billing.services import quota_check
 from billing.services.reservations import (
     Reservation,

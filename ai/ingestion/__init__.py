@@ -1,0 +1,1 @@
+"""Ingestion: reading uploads into text and cutting text into passages."""
