@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.hashers import get_hashers, get_hashers_by_algorithm
 from django.core.cache import cache
 from django.db import connection
 from django_tenants.utils import tenant_context
@@ -21,8 +24,34 @@ from tenants.models import Membership, Tenant
 from tenants.services import tenant_public_ensure, tenant_template_ensure
 from tests.factories import PASSWORD, UserFactory
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.hashers import TEST_PASSWORD_HASHER
 from tests.live_server import LiveAsgiServer
 from tests.processes import database_backends_end
+
+# Passwords hash with few iterations in the suite (tests/hashers.py): in this process (pytest-django
+# read the settings before this file, so they are set here too) and in every process a test starts,
+# which inherit the environment.
+os.environ["PASSWORD_HASHER"] = TEST_PASSWORD_HASHER
+django_settings.PASSWORD_HASHERS = [TEST_PASSWORD_HASHER]
+get_hashers.cache_clear()
+get_hashers_by_algorithm.cache_clear()
+
+
+# The tools tests/run.sh installs; a test that needs a missing one skips, except under CI.
+INSTALLED_TOOLS = re.compile(r"chromium|redis|nginx", re.IGNORECASE)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Under ``CI=true`` a test skipped for a missing chromium, redis-server or nginx fails: a CI run
+    that lacks one would otherwise pass with the browser, Redis and nginx tests silently unrun."""
+    report: pytest.TestReport = yield
+    if os.environ.get("CI") == "true" and report.skipped and isinstance(report.longrepr, tuple):
+        reason = report.longrepr[2].removeprefix("Skipped: ")
+        if INSTALLED_TOOLS.search(reason):
+            report.outcome = "failed"
+            report.longrepr = f"CI=true, and a tool this test needs is missing: {reason}"
+    return report
 
 
 @dataclass
@@ -151,8 +180,6 @@ def committed_tenants(db) -> list[str]:  # noqa: ANN001
 def _jobs_in_process_from_the_start() -> None:
     """Module- and session-wide fixtures run before the per-test settings below: they too must run
     their jobs in-process and keep no warm spares (a job left in the queue would wait for a worker)."""
-    from django.conf import settings as django_settings
-
     django_settings.TASK_MODE = "eager"
     django_settings.TENANT_SPARE_SCHEMAS = 0
 

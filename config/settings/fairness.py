@@ -15,6 +15,8 @@ PASSWORD_HASHING_WAIT_SECONDS = env.float("PASSWORD_HASHING_WAIT_SECONDS", defau
 # Retry-After (seconds) of a 503 answered while the database or Redis is unreachable.
 OUTAGE_RETRY_AFTER_SECONDS = env.int("OUTAGE_RETRY_AFTER_SECONDS", default=5)
 # Django's PBKDF2, admitted first: a bounded number of hashes at once, no pooled connection held.
-PASSWORD_HASHERS = ["core.platform.passwords.AdmittedPBKDF2PasswordHasher"]
+# PASSWORD_HASHER names a hasher class, never an iteration count: the test suite names its fast
+# subclass (tests/hashers.py) for itself and the processes it starts; deployments leave it unset.
+PASSWORD_HASHERS = [env.str("PASSWORD_HASHER", default="core.platform.passwords.AdmittedPBKDF2PasswordHasher")]
 # How often expired allowance reservations are settled (a job, once per period across workers).
 BILLING_RESERVATIONS_EXPIRE_CRON = env.str("BILLING_RESERVATIONS_EXPIRE_CRON", default="* * * * *")

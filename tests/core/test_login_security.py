@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from rest_framework.test import APIClient
 
 from tests.conftest import host_client
 from tests.factories import PASSWORD, UserFactory
+from tests.hashers import FastAdmittedPBKDF2PasswordHasher
 
 LIMIT = 10
 WRONG = "wrong-password"
@@ -38,16 +38,7 @@ LOGIN_PATHS = {
 
 
 @pytest.fixture
-def fast_hashes(settings):
-    """Dozens of failed logins per test: accounts made here hash with MD5 (the worlds' keep PBKDF2)."""
-    settings.PASSWORD_HASHERS = [
-        "django.contrib.auth.hashers.MD5PasswordHasher",
-        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
-    ]
-
-
-@pytest.fixture
-def operator(django_user_model, fast_hashes):
+def operator(django_user_model):
     return django_user_model.objects.create_superuser("ops@example.com", PASSWORD)
 
 
@@ -77,7 +68,7 @@ def test_every_login_path_locks_an_account_after_repeated_failures_from_many_add
 
 
 @pytest.mark.parametrize("path", LOGIN_PATHS)
-def test_every_login_path_locks_an_address_that_tries_many_accounts(acme, fast_hashes, path):
+def test_every_login_path_locks_an_address_that_tries_many_accounts(acme, path):
     attempt = LOGIN_PATHS[path]
 
     statuses = [attempt(acme, f"guess{n}@example.com").status_code for n in range(LIMIT)]
@@ -87,7 +78,7 @@ def test_every_login_path_locks_an_address_that_tries_many_accounts(acme, fast_h
     assert attempt(acme, "fresh@example.com", REMOTE_ADDR="10.9.9.9").status_code != 429
 
 
-def test_the_api_lockout_is_json_and_the_pages_lockout_is_a_page(acme, fast_hashes):
+def test_the_api_lockout_is_json_and_the_pages_lockout_is_a_page(acme):
     for n in range(LIMIT):
         api_login(acme.host, f"guess{n}@example.com")
 
@@ -100,7 +91,7 @@ def test_the_api_lockout_is_json_and_the_pages_lockout_is_a_page(acme, fast_hash
 
 
 @pytest.mark.parametrize("proxies", [0, 1])
-def test_a_forged_x_forwarded_for_does_not_change_the_throttle_key(acme, settings, fast_hashes, proxies):
+def test_a_forged_x_forwarded_for_does_not_change_the_throttle_key(acme, settings, proxies):
     settings.TRUSTED_PROXY_COUNT = proxies
     # Behind one proxy the real client is the entry the proxy appended (the last); with none, the peer.
     forwarded = [f"203.0.113.{n}, 198.51.100.7" if proxies else f"203.0.113.{n}" for n in range(LIMIT + 1)]
@@ -113,7 +104,7 @@ def test_a_forged_x_forwarded_for_does_not_change_the_throttle_key(acme, setting
     assert statuses[-1] == 429
 
 
-def test_behind_a_trusted_proxy_each_real_client_has_its_own_key(acme, settings, fast_hashes):
+def test_behind_a_trusted_proxy_each_real_client_has_its_own_key(acme, settings):
     settings.TRUSTED_PROXY_COUNT = 1
     for n in range(LIMIT):
         api_login(acme.host, f"guess{n}@example.com", HTTP_X_FORWARDED_FOR="198.51.100.7")
@@ -172,8 +163,8 @@ def test_a_non_members_right_password_gets_the_wrong_password_answer(acme, globe
         assert r"enter a correct" in errors[0] or "enter the correct" in errors[0]
 
 
-class CountingHasher(PBKDF2PasswordHasher):
-    """PBKDF2 as stored, counting every hash it computes."""
+class CountingHasher(FastAdmittedPBKDF2PasswordHasher):
+    """The suite's hasher, counting every hash it computes."""
 
     calls = 0
 
