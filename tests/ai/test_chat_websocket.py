@@ -1,5 +1,6 @@
 import asyncio
 import json
+import threading
 import time
 
 import pytest
@@ -285,20 +286,30 @@ async def test_a_socket_closed_while_its_question_is_accepted_gives_the_stream_s
     settings.CHAT_MAX_STREAMS_PER_USER = 1
     acme = live_worlds["acme"]
     prompt_active = chat_service.prompt_active
+    stepping, stepped = threading.Event(), threading.Event()
 
     def slow_prompt_active(**kwargs):
+        stepping.set()
         time.sleep(0.5)  # the turn's database step is still running when the socket closes
-        return prompt_active(**kwargs)
+        try:
+            return prompt_active(**kwargs)
+        finally:
+            stepped.set()
 
     monkeypatch.setattr(chat_service, "prompt_active", slow_prompt_active)
     async with await ws_connect(asgi_server, "acme", token=acme.owner_token) as first:
         await first.send(json.dumps({"message": "never mind"}))
-        await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(stepping.wait, 10)
     monkeypatch.setattr(chat_service, "prompt_active", prompt_active)
-    await asyncio.sleep(0.6)  # the step has ended: nobody took its turn, which gave its slot back
-
-    async with await ws_connect(asgi_server, "acme", token=acme.owner_token) as second:
-        frames = await ask(second, "now me")
+    assert await asyncio.to_thread(stepped.wait, 10)
+    # The step has ended: nobody took its turn, which gives its slot back (a moment after).
+    deadline = time.monotonic() + 2
+    while True:
+        async with await ws_connect(asgi_server, "acme", token=acme.owner_token) as second:
+            frames = await ask(second, "now me")
+        if frames[-1]["type"] == "done" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
 
     assert frames[-1]["type"] == "done", frames[-1]
 
