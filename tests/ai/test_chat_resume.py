@@ -10,6 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django_tenants.utils import tenant_context
 
+from ai.chat.stream_log import stream_key, stream_log
 from ai.models import Message
 from tests.ai.chat_client import ask, frames_until_end, receive, ws_connect
 
@@ -37,6 +38,15 @@ async def saved_answer(world, message_id, *, settled=True):
         if not settled or message.agent_action_id or time.monotonic() > deadline:
             return message
         await asyncio.sleep(0.05)
+
+
+async def logged_past(world, message_id, seq, *, more=10, timeout=10):
+    """Until the answer's stream log holds ``more`` frames past ``seq``: streamed with no client."""
+    key = stream_key(schema_name=world.tenant.schema_name, message_id=message_id)
+    deadline = time.monotonic() + timeout
+    while (info := await stream_log().info(key)) is None or info.last_seq < seq + more:
+        assert time.monotonic() < deadline, (seq, info)
+        await asyncio.sleep(0.02)
 
 
 async def sse_events(response_or_lines, *, stop_after_tokens=None):
@@ -72,7 +82,7 @@ async def test_a_websocket_client_resumes_after_the_last_seq_it_saw_without_gap_
     async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:
         await ws.send(json.dumps({"message": "tell me a long story"}))
         seen = [await receive(ws) for _ in range(6)]  # start and five tokens
-    await asyncio.sleep(0.2)  # more tokens stream into the log meanwhile
+    await logged_past(acme, seen[0]["message_id"], seen[-1]["seq"])  # more tokens stream in meanwhile
 
     async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:
         await ws.send(json.dumps({"type": "resume", "message_id": seen[0]["message_id"], "after": seen[-1]["seq"]}))
@@ -96,7 +106,7 @@ async def test_an_sse_client_resumes_with_last_event_id_without_gap_or_repeat(li
     ):
         seen = await sse_events(response, stop_after_tokens=7)
     message_id = seen[0][1]["message_id"]
-    await asyncio.sleep(0.2)
+    await logged_past(acme, message_id, seen[-1][1]["seq"])
 
     async with (
         http_client(asgi_server, "acme", acme.member_token) as http,
