@@ -15,12 +15,12 @@ import datetime as dt
 import email
 import random
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.db.models import Sum
 from django.test import override_settings
 from django.utils import timezone
@@ -150,7 +150,8 @@ def test_after_injected_faults_the_ledger_stripe_upstream_documents_and_mail_all
         streaming = threading.Thread(target=lambda: _swallow(_chat, web.url, world, "chaos question killed"))
         streaming.start()
         wait_until(lambda: anthropic_server.active_streams >= 1, timeout=30, what="the answer streams")
-        time.sleep(3 * CHECKPOINT_SECONDS)
+        with django_db_blocker.unblock():
+            wait_until(lambda: committed(_checkpointed, world), timeout=30, what="the answer's first checkpoint")
         web.process.kill()
         streaming.join(30)
         anthropic_server.token_delay = 0
@@ -168,7 +169,8 @@ def test_after_injected_faults_the_ledger_stripe_upstream_documents_and_mail_all
             )
             assert response.status_code == 201, response.text
             accepted.append(response.json()["id"])
-        time.sleep(2)
+        with django_db_blocker.unblock():
+            wait_until(lambda: committed(_ingesting, world), timeout=60, what="the worker ingesting")
         worker.restart(15)  # SIGTERM
 
         # 4. Invitations (mail), with the worker killed (SIGKILL) right after they are queued.
@@ -212,6 +214,19 @@ def _swallow(function, *args) -> None:  # noqa: ANN001
         function(*args)
     except httpx.HTTPError:
         pass  # the server was killed under it
+
+
+def _checkpointed(world) -> bool:  # noqa: ANN001
+    return AllowanceReservation.objects.filter(tenant=world.tenant, spent_output_tokens__gt=0).exists()
+
+
+def _ingesting(world) -> bool:  # noqa: ANN001
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM procrastinate_jobs WHERE status = 'doing' AND args->>'schema_name' = %s",
+            [world.tenant.schema_name],
+        )
+        return cursor.fetchone() is not None
 
 
 def _ready_count(world, ids: list[int]) -> int:  # noqa: ANN001
