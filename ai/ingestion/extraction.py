@@ -467,7 +467,7 @@ def extract_text_isolated(
         "memory_bytes": memory_bytes,
         "cpu_seconds": int(timeout_seconds) + 1,
     }
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the project, whose ai package the child imports
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     try:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
