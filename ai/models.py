@@ -28,6 +28,9 @@ class Document(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)
     chunk_count = models.PositiveIntegerField(default=0)
+    # Bumped by every change of ``content``: ingestion's optimistic lock (a run stores its chunks
+    # and marks the document ready only while the revision it read is still the document's).
+    revision = models.PositiveIntegerField(default=0, db_default=0)
     created_by = _user_reference(related_name="+")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

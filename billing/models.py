@@ -6,6 +6,8 @@ import hashlib
 
 from django.db import models
 
+from tenants.models import TenantRowQuerySet
+
 
 class Plan(models.Model):
     name = models.CharField(max_length=60)
@@ -82,6 +84,8 @@ class UsageEvent(models.Model):
     meter_error = models.CharField(max_length=300, blank=True)
     meter_next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Backoff after a failed send.")
 
+    objects = TenantRowQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created", "-id"]
         constraints = [
@@ -117,6 +121,8 @@ class TenantUsagePeriod(models.Model):
     # When the owners were told a soft allowance was passed (once a period).
     overage_notified_at = models.DateTimeField(null=True, blank=True)
 
+    objects = TenantRowQuerySet.as_manager()
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "period_start"], name="usage_period_unique")]
 
@@ -144,6 +150,8 @@ class AllowanceReservation(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
 
+    objects = TenantRowQuerySet.as_manager()
+
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.feature}: {self.tokens}"
 
@@ -167,6 +175,8 @@ class Subscription(models.Model):
     # The Stripe `created` time of the newest event applied: older events arriving late are ignored.
     last_event_at = models.DateTimeField(null=True, blank=True)
     updated = models.DateTimeField(auto_now=True)
+
+    objects = TenantRowQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"{self.tenant_id}: {self.status}"

@@ -20,7 +20,7 @@ _Q = TypeVar("_Q", bound=QuerySet)
 
 def tenants_with_period_usage(queryset: _Q) -> _Q:
     """Annotate tenants with ``tokens_this_period`` and ``cost_this_period`` (running totals, no ledger scan)."""
-    period = TenantUsagePeriod.objects.filter(tenant_id=OuterRef("pk"), period_start=period_start())
+    period = TenantUsagePeriod.objects.for_tenant(OuterRef("pk")).filter(period_start=period_start())
     return queryset.annotate(
         tokens_this_period=Coalesce(Subquery(period.values("tokens_used")[:1]), Value(0)),
         cost_this_period=Coalesce(Subquery(period.values("cost_micros")[:1]), Value(0)),
@@ -98,9 +98,8 @@ def usage_report(*, tenant_id: int, start: dt.date | None = None, now: dt.dateti
     start = period_start(_utc_midnight(start) if start else now)
     end = next_period_start(start)
     grouped = (
-        UsageEvent.objects.filter(
-            tenant_id=tenant_id, created__gte=_utc_midnight(start), created__lt=_utc_midnight(end)
-        )
+        UsageEvent.objects.for_tenant(tenant_id)
+        .filter(created__gte=_utc_midnight(start), created__lt=_utc_midnight(end))
         .annotate(day=TruncDate("created", tzinfo=dt.UTC))
         .values("day", "feature", "user__email")
         .annotate(
@@ -138,7 +137,7 @@ def usage_report(*, tenant_id: int, start: dt.date | None = None, now: dt.dateti
     for day, tokens in zip(days, daily, strict=True):
         running += tokens
         cumulative.append(running if day <= today else None)
-    subscription = Subscription.objects.select_related("plan").filter(tenant_id=tenant_id).first()
+    subscription = Subscription.objects.for_tenant(tenant_id).select_related("plan").first()
     return UsageReport(
         period_start=start,
         period_end=end,

@@ -154,7 +154,8 @@ def _signup_resume(*, tenant: Tenant, email: str, password: str, plan: Plan, req
     (or, having picked a free plan now, the workspace opens at once). Anyone else finds it taken."""
     owner = (
         Membership.objects.select_related("user")
-        .filter(tenant=tenant, role=Membership.Role.OWNER, user__email__iexact=email)
+        .for_tenant(tenant)
+        .filter(role=Membership.Role.OWNER, user__email__iexact=email)
         .first()
     )
     if owner is None or not _password_matches(user=owner.user, password=password, request=request):

@@ -123,7 +123,7 @@ class TenantMembershipAdmin(TenantModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
         # Memberships live in public: without this filter every tenant's members would show.
-        return Membership.objects.filter(tenant=request.tenant).select_related("user")  # type: ignore[attr-defined]
+        return Membership.objects.for_tenant(request.tenant).select_related("user")  # type: ignore[attr-defined]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # invite people instead: adding by e-mail would tell whether it has an account
@@ -205,7 +205,7 @@ class TenantInvitationAdmin(TenantModelAdmin):
     actions = ("resend", "revoke")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Invitation]:
-        return Invitation.objects.filter(tenant=request.tenant).select_related("invited_by")  # type: ignore[attr-defined]
+        return Invitation.objects.for_tenant(request.tenant).select_related("invited_by")  # type: ignore[attr-defined]
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> type:
         form = super().get_form(request, obj, change=change, **kwargs)

@@ -13,6 +13,14 @@ from django_tenants.models import DomainMixin, TenantMixin
 from core.platform.credentials import TenantCredential
 
 
+class TenantRowQuerySet(models.QuerySet):
+    """The rows of a public table that belong to one tenant: ``for_tenant`` is the one way services,
+    selectors and views scope them (a tenant, or its id where only the id is at hand)."""
+
+    def for_tenant(self, tenant: Tenant | int | models.expressions.OuterRef) -> TenantRowQuerySet:
+        return self.filter(tenant=tenant)
+
+
 class Tenant(TenantMixin):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -53,7 +61,7 @@ class Tenant(TenantMixin):
         """The user's membership here, or None (the tenant API guard asks through the request's tenant)."""
         if not getattr(user, "is_authenticated", False):
             return None
-        return Membership.objects.filter(user=user, tenant=self).first()
+        return Membership.objects.for_tenant(self).filter(user=user).first()
 
 
 def tenant_url(subdomain: str) -> str:
@@ -71,7 +79,7 @@ def _site_url(host: str) -> str:
 
 
 class Domain(DomainMixin):
-    pass
+    objects = TenantRowQuerySet.as_manager()
 
 
 class Membership(models.Model):
@@ -84,6 +92,8 @@ class Membership(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantRowQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -120,6 +130,8 @@ class Invitation(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantRowQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -182,6 +194,8 @@ class ApiKey(TenantCredential, models.Model):
     created = models.DateTimeField(auto_now_add=True)
     last_used = models.DateTimeField(null=True, blank=True)
     revoked = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantRowQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created", "-id"]

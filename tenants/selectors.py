@@ -9,7 +9,7 @@ from tenants.models import ApiKey, Invitation, Membership, Tenant
 
 
 def membership_get(*, user: User, tenant: Tenant) -> Membership | None:
-    return Membership.objects.filter(user=user, tenant=tenant).first()
+    return Membership.objects.for_tenant(tenant).filter(user=user).first()
 
 
 def tenant_get_by_subdomain(*, subdomain: str) -> Tenant | None:
@@ -21,20 +21,21 @@ def tenants_with_member_counts() -> QuerySet[Tenant]:
 
 
 def members_list(*, tenant: Tenant) -> QuerySet[Membership]:
-    return Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__email")
+    return Membership.objects.for_tenant(tenant).select_related("user").order_by("user__email")
 
 
 def invitations_open(*, tenant: Tenant) -> QuerySet[Invitation]:
     """Invitations not yet accepted or revoked (expired ones included: they can be re-sent)."""
     return (
-        Invitation.objects.filter(tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True)
+        Invitation.objects.for_tenant(tenant)
+        .filter(accepted_at__isnull=True, revoked_at__isnull=True)
         .select_related("invited_by")
         .order_by("-created", "-id")
     )
 
 
 def api_keys_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(tenant=tenant, revoked__isnull=True).select_related("created_by")
+    return ApiKey.objects.for_tenant(tenant).filter(revoked__isnull=True).select_related("created_by")
 
 
 def api_key_id_of(*, user: User | None) -> int | None:

@@ -96,7 +96,7 @@ def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
     if user is not None:
         resolved["user"] = user
         with schema_context(get_public_schema_name()):
-            resolved["membership"] = Membership.objects.filter(user=user, tenant=tenant).first()
+            resolved["membership"] = Membership.objects.for_tenant(tenant).filter(user=user).first()
         resolved["reauthorise"] = _reauthorise(tenant, user, credential)
     return resolved
 

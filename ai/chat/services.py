@@ -258,7 +258,7 @@ def _prepare_in_schema(
     slot: Admission,
     embedding: Future[list[float]] | None,
 ) -> ChatTurn:
-    allowance = quota_check(feature=AgentAction.AgentType.CHAT, model=provider.model)
+    allowance = quota_check(tenant=tenant, feature=AgentAction.AgentType.CHAT, model=provider.model)
     slot.add(tenant_slot(schema_name=tenant.schema_name, limit=allowance.concurrent_requests))
     system = prompt_active(name="chat").system_prompt
     history: list[dict[str, str]] = []
@@ -276,6 +276,7 @@ def _prepare_in_schema(
             len(system) + len(question) + sum(len(turn["content"]) for turn in history) + _passages_chars_max()
         )
         reservation = allowance_reserve(
+            tenant=tenant,
             allowance=allowance,
             feature=AgentAction.AgentType.CHAT,
             model=provider.model,
@@ -446,6 +447,7 @@ def _finish(*, turn: ChatTurn, stream: LLMStream, status: str, error: str, start
     usage = stream.usage
     with tenant_context(turn.tenant), transaction.atomic():
         action = agent_action_record(
+            tenant=turn.tenant,
             agent_type=AgentAction.AgentType.CHAT,
             user=turn.user,
             provider=turn.provider.name,

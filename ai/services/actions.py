@@ -9,12 +9,14 @@ from ai.models import AgentAction, Document
 from billing.services import usage_record
 from billing.services.reservations import allowance_settle
 from core.models import User
+from tenants.models import Tenant
 from tenants.selectors import api_key_id_of
 
 
 @transaction.atomic
 def agent_action_record(
     *,
+    tenant: Tenant,
     agent_type: str,
     user: User | None,
     provider: str,
@@ -31,6 +33,7 @@ def agent_action_record(
 ) -> AgentAction:
     """Write one AgentAction and, for model calls, its usage event, in the caller's transaction.
 
+    ``tenant`` is the one whose schema the caller is in; its usage row is billed to it.
     Offline answers are no LLM call: their estimated tokens are kept on the action only. A call a
     program made with a tenant API key is attributed to that key on both rows. The call's
     allowance reservation (``reservation_id``) is settled in the same transaction.
@@ -54,6 +57,7 @@ def agent_action_record(
     if provider == "offline":
         return action
     usage_record(
+        tenant_id=tenant.pk,
         user_id=user.id if user else None,
         api_key_id=api_key_id,
         feature=agent_type,

@@ -13,7 +13,7 @@ from pathlib import PurePath
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
-from django.db.models import Count, Max, Min
+from django.db.models import Count, F, Max, Min
 
 from ai.embedding.embedders import get_embedder
 from ai.ingestion.chunking import chunk_text, count_tokens
@@ -129,10 +129,12 @@ def document_update(*, document: Document, title: str | None = None, content: st
         document.content = _checked_content(content)
         document.status = Document.Status.PENDING
         document.error = ""
-        fields += ["content", "status", "error"]
+        document.revision = F("revision") + 1  # type: ignore[assignment]
+        fields += ["content", "status", "error", "revision"]
     with transaction.atomic():
         document.save(update_fields=[*fields, "updated"])
         if content_changed:
+            document.refresh_from_db(fields=["revision"])
             DocumentUpload.objects.filter(document=document).delete()  # the new text wins over an unread file
             _schedule_ingest(document)
     return document
@@ -179,14 +181,16 @@ def _ingest(*, document_id: int, final_attempt: bool, should_stop: Callable[[], 
         extracted = _upload_extract(document_id=document_id)
         if extracted is None:
             return
-        document.content = extracted
-    content = document.content
+        document.content, document.revision = extracted
+    # The revision read with the text is this run's lock: an edit meanwhile bumps it, and its own
+    # run stores the chunks and marks the document ready instead.
+    content, revision = document.content, document.revision
     try:
         texts = chunk_text(content, chunk_tokens=settings.CHUNK_TOKENS, overlap_tokens=settings.CHUNK_OVERLAP_TOKENS)
     except Exception as exc:  # noqa: BLE001 - any failure is shown on the document, not lost in a log
-        _ingest_failed(document_id, content, exc)
+        _ingest_failed(document_id, revision, exc)
         return
-    chunks = _chunks_replace(document_id=document_id, content=content, texts=texts)
+    chunks = _chunks_replace(document_id=document_id, revision=revision, texts=texts)
     if not chunks:
         return
     embedder = get_embedder()
@@ -199,20 +203,20 @@ def _ingest(*, document_id: int, final_attempt: bool, should_stop: Callable[[], 
             vectors = embedder.embed_documents([chunk.text for chunk in batch])
         except ApplicationError as exc:
             if exc.status == 503 and not final_attempt:
-                _ingest_failed(document_id, content, exc, status=Document.Status.PENDING, suffix=" Retrying shortly.")
+                _ingest_failed(document_id, revision, exc, status=Document.Status.PENDING, suffix=" Retrying shortly.")
                 raise TransientJobError(exc.message) from exc
-            _ingest_failed(document_id, content, exc)
+            _ingest_failed(document_id, revision, exc)
             return
         except Exception as exc:  # noqa: BLE001
-            _ingest_failed(document_id, content, exc)
+            _ingest_failed(document_id, revision, exc)
             return
         with transaction.atomic():
             if chunks_embeddings_save(chunks=batch, vectors=vectors, embedder=embedder) < len(batch):
                 return  # another run replaced these chunks (a retry, an edit): it finishes the document
-    _document_ready_if_complete(document_id=document_id, content=content, chunks=chunks)
+    _document_ready_if_complete(document_id=document_id, revision=revision, chunks=chunks)
 
 
-def _document_ready_if_complete(*, document_id: int, content: str, chunks: list[Chunk]) -> None:
+def _document_ready_if_complete(*, document_id: int, revision: int, chunks: list[Chunk]) -> None:
     """Mark the document ready if the chunks this run stored are still exactly its chunks, all embedded.
 
     Chunk ids are the run's token: a run that replaced them (a retry while this one was still
@@ -220,7 +224,7 @@ def _document_ready_if_complete(*, document_id: int, content: str, chunks: list[
     """
     ids = [chunk.id for chunk in chunks]
     with transaction.atomic():
-        current = Document.objects.select_for_update().filter(id=document_id, content=content).first()
+        current = Document.objects.select_for_update().filter(id=document_id, revision=revision).first()
         if current is None:
             return  # deleted or edited meanwhile; the newer ingest wins
         stored = Chunk.objects.filter(document=current).aggregate(
@@ -276,8 +280,9 @@ def _ingest_failed_record(document_id: int, message: str, *, status: str) -> Non
         logger.exception("could not record the failure on document %s", document_id)
 
 
-def _upload_extract(*, document_id: int) -> str | None:
-    """Read the stored upload into the document's text (None when it failed or was replaced).
+def _upload_extract(*, document_id: int) -> tuple[str, int] | None:
+    """Read the stored upload into the document's text; returns the text and its revision (None
+    when it failed or was replaced).
 
     The upload stays until its text is saved, so a failed file can be retried (say, with higher
     limits); the text replaces it in one transaction.
@@ -305,9 +310,10 @@ def _upload_extract(*, document_id: int) -> str | None:
         if current is None:
             return None  # deleted, or given new text meanwhile (its own ingest follows)
         current.content = text
-        current.save(update_fields=["content", "updated"])
+        current.revision += 1
+        current.save(update_fields=["content", "revision", "updated"])
         DocumentUpload.objects.filter(document_id=document_id).delete()
-    return text
+    return text, current.revision
 
 
 def document_ingest_retry(*, document: Document) -> Document:
@@ -322,10 +328,11 @@ def document_ingest_retry(*, document: Document) -> Document:
     return document
 
 
-def _chunks_replace(*, document_id: int, content: str, texts: list[str]) -> list[Chunk]:
-    """Store the document's new chunks (not yet embedded); [] if there is nothing to embed."""
+def _chunks_replace(*, document_id: int, revision: int, texts: list[str]) -> list[Chunk]:
+    """Store the document's new chunks (not yet embedded); [] if there is nothing to embed, or the
+    document is no longer at ``revision``."""
     with transaction.atomic():
-        current = Document.objects.select_for_update().filter(id=document_id, content=content).first()
+        current = Document.objects.select_for_update().filter(id=document_id, revision=revision).first()
         if current is None:
             return []
         Chunk.objects.filter(document=current).delete()
@@ -341,8 +348,8 @@ def _chunks_replace(*, document_id: int, content: str, texts: list[str]) -> list
 
 
 def _ingest_failed(
-    document_id: int, content: str, exc: Exception, *, status: str = Document.Status.FAILED, suffix: str = ""
+    document_id: int, revision: int, exc: Exception, *, status: str = Document.Status.FAILED, suffix: str = ""
 ) -> None:
     logger.warning("ingesting document %s failed: %s", document_id, exc)
     message = exc.message if isinstance(exc, ApplicationError) else f"{exc.__class__.__name__}: {exc}"
-    Document.objects.filter(id=document_id, content=content).update(status=status, error=(message + suffix)[:2000])
+    Document.objects.filter(id=document_id, revision=revision).update(status=status, error=(message + suffix)[:2000])

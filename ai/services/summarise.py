@@ -23,6 +23,7 @@ from billing.services.reservations import allowance_reserve, reserve_tokens_esti
 from core.models import User
 from core.platform.admission import Admission, connections_release, tenant_slot
 from core.platform.exceptions import ApplicationError
+from tenants.models import Tenant
 from tenants.selectors import api_key_id_of
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -48,18 +49,21 @@ def document_summarise(*, user: User, document: Document) -> SummaryResult:
     A model summary is admitted first (one of the asker's and one of the tenant's concurrent
     slots, or 429) and every call reserves its allowance before it starts; no pooled database
     connection is held while the model works."""
+    # The request's tenant: django-tenants puts it on the connection with the request's schema.
+    tenant: Tenant = cast(Any, connection).tenant
     provider = get_llm_provider()
-    allowance = quota_check(feature=AgentAction.AgentType.SUMMARISE, model=provider.model)
+    allowance = quota_check(tenant=tenant, feature=AgentAction.AgentType.SUMMARISE, model=provider.model)
     if provider.name == "offline":
-        return _summarise_extractive(user=user, document=document)
-    schema_name = cast(Any, connection).schema_name  # django-tenants' attribute, set by the request
+        return _summarise_extractive(tenant=tenant, user=user, document=document)
     admission = Admission(
-        StreamSlot(schema_name=schema_name, user_id=user.pk),
-        tenant_slot(schema_name=schema_name, limit=allowance.concurrent_requests),
+        StreamSlot(schema_name=tenant.schema_name, user_id=user.pk),
+        tenant_slot(schema_name=tenant.schema_name, limit=allowance.concurrent_requests),
     )
     admission.acquire()
     try:
-        return _summarise_with_model(provider=provider, user=user, document=document, admission=admission)
+        return _summarise_with_model(
+            tenant=tenant, provider=provider, user=user, document=document, admission=admission
+        )
     finally:
         admission.release()
 
@@ -105,11 +109,13 @@ def _groups(summaries: list[str], budget_tokens: int) -> list[str]:
 
 
 def _summarise_with_model(
-    *, provider: LLMProvider, user: User, document: Document, admission: Admission
+    *, tenant: Tenant, provider: LLMProvider, user: User, document: Document, admission: Admission
 ) -> SummaryResult:
     total = Usage()
     try:
-        summary = _map_reduce(provider=provider, user=user, document=document, total=total, admission=admission)
+        summary = _map_reduce(
+            tenant=tenant, provider=provider, user=user, document=document, total=total, admission=admission
+        )
     except ApplicationError as exc:
         if exc.code == "quota_exceeded":
             # Every call made so far is recorded (AgentAction + usage); say so, and what it cost.
@@ -119,7 +125,9 @@ def _summarise_with_model(
     return SummaryResult(summary=summary, usage=total, provider=provider.name, model=provider.model)
 
 
-def _map_reduce(*, provider: LLMProvider, user: User, document: Document, total: Usage, admission: Admission) -> str:
+def _map_reduce(
+    *, tenant: Tenant, provider: LLMProvider, user: User, document: Document, total: Usage, admission: Admission
+) -> str:
     budget = settings.SUMMARY_CONTEXT_TOKENS
     sections = _sections(document.content, budget)
     title = html.escape(document.title, quote=True)
@@ -128,6 +136,7 @@ def _map_reduce(*, provider: LLMProvider, user: User, document: Document, total:
             provider,
             user,
             document,
+            tenant=tenant,
             prompt_name="summarise",
             text=f'<document title="{title}">\n{section}\n</document>',
             total=total,
@@ -143,6 +152,7 @@ def _map_reduce(*, provider: LLMProvider, user: User, document: Document, total:
                 provider,
                 user,
                 document,
+                tenant=tenant,
                 prompt_name="summarise_reduce",
                 text=f'<section_summaries title="{title}">\n{group}\n</section_summaries>',
                 total=total,
@@ -158,6 +168,7 @@ def _call(
     user: User,
     document: Document,
     *,
+    tenant: Tenant,
     prompt_name: str,
     text: str,
     total: Usage,
@@ -166,11 +177,14 @@ def _call(
     # Before every upstream call: a long document's sections must not run past the allowance, so
     # each reserves what it may spend (its input and at most SUMMARY_MAX_TOKENS) or is refused.
     # The request itself was counted against the rate limit by document_summarise.
-    allowance = quota_check(feature=AgentAction.AgentType.SUMMARISE, model=provider.model, count_request=False)
+    allowance = quota_check(
+        tenant=tenant, feature=AgentAction.AgentType.SUMMARISE, model=provider.model, count_request=False
+    )
     system = prompt_active(name=prompt_name).system_prompt
     messages = [{"role": "user", "content": text}]
     prompt_tokens = reserve_tokens_estimate(len(system) + len(text))
     reservation = allowance_reserve(
+        tenant=tenant,
         allowance=allowance,
         feature=AgentAction.AgentType.SUMMARISE,
         model=provider.model,
@@ -188,6 +202,7 @@ def _call(
         completion = provider.complete(system=system, messages=messages, max_tokens=max_tokens)
     except ApplicationError as exc:
         agent_action_record(
+            tenant=tenant,
             agent_type=AgentAction.AgentType.SUMMARISE,
             user=user,
             provider=provider.name,
@@ -203,6 +218,7 @@ def _call(
         )
         raise
     agent_action_record(
+        tenant=tenant,
         agent_type=AgentAction.AgentType.SUMMARISE,
         user=user,
         provider=provider.name,
@@ -227,7 +243,7 @@ def _sentences(text: str) -> list[str]:
     return sentences[:EXTRACTIVE_MAX_SENTENCES_READ]
 
 
-def _summarise_extractive(*, user: User, document: Document) -> SummaryResult:
+def _summarise_extractive(*, tenant: Tenant, user: User, document: Document) -> SummaryResult:
     """No model configured: the sentences nearest the document's centroid, in document order."""
     started = time.perf_counter()
     sentences = _sentences(document.content) or [document.content.strip()[:1000]]
@@ -242,6 +258,7 @@ def _summarise_extractive(*, user: User, document: Document) -> SummaryResult:
     summary = " ".join(chosen)
     usage = Usage(input_tokens=estimate_tokens(document.content), output_tokens=estimate_tokens(summary))
     agent_action_record(
+        tenant=tenant,
         agent_type=AgentAction.AgentType.SUMMARISE,
         user=user,
         provider="offline",

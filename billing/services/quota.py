@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from billing.models import Plan, Subscription, TenantUsagePeriod
-from billing.services.usage import current_tenant_id, period_start
+from billing.services.usage import period_start
 from core.models import User
 from core.platform.counters import window_count, window_seconds_left
 from core.platform.exceptions import ApplicationError
@@ -81,16 +81,17 @@ def _plan_and_usage_sql() -> str:
     )
 
 
-def _overage_notify(*, tenant_id: int, plan_name: str, included: int) -> None:
+def _overage_notify(*, tenant: Tenant, plan_name: str, included: int) -> None:
     """Tell the owners, once a period, that a soft allowance was passed (calls go on, billed as
     overage). The first call past it claims the period's notice; others find it claimed."""
-    claimed = TenantUsagePeriod.objects.filter(
-        tenant_id=tenant_id, period_start=period_start(), overage_notified_at__isnull=True
-    ).update(overage_notified_at=timezone.now())
+    claimed = (
+        TenantUsagePeriod.objects.for_tenant(tenant)
+        .filter(period_start=period_start(), overage_notified_at__isnull=True)
+        .update(overage_notified_at=timezone.now())
+    )
     if not claimed:
         return
-    tenant = Tenant.objects.get(pk=tenant_id)
-    owners = User.objects.filter(memberships__tenant_id=tenant_id, memberships__role=Membership.Role.OWNER)
+    owners = User.objects.filter(memberships__tenant=tenant, memberships__role=Membership.Role.OWNER)
     context = {
         "organisation": tenant.name,
         "plan": plan_name,
@@ -101,10 +102,11 @@ def _overage_notify(*, tenant_id: int, plan_name: str, included: int) -> None:
         mail_defer(to=email, template="billing/email/allowance_passed", context=context)
 
 
-def quota_check(*, feature: str, model: str, count_request: bool = True) -> Allowance:
+def quota_check(*, tenant: Tenant, feature: str, model: str, count_request: bool = True) -> Allowance:
     """Raise 429 ``rate_limited`` or 402 ``quota_exceeded`` / ``model_not_allowed`` before a call.
 
-    Call it before every upstream call, not once per request: a map-reduce summary makes many.
+    ``tenant`` is the caller's (a request's, a chat turn's, a job's). Call it before every upstream
+    call, not once per request: a map-reduce summary makes many.
     ``count_request`` counts this against the per-minute request rate (the first call of a
     request does; the further calls of the same request do not). Returns the tokens left in a
     hard-limited allowance (so a caller can cap what the model may spend), or None when unlimited.
@@ -113,7 +115,7 @@ def quota_check(*, feature: str, model: str, count_request: bool = True) -> Allo
     no scan of the usage ledger. The query is plain SQL because it runs before every LLM call and
     building it through the ORM cost more than running it (see tests/benchmarks/bench_billing.py).
     """
-    tenant_id = current_tenant_id()
+    tenant_id = tenant.pk
     if count_request:
         _rate_limit(tenant_id)
     with connection.cursor() as cursor:
@@ -131,6 +133,6 @@ def quota_check(*, feature: str, model: str, count_request: bool = True) -> Allo
     if hard_limit and used >= included:
         raise quota_exceeded_error(used=used, included=included)
     if not hard_limit and included and used >= included and notified is None:
-        _overage_notify(tenant_id=tenant_id, plan_name=name, included=included)
+        _overage_notify(tenant=tenant, plan_name=name, included=included)
     remaining = included - used - (reserved or 0) if hard_limit else None
     return Allowance(remaining=remaining, included=included, concurrent_requests=concurrent)

@@ -22,8 +22,9 @@ from django.utils import timezone
 
 from billing.models import AllowanceReservation, TenantUsagePeriod
 from billing.services.quota import Allowance, quota_exceeded_error
-from billing.services.usage import current_tenant_id, period_start, usage_record
+from billing.services.usage import period_start, usage_record
 from core.platform.exceptions import ApplicationError
+from tenants.models import Tenant
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def _tables() -> dict[str, str]:
 
 def allowance_reserve(
     *,
+    tenant: Tenant,
     allowance: Allowance,
     feature: str,
     model: str,
@@ -96,9 +98,9 @@ def allowance_reserve(
     """Reserve ``prompt_tokens + max_tokens`` for one call, or what is left of a hard allowance if
     that is less, or refuse with 402 ``quota_exceeded`` when what is left cannot even hold the
     prompt and one token of answer. ``allowance`` is what ``quota_check`` just read; with no hard
-    allowance nothing is held, but the row still records the call in flight. In the tenant's
-    schema (the connection names the tenant)."""
-    tenant_id = current_tenant_id()
+    allowance nothing is held, but the row still records the call in flight. ``tenant`` is the
+    caller's (as for ``quota_check``)."""
+    tenant_id = tenant.pk
     remaining, included = allowance.remaining, allowance.included
     now = timezone.now()
     start = period_start(now)

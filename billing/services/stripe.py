@@ -129,7 +129,7 @@ def checkout_session_start(*, tenant: Tenant, user: User) -> str:
 
 def _live_subscription(tenant: Tenant) -> Subscription | None:
     """The tenant's Stripe subscription if it is one Stripe still bills (changed through the portal)."""
-    subscription = Subscription.objects.select_related("plan").filter(tenant=tenant).first()
+    subscription = Subscription.objects.for_tenant(tenant).select_related("plan").first()
     if subscription is None or not subscription.stripe_subscription_id:
         return None
     return subscription if subscription.status in _LIVE_STATUSES else None
@@ -145,7 +145,7 @@ def portal_session_start(*, tenant: Tenant, flow: str | None = None) -> str:
     ``flow`` opens the portal on one task for the live subscription: ``"update"`` (choose another
     plan) or ``"cancel"``; people come back to the billing page either way.
     """
-    subscription = Subscription.objects.filter(tenant=tenant).exclude(stripe_customer_id="").first()
+    subscription = Subscription.objects.for_tenant(tenant).exclude(stripe_customer_id="").first()
     if subscription is None:
         raise ApplicationError("This organisation has no billing account yet.", code="no_billing_account", status=409)
     params: dict[str, Any] = {"customer": subscription.stripe_customer_id, "return_url": tenant.url}

@@ -46,7 +46,7 @@ def _subscription_find(*, subscription_id: str = "", customer_id: str = "", subd
     if subdomain:
         tenant = Tenant.objects.filter(subdomain=subdomain).first()
         if tenant is not None:
-            return _locked(Subscription.objects.filter(tenant=tenant))
+            return _locked(Subscription.objects.for_tenant(tenant))
     return None
 
 

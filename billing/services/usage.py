@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,19 +38,6 @@ def cost_micros(
     )
 
 
-@functools.lru_cache(maxsize=4096)
-def _tenant_id_for_schema(schema_name: str) -> int:
-    return Tenant.objects.only("id").get(schema_name=schema_name).id
-
-
-def current_tenant_id() -> int:
-    """The tenant whose schema the connection is on (set by the request, consumer or task)."""
-    tenant = getattr(connection, "tenant", None)
-    if tenant is not None and getattr(tenant, "pk", None):
-        return tenant.pk
-    return _tenant_id_for_schema(connection.schema_name)
-
-
 def usage_record(
     *,
     user_id: int | None,
@@ -59,8 +45,8 @@ def usage_record(
     model: str,
     usage: Any,
     request_key: str,
+    tenant_id: int,
     api_key_id: int | None = None,
-    tenant_id: int | None = None,
 ) -> UsageEvent:
     """Write one ledger row and bump the period total, atomically with the caller's transaction.
 
@@ -68,10 +54,9 @@ def usage_record(
     unique within the tenant (it is the Stripe meter event identifier once prefixed with the
     tenant id). The period total is one ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``,
     so concurrent calls never lose an increment, even the first ones of a period. ``api_key_id``
-    names the tenant API key that caused the usage, when a program did. ``tenant_id`` defaults to
-    the tenant whose schema the connection is on.
+    names the tenant API key that caused the usage, when a program did. The caller names the tenant
+    (``tenant_id``): a schema name says nothing once a released signup's name is reused.
     """
-    tenant_id = tenant_id or current_tenant_id()
     counts = usage.as_dict()
     total = sum(counts.values())
     cost = cost_micros(model=model, **counts)
@@ -111,7 +96,8 @@ def _period_total_add(*, tenant_id: int, start: dt.date, total: int, cost: int) 
 
 def tokens_used(*, tenant_id: int, start: dt.date | None = None) -> int:
     row = (
-        TenantUsagePeriod.objects.filter(tenant_id=tenant_id, period_start=start or period_start())
+        TenantUsagePeriod.objects.for_tenant(tenant_id)
+        .filter(period_start=start or period_start())
         .values_list("tokens_used", flat=True)
         .first()
     )
@@ -138,9 +124,8 @@ def usage_summary(*, tenant: Tenant) -> UsageSummary:
     start = period_start()
     end = next_period_start(start)
     rows = (
-        UsageEvent.objects.filter(
-            tenant_id=tenant.pk, created__gte=_utc_midnight(start), created__lt=_utc_midnight(end)
-        )
+        UsageEvent.objects.for_tenant(tenant)
+        .filter(created__gte=_utc_midnight(start), created__lt=_utc_midnight(end))
         .values("feature")
         .annotate(
             tokens=Sum("total_tokens"),
@@ -159,9 +144,9 @@ def usage_summary(*, tenant: Tenant) -> UsageSummary:
         }
         for row in rows
     }
-    period = TenantUsagePeriod.objects.filter(tenant_id=tenant.pk, period_start=start).first()
+    period = TenantUsagePeriod.objects.for_tenant(tenant).filter(period_start=start).first()
     used = period.tokens_used if period else 0
-    subscription = Subscription.objects.select_related("plan").filter(tenant_id=tenant.pk).first()
+    subscription = Subscription.objects.for_tenant(tenant).select_related("plan").first()
     plan = subscription.plan if subscription else None
     included = plan.included_tokens if plan else 0
     return UsageSummary(

@@ -57,7 +57,7 @@ def _reset_candidates(email: str, tenant: Tenant | None) -> list[User]:
     users = [u for u in User.objects.filter(email__iexact=email, is_active=True) if u.has_usable_password()]
     if tenant is not None:
         # On a tenant's host only its members: the link leads back to that host's login page.
-        users = [u for u in users if Membership.objects.filter(user=u, tenant=tenant).exists()]
+        users = [u for u in users if Membership.objects.for_tenant(tenant).filter(user=u).exists()]
     return users
 
 

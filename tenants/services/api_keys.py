@@ -57,7 +57,7 @@ def api_key_create(*, tenant: Tenant, created_by: User | None, name: str, scope:
 def api_key_revoke(*, tenant: Tenant, api_key_id: int) -> None:
     """Revoke a key for good: requests with it get 401 from now on, and its answers in flight stop.
     The row stays (the ledger points at it)."""
-    api_key = ApiKey.objects.select_for_update().filter(tenant=tenant, id=api_key_id, revoked__isnull=True).first()
+    api_key = ApiKey.objects.select_for_update().for_tenant(tenant).filter(id=api_key_id, revoked__isnull=True).first()
     if api_key is None:
         raise ApplicationError("No such API key.", code="not_found", status=404)
     api_key.revoked = timezone.now()

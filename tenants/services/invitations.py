@@ -74,11 +74,12 @@ def invitation_create(*, tenant: Tenant, actor: User, email: str, role: str) -> 
     email = email_normalise(email)
     # Telling the inviter that this address is already one of *their* members reveals nothing
     # they cannot see on the members page; nothing is said about accounts elsewhere.
-    if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
+    if Membership.objects.for_tenant(tenant).filter(user__email__iexact=email).exists():
         raise ApplicationError("This person is already a member.", code="already_member", status=400)
     open_invitation = (
         Invitation.objects.select_for_update()
-        .filter(tenant=tenant, email=email, accepted_at__isnull=True, revoked_at__isnull=True)
+        .for_tenant(tenant)
+        .filter(email=email, accepted_at__isnull=True, revoked_at__isnull=True)
         .first()
     )
     if open_invitation is not None and open_invitation.status == "pending":
@@ -103,7 +104,7 @@ def invitation_create(*, tenant: Tenant, actor: User, email: str, role: str) -> 
 
 
 def _open_invitation_locked(tenant: Tenant, invitation_id: int) -> Invitation:
-    invitation = Invitation.objects.select_for_update().filter(tenant=tenant, id=invitation_id).first()
+    invitation = Invitation.objects.select_for_update().for_tenant(tenant).filter(id=invitation_id).first()
     if invitation is None or invitation.accepted_at or invitation.revoked_at:
         raise ApplicationError("No such open invitation.", code="not_found", status=404)
     return invitation
@@ -184,7 +185,8 @@ def invitation_for_token(*, tenant: Tenant, token: str) -> Invitation | None:
         return None
     return (
         Invitation.objects.select_related("tenant")
-        .filter(tenant=tenant, token_hash=token_hash(token))
+        .for_tenant(tenant)
+        .filter(token_hash=token_hash(token))
         .exclude(token_hash="")
         .first()
     )

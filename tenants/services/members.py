@@ -27,7 +27,7 @@ def actor_role(*, tenant: Tenant, actor: Any) -> str | None:
     operator (superuser) in the tenant admin; None for anyone else."""
     if actor is None or not getattr(actor, "is_authenticated", False):
         return None
-    membership = Membership.objects.filter(tenant=tenant, user=actor).only("role").first()
+    membership = Membership.objects.for_tenant(tenant).filter(user=actor).only("role").first()
     if membership is not None:
         return membership.role
     return Role.OWNER if actor.is_superuser else None
@@ -46,7 +46,7 @@ def role_grant_check(*, role_of_actor: str | None, role: str) -> None:
 def _owners_locked(tenant: Tenant) -> int:
     """Lock every owner row (in id order, so two changes never deadlock) and count them. Taken
     before the row being changed, so concurrent changes to owners run one after the other."""
-    owners = Membership.objects.select_for_update().filter(tenant=tenant, role=Role.OWNER).order_by("id")
+    owners = Membership.objects.select_for_update().for_tenant(tenant).filter(role=Role.OWNER).order_by("id")
     return len(list(owners.values_list("id", flat=True)))
 
 
@@ -58,7 +58,11 @@ def _last_owner_error(doing: str) -> ApplicationError:
 
 def _locked(tenant: Tenant, membership_id: int) -> Membership:
     membership = (
-        Membership.objects.select_for_update().select_related("user").filter(tenant=tenant, id=membership_id).first()
+        Membership.objects.select_for_update()
+        .select_related("user")
+        .for_tenant(tenant)
+        .filter(id=membership_id)
+        .first()
     )
     if membership is None:
         raise ApplicationError("No such member.", code="not_found", status=404)
@@ -101,7 +105,7 @@ def _remove_refusal(*, role_of_actor: str | None, membership: Membership, owners
 
 def membership_role_change_check(*, tenant: Tenant, actor: User, membership: Membership, role: str) -> None:
     """Raise what ``membership_role_change`` would refuse, without changing anything (for forms)."""
-    owners = Membership.objects.filter(tenant=tenant, role=Role.OWNER).count()
+    owners = Membership.objects.for_tenant(tenant).filter(role=Role.OWNER).count()
     refusal = _role_change_refusal(
         role_of_actor=actor_role(tenant=tenant, actor=actor),
         actor=actor,
@@ -115,7 +119,7 @@ def membership_role_change_check(*, tenant: Tenant, actor: User, membership: Mem
 
 def membership_remove_check(*, tenant: Tenant, actor: User, membership: Membership) -> None:
     """Raise what ``membership_remove`` would refuse, without removing anyone (for forms)."""
-    owners = Membership.objects.filter(tenant=tenant, role=Role.OWNER).count()
+    owners = Membership.objects.for_tenant(tenant).filter(role=Role.OWNER).count()
     refusal = _remove_refusal(
         role_of_actor=actor_role(tenant=tenant, actor=actor), membership=membership, owners=owners
     )
@@ -160,7 +164,7 @@ def membership_remove(*, tenant: Tenant, actor: User, membership_id: int) -> Non
 def membership_leave(*, tenant: Tenant, user: User) -> None:
     """Leave the organisation (the account stays, with its other organisations)."""
     owners = _owners_locked(tenant)
-    membership = Membership.objects.select_for_update().filter(tenant=tenant, user=user).first()
+    membership = Membership.objects.select_for_update().for_tenant(tenant).filter(user=user).first()
     if membership is None:
         raise ApplicationError("You are not a member of this organisation.", code="not_found", status=404)
     if membership.role == Role.OWNER and owners <= 1:

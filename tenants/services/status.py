@@ -83,8 +83,8 @@ def access_allowed(*, tenant_id: int, user_id: int) -> bool:
     with schema_context(get_public_schema_name()):
         if not Tenant.objects.filter(pk=tenant_id, status=Tenant.Status.ACTIVE).exists():
             return False
-        member = Membership.objects.filter(tenant_id=tenant_id, user_id=user_id, user__is_active=True)
-        key = ApiKey.objects.filter(tenant_id=tenant_id, user_id=user_id, revoked__isnull=True, user__is_active=True)
+        member = Membership.objects.for_tenant(tenant_id).filter(user_id=user_id, user__is_active=True)
+        key = ApiKey.objects.for_tenant(tenant_id).filter(user_id=user_id, revoked__isnull=True, user__is_active=True)
         return member.exists() or key.exists()
 
 

@@ -103,7 +103,7 @@ def test_a_run_whose_chunks_were_replaced_by_a_newer_run_never_marks_the_documen
         # Between this run's batches, a retry of the job (elsewhere) stores its own chunks.
         if not replaced:
             texts = [chunk.text for chunk in Chunk.objects.filter(document_id=document.id).order_by("position")]
-            replaced.append(documents._chunks_replace(document_id=document.id, content=TEXT, texts=texts))
+            replaced.append(documents._chunks_replace(document_id=document.id, revision=document.revision, texts=texts))
         return False
 
     documents.document_ingest(document_id=document.id, should_stop=newer_run_starts)
@@ -131,4 +131,42 @@ def test_a_run_asked_to_stop_stops_between_batches_and_the_next_run_finishes(doc
     assert unembedded == chunks - 4 and chunks == chunk_count
 
     documents.document_ingest(document_id=document.id)
+    assert state(document.id)[0] == Document.Status.READY
+
+
+def test_the_ingestion_lock_never_sends_the_document_text(document):
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        documents.document_ingest(document_id=document.id)
+
+    assert state(document.id)[0] == Document.Status.READY
+    assert not [query["sql"][:200] for query in queries.captured_queries if TEXT in query["sql"]]
+
+
+def test_an_edit_back_to_the_same_text_still_supersedes_a_running_ingestion(document):
+    edited = []
+
+    def edits_meanwhile() -> bool:
+        if not edited:
+            current = Document.objects.get(id=document.id)
+            documents.document_update(document=current, content="Something else entirely.")
+            edited.append(documents.document_update(document=current, content=TEXT))
+        return False
+
+    documents.document_ingest(document_id=document.id, should_stop=edits_meanwhile)
+
+    assert edited[0].revision == document.revision + 2
+    assert state(document.id)[0] == Document.Status.PENDING, "the older run marked the newer revision ready"
+    documents.document_ingest(document_id=document.id)  # the edit's own run
+    assert state(document.id)[0] == Document.Status.READY
+
+
+def test_renaming_a_document_while_it_is_ingested_keeps_the_run_going(document):
+    def renamed_meanwhile() -> bool:
+        documents.document_update(document=Document.objects.get(id=document.id), title="Boilers (2026)")
+        return False
+
+    documents.document_ingest(document_id=document.id, should_stop=renamed_meanwhile)
+
     assert state(document.id)[0] == Document.Status.READY

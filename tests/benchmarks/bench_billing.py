@@ -43,10 +43,17 @@ def test_usage_record_and_quota_check_add_under_2ms_per_call(acme, settings):
             t_baseline = _ms(started)
 
             started = time.perf_counter()
-            quota_check(feature="chat", model="claude-sonnet-4-6")
+            quota_check(tenant=acme.tenant, feature="chat", model="claude-sonnet-4-6")
             t_quota = _ms(started)
             started = time.perf_counter()
-            usage_record(user_id=None, feature="chat", model="claude-sonnet-4-6", usage=usage, request_key=f"bench:{i}")
+            usage_record(
+                tenant_id=acme.tenant.pk,
+                user_id=None,
+                feature="chat",
+                model="claude-sonnet-4-6",
+                usage=usage,
+                request_key=f"bench:{i}",
+            )
             t_record = _ms(started)
             if i >= 50:  # warm-up: connection, statement caches
                 baseline.append(t_baseline)

@@ -84,7 +84,7 @@ def test_admission_and_reservation_add_under_a_millisecond_per_chat_turn(acme, s
         for i in range(TURNS + 50):
             # Before: the checked allowance and the person's stream slot.
             started = time.perf_counter()
-            quota_check(feature=AgentAction.AgentType.CHAT, model="claude-sonnet-4-6")
+            quota_check(tenant=acme.tenant, feature=AgentAction.AgentType.CHAT, model="claude-sonnet-4-6")
             slot = StreamSlot(schema_name=acme.tenant.schema_name, user_id=acme.member.pk)
             slot.acquire()
             slot.release()
@@ -92,11 +92,12 @@ def test_admission_and_reservation_add_under_a_millisecond_per_chat_turn(acme, s
 
             # Now: plus the tenant's share and a reserved allowance, given back.
             started = time.perf_counter()
-            allowance = quota_check(feature=AgentAction.AgentType.CHAT, model="claude-sonnet-4-6")
+            allowance = quota_check(tenant=acme.tenant, feature=AgentAction.AgentType.CHAT, model="claude-sonnet-4-6")
             admission = Admission(StreamSlot(schema_name=acme.tenant.schema_name, user_id=acme.member.pk))
             admission.acquire()
             admission.add(tenant_slot(schema_name=acme.tenant.schema_name, limit=allowance.concurrent_requests))
             reservation = allowance_reserve(
+                tenant=acme.tenant,
                 allowance=allowance,
                 feature=AgentAction.AgentType.CHAT,
                 model="claude-sonnet-4-6",

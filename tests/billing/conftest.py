@@ -198,6 +198,7 @@ def record_usage(
 ) -> UsageEvent:
     with tenant_context(tenant):
         return usage_record(
+            tenant_id=tenant.pk,
             user_id=None,
             feature=feature,
             model=model,

@@ -42,7 +42,8 @@ def _hard_plan(world, *, included: int, concurrent: int = 8) -> None:  # noqa: A
 def _reserve(world, *, prompt: int, max_tokens: int):  # noqa: ANN001, ANN202
     with tenant_context(world.tenant):
         return allowance_reserve(
-            allowance=quota_check(feature="chat", model="claude-sonnet-4-6", count_request=False),
+            tenant=world.tenant,
+            allowance=quota_check(tenant=world.tenant, feature="chat", model="claude-sonnet-4-6", count_request=False),
             feature="chat",
             model="claude-sonnet-4-6",
             prompt_tokens=prompt,
@@ -103,11 +104,11 @@ def test_a_soft_allowance_tells_the_owners_once_when_it_is_passed(acme, django_c
     included = Plan.objects.get(slug="pro").included_tokens
     record_usage(acme.tenant, tokens=included - 10)
     with tenant_context(acme.tenant), django_capture_on_commit_callbacks(execute=True):
-        quota_check(feature="chat", model="claude-sonnet-4-6")
+        quota_check(tenant=acme.tenant, feature="chat", model="claude-sonnet-4-6")
         assert mail.outbox == []  # not passed yet
         record_usage(acme.tenant, tokens=20)
-        quota_check(feature="chat", model="claude-sonnet-4-6")
-        quota_check(feature="chat", model="claude-sonnet-4-6")
+        quota_check(tenant=acme.tenant, feature="chat", model="claude-sonnet-4-6")
+        quota_check(tenant=acme.tenant, feature="chat", model="claude-sonnet-4-6")
 
     told = [message for message in mail.outbox if acme.owner.email in message.to]
     assert len(told) == 1

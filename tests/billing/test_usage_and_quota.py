@@ -31,6 +31,7 @@ def summarise(world, document):
 def test_a_call_writes_one_ledger_row_with_its_cost_and_bumps_the_period_total(acme):
     with tenant_context(acme.tenant):
         event = usage_record(
+            tenant_id=acme.tenant.pk,
             user_id=acme.member.pk,
             feature="chat",
             model="claude-sonnet-4-6",
@@ -50,7 +51,14 @@ def test_a_call_writes_one_ledger_row_with_its_cost_and_bumps_the_period_total(a
 
 def test_a_rolled_back_call_leaves_no_usage_behind(acme):
     with pytest.raises(RuntimeError), tenant_context(acme.tenant), transaction.atomic():
-        usage_record(user_id=None, feature="chat", model="x", usage=Usage(input_tokens=5), request_key="message:9")
+        usage_record(
+            tenant_id=acme.tenant.pk,
+            user_id=None,
+            feature="chat",
+            model="x",
+            usage=Usage(input_tokens=5),
+            request_key="message:9",
+        )
         raise RuntimeError("the Message insert failed")
 
     assert not UsageEvent.objects.exists()
@@ -95,7 +103,12 @@ def test_concurrent_usage_for_one_tenant_loses_no_update(db):
                 for i in range(calls_each):
                     usage = Usage(input_tokens=n + 1, output_tokens=i)
                     usage_record(
-                        user_id=None, feature="chat", model="claude-haiku-4-5", usage=usage, request_key=f"race-{n}-{i}"
+                        tenant_id=tenant.pk,
+                        user_id=None,
+                        feature="chat",
+                        model="claude-haiku-4-5",
+                        usage=usage,
+                        request_key=f"race-{n}-{i}",
                     )
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -229,15 +242,15 @@ def test_the_quota_check_is_one_query_whatever_the_ledger_size(acme, django_asse
         record_usage(acme.tenant, tokens=10)
 
     with tenant_context(acme.tenant):
-        quota_check(feature="chat", model="claude-sonnet-4-6")
+        quota_check(tenant=acme.tenant, feature="chat", model="claude-sonnet-4-6")
         with django_assert_num_queries(1):  # the search_path was set by the call before
-            quota_check(feature="chat", model="claude-sonnet-4-6")
+            quota_check(tenant=acme.tenant, feature="chat", model="claude-sonnet-4-6")
 
 
 def test_the_quota_check_raises_the_same_error_for_every_transport(acme):
     record_usage(acme.tenant, tokens=200_000)
 
     with tenant_context(acme.tenant), pytest.raises(ApplicationError) as raised:
-        quota_check(feature="chat", model="claude-sonnet-4-6")
+        quota_check(tenant=acme.tenant, feature="chat", model="claude-sonnet-4-6")
 
     assert (raised.value.code, raised.value.status) == ("quota_exceeded", 402)

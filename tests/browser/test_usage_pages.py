@@ -35,6 +35,7 @@ def _spend(world: World) -> int:
     with tenant_context(world.tenant):
         for n, (user_id, feature, tokens, day) in enumerate(calls):
             event = usage_record(
+                tenant_id=world.tenant.pk,
                 user_id=user_id,
                 feature=feature,
                 model="claude-sonnet-4-6",
