@@ -45,6 +45,7 @@ from core.models import User
 from core.platform.admission import Admission, tenant_slot
 from core.platform.database_steps import database_step
 from core.platform.exceptions import ApplicationError
+from core.platform.sql_names import column, table
 from core.platform.validators import UNSTORABLE_CODE, text_unstorable_reason
 from tenants.selectors import api_key_id_of
 
@@ -316,28 +317,46 @@ def _prepare_in_schema(
 
 @functools.cache
 def _turn_store_sql(new_conversation: bool) -> str:
-    quote = connection.ops.quote_name
-    conversations, messages = quote(Conversation._meta.db_table), quote(Message._meta.db_table)
+    conversations, messages = table(Conversation), table(Message)
+    c = {name: column(Conversation, name) for name in ("id", "title", "user", "created", "updated")}
+    m = {
+        name: column(Message, name)
+        for name in (
+            "id",
+            "conversation",
+            "role",
+            "content",
+            "status",
+            "sources",
+            "input_tokens",
+            "output_tokens",
+            "created",
+            "error",
+        )
+    }
     if new_conversation:
         conversation = (
-            f"INSERT INTO {conversations} (title, user_id, created, updated)"
-            " VALUES (%(title)s, %(user)s, %(now)s, %(now)s) RETURNING id"
+            f"INSERT INTO {conversations} ({c['title']}, {c['user']}, {c['created']}, {c['updated']})"
+            f" VALUES (%(title)s, %(user)s, %(now)s, %(now)s) RETURNING {c['id']} AS id"
         )
     else:
         conversation = (
-            f"UPDATE {conversations} SET updated = %(now)s WHERE id = %(conversation)s AND user_id = %(user)s"
-            " RETURNING id"
+            f"UPDATE {conversations} SET {c['updated']} = %(now)s"
+            f" WHERE {c['id']} = %(conversation)s AND {c['user']} = %(user)s RETURNING {c['id']} AS id"
         )
-    columns = "conversation_id, role, content, status, sources, input_tokens, output_tokens, created"
+    columns = ", ".join(
+        m[name]
+        for name in ("conversation", "role", "content", "status", "sources", "input_tokens", "output_tokens", "created")
+    )
     return (
         f"WITH conversation AS ({conversation}),"
         f" question AS (INSERT INTO {messages} ({columns})"
         " SELECT id, %(user_role)s, %(question)s, %(ok)s, '[]', 0, 0, %(now)s FROM conversation"
-        " RETURNING conversation_id),"
-        f" answer AS (INSERT INTO {messages} ({columns}, error)"
+        f" RETURNING {m['conversation']} AS conversation_id),"
+        f" answer AS (INSERT INTO {messages} ({columns}, {m['error']})"
         " SELECT conversation_id, %(assistant_role)s, '', %(interrupted)s, '[]', 0, 0, %(now)s, %(unfinished)s"
         " FROM question"
-        " RETURNING conversation_id, id)"
+        f" RETURNING {m['conversation']} AS conversation_id, {m['id']} AS id)"
         " SELECT conversation_id, id FROM answer"
     )
 

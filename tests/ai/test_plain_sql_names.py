@@ -1,0 +1,63 @@
+"""The statements kept as plain SQL take their table and column names from the models' ``_meta``:
+a renamed column changes them with the model (no database needed to check)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from django.db import models
+
+from ai.chat import services as chat
+from ai.models import Chunk, Conversation, Document, Message
+from ai.selectors import _search_names, _search_sql
+from billing.models import Plan, Subscription, TenantUsagePeriod
+from billing.services.quota import _plan_and_usage_sql
+
+
+@contextmanager
+def renamed(model: type[models.Model], field_name: str, caches: list[Callable]) -> Iterator[str]:
+    field = model._meta.get_field(field_name)
+    original = field.column  # type: ignore[union-attr]
+    field.column = f"renamed_{field_name}"  # type: ignore[union-attr]
+    for cache in caches:
+        cache.cache_clear()  # type: ignore[attr-defined]
+    try:
+        yield f'"renamed_{field_name}"'
+    finally:
+        field.column = original  # type: ignore[union-attr]
+        for cache in caches:
+            cache.cache_clear()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("model", "field_name"),
+    [
+        (Plan, "included_tokens"),
+        (Subscription, "tenant"),
+        (TenantUsagePeriod, "tokens_used"),
+        (TenantUsagePeriod, "period_start"),
+    ],
+)
+def test_the_quota_statement_follows_the_models_columns(model, field_name):
+    with renamed(model, field_name, [_plan_and_usage_sql]) as name:
+        assert name in _plan_and_usage_sql()
+
+
+@pytest.mark.parametrize(
+    ("model", "field_name"), [(Chunk, "text"), (Chunk, "embedding"), (Chunk, "document"), (Document, "title")]
+)
+def test_the_knn_statement_follows_the_models_columns(model, field_name):
+    with renamed(model, field_name, [_search_names]) as name:
+        assert name in _search_sql([0.0, 1.0], k=3, document_ids=[1])[0]
+
+
+@pytest.mark.parametrize(
+    ("model", "field_name"),
+    [(Conversation, "user"), (Conversation, "updated"), (Message, "conversation"), (Message, "error")],
+)
+@pytest.mark.parametrize("new_conversation", [True, False])
+def test_the_turn_store_statement_follows_the_models_columns(model, field_name, new_conversation):
+    with renamed(model, field_name, [chat._turn_store_sql]) as name:
+        assert name in chat._turn_store_sql(new_conversation)
