@@ -79,8 +79,8 @@ class NearChunk:
 def _search_sql(vector: list[float], *, k: int, document_ids: Sequence[int] | None) -> tuple[str, list[Any]]:
     """``ORDER BY embedding <=> q LIMIT k``, the shape the HNSW (cosine) index answers, with each
     chunk's document title. Plain SQL because it runs before every first token of a chat and
-    building it through the ORM costs more than running it: 1.1 ms more a search, 1.6 ms against
-    2.7 at p50 for 8 of 2,000 chunks (tests/benchmarks/bench_orm_vs_sql.py)."""
+    building it through the ORM costs more than running it: 0.7-1.1 ms more a search at p50 for 8
+    of 2,000 chunks, 1.2 ms against 1.9 on a quiet machine (tests/benchmarks/bench_orm_vs_sql.py)."""
     names = _search_names()
     filters = f"c.{names['embedding']} IS NOT NULL"
     params: list[Any] = [Vector(vector).to_text()]

@@ -121,8 +121,8 @@ def quota_check(*, tenant: Tenant, feature: str, model: str, count_request: bool
 
     One cache counter and one indexed query (the plan joined to this period's running total):
     no scan of the usage ledger. The query is plain SQL because it runs before every LLM call and
-    building it through the ORM costs more than running it: 1.0 ms more a check, 0.3 ms against
-    1.3 at p50 (tests/benchmarks/bench_orm_vs_sql.py).
+    building it through the ORM costs three to four times more than running it: 0.3 ms against
+    1.2-1.4 at p50, 0.9-1.1 ms more a check (tests/benchmarks/bench_orm_vs_sql.py).
     """
     tenant_id = tenant.pk
     if count_request:
