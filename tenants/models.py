@@ -3,7 +3,7 @@ that bring new members in, and their API keys."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self, TypeVar
 
 from django.conf import settings
 from django.db import models
@@ -12,12 +12,14 @@ from django_tenants.models import DomainMixin, TenantMixin
 
 from core.platform.credentials import TenantCredential
 
+_Row = TypeVar("_Row", bound=models.Model)
 
-class TenantRowQuerySet(models.QuerySet):
+
+class TenantRowQuerySet(models.QuerySet[_Row]):
     """The rows of a public table that belong to one tenant: ``for_tenant`` is the one way services,
     selectors and views scope them (a tenant, or its id where only the id is at hand)."""
 
-    def for_tenant(self, tenant: Tenant | int | models.expressions.OuterRef) -> TenantRowQuerySet:
+    def for_tenant(self, tenant: Tenant | int | models.expressions.OuterRef) -> Self:
         return self.filter(tenant=tenant)
 
 

@@ -129,7 +129,7 @@ def document_update(*, document: Document, title: str | None = None, content: st
         document.content = _checked_content(content)
         document.status = Document.Status.PENDING
         document.error = ""
-        document.revision = F("revision") + 1  # type: ignore[assignment]
+        document.revision = F("revision") + 1
         fields += ["content", "status", "error", "revision"]
     with transaction.atomic():
         document.save(update_fields=[*fields, "updated"])

@@ -12,4 +12,6 @@ def table(model: type[models.Model]) -> str:
 def column(model: type[models.Model], field_name: str) -> str:
     """``"tenant_id"`` for ``column(UsageEvent, "tenant")``: a renamed field or ``db_column`` changes
     the statement with the model instead of breaking it at run time."""
-    return connection.ops.quote_name(model._meta.get_field(field_name).column)  # type: ignore[union-attr]
+    field = model._meta.get_field(field_name)
+    assert isinstance(field, models.Field) and field.column, f"{model.__name__}.{field_name} has no column"
+    return connection.ops.quote_name(field.column)
