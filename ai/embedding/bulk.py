@@ -1,56 +1,26 @@
-"""How `embed_documents` embeds in bulk: threads, batch size and precision chosen from what the
-CPU offers and from what it measures, so it is never slower than one text per model call.
+"""How `embed_documents` embeds in bulk: intra-op threads and batch size chosen from the cores
+the process may use and from what it measures, so it is never slower than one text per call.
 
-* CPUs with AMX tiles: bfloat16 on every core, batches of 64 (measured 2.5x there, cosine to the
-  float32 vectors >= 0.99998), with single-thread fallbacks in case the box is busy.
-* Otherwise float32 only (1 thread with batches of 1, 8 and 32; every core with 32): the stored
-  vectors stay exactly those of the serving path. bfloat16 without AMX (AVX512_BF16, e.g. AMD
-  Zen 4) measured 2.2x less CPU per call but no faster end to end, and on near-duplicate chunks
-  it moved search results (recall@10 0.97 against float32 in bench_embed); emulated bfloat16
-  is slower still.
+Candidates (ONNX Runtime, float32, the vectors of the serving path): 1 thread with batches of 1,
+8 and 32, and every usable core with 32. The torch path's bfloat16 candidates (AMX CPUs only)
+are gone with torch: ONNX Runtime's float32 kernels measured faster than torch's bulk path here.
 
 There is no separate calibration pass (measured: slower than the naive loop on its own): the
 first batches of the real work are the measurements. Each candidate runs two small probe
 batches, the fastest per word piece takes the rest, and every 25 batches the runner-up gets one
 more probe, since a shared machine's load changes. One text per call on one thread is the naive
 loop's model cost and always a candidate: the choice is never slower than it beyond noise.
-
-Built on the research helper's prototype (scratch-embed/bulk_policy.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
-
-
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_has_amx() -> bool:
-    """AMX tiles with bfloat16, as the kernel reports them (torch's own probe is private API)."""
-    return {"amx_tile", "amx_bf16"} <= cpu_flags()
-
-
-def cpu_has_native_bfloat16() -> bool:
-    """bfloat16 dot products in hardware (reported by the benchmark; only AMX makes them a candidate)."""
-    return cpu_has_amx() or bool({"avx512_bf16", "avx_vnni_bf16"} & cpu_flags())
 
 
 def usable_cores() -> int:
@@ -64,35 +34,18 @@ def usable_cores() -> int:
 class BulkConfig:
     threads: int
     batch_size: int
-    bfloat16: bool = False
 
     @property
     def label(self) -> str:
-        return f"{self.threads} thread(s), batch {self.batch_size}, {'bfloat16' if self.bfloat16 else 'float32'}"
+        return f"{self.threads} thread(s), batch {self.batch_size}"
 
 
-def candidate_configs(*, cores: int | None = None, allow_bfloat16: bool = True) -> list[BulkConfig]:
+def candidate_configs(*, cores: int | None = None) -> list[BulkConfig]:
     cores = cores or usable_cores()
-    if allow_bfloat16 and cpu_has_amx():
-        return [BulkConfig(cores, 64, bfloat16=True), BulkConfig(1, 32, bfloat16=True), BulkConfig(1, 32)]
     configs = [BulkConfig(1, 1), BulkConfig(1, 8), BulkConfig(1, 32)]
     if cores > 1:
         configs.append(BulkConfig(cores, 32))
     return configs
-
-
-@contextlib.contextmanager
-def config_applied(config: BulkConfig) -> Iterator[None]:
-    """torch's thread count and autocast precision for the model calls inside."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bfloat16):
-            yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class BulkPlan:
@@ -107,10 +60,8 @@ class BulkPlan:
         probe_size: int = 8,
         probes: int = 2,
         recheck_every: int = 25,
-        apply: Callable[[BulkConfig], contextlib.AbstractContextManager[None]] | None = None,
     ) -> None:
         self.candidates = list(candidates)
-        self.apply = apply or config_applied
         self.count_tokens = count_tokens
         self.probe_size = probe_size
         self.probes = probes
@@ -124,8 +75,9 @@ class BulkPlan:
         return min(self.cost, key=self.cost.__getitem__)
 
     def embed_documents(
-        self, texts: Sequence[str], embed_batch: Callable[[list[str]], Sequence[Sequence[float]]]
+        self, texts: Sequence[str], embed_batch: Callable[[list[str], BulkConfig], Sequence[Sequence[float]]]
     ) -> list[list[float]]:
+        """``embed_batch(texts, config)`` embeds one batch with ``config``'s threads."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[list[float]] = [[] for _ in texts]
         position = 0
@@ -134,8 +86,7 @@ class BulkPlan:
             part = order[position : position + size]
             batch = [texts[i] for i in part]
             started = time.perf_counter()
-            with self.apply(config):
-                rows = embed_batch(batch)
+            rows = embed_batch(batch, config)
             per_piece = (time.perf_counter() - started) / sum(self.count_tokens(text) for text in batch)
             runs = self.runs.get(config, 0)
             if runs < self.probes:  # first measurements: keep the best (warm-up, page faults)

