@@ -28,6 +28,8 @@ from core.models import User
 from core.platform.database_steps import database_step
 from core.platform.exceptions import ApplicationError, outage_error
 from core.platform.handshake import handshake_refuse
+from core.platform.sql_names import column
+from core.platform.sql_names import table as sql_table
 from tenants.models import ApiKey, Domain, Membership, Tenant
 from tenants.services.api_keys import api_key_authenticate
 from tenants.socket_limits import SocketLimitsMiddleware
@@ -136,23 +138,31 @@ def _authorised_sql(kind: str) -> str:
     or (for a person) the user is an active member and (for a login token) the token is theirs."""
 
     def table(model: Any) -> str:
-        return (
-            f"{connection.ops.quote_name(get_public_schema_name())}.{connection.ops.quote_name(model._meta.db_table)}"
-        )
+        return f"{connection.ops.quote_name(get_public_schema_name())}.{sql_table(model)}"
 
-    user_table = table(User)
-    active = f"EXISTS (SELECT 1 FROM {table(Tenant)} WHERE id = %(tenant)s AND status = '{Tenant.Status.ACTIVE}')"
+    tenant_id, status = column(Tenant, "id"), column(Tenant, "status")
+    user_id, user_active = column(User, "id"), column(User, "is_active")
+    active = (
+        f"EXISTS (SELECT 1 FROM {table(Tenant)} WHERE {tenant_id} = %(tenant)s AND {status} = '{Tenant.Status.ACTIVE}')"
+    )
     if kind == "api_key":
         return (
-            f"SELECT {active} AND EXISTS (SELECT 1 FROM {table(ApiKey)} k JOIN {user_table} u ON u.id = k.user_id"
-            " WHERE k.id = %(secret)s::bigint AND k.tenant_id = %(tenant)s AND k.revoked IS NULL AND u.is_active)"
+            f"SELECT {active} AND EXISTS (SELECT 1 FROM {table(ApiKey)} k"
+            f" JOIN {table(User)} u ON u.{user_id} = k.{column(ApiKey, 'user')}"
+            f" WHERE k.{column(ApiKey, 'id')} = %(secret)s::bigint AND k.{column(ApiKey, 'tenant')} = %(tenant)s"
+            f" AND k.{column(ApiKey, 'revoked')} IS NULL AND u.{user_active})"
         )
     member = (
-        f"EXISTS (SELECT 1 FROM {table(Membership)} m JOIN {user_table} u ON u.id = m.user_id"
-        " WHERE m.tenant_id = %(tenant)s AND m.user_id = %(user)s AND u.is_active)"
+        f"EXISTS (SELECT 1 FROM {table(Membership)} m"
+        f" JOIN {table(User)} u ON u.{user_id} = m.{column(Membership, 'user')}"
+        f" WHERE m.{column(Membership, 'tenant')} = %(tenant)s AND m.{column(Membership, 'user')} = %(user)s"
+        f" AND u.{user_active})"
     )
     if kind == "token":
-        token = f"EXISTS (SELECT 1 FROM {table(Token)} WHERE key = %(secret)s AND user_id = %(user)s)"
+        token = (
+            f"EXISTS (SELECT 1 FROM {table(Token)} WHERE {column(Token, 'key')} = %(secret)s"
+            f" AND {column(Token, 'user')} = %(user)s)"
+        )
         return f"SELECT {active} AND {member} AND {token}"
     return f"SELECT {active} AND {member}"
 

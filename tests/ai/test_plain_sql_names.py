@@ -8,12 +8,16 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import models
+from rest_framework.authtoken.models import Token
 
 from ai.chat import services as chat
 from ai.models import Chunk, Conversation, Document, Message
 from ai.selectors import _search_names, _search_sql
 from billing.models import Plan, Subscription, TenantUsagePeriod
 from billing.services.quota import _plan_and_usage_sql
+from core.models import User
+from tenants.models import ApiKey, Membership, Tenant
+from tenants.sockets import _authorised_sql
 
 
 @contextmanager
@@ -61,3 +65,16 @@ def test_the_knn_statement_follows_the_models_columns(model, field_name):
 def test_the_turn_store_statement_follows_the_models_columns(model, field_name, new_conversation):
     with renamed(model, field_name, [chat._turn_store_sql]) as name:
         assert name in chat._turn_store_sql(new_conversation)
+
+
+@pytest.mark.parametrize(
+    ("model", "field_name"),
+    [(Tenant, "status"), (ApiKey, "revoked"), (Membership, "user"), (Token, "key"), (User, "is_active")],
+)
+@pytest.mark.parametrize("kind", ["api_key", "token", "session"])
+def test_the_socket_reauthorisation_statement_follows_the_models_columns(model, field_name, kind):
+    reads = {"api_key": {Tenant, ApiKey, User}, "token": {Tenant, Membership, Token, User}}
+    if model not in reads.get(kind, {Tenant, Membership, User}):
+        pytest.skip("this credential's statement does not read that table")
+    with renamed(model, field_name, [_authorised_sql]) as name:
+        assert name in _authorised_sql(kind)
