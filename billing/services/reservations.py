@@ -24,6 +24,7 @@ from billing.models import AllowanceReservation, TenantUsagePeriod
 from billing.services.quota import Allowance, quota_exceeded_error
 from billing.services.usage import period_start, usage_record
 from core.platform.exceptions import ApplicationError
+from core.platform.sql_names import column, table
 from tenants.models import Tenant
 
 
@@ -48,38 +49,46 @@ def reserve_tokens_estimate(text_chars: int) -> int:
 
 _RESERVE_SQL = """
     WITH locked AS (
-        SELECT tokens_used, reserved_tokens FROM {period}
-        WHERE tenant_id = %(tenant)s AND period_start = %(period_start)s
+        SELECT {tokens_used}, {reserved_tokens} FROM {period}
+        WHERE {period_tenant} = %(tenant)s AND {period_start} = %(period_start)s
         FOR UPDATE
     ), granted AS (
-        SELECT LEAST(%(want)s, %(included)s - tokens_used - reserved_tokens) AS tokens FROM locked
-        WHERE %(included)s - tokens_used - reserved_tokens >= %(least)s
+        SELECT LEAST(%(want)s, %(included)s - {tokens_used} - {reserved_tokens}) AS tokens FROM locked
+        WHERE %(included)s - {tokens_used} - {reserved_tokens} >= %(least)s
     ), held AS (
-        UPDATE {period} SET reserved_tokens = reserved_tokens + (SELECT tokens FROM granted)
-        WHERE tenant_id = %(tenant)s AND period_start = %(period_start)s AND EXISTS (SELECT 1 FROM granted)
+        UPDATE {period} SET {reserved_tokens} = {reserved_tokens} + (SELECT tokens FROM granted)
+        WHERE {period_tenant} = %(tenant)s AND {period_start} = %(period_start)s AND EXISTS (SELECT 1 FROM granted)
         RETURNING 1
     )
     INSERT INTO {reservation}
-        (tenant_id, period_start, tokens, feature, model, user_id, api_key_id,
-         spent_input_tokens, spent_output_tokens, created, expires_at)
+        ({r_tenant}, {r_period_start}, {r_tokens}, {r_feature}, {r_model}, {r_user}, {r_api_key},
+         {r_spent_input_tokens}, {r_spent_output_tokens}, {r_created}, {r_expires_at})
     SELECT %(tenant)s, %(period_start)s, tokens, %(feature)s, %(model)s, %(user)s, %(api_key)s,
            0, 0, %(now)s, %(expires)s
     FROM granted WHERE EXISTS (SELECT 1 FROM held)
-    RETURNING id, tokens
+    RETURNING {r_id}, {r_tokens}
 """
 
 _PERIOD_ENSURE_SQL = """
-    INSERT INTO {period} (tenant_id, period_start, tokens_used, cost_micros, reserved_tokens)
-    VALUES (%s, %s, 0, 0, 0) ON CONFLICT (tenant_id, period_start) DO NOTHING
+    INSERT INTO {period} ({period_tenant}, {period_start}, {tokens_used}, {cost_micros}, {reserved_tokens})
+    VALUES (%s, %s, 0, 0, 0) ON CONFLICT ({period_tenant}, {period_start}) DO NOTHING
 """
 
 
 @functools.cache
-def _tables() -> dict[str, str]:
-    quote = connection.ops.quote_name
+def _names() -> dict[str, str]:
+    """The tables and columns of the statements here, from the models' ``_meta``."""
+    reservation_fields = ("id", "tenant", "period_start", "tokens", "feature", "model", "user", "api_key")
+    reservation_fields += ("spent_input_tokens", "spent_output_tokens", "created", "expires_at")
     return {
-        "period": quote(TenantUsagePeriod._meta.db_table),
-        "reservation": quote(AllowanceReservation._meta.db_table),
+        "period": table(TenantUsagePeriod),
+        "reservation": table(AllowanceReservation),
+        "period_tenant": column(TenantUsagePeriod, "tenant"),
+        **{
+            name: column(TenantUsagePeriod, name)
+            for name in ("period_start", "tokens_used", "cost_micros", "reserved_tokens")
+        },
+        **{f"r_{name}": column(AllowanceReservation, name) for name in reservation_fields},
     }
 
 
@@ -130,15 +139,15 @@ def allowance_reserve(
         "now": now,
         "expires": expires,
     }
-    tables = _tables()
+    names = _names()
     with connection.cursor() as cursor:
-        cursor.execute(_RESERVE_SQL.format(**tables), params)
+        cursor.execute(_RESERVE_SQL.format(**names), params)
         row = cursor.fetchone()
         if row is None:
             # Refused, or the period's first call (no row to lock yet): make sure the row exists,
             # whoever creates it, and ask once more.
-            cursor.execute(_PERIOD_ENSURE_SQL.format(**tables), [tenant_id, start])
-            cursor.execute(_RESERVE_SQL.format(**tables), params)
+            cursor.execute(_PERIOD_ENSURE_SQL.format(**names), [tenant_id, start])
+            cursor.execute(_RESERVE_SQL.format(**names), params)
             row = cursor.fetchone()
     if row is None:
         raise _not_enough(remaining=remaining, prompt_tokens=prompt_tokens, included=included)
@@ -157,17 +166,20 @@ def _not_enough(*, remaining: int, prompt_tokens: int, included: int) -> Applica
 
 
 _RELEASE_SQL = """
-    WITH released AS (DELETE FROM {reservation} WHERE id = %s RETURNING tenant_id, period_start, tokens)
-    UPDATE {period} AS period SET reserved_tokens = GREATEST(period.reserved_tokens - released.tokens, 0)
+    WITH released AS (
+        DELETE FROM {reservation} WHERE {r_id} = %s
+        RETURNING {r_tenant} AS tenant_id, {r_period_start} AS period_start, {r_tokens} AS tokens
+    )
+    UPDATE {period} AS period SET {reserved_tokens} = GREATEST(period.{reserved_tokens} - released.tokens, 0)
     FROM released
-    WHERE period.tenant_id = released.tenant_id AND period.period_start = released.period_start
+    WHERE period.{period_tenant} = released.tenant_id AND period.{period_start} = released.period_start
 """
 
 
 def allowance_release(*, reservation_id: int) -> None:
     """Give a reservation back unspent (its call never started). Releasing twice does nothing."""
     with connection.cursor() as cursor:
-        cursor.execute(_RELEASE_SQL.format(**_tables()), [reservation_id])
+        cursor.execute(_RELEASE_SQL.format(**_names()), [reservation_id])
 
 
 def allowance_settle(*, reservation_id: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import Subscription, TenantUsagePeriod, UsageEvent
+from core.platform.sql_names import column, table
 from tenants.models import Tenant
 
 
@@ -79,19 +81,26 @@ def usage_record(
 
 
 _PERIOD_UPSERT = """
-    INSERT INTO {table} (tenant_id, period_start, tokens_used, cost_micros)
+    INSERT INTO {table} ({tenant}, {period_start}, {tokens_used}, {cost_micros})
     VALUES (%s, %s, %s, %s)
-    ON CONFLICT (tenant_id, period_start) DO UPDATE
-    SET tokens_used = {table}.tokens_used + EXCLUDED.tokens_used,
-        cost_micros = {table}.cost_micros + EXCLUDED.cost_micros
+    ON CONFLICT ({tenant}, {period_start}) DO UPDATE
+    SET {tokens_used} = {table}.{tokens_used} + EXCLUDED.{tokens_used},
+        {cost_micros} = {table}.{cost_micros} + EXCLUDED.{cost_micros}
 """
+
+
+@functools.cache
+def _period_upsert_sql() -> str:
+    fields = ("tenant", "period_start", "tokens_used", "cost_micros")
+    return _PERIOD_UPSERT.format(
+        table=table(TenantUsagePeriod), **{name: column(TenantUsagePeriod, name) for name in fields}
+    )
 
 
 def _period_total_add(*, tenant_id: int, start: dt.date, total: int, cost: int) -> None:
     # The ORM has no "add on conflict"; get_or_create + update would need a retry path for the race.
-    table = connection.ops.quote_name(TenantUsagePeriod._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(_PERIOD_UPSERT.format(table=table), [tenant_id, start, total, cost])
+        cursor.execute(_period_upsert_sql(), [tenant_id, start, total, cost])
 
 
 def tokens_used(*, tenant_id: int, start: dt.date | None = None) -> int:

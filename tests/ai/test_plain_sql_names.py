@@ -13,7 +13,8 @@ from rest_framework.authtoken.models import Token
 from ai.chat import services as chat
 from ai.models import Chunk, Conversation, Document, Message
 from ai.selectors import _search_names, _search_sql
-from billing.models import Plan, Subscription, TenantUsagePeriod
+from billing.models import AllowanceReservation, Plan, Subscription, TenantUsagePeriod
+from billing.services import reservations, usage
 from billing.services.quota import _plan_and_usage_sql
 from core.models import User
 from tenants.models import ApiKey, Membership, Tenant
@@ -78,3 +79,23 @@ def test_the_socket_reauthorisation_statement_follows_the_models_columns(model, 
         pytest.skip("this credential's statement does not read that table")
     with renamed(model, field_name, [_authorised_sql]) as name:
         assert name in _authorised_sql(kind)
+
+
+_RESERVATION_SQL = (reservations._RESERVE_SQL, reservations._PERIOD_ENSURE_SQL, reservations._RELEASE_SQL)
+
+
+@pytest.mark.parametrize(
+    ("model", "field_name"),
+    [(TenantUsagePeriod, "reserved_tokens"), (TenantUsagePeriod, "tenant"), (AllowanceReservation, "expires_at")],
+)
+def test_the_reservation_statements_follow_the_models_columns(model, field_name):
+    with renamed(model, field_name, [reservations._names]) as name:
+        statements = [statement.format(**reservations._names()) for statement in _RESERVATION_SQL]
+        assert all(name in statement for statement in statements if model is TenantUsagePeriod)
+        assert any(name in statement for statement in statements)
+
+
+@pytest.mark.parametrize("field_name", ["tenant", "tokens_used", "cost_micros"])
+def test_the_period_total_statement_follows_the_models_columns(field_name):
+    with renamed(TenantUsagePeriod, field_name, [usage._period_upsert_sql]) as name:
+        assert name in usage._period_upsert_sql()
