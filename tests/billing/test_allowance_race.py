@@ -29,6 +29,7 @@ def _racing_tenant():
     world = world_create("Racer")
     plan = world.tenant.subscription.plan
     plan.pk, plan.slug, plan.name = None, f"race-{world.tenant.subdomain}", "Race"
+    plan.is_public = False  # committed: it outlives this test, and no later one may see it offered
     plan.hard_limit, plan.included_tokens, plan.concurrent_requests = True, INCLUDED, 100
     plan.save()
     world.tenant.subscription.plan = plan
