@@ -78,8 +78,10 @@ _PERIOD_ENSURE_SQL = """
 @functools.cache
 def _names() -> dict[str, str]:
     """The tables and columns of the statements here, from the models' ``_meta``."""
-    reservation_fields = ("id", "tenant", "period_start", "tokens", "feature", "model", "user", "api_key")
-    reservation_fields += ("spent_input_tokens", "spent_output_tokens", "created", "expires_at")
+    reservation_fields = [
+        *("id", "tenant", "period_start", "tokens", "feature", "model", "user", "api_key"),
+        *("spent_input_tokens", "spent_output_tokens", "created", "expires_at"),
+    ]
     return {
         "period": table(TenantUsagePeriod),
         "reservation": table(AllowanceReservation),
