@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -64,8 +64,10 @@ FINISH_RETRY_DELAYS = (0.2, 0.5, 1.5)
 
 @dataclass
 class ChatTurn:
-    """An accepted chat turn: the question and its answer are stored, the stream slot is held and
-    the question's embedding is on its way; retrieval fills in the prompt."""
+    """An accepted chat turn, built whole when it is accepted: the question and its answer are
+    stored, its slots and allowance are held, and its passages are found (``hits``) or the
+    question's embedding is on its way to find them (then ``hits`` is None). What is sent upstream
+    is a ChatPrompt of its own, made from the turn once its passages are known."""
 
     tenant: Any
     user: User
@@ -77,13 +79,25 @@ class ChatTurn:
     history: list[dict[str, str]]
     slot: Admission  # the asker's stream slot and the tenant's share, held until the answer ends
     embedding: Future[list[float]] | None
-    hits: list[SearchHit] | None = None  # None: retrieval still to do
-    messages: list[dict[str, str]] = field(default_factory=list)
-    passages: list[str] = field(default_factory=list)
-    sources: list[dict[str, Any]] = field(default_factory=list)
+    hits: list[SearchHit] | None  # None: the passages are found after the start frame
     # What the answer may spend, set aside before the upstream call (None: offline, not billed).
-    reservation: Reservation | None = None
-    max_tokens: int = 0  # set with the prompt: what the answer may spend within the allowance
+    reservation: Reservation | None
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """What a turn sends upstream: the messages (history, then the question with its passages),
+    the passages alone, the sources the answer will cite, and what it may spend within the
+    allowance it reserved."""
+
+    messages: list[dict[str, str]]
+    passages: list[str]
+    sources: list[dict[str, Any]]
+    max_tokens: int
+
+
+# Before its passages are known (or when finding them failed): nothing sent, nothing cited.
+NO_PROMPT = ChatPrompt(messages=[], passages=[], sources=[], max_tokens=0)
 
 
 def error_frame(exc: ApplicationError) -> Frame:
@@ -430,16 +444,20 @@ def _allowance_ran_out(stream: LLMStream) -> ApplicationError:
     )
 
 
-async def _retrieve(turn: ChatTurn) -> None:
-    """Put the passages nearest the question into the prompt (CHAT_CONTEXT_CHUNKS=0: none)."""
+async def _retrieve(turn: ChatTurn) -> ChatPrompt:
+    """The prompt, with the passages nearest the question (CHAT_CONTEXT_CHUNKS=0: none)."""
     hits = turn.hits or []
     if turn.hits is None and turn.embedding is not None:
         vector = await asyncio.wrap_future(turn.embedding)
         hits = await database_step(_search)(tenant=turn.tenant, question=turn.question, vector=vector)
-    content, turn.passages = _prompt(turn.question, hits)
-    turn.messages = [*turn.history, {"role": "user", "content": content}]
-    turn.sources = _sources(hits)
-    turn.max_tokens = _max_tokens_within(turn.reservation, system=turn.system, messages=turn.messages)
+    content, passages = _prompt(turn.question, hits)
+    messages = [*turn.history, {"role": "user", "content": content}]
+    return ChatPrompt(
+        messages=messages,
+        passages=passages,
+        sources=_sources(hits),
+        max_tokens=_max_tokens_within(turn.reservation, system=turn.system, messages=messages),
+    )
 
 
 def _search(*, tenant: Any, question: str, vector: list[float]) -> list[SearchHit]:
@@ -461,7 +479,7 @@ def _sources(hits: list[SearchHit]) -> list[dict[str, Any]]:
     ]
 
 
-def _finish(*, turn: ChatTurn, stream: LLMStream, status: str, error: str, started: float) -> None:
+def _finish(*, turn: ChatTurn, prompt: ChatPrompt, stream: LLMStream, status: str, error: str, started: float) -> None:
     """Settle the assistant message and write its AgentAction and usage, in one transaction."""
     usage = stream.usage
     with tenant_context(turn.tenant), transaction.atomic():
@@ -471,7 +489,7 @@ def _finish(*, turn: ChatTurn, stream: LLMStream, status: str, error: str, start
             user=turn.user,
             provider=turn.provider.name,
             model=stream.model or turn.provider.model,
-            input_prompt=turn.messages[-1]["content"] if turn.messages else turn.question,
+            input_prompt=prompt.messages[-1]["content"] if prompt.messages else turn.question,
             output_text=stream.text,
             usage=usage,
             latency_ms=int((time.perf_counter() - started) * 1000),
@@ -484,7 +502,7 @@ def _finish(*, turn: ChatTurn, stream: LLMStream, status: str, error: str, start
             content=stream.text,
             status=status,
             error=error,
-            sources=turn.sources,
+            sources=prompt.sources,
             input_tokens=_message_input_tokens(usage),
             output_tokens=usage.output_tokens,
             agent_action=action,
@@ -572,7 +590,9 @@ class _Keeper:
         self._clock.cancel()
 
 
-async def _settle(*, turn: ChatTurn, stream: LLMStream, status: str, error: str, started: float) -> bool:
+async def _settle(
+    *, turn: ChatTurn, prompt: ChatPrompt, stream: LLMStream, status: str, error: str, started: float
+) -> bool:
     """``_finish``, tried again after FINISH_RETRY_DELAYS (each attempt is one transaction, so a
     failed one leaves nothing behind). True once saved. When every attempt failed, say so loudly
     and keep what can be kept: the text and usage, in the message, as a crashed answer is left
@@ -580,7 +600,7 @@ async def _settle(*, turn: ChatTurn, stream: LLMStream, status: str, error: str,
     for delay in (*FINISH_RETRY_DELAYS, None):
         try:
             await database_step(_finish, lane="records")(
-                turn=turn, stream=stream, status=status, error=error, started=started
+                turn=turn, prompt=prompt, stream=stream, status=status, error=error, started=started
             )
             return True
         except Exception:
@@ -621,15 +641,16 @@ async def chat_stream(*, turn: ChatTurn, publish: Callable[[Frame], None]) -> No
     stream = LLMStream(model=turn.provider.model)  # nothing streamed yet, nothing spent
     cancelled: asyncio.CancelledError | None = None
     keeper = _Keeper(turn)
+    prompt = NO_PROMPT
     try:
         publish({"type": "start", "conversation_id": turn.conversation_id, "message_id": turn.message_id})
         try:
-            await _retrieve(turn)
+            prompt = await _retrieve(turn)
             stream = keeper.stream = turn.provider.stream(
                 system=turn.system,
-                messages=turn.messages,
-                max_tokens=turn.max_tokens,
-                context_passages=turn.passages,
+                messages=prompt.messages,
+                max_tokens=prompt.max_tokens,
+                context_passages=prompt.passages,
             )
             async with stream:
                 async for text in stream:
@@ -641,7 +662,7 @@ async def chat_stream(*, turn: ChatTurn, publish: Callable[[Frame], None]) -> No
                         raise _allowance_ran_out(stream)  # leaving the block closes the upstream request
             if not stream.finished:  # the connection ended before the upstream said the answer had
                 raise ApplicationError(CUT_OFF_MESSAGE, code="upstream_incomplete", status=502)
-            if turn.max_tokens < settings.CHAT_MAX_TOKENS and stream.stop_reason == "max_tokens":
+            if prompt.max_tokens < settings.CHAT_MAX_TOKENS and stream.stop_reason == "max_tokens":
                 raise _allowance_ran_out(stream)  # the cap the allowance set ended it, not the usual limit
         except ApplicationError as exc:
             status, error, final = Message.Status.ERROR, exc.message, error_frame(exc)
@@ -657,12 +678,14 @@ async def chat_stream(*, turn: ChatTurn, publish: Callable[[Frame], None]) -> No
         if await _complete(keeper.stop()):
             cancelled = cancelled or asyncio.CancelledError()
         # Persist before the final frame, so a client that saw "done" finds the answer stored.
-        saving = asyncio.ensure_future(_settle(turn=turn, stream=stream, status=status, error=error, started=started))
+        saving = asyncio.ensure_future(
+            _settle(turn=turn, prompt=prompt, stream=stream, status=status, error=error, started=started)
+        )
         if await _complete(saving):
             cancelled = cancelled or asyncio.CancelledError()
         if not saving.result():
             final = error_frame(ApplicationError(NOT_SAVED_REASON, code="internal_error", status=500))
-        publish(final or _done_frame(turn=turn, stream=stream, status=status))
+        publish(final or _done_frame(turn=turn, prompt=prompt, stream=stream, status=status))
     finally:
         keeper.stop_clock()
         turn.slot.release()
@@ -670,7 +693,7 @@ async def chat_stream(*, turn: ChatTurn, publish: Callable[[Frame], None]) -> No
         raise cancelled
 
 
-def _done_frame(*, turn: ChatTurn, stream: LLMStream, status: str) -> Frame:
+def _done_frame(*, turn: ChatTurn, prompt: ChatPrompt, stream: LLMStream, status: str) -> Frame:
     return {
         "type": "done",
         "done": True,
@@ -679,7 +702,7 @@ def _done_frame(*, turn: ChatTurn, stream: LLMStream, status: str) -> Frame:
         "conversation_id": turn.conversation_id,
         "usage": stream.usage.as_dict(),
         "provider": turn.provider.name,
-        "sources": turn.sources,
+        "sources": prompt.sources,
     }
 
 

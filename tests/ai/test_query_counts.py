@@ -13,7 +13,7 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 from rest_framework.authtoken.models import Token
 
-from ai.chat.services import ChatTurn, _finish, _prepare
+from ai.chat.services import NO_PROMPT, ChatTurn, _finish, _prepare
 from ai.llm import LLMStream, Usage
 from ai.models import Message
 from billing.models import TenantUsagePeriod
@@ -115,7 +115,9 @@ def test_an_answer_is_settled_in_a_fixed_number_of_queries(acme, request, django
     # row, the period total and the reservation's release.
     expected = {"offline": 8, "anthropic": 10}[model]
     with django_assert_num_queries(expected):
-        _finish(turn=turn, stream=stream, status=Message.Status.OK, error="", started=time.perf_counter())
+        _finish(
+            turn=turn, prompt=NO_PROMPT, stream=stream, status=Message.Status.OK, error="", started=time.perf_counter()
+        )
 
     with tenant_context(acme.tenant):
         assert Message.objects.get(id=turn.message_id).content == "Soup."
