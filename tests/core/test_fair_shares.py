@@ -66,6 +66,8 @@ def test_a_flood_of_slow_work_on_a_pool_of_two_never_fails_another_tenant(server
     # Wrong passwords get 400; admitted work 200; the caller's share 402/429; the platform's 503.
     assert set(answers.statuses) <= {200, 400, 402, 429, 503}, sorted(answers.statuses)
     assert answers.without_retry_after == []
-    # Slow work holds no connection: the quiet tenant's p95 stays near its own baseline (a pool
-    # starved by the flood made it wait for the pool's whole timeout, then fail).
-    assert timings.p95 < max(2 * baseline.p95, baseline.p95 + 0.25), (baseline.p95, timings.p95)
+    # Slow work holds no connection: the quiet tenant's requests stay near their own baseline (a pool
+    # starved by the flood made them wait for the pool's whole timeout, then fail). The 2x figure
+    # is bench_fairness's, on a quiet machine; here the other test worker shares the two cores, so
+    # the bound only has to tell a short wait from a starved pool.
+    assert timings.p95 < max(3 * baseline.p95, baseline.p95 + 1.0), (baseline.p95, timings.p95)
