@@ -30,7 +30,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django_tenants.utils import get_public_schema_name, schema_context
-from procrastinate import PsycopgConnector, RetryStrategy
+from procrastinate import JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django.models import ProcrastinateJob
 from procrastinate.contrib.django.utils import connector_params
@@ -87,8 +87,7 @@ def tenant_task(**options: Any) -> Callable[[Callable[..., R]], Task[..., R, ...
     fair = options.pop("fair", False)
 
     def decorator(func: Callable[..., R]) -> Task[..., R, ...]:
-        @functools.wraps(func)
-        def run(context: Any, *, schema_name: str, **kwargs: Any) -> R:
+        def run(context: JobContext, /, *, schema_name: str, **kwargs: Any) -> R:
             if not schema_name or schema_name == get_public_schema_name():
                 raise TenantJobError(f"{task.name} is a tenant job and needs a tenant schema, not {schema_name!r}.")
             if pass_final_attempt:
@@ -98,6 +97,7 @@ def tenant_task(**options: Any) -> Callable[[Callable[..., R]], Task[..., R, ...
             with schema_context(schema_name):
                 return func(**kwargs)
 
+        functools.update_wrapper(run, func)  # its name and module name the task; run keeps its type
         task = app.task(pass_context=True, **options)(run)
         _TENANT_TASKS.add(task.name)
         if fair:
@@ -111,12 +111,13 @@ def public_task(**options: Any) -> Callable[[Callable[..., R]], Task[..., R, ...
     """Register ``func`` as a job that works in ``public`` (platform-wide: billing, spares, mail)."""
 
     def decorator(func: Callable[..., R]) -> Task[..., R, ...]:
-        @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> R:
             with schema_context(get_public_schema_name()):
                 return func(*args, **kwargs)
 
-        return app.task(**options)(run)
+        functools.update_wrapper(run, func)
+        task: Task[..., R, ...] = app.task(**options)(run)
+        return task
 
     return decorator
 
