@@ -11,6 +11,7 @@ SHARED_APPS = [
     "django_tenants",  # schema routing; must come first
     "core",  # the global User and auth wiring: one account across organisations
     "tenants",  # Tenant, Domain, Membership: the map of who belongs where
+    "tenants.sso",  # each tenant's identity provider: read on the tenant host before any login
     "billing",  # plans, subscriptions and the usage ledger are aggregated across tenants
     "django.contrib.contenttypes",  # needed by auth/admin in public
     "django.contrib.auth",  # permissions and groups for the platform operators
