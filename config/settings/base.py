@@ -11,6 +11,7 @@ SHARED_APPS = [
     "django_tenants",  # schema routing; must come first
     "core",  # the global User and auth wiring: one account across organisations
     "tenants",  # Tenant, Domain, Membership: the map of who belongs where
+    "tenants.audit",  # the audit log outlives a tenant's schema: one public table, tenant as plain columns
     "tenants.sso",  # each tenant's identity provider: read on the tenant host before any login
     "billing",  # plans, subscriptions and the usage ledger are aggregated across tenants
     "django.contrib.contenttypes",  # needed by auth/admin in public
@@ -173,3 +174,6 @@ TENANT_SPARES_CHECK_CRON = env.str("TENANT_SPARES_CHECK_CRON", default="*/5 * * 
 # Tenant schemas migrated at once by migrate_platform (one worker process and one database
 # connection each); schemas already current are skipped without being opened.
 MIGRATE_PARALLEL_JOBS = env.int("MIGRATE_PARALLEL_JOBS", default=2)
+# The audit log keeps entries this long; a periodic job deletes older ones (tenants.audit).
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=400)
+AUDIT_PRUNE_CRON = env.str("AUDIT_PRUNE_CRON", default="41 3 * * *")
