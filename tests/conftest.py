@@ -38,13 +38,13 @@ get_hashers_by_algorithm.cache_clear()
 
 
 # The tools tests/run.sh installs; a test that needs a missing one skips, except under CI.
-INSTALLED_TOOLS = re.compile(r"chromium|redis|nginx", re.IGNORECASE)
+INSTALLED_TOOLS = re.compile(r"chromium|redis|nginx|xmlsec1", re.IGNORECASE)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
-    """Under ``CI=true`` a test skipped for a missing chromium, redis-server or nginx fails: a CI run
-    that lacks one would otherwise pass with the browser, Redis and nginx tests silently unrun."""
+    """Under ``CI=true`` a test skipped for a missing chromium, redis-server, nginx or xmlsec1 fails: a CI
+    run that lacks one would otherwise pass with the browser, Redis, nginx and SAML tests silently unrun."""
     report: pytest.TestReport = yield
     if os.environ.get("CI") == "true" and report.skipped and isinstance(report.longrepr, tuple):
         reason = report.longrepr[2].removeprefix("Skipped: ")
