@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from ai.models import AgentAction, Document, PromptTemplate
-from ai.services.documents import document_ingest_retry
+from ai.access import documents_readable, reader_of
+from ai.models import AgentAction, Collection, CollectionMember, Document, PromptTemplate
+from ai.services.documents import document_delete, document_ingest_retry
 from tenants.admin import TenantModelAdmin, tenant_admin_site
+
+
+class CollectionMemberInline(admin.TabularInline):
+    model = CollectionMember
+    extra = 0
+    fields = ("user", "created")
+    readonly_fields = ("created",)
+    raw_id_fields = ("user",)
+
+
+@admin.register(Collection, site=tenant_admin_site)
+class CollectionAdmin(TenantModelAdmin):
+    list_display = ("name", "visibility", "is_default", "created")
+    list_filter = ("visibility",)
+    search_fields = ("name",)
+    readonly_fields = ("is_default", "created_by", "created", "updated")
+    inlines = (CollectionMemberInline,)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Deleting one moves its documents somewhere first: the API and the settings page ask where.
+        return False
 
 
 @admin.register(Document, site=tenant_admin_site)
 class DocumentAdmin(TenantModelAdmin):
-    list_display = ("title", "status", "chunk_count", "created_by", "created")
-    list_filter = ("status",)
+    """Owners and admins (the only people here) may change any document; deletions go through the
+    documents service, so each is checked and audited as on the API and the pages."""
+
+    list_display = ("title", "collection", "status", "chunk_count", "created_by", "created")
+    list_filter = ("status", "collection")
     search_fields = ("title",)
-    list_select_related = ("created_by",)
+    list_select_related = ("created_by", "collection")
     readonly_fields = (
         "status",
         "error",
@@ -28,6 +55,21 @@ class DocumentAdmin(TenantModelAdmin):
         "updated",
     )
     actions = ("retry_ingestion",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
+        return documents_readable(reader_of(tenant=request.tenant, user=request.user))  # type: ignore[attr-defined]
+
+    def delete_model(self, request: HttpRequest, obj: Document) -> None:
+        document_delete(
+            reader=reader_of(tenant=request.tenant, user=request.user),  # type: ignore[attr-defined]
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            document=obj,
+            request=request,
+        )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        for document in queryset:
+            self.delete_model(request, document)
 
     @admin.action(description="Index again (failed or stuck documents)")
     def retry_ingestion(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
@@ -84,6 +126,9 @@ class AgentActionAdmin(TenantModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # actions are written by the AI services only
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # the record of what the AI did and for whom is kept: no tenant admin deletes it
 
     @admin.display(description="tokens")
     def token_count(self, action: AgentAction) -> int:

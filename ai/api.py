@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any, cast
 
 from asgiref.sync import async_to_sync
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
@@ -19,12 +19,16 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
 from ai import selectors
+from ai.access import Reader, collections_readable, documents_readable, reader_of, scope_validate
 from ai.chat.answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
 from ai.chat.services import Frame, chat_message_validate, chat_prepare
-from ai.models import Conversation, Document, Message
+from ai.models import Collection, Conversation, Document, Message
 from ai.serializers import (
     ChatCancelOutputSerializer,
     ChatInputSerializer,
+    CollectionInputSerializer,
+    CollectionMembersSerializer,
+    CollectionSerializer,
     ConversationDetailSerializer,
     ConversationRenameSerializer,
     ConversationSerializer,
@@ -32,9 +36,17 @@ from ai.serializers import (
     DocumentListSerializer,
     DocumentSerializer,
     DocumentUpdateSerializer,
+    MessageSerializer,
     SearchInputSerializer,
     SearchOutputSerializer,
     SummaryOutputSerializer,
+)
+from ai.services.collections import (
+    collection_create,
+    collection_delete,
+    collection_grants,
+    collection_members,
+    collection_update,
 )
 from ai.services.conversations import conversation_delete, conversation_rename
 from ai.services.documents import document_create, document_delete, document_ingest_retry, document_update
@@ -47,42 +59,145 @@ from core.platform.schema import error_responses
 from core.platform.validators import ascii_integer
 
 
+def _reader(request: Request) -> Reader:
+    """Who asks (TenantAPIView has checked they belong here): a person, or an API key's own user."""
+    return reader_of(tenant=request.tenant, user=request.user)  # type: ignore[attr-defined]
+
+
+def _administers(request: Request) -> bool:
+    membership = getattr(request, "membership", None)  # None for an API key
+    return membership is not None and membership.can_administer
+
+
+def _admins_only(request: Request) -> None:
+    if not _administers(request):
+        raise ApplicationError("Only owners and admins may manage collections.", code="permission_denied", status=403)
+
+
+def _ids_param(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    value = ascii_integer(raw)
+    if value is None or value < 1:
+        raise ApplicationError(f"'{name}' must be an id.", code="bad_request")
+    return value
+
+
+class CollectionViewSet(TenantModelViewSet):
+    """Collections the asker may read; owners and admins see, create, change and delete all.
+    ``DELETE`` of one that holds documents needs ``?move_to=<id>``."""
+
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Collection]:
+        return collections_readable(_reader(self.request)).annotate(document_count=Count("documents"))
+
+    def get_serializer_class(self) -> type:
+        return CollectionSerializer
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        context["grants"] = collection_grants(tenant=self.request.tenant)  # type: ignore[attr-defined]
+        return context
+
+    @extend_schema(request=CollectionInputSerializer, responses={201: CollectionSerializer, **error_responses(403)})
+    def create(self, request: Request) -> Response:
+        _admins_only(request)
+        data = CollectionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        collection = collection_create(tenant=request.tenant, user=request.user, **data.validated_data)  # type: ignore[attr-defined]
+        return Response(self._shown(collection.pk), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=CollectionInputSerializer(partial=True), responses={200: CollectionSerializer})
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        collection = self.get_object()
+        _admins_only(request)
+        data = CollectionInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        collection_update(tenant=request.tenant, collection=collection, **data.validated_data)  # type: ignore[attr-defined]
+        return Response(self._shown(collection.pk))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("move_to", int, description="Where its documents go (required if it has any).")],
+        responses={204: None, **error_responses(403, 404, 409)},
+    )
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        collection = self.get_object()
+        _admins_only(request)
+        move_to_id = _ids_param(request, "move_to")
+        move_to = None
+        if move_to_id is not None:
+            move_to = self.get_queryset().filter(id=move_to_id).first()
+            if move_to is None:
+                raise ApplicationError("No such collection to move the documents to.", code="not_found", status=404)
+        collection_delete(tenant=request.tenant, collection=collection, move_to=move_to, request=request)  # type: ignore[attr-defined]
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={200: CollectionMembersSerializer})
+    @action(detail=True, methods=["get"])
+    def members(self, request: Request, pk: str | None = None) -> Response:
+        """The people and API keys named in this collection (change them with PATCH ``member_ids``, ``api_key_ids``)."""
+        collection = self.get_object()
+        named = collection_members(tenant=request.tenant, collection=collection)  # type: ignore[attr-defined]
+        return Response(CollectionMembersSerializer(named).data)
+
+    def _shown(self, pk: int) -> dict[str, Any]:
+        return dict(self.get_serializer(self.get_queryset().get(pk=pk)).data)
+
+
 class DocumentViewSet(TenantModelViewSet):
+    """Documents the asker may read (``?collection_id=`` narrows the list); their owners, and
+    owners and admins, change them."""
+
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self) -> QuerySet[Document]:
+        reader = _reader(self.request)
         if self.action == "list":
-            return selectors.documents_list()
-        return Document.objects.select_related("created_by")
+            collection_id = _ids_param(self.request, "collection_id")
+            if collection_id is not None:
+                reader = scope_validate(reader=reader, collection_ids=[collection_id], document_ids=None)
+            return selectors.documents_list(reader=reader)
+        return documents_readable(reader).select_related("created_by")
 
     def get_serializer_class(self) -> type:
         return DocumentListSerializer if self.action == "list" else DocumentSerializer
 
-    @extend_schema(request=DocumentCreateSerializer, responses={201: DocumentSerializer, **error_responses(413)})
+    @extend_schema(
+        request=DocumentCreateSerializer, responses={201: DocumentSerializer, **error_responses(403, 404, 413)}
+    )
     def create(self, request: Request) -> Response:
         data = DocumentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         document = document_create(
             user=request.user,
+            reader=_reader(request),
             title=data.validated_data["title"],
             content=data.validated_data["content"],
             upload=data.validated_data.get("file"),
+            collection_id=data.validated_data.get("collection_id"),
         )
         return Response(DocumentSerializer(document).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=DocumentUpdateSerializer, responses={200: DocumentSerializer, **error_responses(413)})
+    @extend_schema(request=DocumentUpdateSerializer, responses={200: DocumentSerializer, **error_responses(403, 413)})
     def update(self, request: Request, pk: str | None = None, partial: bool = False) -> Response:
         document = self.get_object()
         data = DocumentUpdateSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        document = document_update(document=document, **data.validated_data)
+        document = document_update(reader=_reader(request), document=document, **data.validated_data)
         return Response(DocumentSerializer(document).data)
 
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         return self.update(request, pk, partial=True)
 
     def perform_destroy(self, instance: Document) -> None:
-        document_delete(document=instance)
+        document_delete(
+            reader=_reader(self.request),
+            tenant=self.request.tenant,  # type: ignore[attr-defined]
+            document=instance,
+            request=self.request,
+        )
 
     @extend_schema(request=None, responses={202: DocumentSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
@@ -101,11 +216,19 @@ class DocumentViewSet(TenantModelViewSet):
 class SearchApi(TenantAPIView):
     read_only_post = True  # a search reads: a read-scoped API key may call it
 
-    @extend_schema(request=SearchInputSerializer, responses={200: SearchOutputSerializer, **error_responses(502, 503)})
+    @extend_schema(
+        request=SearchInputSerializer, responses={200: SearchOutputSerializer, **error_responses(404, 502, 503)}
+    )
     def post(self, request: Request) -> Response:
         data = SearchInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        hits = selectors.documents_search(**data.validated_data)
+        arguments = dict(data.validated_data)
+        reader = scope_validate(
+            reader=_reader(request),
+            collection_ids=arguments.pop("collection_ids", None),
+            document_ids=arguments.pop("document_ids", None),
+        )
+        hits = selectors.documents_search(reader=reader, **arguments)
         output = {"results": hits, "documents": selectors.hits_by_document(hits)}
         return Response(SearchOutputSerializer(output).data)
 
@@ -128,6 +251,13 @@ class ConversationViewSet(
 
     def perform_create(self, serializer: ConversationSerializer) -> None:
         serializer.save(user=self.request.user)
+
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        conversation = self.get_object()
+        shown = selectors.messages_readable(messages=list(conversation.messages.all()), reader=_reader(request))
+        return Response(
+            {**ConversationSerializer(conversation).data, "messages": MessageSerializer(shown, many=True).data}
+        )
 
     @extend_schema(request=ConversationRenameSerializer, responses={200: ConversationSerializer})
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
@@ -193,8 +323,7 @@ class ChatSseApi(_EventStreamApi):
     )
     def post(self, request: Request) -> StreamingHttpResponse:
         tenant, user = _asker(request)
-        message, conversation_id = chat_message_validate(request.data)
-        turn = chat_prepare(tenant=tenant, user=user, message=message, conversation_id=conversation_id)
+        turn = chat_prepare(tenant=tenant, user=user, question=chat_message_validate(request.data))
         # The answer runs in a task on the server's event loop, not in this response: it outlives it.
         return _sse(async_to_sync(chat_answer_open)(turn=turn))
 
@@ -256,5 +385,6 @@ async def _events(frames: AsyncGenerator[Frame, None]) -> AsyncGenerator[bytes, 
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
+router.register("collections", CollectionViewSet, basename="collection")
 router.register("documents", DocumentViewSet, basename="document")
 router.register("conversations", ConversationViewSet, basename="conversation")

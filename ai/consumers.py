@@ -21,6 +21,7 @@ from ai.chat.answers import chat_answer_cancel, chat_answer_follow, chat_answer_
 from ai.chat.services import (
     ConnectionNotAllowed,
     Frame,
+    Question,
     chat_message_validate,
     chat_prepare_async,
     chat_resume_validate,
@@ -88,7 +89,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         question = _question_or_none(payload) if kind not in ("cancel", "resume") and not self._busy() else None
         if question is not None:
             # A question is re-authorised first thing in its turn's database step: one step, not two.
-            self._follow(self._ask(*question))
+            self._follow(self._ask(question))
             return
         if not await self._still_allowed():
             await self._refuse()
@@ -107,7 +108,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 message_id, after = chat_resume_validate(payload)
                 self._follow(self._resume(message_id, after))
             else:
-                self._follow(self._ask(*chat_message_validate(payload)))
+                self._follow(self._ask(chat_message_validate(payload)))
         except ApplicationError as exc:
             await self._send_error(exc)
 
@@ -132,12 +133,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _follow(self, opening: Awaitable[AsyncGenerator[Frame, None]]) -> None:
         self.following = asyncio.create_task(self._relay(opening))
 
-    async def _ask(self, message: str, conversation_id: int | None) -> AsyncGenerator[Frame, None]:
+    async def _ask(self, question: Question) -> AsyncGenerator[Frame, None]:
         turn = await chat_prepare_async(
             tenant=self.scope["tenant"],
             user=self.scope["user"],
-            message=message,
-            conversation_id=conversation_id,
+            question=question,
             still_allowed=self.scope.get("reauthorise") or _never,
         )
         self.message_id = turn.message_id
@@ -189,7 +189,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps(error_frame(exc)))
 
 
-def _question_or_none(payload: Any) -> tuple[str, int | None] | None:
+def _question_or_none(payload: Any) -> Question | None:
     try:
         return chat_message_validate(payload)
     except ApplicationError:

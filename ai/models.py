@@ -1,18 +1,81 @@
-"""Tenant-schema data: documents and their embedded chunks, prompts, conversations, agent actions."""
+"""Tenant-schema data: collections, documents and their embedded chunks, prompts, conversations, agent actions."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 from pgvector.django import HnswIndex, VectorField
 
 
 def _user_reference(**kwargs: object) -> models.ForeignKey:
     # Users live in public; a database-level FK from every tenant schema would make deleting a
     # user lock and cascade across every schema, so the reference is kept without a constraint.
+    # DO_NOTHING: Django's delete cascade runs in public, where these tables do not exist; deleting
+    # a user goes through config.personal_data, which clears these references in every schema first.
     return models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False, **kwargs
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, **kwargs
     )
+
+
+class Collection(models.Model):
+    """A shelf of documents and who may read it: the whole organisation, or named members (admins
+    and owners read every collection). Each tenant has one default collection (tenant-wide), where
+    documents go unless told otherwise. The rule itself is ``ai.access``."""
+
+    class Visibility(models.TextChoices):
+        TENANT = "tenant", "Everyone in the organisation"
+        MEMBERS = "members", "Named members only"
+
+    name = models.CharField(max_length=120)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.TENANT)
+    is_default = models.BooleanField(default=False)
+    created_by = _user_reference(related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_default", "name", "id"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="collection_unique_name"),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="collection_one_default"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(visibility__in=["tenant", "members"]), name="collection_visibility_valid"
+            ),
+            # Documents land in the default collection when nobody says where: everyone must see it.
+            models.CheckConstraint(
+                condition=~models.Q(is_default=True, visibility="members"), name="collection_default_tenant_wide"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CollectionMember(models.Model):
+    """Who may read a ``members`` collection; also the collections an API key is given (a key acts
+    through a user row of its own, so its grant is a row here too: see ``ai.access``)."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="grants")
+    # Users live in public (see _user_reference); a deleted user's rows grant nothing to anyone.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["collection", "user"], name="collection_member_unique")]
+        indexes = [models.Index(fields=["user"], name="collection_member_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.collection_id}"
+
+
+def collection_default_id() -> int:
+    """The tenant's default collection: where a document created without one goes."""
+    return Collection.objects.filter(is_default=True).values_list("id", flat=True).get()
 
 
 class Document(models.Model):
@@ -21,6 +84,9 @@ class Document(models.Model):
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
 
+    collection = models.ForeignKey(
+        Collection, on_delete=models.PROTECT, related_name="documents", default=collection_default_id
+    )
     title = models.CharField(max_length=300)
     content = models.TextField()
     source_name = models.CharField(max_length=255, blank=True, help_text="File name of an upload.")
@@ -37,7 +103,10 @@ class Document(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
-        indexes = [models.Index(fields=["-created"], name="document_created_idx")]
+        indexes = [
+            models.Index(fields=["-created"], name="document_created_idx"),
+            models.Index(fields=["collection", "-created"], name="document_collection_idx"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=["pending", "ready", "failed"]), name="document_status_valid"

@@ -12,10 +12,12 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
 from pgvector import Vector
 
+from ai.access import Reader, documents_readable, readable_collections_sql
 from ai.embedding.embedders import get_embedder
-from ai.models import Chunk, Conversation, Document
+from ai.models import Chunk, Conversation, Document, Message
 from core.platform.database.base import session_setting
 from core.platform.sql_names import column, table
 
@@ -76,14 +78,31 @@ class NearChunk:
     distance: float
 
 
-def _search_sql(vector: list[float], *, k: int, document_ids: Sequence[int] | None) -> tuple[str, list[Any]]:
+def _search_sql(
+    vector: list[float], *, k: int, document_ids: Sequence[int] | None, reader: Reader | None
+) -> tuple[str, list[Any]]:
     """``ORDER BY embedding <=> q LIMIT k``, the shape the HNSW (cosine) index answers, with each
     chunk's document title. Plain SQL because it runs before every first token of a chat and
     building it through the ORM costs more than running it: 0.7-1.1 ms more a search at p50 for 8
-    of 2,000 chunks, 1.2 ms against 1.9 on a quiet machine (tests/benchmarks/bench_orm_vs_sql.py)."""
+    of 2,000 chunks, 1.2 ms against 1.9 on a quiet machine (tests/benchmarks/bench_orm_vs_sql.py).
+
+    With a ``reader``, what they may read is part of this statement (ai.access): the collections
+    are an InitPlan computed once (``ARRAY(...)``, which the planner cannot turn into a join that
+    would lose the index's order), each candidate is checked against it as the index yields it,
+    and the iterative scan keeps reading the index until k readable chunks are found."""
     names = _search_names()
     filters = f"c.{names['embedding']} IS NOT NULL"
     params: list[Any] = [Vector(vector).to_text()]
+    if reader is not None:
+        readable, readable_params = readable_collections_sql(reader)
+        filters += f" AND d.{names['collection']} = ANY(ARRAY({readable}))"
+        params += readable_params
+        if reader.collection_ids is not None:
+            filters += f" AND d.{names['collection']} = ANY(%s)"
+            params.append(list(reader.collection_ids))
+        if reader.document_ids is not None:
+            filters += f" AND c.{names['document']} = ANY(%s)"
+            params.append(list(reader.document_ids))
     if document_ids is not None:
         filters += f" AND c.{names['document']} = ANY(%s)"
         params.append(list(document_ids))
@@ -108,6 +127,7 @@ def _search_names() -> dict[str, str]:
         "embedding": column(Chunk, "embedding"),
         "document_id": column(Document, "id"),
         "title": column(Document, "title"),
+        "collection": column(Document, "collection"),
     }
 
 
@@ -151,10 +171,16 @@ def _session_has(ef_search: int) -> bool:
 
 
 def chunks_nearest(
-    *, vector: list[float], k: int, document_ids: Sequence[int] | None = None, exact: bool = False
+    *,
+    vector: list[float],
+    k: int,
+    document_ids: Sequence[int] | None = None,
+    exact: bool = False,
+    reader: Reader | None = None,
 ) -> list[NearChunk]:
-    """The k chunks nearest ``vector`` in the current tenant's schema (HNSW unless ``exact``)."""
-    sql, params = _search_sql(vector, k=k, document_ids=document_ids)
+    """The k chunks nearest ``vector`` in the current tenant's schema (HNSW unless ``exact``) that
+    ``reader`` may read (no reader: the whole schema, for tools and benchmarks, never a request)."""
+    sql, params = _search_sql(vector, k=k, document_ids=document_ids, reader=reader)
     with _search_settings(k=k, exact=exact), connection.cursor() as cursor:
         cursor.execute(sql, params)
         chunks = [NearChunk(*row) for row in cursor.fetchall()]
@@ -169,9 +195,10 @@ def chunks_nearest_plan(
     document_ids: Sequence[int] | None = None,
     exact: bool = False,
     analyze: bool = False,
+    reader: Reader | None = None,
 ) -> str:
     """PostgreSQL's plan for the query ``chunks_nearest`` runs with the same arguments (EXPLAIN)."""
-    sql, params = _search_sql(vector, k=k, document_ids=document_ids)
+    sql, params = _search_sql(vector, k=k, document_ids=document_ids, reader=reader)
     with _search_settings(k=k, exact=exact), connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN {'(ANALYZE) ' if analyze else ''}{sql}", params)
         return "\n".join(row[0] for row in cursor.fetchall())
@@ -179,13 +206,13 @@ def chunks_nearest_plan(
 
 def documents_search(
     *,
+    reader: Reader,
     query: str,
     k: int = 5,
     max_distance: float | None = None,
-    document_ids: Sequence[int] | None = None,
     vector: list[float] | None = None,
 ) -> list[SearchHit]:
-    """Up to ``k`` chunks of this tenant's documents nearest in meaning to ``query``, by cosine
+    """Up to ``k`` chunks of the documents ``reader`` may read nearest in meaning to ``query``, by cosine
     distance, without those further than ``max_distance`` (default ``SEARCH_MAX_DISTANCE``): an
     unrelated passage is not a hit, however few hits there are.
 
@@ -195,7 +222,7 @@ def documents_search(
     if vector is None:
         vector = get_embedder().embed_query(query)
     hits = []
-    for chunk in chunks_nearest(vector=vector, k=k, document_ids=document_ids):
+    for chunk in chunks_nearest(vector=vector, k=k, reader=reader):
         distance = float(chunk.distance)
         if distance <= limit:
             relevance = relevance_score(distance, max_distance=settings.SEARCH_MAX_DISTANCE)
@@ -288,12 +315,42 @@ def document_reading(*, document: Document, passage_id: int | None = None) -> Do
     )
 
 
-def documents_list() -> QuerySet[Document]:
-    return Document.objects.select_related("created_by").defer("content")
+def documents_list(*, reader: Reader) -> QuerySet[Document]:
+    """The documents ``reader`` may read (within the collections they narrowed to), newest first."""
+    return documents_readable(reader).select_related("created_by", "collection").defer("content")
 
 
 def conversations_for(*, user_id: int) -> QuerySet[Conversation]:
     return Conversation.objects.filter(user_id=user_id)
+
+
+WITHHELD_ANSWER = (
+    "This answer drew on documents you can no longer read, so it is not shown. Ask again to get an "
+    "answer from the documents you can read now."
+)
+
+
+def messages_readable(*, messages: Sequence[Message], reader: Reader) -> list[Message]:
+    """A conversation's messages as ``reader`` may see them now: an answer that drew on a document
+    that they can no longer read (it still exists, in a collection closed to them) is withheld, its
+    text may quote it, and such sources are left out. In memory only; one query when any message
+    cites a document, none otherwise. (Sources of deleted documents stay: nothing left to protect.)"""
+    cited = {source.get("document_id") for message in messages for source in (message.sources or [])}
+    cited.discard(None)
+    if not cited:
+        return list(messages)
+    sql, params = readable_collections_sql(reader)
+    closed = set(
+        Document.objects.filter(id__in=cited)
+        .exclude(collection_id__in=RawSQL(sql, params))  # noqa: S611 - our SQL, values as parameters
+        .values_list("id", flat=True)
+    )
+    for message in messages:
+        sources = message.sources or []
+        if any(source.get("document_id") in closed for source in sources):
+            message.content = WITHHELD_ANSWER
+            message.sources = [source for source in sources if source.get("document_id") not in closed]
+    return list(messages)
 
 
 UNEMBEDDED_INDEX = "chunk_unembedded_idx"  # ai.Chunk's partial index of chunks without an embedding

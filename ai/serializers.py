@@ -6,16 +6,75 @@ from django.conf import settings
 from rest_framework import serializers
 
 from ai.markdown import markdown_html
-from ai.models import Conversation, Document, Message
+from ai.models import Collection, Conversation, Document, Message
 from core.platform.fields import StorableCharField, StrictFloatField, StrictIntegerField
+
+
+class CollectionSerializer(serializers.ModelSerializer):
+    """A collection as its readers see it; ``member_ids`` and ``api_key_ids`` come from the view's
+    context (``grants``: collection id -> (people, keys)), read in one query for the whole page."""
+
+    member_ids = serializers.SerializerMethodField()
+    api_key_ids = serializers.SerializerMethodField()
+    document_count = serializers.IntegerField(read_only=True, default=0)
+
+    class Meta:
+        model = Collection
+        fields = ("id", "name", "visibility", "is_default", "member_ids", "api_key_ids", "document_count", "created")
+        read_only_fields = fields
+
+    def _grants(self, collection: Collection) -> tuple[list[int], list[int]]:
+        return self.context.get("grants", {}).get(collection.pk, ([], []))
+
+    def get_member_ids(self, collection: Collection) -> list[int]:
+        return self._grants(collection)[0]
+
+    def get_api_key_ids(self, collection: Collection) -> list[int]:
+        return self._grants(collection)[1]
+
+
+class CollectionInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = StorableCharField(max_length=120)
+    visibility = serializers.ChoiceField(choices=Collection.Visibility.choices, default=Collection.Visibility.TENANT)
+    member_ids = serializers.ListField(child=StrictIntegerField(min_value=1), max_length=1000, required=False)
+    api_key_ids = serializers.ListField(child=StrictIntegerField(min_value=1), max_length=1000, required=False)
+
+
+class CollectionPersonSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+    name = serializers.CharField(source="get_full_name", default="")
+
+
+class CollectionKeySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+
+
+class CollectionMembersSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    people = CollectionPersonSerializer(many=True)
+    keys = CollectionKeySerializer(many=True)
 
 
 class DocumentListSerializer(serializers.ModelSerializer):
     created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    collection_id = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = Document
-        fields = ("id", "title", "source_name", "status", "error", "chunk_count", "created_by", "created", "updated")
+        fields = (
+            "id",
+            "title",
+            "collection_id",
+            "source_name",
+            "status",
+            "error",
+            "chunk_count",
+            "created_by",
+            "created",
+            "updated",
+        )
         read_only_fields = fields
 
 
@@ -29,6 +88,7 @@ class DocumentCreateSerializer(serializers.Serializer):
     title = StorableCharField(max_length=300, required=False, allow_blank=True, default="")
     content = StorableCharField(required=False, allow_blank=True, trim_whitespace=False, default="")
     file = serializers.FileField(required=False, allow_empty_file=True, use_url=False)
+    collection_id = StrictIntegerField(required=False, min_value=1, help_text="Default: the default collection.")
 
     def validate(self, attrs: dict) -> dict:
         if attrs.get("file") is None:
@@ -45,10 +105,11 @@ class DocumentCreateSerializer(serializers.Serializer):
 class DocumentUpdateSerializer(serializers.Serializer):
     title = StorableCharField(max_length=300, required=False)
     content = StorableCharField(required=False, trim_whitespace=False)
+    collection_id = StrictIntegerField(required=False, min_value=1)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs:  # an update that changes nothing is a client's mistake, not a success
-            raise serializers.ValidationError("Send a 'title', a 'content' or both.")
+            raise serializers.ValidationError("Send a 'title', a 'content', a 'collection_id' or some of them.")
         return attrs
 
 
@@ -56,6 +117,7 @@ class SearchInputSerializer(serializers.Serializer):
     query = StorableCharField(max_length=2000)
     k = StrictIntegerField(min_value=1, max_value=settings.SEARCH_MAX_K, default=5)
     max_distance = StrictFloatField(min_value=0.0, max_value=2.0, required=False)
+    collection_ids = serializers.ListField(child=StrictIntegerField(min_value=1), max_length=1000, required=False)
     document_ids = serializers.ListField(child=StrictIntegerField(min_value=1), max_length=1000, required=False)
 
 
@@ -140,6 +202,12 @@ class ConversationDetailSerializer(ConversationSerializer):
 class ChatInputSerializer(serializers.Serializer):
     message = StorableCharField(trim_whitespace=True)
     conversation_id = StrictIntegerField(required=False, allow_null=True, min_value=1)
+    collection_ids = serializers.ListField(
+        child=StrictIntegerField(min_value=1), required=False, help_text="Read only these collections."
+    )
+    document_ids = serializers.ListField(
+        child=StrictIntegerField(min_value=1), required=False, help_text="Read only these documents."
+    )
 
 
 class ChatCancelOutputSerializer(serializers.Serializer[dict[str, Any]]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
@@ -18,15 +19,18 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from ai import selectors
+from ai.access import Reader, collections_readable, documents_changeable, documents_readable, reader_of
 from ai.markdown import markdown_html
-from ai.models import Conversation, Document, Message
+from ai.models import Collection, Conversation, Document, Message
 from ai.services.conversations import conversation_delete, conversation_rename
 from ai.services.documents import document_create, document_delete
 from ai.services.summarise import document_summarise
 from core.platform.exceptions import ApplicationError
 from core.platform.validators import StorableTextFormMixin, ascii_integer
 from tenants.decorators import member_required
+from tenants.mfa.views import MfaLoginMixin
 from tenants.selectors import membership_get
+from tenants.sso.services import sso_config_get
 
 
 class MemberLoginForm(StorableTextFormMixin, AuthenticationForm):
@@ -39,11 +43,29 @@ class MemberLoginForm(StorableTextFormMixin, AuthenticationForm):
         if tenant is None or membership_get(user=user, tenant=tenant) is None:
             raise self.get_invalid_login_error()
 
+    def clean(self) -> dict[str, Any]:
+        try:
+            return super().clean()
+        except ApplicationError as refusal:  # a tenant enforcing SSO (tenants.backends): say so
+            raise forms.ValidationError(refusal.message, code=refusal.code) from None
 
-class LoginView(auth_views.LoginView):
+
+class LoginView(MfaLoginMixin, auth_views.LoginView):
+    """With two-factor sign-in on, a correct password leads to the code form, not a session."""
+
     template_name = "ai/login.html"
     authentication_form = MemberLoginForm
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        # The "Sign in with SSO" button, when the tenant has a provider.
+        return {**super().get_context_data(**kwargs), "sso": sso_config_get(tenant=self.request.tenant)}  # type: ignore[attr-defined]
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        response = super().form_invalid(form)
+        if form.has_error(forms.forms.NON_FIELD_ERRORS, "sso_required"):
+            response.status_code = 403
+        return response
 
 
 class LogoutView(auth_views.LogoutView):
@@ -58,24 +80,62 @@ def _is_htmx(request: HttpRequest) -> bool:
 # --- documents ---------------------------------------------------------------------------------
 
 
-def _document_list_context() -> dict[str, Any]:
-    documents = list(selectors.documents_list()[:500])
-    return {"documents": documents, "any_pending": any(d.status == Document.Status.PENDING for d in documents)}
+def _reader(request: HttpRequest) -> Reader:
+    return reader_of(tenant=request.tenant, user=request.user)  # type: ignore[attr-defined]
+
+
+def _collection_picked(request: HttpRequest, reader: Reader) -> Collection | None:
+    """The collection the Documents page shows (``?collection=<id>``; none: every readable one)."""
+    picked = ascii_integer(request.GET.get("collection") or "")
+    if picked is None:
+        return None
+    collection = collections_readable(reader).filter(id=picked).first()
+    if collection is None:
+        raise Http404("No such collection.")
+    return collection
+
+
+def _document_list_context(request: HttpRequest) -> dict[str, Any]:
+    reader = _reader(request)
+    collection = _collection_picked(request, reader)
+    if collection is not None:
+        reader = reader.narrowed(collection_ids=[collection.pk])
+    documents = list(selectors.documents_list(reader=reader)[:500])
+    changeable = set(
+        documents_changeable(_reader(request)).filter(id__in=[d.id for d in documents]).values_list("id", flat=True)
+    )
+    for document in documents:
+        document.changeable = document.id in changeable  # type: ignore[attr-defined]
+    return {
+        "documents": documents,
+        "any_pending": any(d.status == Document.Status.PENDING for d in documents),
+        "collection": collection,
+        "collections": list(collections_readable(_reader(request))),
+        "administers": _administers(request),
+    }
+
+
+def _administers(request: HttpRequest) -> bool:
+    membership = getattr(request, "membership", None)
+    return membership is not None and membership.can_administer
 
 
 @member_required
 def documents_page(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:2000]
-    search = _search(query) if query else None
+    context = _document_list_context(request)
+    search = _search(query, _reader(request), context["collection"]) if query else None
     if search is not None and _is_htmx(request):
         return render(request, "ai/_search_results.html", search)
-    context = {"page": "documents", "accept": _ACCEPTED_FILES, **_document_list_context(), **(search or {})}
+    context = {"page": "documents", "accept": _ACCEPTED_FILES, **context, **(search or {})}
     return render(request, "ai/documents.html", context)
 
 
-def _search(query: str) -> dict[str, Any]:
+def _search(query: str, reader: Reader, collection: Collection | None) -> dict[str, Any]:
+    if collection is not None:
+        reader = reader.narrowed(collection_ids=[collection.pk])
     try:
-        hits = selectors.documents_search(query=query, k=SEARCH_PAGE_PASSAGES)
+        hits = selectors.documents_search(reader=reader, query=query, k=SEARCH_PAGE_PASSAGES)
     except ApplicationError as exc:
         return {"query": query, "search_error": exc.message, "results": []}
     return {"query": query, "results": selectors.hits_by_document(hits)}
@@ -90,7 +150,7 @@ _ACCEPTED_FILES = ".txt,.md,.markdown,.html,.htm,.pdf,.docx"
 @member_required
 @require_GET
 def document_list_fragment(request: HttpRequest) -> HttpResponse:
-    return render(request, "ai/_document_list.html", _document_list_context())
+    return render(request, "ai/_document_list.html", _document_list_context(request))
 
 
 @member_required
@@ -100,9 +160,11 @@ def document_upload(request: HttpRequest) -> HttpResponse:
     try:
         document = document_create(
             user=request.user,  # type: ignore[arg-type]
+            reader=_reader(request),
             title=request.POST.get("title", ""),
             content=request.POST.get("content", ""),
             upload=upload if upload is not None and upload.size else None,
+            collection_id=ascii_integer(request.POST.get("collection_id") or ""),
         )
     except ApplicationError as exc:
         if _is_htmx(request):
@@ -110,29 +172,45 @@ def document_upload(request: HttpRequest) -> HttpResponse:
         messages.error(request, exc.message)
         return redirect("documents-page")
     if _is_htmx(request):
-        return render(request, "ai/_upload_result.html", {"document": document, **_document_list_context()})
+        return render(request, "ai/_upload_result.html", {"document": document, **_document_list_context(request)})
     messages.success(request, f"Added “{document.title}”; it is being indexed.")
     return redirect("documents-page")
 
 
-def _own_document(document_id: int) -> Document:
-    return get_object_or_404(Document.objects.select_related("created_by"), id=document_id)
+def _readable_document(request: HttpRequest, document_id: int) -> Document:
+    """A document the asker may read; any other is a 404, as if it did not exist."""
+    return get_object_or_404(
+        documents_readable(_reader(request)).select_related("created_by", "collection"), id=document_id
+    )
 
 
 @member_required
 @require_GET
 def document_page(request: HttpRequest, document_id: int) -> HttpResponse:
-    document = _own_document(document_id)
+    document = _readable_document(request, document_id)
     reading = selectors.document_reading(document=document, passage_id=ascii_integer(request.GET.get("passage")))
-    return render(request, "ai/document.html", {"page": "documents", "reading": reading, "document": document})
+    changeable = documents_changeable(_reader(request)).filter(id=document.id).exists()
+    context = {"page": "documents", "reading": reading, "document": document, "changeable": changeable}
+    return render(request, "ai/document.html", context)
 
 
 @member_required
 def document_delete_page(request: HttpRequest, document_id: int) -> HttpResponse:
-    document = _own_document(document_id)
+    document = _readable_document(request, document_id)
     if request.method == "POST":
         title = document.title
-        document_delete(document=document)
+        try:
+            document_delete(
+                reader=_reader(request),
+                tenant=request.tenant,  # type: ignore[attr-defined]
+                document=document,
+                request=request,
+            )
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            return render(
+                request, "ai/document_delete.html", {"page": "documents", "document": document}, status=exc.status
+            )
         messages.success(request, f"Deleted “{title}” and its passages.")
         return redirect("documents-page")
     return render(request, "ai/document_delete.html", {"page": "documents", "document": document})
@@ -141,7 +219,7 @@ def document_delete_page(request: HttpRequest, document_id: int) -> HttpResponse
 @member_required
 @require_POST
 def document_summarise_fragment(request: HttpRequest, document_id: int) -> HttpResponse:
-    document = _own_document(document_id)
+    document = _readable_document(request, document_id)
     try:
         result = document_summarise(user=request.user, document=document)  # type: ignore[arg-type]
     except ApplicationError as exc:
@@ -178,7 +256,14 @@ def _rendered(message: Message) -> dict[str, Any]:
 def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
     conversation = _own_conversation(request, conversation_id) if conversation_id is not None else None
     chat_messages = (
-        [_rendered(m) for m in conversation.messages.order_by("created", "id")] if conversation is not None else []
+        [
+            _rendered(m)
+            for m in selectors.messages_readable(
+                messages=list(conversation.messages.order_by("created", "id")), reader=_reader(request)
+            )
+        ]
+        if conversation is not None
+        else []
     )
     context = {
         "page": "chat",

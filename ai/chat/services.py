@@ -16,7 +16,7 @@ import functools
 import html
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from ai.access import Reader, reader_of, scope_validate
 from ai.chat.stream_slots import StreamSlot
 from ai.embedding.embedders import query_embedding, query_embedding_soon
 from ai.llm import LLMProvider, LLMStream, Usage, estimate_tokens, get_llm_provider
@@ -71,6 +72,7 @@ class ChatTurn:
 
     tenant: Any
     user: User
+    reader: Reader  # what the turn may read: the asker's collections, narrowed to what they picked
     provider: LLMProvider
     conversation_id: int
     message_id: int
@@ -116,8 +118,33 @@ def _count(payload: dict[str, Any], name: str, *, least: int, default: int | Non
     return value
 
 
-def chat_message_validate(payload: Any) -> tuple[str, int | None]:
-    """Check a client frame: ``{"message": str, "conversation_id": int?}``; raise bad_request otherwise."""
+@dataclass(frozen=True)
+class Question:
+    """A checked client frame: the question, its conversation, and what it is scoped to (None: not narrowed)."""
+
+    message: str
+    conversation_id: int | None = None
+    collection_ids: tuple[int, ...] | None = None
+    document_ids: tuple[int, ...] | None = None
+
+
+def _ids(payload: dict[str, Any], name: str) -> tuple[int, ...] | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) > 1000
+        or any(isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in value)
+    ):
+        raise ApplicationError(f"'{name}' must be a list of ids.", code="bad_request")
+    return tuple(value)
+
+
+def chat_message_validate(payload: Any) -> Question:
+    """Check a client frame: ``{"message": str, "conversation_id": int?, "collection_ids": [int]?,
+    "document_ids": [int]?}``; raise bad_request otherwise. (Whether the ids may be read is
+    checked when the turn is accepted.)"""
     if not isinstance(payload, dict):
         raise ApplicationError("Send a JSON object with a 'message'.", code="bad_request")
     message = payload.get("message")
@@ -135,7 +162,12 @@ def chat_message_validate(payload: Any) -> tuple[str, int | None]:
     conversation_id = payload.get("conversation_id")
     if conversation_id is not None and (isinstance(conversation_id, bool) or not isinstance(conversation_id, int)):
         raise ApplicationError("'conversation_id' must be an integer.", code="bad_request")
-    return message.strip(), conversation_id
+    return Question(
+        message=message.strip(),
+        conversation_id=conversation_id,
+        collection_ids=_ids(payload, "collection_ids"),
+        document_ids=_ids(payload, "document_ids"),
+    )
 
 
 def _history(conversation: Conversation) -> list[dict[str, str]]:
@@ -180,7 +212,7 @@ class ConnectionNotAllowed(Exception):
     """The asking connection's credential, membership or tenant is gone (its re-authorisation failed)."""
 
 
-def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int | None = None) -> ChatTurn:
+def chat_prepare(*, tenant: Any, user: User, question: Question) -> ChatTurn:
     """Accept a chat turn or refuse it (ApplicationError): stream slot, quota, conversation,
     history; stores the question and a placeholder answer. Sync, in the tenant's schema.
 
@@ -188,17 +220,14 @@ def chat_prepare(*, tenant: Any, user: User, message: str, conversation_id: int 
     thread): it is CPU work that needs no database, so it runs while this waits on PostgreSQL.
     The passages are searched here when it is ready in time, otherwise after the start frame.
     """
-    return _prepare(
-        tenant=tenant, user=user, message=message, conversation_id=conversation_id, embedding=_embedding(message)
-    )
+    return _prepare(tenant=tenant, user=user, **_prepare_arguments(question), embedding=_embedding(question.message))
 
 
 async def chat_prepare_async(
     *,
     tenant: Any,
     user: User,
-    message: str,
-    conversation_id: int | None = None,
+    question: Question,
     still_allowed: Callable[[], bool] | None = None,
 ) -> ChatTurn:
     """``chat_prepare`` for async callers (the WebSocket consumer), in one database step.
@@ -207,15 +236,14 @@ async def chat_prepare_async(
     says no, nothing is stored or spent and ConnectionNotAllowed is raised. The question's
     embedding starts before the step, so it is computed while the step waits on PostgreSQL.
     """
-    embedding = _embedding(message)
+    embedding = _embedding(question.message)
     try:
         # Cancelled meanwhile (the socket closed), the accepted turn gives its stream slot back:
         # it would hold it until the slot's TTL.
         return await database_step(_prepare, abandoned=_slot_release)(
             tenant=tenant,
             user=user,
-            message=message,
-            conversation_id=conversation_id,
+            **_prepare_arguments(question),
             embedding=embedding,
             still_allowed=still_allowed,
         )
@@ -233,6 +261,15 @@ def _embedding(message: str) -> Future[list[float]] | None:
     return query_embedding(message) if settings.CHAT_CONTEXT_CHUNKS else None
 
 
+def _prepare_arguments(question: Question) -> dict[str, Any]:
+    return {
+        "message": question.message,
+        "conversation_id": question.conversation_id,
+        "collection_ids": question.collection_ids,
+        "document_ids": question.document_ids,
+    }
+
+
 def _prepare(
     *,
     tenant: Any,
@@ -240,6 +277,8 @@ def _prepare(
     message: str,
     conversation_id: int | None,
     embedding: Future[list[float]] | None,
+    collection_ids: Sequence[int] | None = None,
+    document_ids: Sequence[int] | None = None,
     still_allowed: Callable[[], bool] | None = None,
 ) -> ChatTurn:
     if still_allowed is not None and not still_allowed():
@@ -252,8 +291,12 @@ def _prepare(
             return _prepare_in_schema(
                 tenant=tenant,
                 user=user,
-                question=message,
-                conversation_id=conversation_id,
+                asked=Question(
+                    message=message,
+                    conversation_id=conversation_id,
+                    collection_ids=tuple(collection_ids) if collection_ids is not None else None,
+                    document_ids=tuple(document_ids) if document_ids is not None else None,
+                ),
                 provider=provider,
                 slot=slot,
                 embedding=embedding,
@@ -267,12 +310,16 @@ def _prepare_in_schema(
     *,
     tenant: Any,
     user: User,
-    question: str,
-    conversation_id: int | None,
+    asked: Question,
     provider: LLMProvider,
     slot: Admission,
     embedding: Future[list[float]] | None,
 ) -> ChatTurn:
+    question, conversation_id = asked.message, asked.conversation_id
+    reader = reader_of(tenant=tenant, user=user)
+    if asked.collection_ids is not None or asked.document_ids is not None:
+        # Refused (404) before anything is stored or spent: a scope is never quietly widened.
+        reader = scope_validate(reader=reader, collection_ids=asked.collection_ids, document_ids=asked.document_ids)
     allowance = quota_check(tenant=tenant, feature=AgentAction.AgentType.CHAT, model=provider.model)
     slot.add(tenant_slot(schema_name=tenant.schema_name, limit=allowance.concurrent_requests))
     system = prompt_active(name="chat").system_prompt
@@ -312,10 +359,11 @@ def _prepare_in_schema(
     # of its own before the first token. Under load the step ends at once and searches later.
     vector = query_embedding_soon(embedding, wait=EMBEDDING_WAIT_SECONDS) if embedding is not None else None
     if vector is not None:
-        hits = documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=vector)
+        hits = documents_search(reader=reader, query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=vector)
     return ChatTurn(
         tenant=tenant,
         user=user,
+        reader=reader,
         provider=provider,
         conversation_id=conversation_id,
         message_id=answer_id,
@@ -449,7 +497,9 @@ async def _retrieve(turn: ChatTurn) -> ChatPrompt:
     hits = turn.hits or []
     if turn.hits is None and turn.embedding is not None:
         vector = await asyncio.wrap_future(turn.embedding)
-        hits = await database_step(_search)(tenant=turn.tenant, question=turn.question, vector=vector)
+        hits = await database_step(_search)(
+            tenant=turn.tenant, reader=turn.reader, question=turn.question, vector=vector
+        )
     content, passages = _prompt(turn.question, hits)
     messages = [*turn.history, {"role": "user", "content": content}]
     return ChatPrompt(
@@ -460,9 +510,9 @@ async def _retrieve(turn: ChatTurn) -> ChatPrompt:
     )
 
 
-def _search(*, tenant: Any, question: str, vector: list[float]) -> list[SearchHit]:
+def _search(*, tenant: Any, reader: Reader, question: str, vector: list[float]) -> list[SearchHit]:
     with tenant_context(tenant):
-        return documents_search(query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=vector)
+        return documents_search(reader=reader, query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=vector)
 
 
 def _sources(hits: list[SearchHit]) -> list[dict[str, Any]]:

@@ -9,21 +9,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import PurePath
+from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import Count, F, Max, Min
 
+from ai.access import Reader, collections_readable, document_change_check
 from ai.embedding.embedders import get_embedder
 from ai.ingestion.chunking import chunk_text, count_tokens
 from ai.ingestion.extraction import ParseLimits, extract_text_isolated, upload_check
-from ai.models import Chunk, Document, DocumentUpload
+from ai.models import Chunk, Collection, Document, DocumentUpload
 from ai.services.chunk_embeddings import chunks_embeddings_save
 from core.models import User
 from core.platform.exceptions import ApplicationError
 from core.platform.jobs import JobAborted, TransientJobError, tenant_job_defer
 from core.platform.validators import UNSTORABLE_CODE, text_unstorable_reason
+from tenants.audit.services import Action, audit_record
+from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +89,35 @@ def _schedule_ingest(document: Document) -> None:
     tenant_job_defer(INGEST_JOB, document_id=document.id)
 
 
-def document_create(*, user: User, title: str = "", content: str = "", upload: UploadedFile | None = None) -> Document:
-    """Store a document and return it pending: text now, or an upload as it came (read, chunked
-    and embedded by the ingestion job). Only cheap checks run here: size, type, archive bounds."""
+def _collection_for(*, reader: Reader, collection_id: int | None) -> Collection:
+    """Where a new document goes: the collection asked for, if the asker may read it (else 404, as
+    if it did not exist), or the default one."""
+    collections = collections_readable(reader)
+    found = collections.filter(id=collection_id) if collection_id is not None else collections.filter(is_default=True)
+    collection = found.first()
+    if collection is None:
+        raise ApplicationError(
+            "No such collection.",
+            code="collection_not_found",
+            status=404 if collection_id is not None else 403,
+            extra={"fields": {"collection_id": ["No such collection."]}},
+        )
+    return collection
+
+
+def document_create(
+    *,
+    user: User,
+    reader: Reader,
+    title: str = "",
+    content: str = "",
+    upload: UploadedFile | None = None,
+    collection_id: int | None = None,
+) -> Document:
+    """Store a document in a collection ``reader`` may read (default: the tenant's default one) and
+    return it pending: text now, or an upload as it came (read, chunked and embedded by the
+    ingestion job). Only cheap checks run here: size, type, archive bounds."""
+    collection = _collection_for(reader=reader, collection_id=collection_id)
     source_name = content_type = ""
     data = b""
     if upload is not None:
@@ -106,6 +136,7 @@ def document_create(*, user: User, title: str = "", content: str = "", upload: U
         content = _checked_content(content)
     with transaction.atomic():
         document = Document.objects.create(
+            collection=collection,
             title=title.strip()[:300],
             content=content if upload is None else "",
             source_name=source_name,
@@ -118,9 +149,21 @@ def document_create(*, user: User, title: str = "", content: str = "", upload: U
     return document
 
 
-def document_update(*, document: Document, title: str | None = None, content: str | None = None) -> Document:
-    """Change a document; new content is re-chunked and re-embedded in the background."""
+def document_update(
+    *,
+    reader: Reader,
+    document: Document,
+    title: str | None = None,
+    content: str | None = None,
+    collection_id: int | None = None,
+) -> Document:
+    """Change a document (its owner, or an admin); new content is re-chunked and re-embedded in
+    the background. Moving it takes a collection the asker may read."""
+    document_change_check(reader=reader, document=document)
     fields = []
+    if collection_id is not None and collection_id != document.collection_id:
+        document.collection = _collection_for(reader=reader, collection_id=collection_id)
+        fields.append("collection")
     if title is not None:
         document.title = title.strip()[:300]
         fields.append("title")
@@ -140,8 +183,18 @@ def document_update(*, document: Document, title: str | None = None, content: st
     return document
 
 
-def document_delete(*, document: Document) -> None:
-    document.delete()
+def document_delete(*, reader: Reader, tenant: Tenant, document: Document, request: Any = None) -> None:
+    """Delete a document and its passages (its owner, or an admin), with an audit entry."""
+    document_change_check(reader=reader, document=document)
+    with transaction.atomic():
+        audit_record(
+            tenant=tenant,
+            action=Action.DOCUMENT_DELETED,
+            target=f"document {document.pk}: {document.title}"[:300],
+            changes={"collection_id": document.collection_id, "created_by": document.created_by_id},
+            request=request,
+        )
+        document.delete()
 
 
 def document_ingest(

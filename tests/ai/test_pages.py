@@ -93,7 +93,7 @@ def test_the_document_page_highlights_the_passage_asked_for(member, acme):
 
 def test_a_document_is_deleted_only_after_the_confirmation(member, acme):
     with tenant_context(acme.tenant):
-        document = DocumentFactory(title="Old policy")
+        document = DocumentFactory(title="Old policy", created_by=acme.member)  # members delete their own
 
     confirm = member.get(f"/documents/{document.id}/delete/")
     assert confirm.status_code == 200 and "Delete “Old policy”?" in confirm.content.decode()

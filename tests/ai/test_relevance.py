@@ -7,6 +7,7 @@ import pytest
 from django.conf import settings
 from django_tenants.utils import tenant_context
 
+from ai.access import reader_of
 from ai.selectors import documents_search
 from tests.ai.relevance_set import PASSAGES, QUESTIONS, TOP_K, relevance_quality
 
@@ -27,7 +28,12 @@ def handbook(acme, ingest) -> dict[int, str]:  # noqa: ANN001
 def test_the_default_threshold_keeps_the_right_passages_and_drops_the_unrelated(acme, handbook):
     with tenant_context(acme.tenant):
         ranked = [
-            [(handbook[hit.document_id], hit.distance) for hit in documents_search(query=question, k=TOP_K)]
+            [
+                (handbook[hit.document_id], hit.distance)
+                for hit in documents_search(
+                    reader=reader_of(tenant=acme.tenant, user=acme.member), query=question, k=TOP_K
+                )
+            ]
             for question, _ in QUESTIONS
         ]
 
@@ -43,7 +49,12 @@ def test_the_default_threshold_keeps_the_right_passages_and_drops_the_unrelated(
 def test_without_the_threshold_every_question_gets_five_passages_mostly_unrelated(acme, handbook):
     with tenant_context(acme.tenant):
         ranked = [
-            [(handbook[hit.document_id], hit.distance) for hit in documents_search(query=q, k=TOP_K, max_distance=2.0)]
+            [
+                (handbook[hit.document_id], hit.distance)
+                for hit in documents_search(
+                    reader=reader_of(tenant=acme.tenant, user=acme.member), query=q, k=TOP_K, max_distance=2.0
+                )
+            ]
             for q, _ in QUESTIONS
         ]
 

@@ -281,7 +281,10 @@ def test_filtering_by_another_tenants_document_ids_finds_nothing_of_theirs(acme,
             .json()
         )
 
-    results = search(acme, query="garden furniture plans", k=10, document_ids=[other["id"], twins]).json()["results"]
+    response = search(acme, query="garden furniture plans", k=10, document_ids=[other["id"], twins])
+    # An id that names no document here is refused, never dropped or widened (ids_align may make it acme's).
+    assert response.status_code in (200, 404)
+    results = response.json().get("results", [])
 
     assert all("Globex" not in r["text"] for r in results)
     assert {r["document_id"] for r in results} <= {twins}
