@@ -1,15 +1,29 @@
-"""SAML 2.0 sign-in per tenant, against a real SAML IdP process on loopback (tests/fakes/saml_idp.py, pysaml2)."""
+"""SAML 2.0 sign-in per tenant, against a real SAML IdP process on loopback (tests/fakes/saml_idp.py, pysaml2).
+
+Our app runs in-process (Django's test client, inside the test's transaction); every hop to the
+IdP is real HTTP: the AuthnRequest redirect is fetched from the IdP process with httpx, and the
+signed response it answers with is posted to our ACS as the browser would post its form.
+"""
 
 from __future__ import annotations
 
 import re
 import shutil
 from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import httpx
 import pytest
+from allauth.socialaccount.models import SocialAccount
 
+from core.models import User
+from tenants.audit.models import AuditEntry
+from tenants.models import Membership
+from tenants.sso.models import SsoConfig
 from tenants.sso.saml import SamlMetadataError, saml_metadata_fetch, saml_metadata_parse
-from tests.fakes.saml_idp import SamlIdp
+from tests.conftest import World, host_client
+from tests.fakes.saml_idp import SamlIdp, form_fields
 
 pytestmark = pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 is not installed (tests/run.sh)")
 
@@ -22,9 +36,66 @@ def idp() -> Iterator[SamlIdp]:
 
 @pytest.fixture
 def saml_idp(idp: SamlIdp) -> SamlIdp:
-    """The IdP, answering correctly for the default person unless a test says otherwise."""
+    """The IdP, answering correctly for the default person (ada@acme.test, verified) unless told otherwise."""
     idp.configure()
     return idp
+
+
+@pytest.fixture(scope="module")
+def idp_metadata(idp: SamlIdp) -> str:
+    return idp.metadata_xml()
+
+
+def saml_configure(world: World, metadata_xml: str, **overrides: Any) -> SsoConfig:
+    values: dict[str, Any] = {
+        "protocol": "saml",
+        "metadata_xml": metadata_xml,
+        "allowed_domains": [f"{world.tenant.subdomain}.test"],
+        "default_role": "member",
+    }
+    return SsoConfig.objects.create(tenant=world.tenant, **(values | overrides))
+
+
+@pytest.fixture
+def acme_saml(acme: World, saml_idp: SamlIdp, idp_metadata: str) -> SsoConfig:
+    return saml_configure(acme, idp_metadata)
+
+
+def sso_start(client: Any, next_url: str = "/") -> str:
+    """Our redirect to the IdP (HTTP-Redirect binding)."""
+    response = client.get("/sso/login/", {"next": next_url})
+    assert response.status_code == 302, response.content
+    return response["Location"]
+
+
+def idp_answer(url: str) -> tuple[str, dict[str, str]]:
+    """The IdP's answer to the AuthnRequest: the ACS address and the form fields the browser posts there."""
+    response = httpx.get(url, timeout=30)
+    assert response.status_code == 200, response.text
+    return form_fields(response.text)
+
+
+def acs_post(client: Any, acs_url: str, fields: dict[str, str]) -> Any:
+    """What the browser does with the IdP's form: post it to the ACS, then follow to the finishing step."""
+    posted = client.post(urlsplit(acs_url).path, urlencode(fields), content_type="application/x-www-form-urlencoded")
+    if posted.status_code != 302:
+        return posted
+    return client.get(posted["Location"])
+
+
+def sso_sign_in(client: Any, next_url: str = "/") -> Any:
+    return acs_post(client, *idp_answer(sso_start(client, next_url)))
+
+
+def signed_in(client: Any) -> bool:
+    return client.get("/account/").status_code == 200
+
+
+def refusal_code(response: Any) -> str:
+    assert response.status_code in (400, 403, 404, 502), response.status_code
+    body = response.content.decode()
+    assert 'id="sso-refused"' in body, body[:500]
+    return body.split('data-code="', 1)[1].split('"', 1)[0]
 
 
 # --- the IdP's metadata --------------------------------------------------------------------------
@@ -73,8 +144,205 @@ def test_metadata_without_a_redirect_sign_in_address_or_a_signing_certificate_is
         saml_metadata_parse(xml=broken_certificate)
 
 
-def test_metadata_address_is_https_unless_on_loopback_outside_production(saml_idp: SamlIdp) -> None:
-    with pytest.raises(SamlMetadataError, match="must be https"):
-        saml_metadata_fetch(url="http://idp.example.com/metadata")
-    with pytest.raises(SamlMetadataError, match="answered 404"):
-        saml_metadata_fetch(url=f"{saml_idp.base}/nothing-here")
+# --- Configuration ---------------------------------------------------------------------------------
+
+
+def test_owner_puts_the_idps_metadata_address_and_the_metadata_is_read_and_kept(acme: World, saml_idp: SamlIdp) -> None:
+    owner = acme.client(acme.owner_token)
+    body = {"protocol": "saml", "metadata_url": saml_idp.metadata_url, "allowed_domains": ["acme.test"]}
+    put = owner.put("/api/sso/", body, format="json")
+    assert put.status_code == 200, put.content
+    got = owner.get("/api/sso/").json()
+    assert got["protocol"] == "saml" and got["metadata_url"] == saml_idp.metadata_url
+    assert f'entityID="{saml_idp.entity_id}"' in got["metadata_xml"]  # what sign-in will trust
+    assert AuditEntry.objects.filter(tenant_id=acme.tenant.pk, action="sso.changed").exists()
+
+
+def test_owner_puts_pasted_metadata_xml(acme: World, saml_idp: SamlIdp, idp_metadata: str) -> None:
+    put = acme.client(acme.owner_token).put(
+        "/api/sso/", {"protocol": "saml", "metadata_xml": idp_metadata}, format="json"
+    )
+    assert put.status_code == 200, put.content
+    assert SsoConfig.objects.for_tenant(acme.tenant).get().metadata_xml == idp_metadata.strip()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        pytest.param({}, 400, "metadata_required", id="neither"),
+        pytest.param({"metadata_xml": "<not-metadata/>"}, 400, "metadata_invalid", id="not-an-idp"),
+        pytest.param({"metadata_xml": "<<<"}, 400, "metadata_invalid", id="not-xml"),
+        pytest.param({"metadata_url": "http://idp.example.com/metadata"}, 400, "metadata_url_insecure", id="http"),
+        pytest.param({"metadata_url": "IDP/nothing-here"}, 502, "metadata_unreachable", id="answers-404"),
+    ],
+)
+def test_put_refuses_metadata_that_cannot_configure_sign_in_with_a_clear_code(
+    acme: World, saml_idp: SamlIdp, body: dict[str, str], status: int, code: str
+) -> None:
+    if "metadata_url" in body:
+        body = {"metadata_url": body["metadata_url"].replace("IDP", saml_idp.base)}
+    response = acme.client(acme.owner_token).put("/api/sso/", {"protocol": "saml", **body}, format="json")
+    assert response.status_code == status, response.content
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["message"]
+    assert not SsoConfig.objects.for_tenant(acme.tenant).exists()
+
+
+def test_the_service_providers_metadata_is_on_the_tenant_host(acme: World, acme_saml: SsoConfig) -> None:
+    response = host_client(acme.host).get("/sso/saml/acme/metadata/")
+    assert response.status_code == 200
+    xml = response.content.decode()
+    assert 'entityID="http://acme.localhost/sso/saml/acme/metadata/"' in xml
+    assert 'Location="http://acme.localhost/sso/saml/acme/acs/"' in xml
+    assert 'WantAssertionsSigned="true"' in xml
+
+
+# --- Signing in ------------------------------------------------------------------------------------
+
+
+def test_first_sign_in_creates_the_person_with_the_default_role_and_a_session(
+    acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig
+) -> None:
+    client = host_client(acme.host)
+    redirect = sso_start(client, next_url="/chat/")
+    assert redirect.startswith(saml_idp.sso_url + "?")
+    assert "SAMLRequest" in parse_qs(urlsplit(redirect).query)
+    done = acs_post(client, *idp_answer(redirect))
+    assert done.status_code == 302 and done["Location"] == "/chat/", done.content[:500]
+    user = User.objects.get(email="ada@acme.test")
+    assert user.full_name == "Ada Lovelace" and not user.has_usable_password()
+    assert Membership.objects.for_tenant(acme.tenant).get(user=user).role == "member"
+    assert SocialAccount.objects.get(user=user).provider == acme_saml.provider_id
+    assert signed_in(client)
+    # The AuthnRequest the IdP received: from acme's SP, answered at acme's ACS.
+    (asked,) = saml_idp.seen()["requests"]
+    assert asked["issuer"] == "http://acme.localhost/sso/saml/acme/metadata/"
+    assert asked["acs_url"] == "http://acme.localhost/sso/saml/acme/acs/"
+    entry = AuditEntry.objects.filter(tenant_id=acme.tenant.pk, action="auth.login", changes__method="sso").get()
+    assert entry.changes["method"] == "sso" and entry.changes["protocol"] == "saml"
+    assert entry.changes["how"] == "created"
+
+
+def test_returning_person_signs_in_as_the_same_account(acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig) -> None:
+    assert sso_sign_in(host_client(acme.host)).status_code == 302
+    client = host_client(acme.host)
+    assert sso_sign_in(client).status_code == 302
+    assert User.objects.filter(email="ada@acme.test").count() == 1
+    assert signed_in(client)
+
+
+def test_an_existing_account_is_linked_when_the_idp_says_the_email_is_verified(
+    acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig
+) -> None:
+    saml_idp.configure(user={"email": acme.member.email, "email_verified": True})
+    client = host_client(acme.host)
+    assert sso_sign_in(client).status_code == 302
+    assert SocialAccount.objects.get(provider=acme_saml.provider_id).user == acme.member
+    assert signed_in(client)
+
+
+@pytest.mark.parametrize("verified", [False, None], ids=["says-unverified", "says-nothing"])
+def test_an_existing_account_is_not_linked_without_a_verified_email(
+    acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig, verified: bool | None
+) -> None:
+    user: dict[str, Any] = {"email": acme.member.email, "email_verified": verified}
+    saml_idp.configure(user=user)
+    client = host_client(acme.host)
+    assert refusal_code(sso_sign_in(client)) == "email_unverified"
+    assert not SocialAccount.objects.filter(user=acme.member).exists()
+    assert not signed_in(client)
+
+
+def test_a_domain_that_is_not_allowed_is_refused(acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig) -> None:
+    saml_idp.configure(user={"email": "eve@elsewhere.test"})
+    client = host_client(acme.host)
+    assert refusal_code(sso_sign_in(client)) == "domain_not_allowed"
+    assert not User.objects.filter(email="eve@elsewhere.test").exists()
+    assert not signed_in(client)
+    failed = AuditEntry.objects.filter(tenant_id=acme.tenant.pk, action="auth.login_failed").latest("id")
+    assert failed.changes["reason"] == "domain_not_allowed" and failed.changes["protocol"] == "saml"
+
+
+@pytest.mark.parametrize(
+    "misbehaviour", ["unsigned", "response_signed_only", "other_key", "wrong_audience", "expired", "unsolicited"]
+)
+def test_a_response_that_fails_verification_signs_nobody_in(
+    acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig, misbehaviour: str
+) -> None:
+    saml_idp.configure(misbehave=misbehaviour)
+    client = host_client(acme.host)
+    assert refusal_code(sso_sign_in(client)) == "sso_failed"
+    assert not User.objects.filter(email="ada@acme.test").exists()
+    assert not signed_in(client)
+
+
+def test_an_answer_to_a_request_this_session_never_made_is_refused(
+    acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig
+) -> None:
+    saml_idp.configure(misbehave="wrong_in_response_to")
+    client = host_client(acme.host)
+    assert sso_sign_in(client).status_code == 403
+    assert not User.objects.filter(email="ada@acme.test").exists()
+    assert not signed_in(client)
+
+
+def test_a_replayed_response_is_refused(acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig) -> None:
+    client = host_client(acme.host)
+    acs_url, fields = idp_answer(sso_start(client))
+    assert acs_post(client, acs_url, fields).status_code == 302
+    client.post("/logout/")
+    assert not signed_in(client)
+    # The same response again, in the session that asked for it, and in another browser.
+    assert acs_post(client, acs_url, fields).status_code == 403
+    assert not signed_in(client)
+    attacker = host_client(acme.host)
+    sso_start(attacker)  # a request of its own is pending: still not the one answered
+    assert acs_post(attacker, acs_url, fields).status_code == 403
+    assert not signed_in(attacker)
+
+
+def test_an_idp_resending_an_earlier_response_for_a_new_request_is_refused(
+    acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig
+) -> None:
+    assert sso_sign_in(host_client(acme.host)).status_code == 302
+    saml_idp.configure(misbehave="replay_last", reset=False)
+    client = host_client(acme.host)
+    assert sso_sign_in(client).status_code == 403
+    assert not signed_in(client)
+
+
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example/x", "http://globex.localhost/", "/\\evil.example"]
+)
+def test_next_never_leaves_the_host(acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig, target: str) -> None:
+    response = sso_sign_in(host_client(acme.host), next_url=target)
+    assert response.status_code == 302 and response["Location"] == "/"
+
+
+def test_one_tenants_configuration_never_signs_into_another(
+    acme: World, globex: World, saml_idp: SamlIdp, idp_metadata: str, acme_saml: SsoConfig
+) -> None:
+    # Both tenants trust the very same IdP.
+    saml_configure(globex, idp_metadata)
+    acme_client, globex_client = host_client(acme.host), host_client(globex.host)
+    acs_url, fields = idp_answer(sso_start(acme_client))
+    sso_start(globex_client)
+    # Acme's ACS is not on globex's host; globex's ACS refuses a response addressed to acme's SP.
+    assert acs_post(globex_client, acs_url, fields).status_code == 404
+    assert refusal_code(acs_post(globex_client, "http://globex.localhost/sso/saml/globex/acs/", fields)) == "sso_failed"
+    assert not signed_in(globex_client)
+    assert acs_post(acme_client, acs_url, fields).status_code == 302
+    assert not Membership.objects.for_tenant(globex.tenant).filter(user__email="ada@acme.test").exists()
+
+
+def test_the_owners_test_sign_in_shows_the_attributes_and_signs_nobody_in(
+    acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig
+) -> None:
+    owner = acme.session_client(acme.owner)
+    started = owner.post("/sso/test/")
+    assert started.status_code == 302
+    result = acs_post(owner, *idp_answer(started["Location"]))
+    assert result.status_code == 200, result.content[:500]
+    page = result.content.decode()
+    assert "urn:oid:0.9.2342.19200300.100.1.3" in page and "ada@acme.test" in page
+    assert not User.objects.filter(email="ada@acme.test").exists()

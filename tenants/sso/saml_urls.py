@@ -1,0 +1,27 @@
+"""allauth's SAML endpoints on a tenant host: the ACS (and its finishing step) and the SP's metadata."""
+
+from allauth.socialaccount.providers.saml import views
+from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
+from django.urls import path
+from django.views.generic import RedirectView
+
+
+def single_logout_unsupported(request: HttpRequest, organization_slug: str) -> HttpResponse:
+    # allauth's SP metadata names this endpoint, so the name must resolve; Strata's sessions end
+    # on Strata's own logout and on deprovisioning, not on an IdP's logout message.
+    return HttpResponseNotFound("Single logout is not supported.", content_type="text/plain")
+
+
+# allauth reverses these names with the organization slug (the tenant's subdomain). Sign-in starts
+# at /sso/login/ (tenants.sso.views), not at allauth's login confirmation page.
+urlpatterns = [
+    path("sso/saml/<str:organization_slug>/acs/", views.acs, name="saml_acs"),
+    path("sso/saml/<str:organization_slug>/acs/finish/", views.finish_acs, name="saml_finish_acs"),
+    path("sso/saml/<str:organization_slug>/metadata/", views.metadata, name="saml_metadata"),
+    path("sso/saml/<str:organization_slug>/sls/", single_logout_unsupported, name="saml_sls"),
+    path(
+        "sso/saml/<str:organization_slug>/login/",
+        RedirectView.as_view(url="/sso/login/", query_string=True),
+        name="saml_login",
+    ),
+]
