@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from config.health import readyz
 from tenants.api import PasswordChangeApi, PasswordResetApi, PasswordResetConfirmApi, ThrottledLoginView
+from tenants.mfa.api import MfaLoginApi
 
 
 def schema_view(urlconf: str) -> Any:
@@ -19,6 +20,7 @@ def schema_view(urlconf: str) -> Any:
 common_urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("api/auth/login/", ThrottledLoginView.as_view(), name="rest_login"),
+    path("api/auth/login/mfa/", MfaLoginApi.as_view(), name="rest_login_mfa"),
     path("api/auth/password/reset/", PasswordResetApi.as_view(), name="rest_password_reset"),
     path("api/auth/password/reset/confirm/", PasswordResetConfirmApi.as_view(), name="rest_password_reset_confirm"),
     path("api/auth/password/change/", PasswordChangeApi.as_view(), name="rest_password_change"),

@@ -8,8 +8,9 @@ from typing import Any
 from dj_rest_auth import views as dj_rest_auth_views
 from dj_rest_auth.serializers import TokenSerializer
 from dj_rest_auth.views import LoginView
+from django.conf import settings
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, mixins, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.authtoken.models import Token
@@ -28,6 +29,8 @@ from core.platform.login_lockout import lockout_message, lockout_seconds, login_
 from core.platform.schema import error_responses
 from core.platform.throttling import ScopedRateThrottle
 from tenants import selectors
+from tenants.mfa.serializers import MfaPendingSerializer
+from tenants.mfa.services import mfa_enabled, mfa_pending_issue
 from tenants.models import ApiKey, Invitation, Membership
 from tenants.serializers import (
     AcceptedSerializer,
@@ -73,15 +76,49 @@ class ThrottledLoginView(LoginView):
     authentication_classes: list[type[BaseAuthentication]] = []
     parser_classes = [JSONParser]
 
-    @extend_schema(request=TenantLoginSerializer, responses={200: TokenSerializer})
+    # With two-factor sign-in on, a correct password answers {mfa_required, mfa_token} and no key:
+    # POST /api/auth/login/mfa/ with the token and a code signs in (tenants.mfa).
+    @extend_schema(
+        request=TenantLoginSerializer,
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="LoginResult",
+                serializers=[TokenSerializer, MfaPendingSerializer],
+                resource_type_field_name=None,
+            )
+        },
+    )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.request = request
+        self.serializer = self.get_serializer(data=request.data)
         try:
-            response: Response = super().post(request, *args, **kwargs)
-            return response
+            self.serializer.is_valid(raise_exception=True)
         except exceptions.ValidationError:
             if login_locked_out(request):
                 raise exceptions.Throttled(wait=lockout_seconds(), detail=lockout_message()) from None
             raise
+        pending = self.mfa_pending()
+        if pending is not None:
+            return pending
+        self.login()
+        response: Response = self.get_response()
+        return response
+
+    def mfa_pending(self) -> Response | None:
+        """The code step's token instead of a key, for a person with two-factor sign-in on."""
+        user = self.serializer.validated_data["user"]
+        if not mfa_enabled(user=user):
+            return None
+        token = mfa_pending_issue(user=user, tenant=getattr(self.request, "tenant", None))
+        body = {
+            "mfa_required": True,
+            "mfa_token": token,
+            "expires_in": settings.MFA_LOGIN_MAX_AGE,
+            "methods": ["totp", "recovery_codes"],
+        }
+        response = Response(MfaPendingSerializer(body).data)
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class PasswordResetApi(dj_rest_auth_views.PasswordResetView):  # type: ignore[misc]

@@ -30,6 +30,7 @@ from core.platform.exceptions import ApplicationError, outage_error
 from core.platform.handshake import handshake_refuse
 from core.platform.sql_names import column
 from core.platform.sql_names import table as sql_table
+from tenants.mfa.services import mfa_enrolment_required
 from tenants.models import ApiKey, Domain, Membership, Tenant
 from tenants.services.api_keys import api_key_authenticate
 from tenants.socket_limits import SocketLimitsMiddleware
@@ -56,10 +57,11 @@ def _user_from_token(key: str) -> Any:
     return token.user if token and token.user.is_active else None
 
 
-def _user_from_session(session_key: str) -> Any:
+def _user_from_session(session_key: str) -> tuple[Any, Any]:
     engine = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
-    user = get_user(SimpleNamespace(session=engine(session_key)))  # verifies the session hash too
-    return user if user.is_authenticated else None
+    session = engine(session_key)
+    user = get_user(SimpleNamespace(session=session))  # verifies the session hash too
+    return (user if user.is_authenticated else None), session
 
 
 def _same_origin(origin: str, host: str) -> bool:
@@ -88,17 +90,19 @@ def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
         resolved["tenant"] = tenant
         key = _token_key(authorization)
         user = _user_from_token(key)
-        credential = ("token", key)
+        credential, session = ("token", key), None
     if user is None:
         cookie = SimpleCookie(_header(scope, b"cookie")).get(settings.SESSION_COOKIE_NAME)
         if cookie and _same_origin(_header(scope, b"origin"), host):
             with tenant_context(tenant):
-                user = _user_from_session(cookie.value)
+                user, session = _user_from_session(cookie.value)
             credential = ("session", cookie.value)
     if user is not None:
         resolved["user"] = user
         with schema_context(get_public_schema_name()):
             resolved["membership"] = Membership.objects.for_tenant(tenant).filter(user=user).first()
+            if resolved["membership"] is not None and mfa_enrolment_required(user=user, tenant=tenant, session=session):
+                resolved["membership"] = None  # two-factor sign-in first, as on every page (tenants.mfa)
         resolved["reauthorise"] = _reauthorise(tenant, user, credential)
     return resolved
 
@@ -128,7 +132,7 @@ def connection_authorised(*, tenant: Tenant, user_id: int, credential: tuple[str
     if kind != "session":
         return True
     with tenant_context(tenant):
-        user = _user_from_session(secret)  # a flushed session, or a changed password, is gone
+        user, _ = _user_from_session(secret)  # a flushed session, or a changed password, is gone
     return user is not None and user.pk == user_id
 
 

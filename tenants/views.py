@@ -221,7 +221,7 @@ def api_keys_page(request: HttpRequest) -> HttpResponse:
     created = None
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
-            api_key_revoke(tenant=tenant, api_key_id=_int(request.POST.get("id")))
+            api_key_revoke(tenant=tenant, api_key_id=_int(request.POST.get("id")), actor=request.user)  # type: ignore[arg-type]
             messages.success(request, "API key revoked.")
             return redirect(request.path)
         created, key = api_key_create(

@@ -13,6 +13,7 @@ from django.conf import settings
 from billing.models import Plan, Subscription
 from core.models import User
 from core.platform.exceptions import ApplicationError
+from tenants.audit.services import Action, audit_record
 from tenants.models import Tenant
 
 
@@ -208,6 +209,8 @@ def plan_change_start(*, tenant: Tenant, user: User, plan: Plan) -> PlanChange:
         subscription.checkout_session_id = started.session_id
         subscription.save(update_fields=["stripe_customer_id", "checkout_session_id", "updated"])
         return PlanChange(url=started.url, changed=False)
+    before = subscription.plan.slug
     subscription.plan = plan
     subscription.save(update_fields=["plan", "updated"])
+    audit_record(tenant=tenant, action=Action.PLAN_CHANGED, actor=user, changes={"plan": [before, plan.slug]})
     return PlanChange(url=None, changed=True)

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import Plan, Subscription
+from tenants.audit.services import Action, audit_record
 from tenants.models import Tenant
 from tenants.services.status import tenant_delete, tenant_reactivate, tenant_suspend
 
@@ -168,6 +169,7 @@ def subscription_changed(*, obj: dict[str, Any], event_at: dt.datetime, deleted:
     subscription.last_event_at = event_at
     changed |= {"status", "current_period_end", "last_event_at", "past_due_since"}
     tenant = subscription.tenant
+    plan_before = subscription.plan.slug if subscription.plan_id else None
     notes = [f"subscription {status}"]
     if status in _GOOD_STANDING:
         subscription.past_due_since = None
@@ -180,6 +182,14 @@ def subscription_changed(*, obj: dict[str, Any], event_at: dt.datetime, deleted:
         if tenant.status != Tenant.Status.PENDING_PAYMENT:
             notes.append(_plan_change(subscription, Plan.objects.filter(slug=FREE_PLAN_SLUG).first(), changed))
     _save(subscription, changed)
+    if "plan" in changed:
+        # From Stripe's webhook (the person acted on Stripe's pages): Strata's entry, labelled Stripe.
+        audit_record(
+            tenant=tenant,
+            action=Action.PLAN_CHANGED,
+            actor_label="Stripe",
+            changes={"plan": [plan_before, subscription.plan.slug]},
+        )
     return _outcome(*notes)
 
 
@@ -253,6 +263,7 @@ def subscriptions_enforce_grace(*, now: dt.datetime | None = None) -> list[int]:
             if fresh is None or fresh.tenant.status != Tenant.Status.ACTIVE:
                 continue
             tenant_suspend(tenant=fresh.tenant, reason=NONPAYMENT_REASON)
+            audit_record(tenant=fresh.tenant, action=Action.TENANT_SUSPENDED, changes={"reason": NONPAYMENT_REASON})
             suspended.append(fresh.tenant.pk)
     return suspended
 

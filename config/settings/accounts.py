@@ -12,3 +12,15 @@ PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=2 * 3600)
 EMAIL_CHANGE_MAX_AGE = env.int("EMAIL_CHANGE_MAX_AGE", default=24 * 3600)
 # Tenant API views (core.platform.api) accept `Authorization: Bearer <key>` through this class.
 TENANT_API_KEY_AUTHENTICATION = "tenants.authentication.ApiKeyAuthentication"
+
+# Two-factor sign-in (allauth.mfa; tenants.mfa): TOTP and recovery codes, secrets stored encrypted.
+MFA_ADAPTER = "tenants.mfa.adapter.StrataMfaAdapter"
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Strata"
+# A code from the 30-second step before or after the server's clock is accepted too (phones drift);
+# each code still works once (allauth remembers used codes for the whole window).
+MFA_TOTP_TOLERANCE = 1
+# Seconds between the password step and the code step of a sign-in (the signed "MFA pending" state).
+MFA_LOGIN_MAX_AGE = env.int("MFA_LOGIN_MAX_AGE", default=300)
+# Seconds to type the first code after a TOTP secret is shown, before it must be started again.
+MFA_ENROL_MAX_AGE = 600

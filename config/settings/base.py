@@ -27,6 +27,10 @@ SHARED_APPS = [
     "channels",
     "procrastinate.contrib.django",  # the job queue's tables and SQL functions live in public only
     "axes",  # login lockouts: counted per address and per account (users are global)
+    "allauth",  # django-allauth: its OpenID Connect/SAML providers and its MFA
+    "allauth.account",  # required by allauth's other apps (its own login views are not routed)
+    "allauth.mfa",  # TOTP authenticators and recovery codes, per person (users are global)
+    "tenants.mfa",  # each tenant's two-factor policy: read on the tenant host before any page
     "config",  # the wiring on top: its commands (up, worker...) and the operators' admin
 ]
 
@@ -85,8 +89,11 @@ MIDDLEWARE = [
     # A page's form or query holding a NUL is a 400 before any view saves it.
     "core.platform.validators.StorableFormInputMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "allauth.account.middleware.AccountMiddleware",  # allauth requires it (its request context)
     # After authentication: a blocked tenant's page tells its owner how to pay.
     "tenants.middleware.TenantStatusMiddleware",
+    # After authentication: a tenant that requires two-factor sign-in sends people without it to set it up.
+    "tenants.mfa.middleware.MfaEnrolmentMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -123,6 +130,7 @@ AUTH_USER_MODEL = "core.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses locked-out clients before any password is checked
     "tenants.backends.TenantMemberBackend",  # on a tenant host, only its members
+    "tenants.mfa.backends.MfaCodeBackend",  # the second step of a sign-in with two-factor on
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -17,6 +17,7 @@ from rest_framework_api_key.crypto import KeyGenerator
 
 from core.models import User
 from core.platform.exceptions import ApplicationError
+from tenants.audit.services import Action, audit_record
 from tenants.models import ApiKey, Tenant
 from tenants.services.status import access_revoke_on_commit
 
@@ -50,13 +51,20 @@ def api_key_create(*, tenant: Tenant, created_by: User | None, name: str, scope:
         user=identity,
         created_by=created_by,
     )
+    audit_record(
+        tenant=tenant,
+        action=Action.API_KEY_CREATED,
+        actor=created_by,
+        target=f"{api_key.name} ({prefix})",
+        changes={"scope": scope},
+    )
     return api_key, key
 
 
 @transaction.atomic
-def api_key_revoke(*, tenant: Tenant, api_key_id: int) -> None:
+def api_key_revoke(*, tenant: Tenant, api_key_id: int, actor: User | None = None) -> None:
     """Revoke a key for good: requests with it get 401 from now on, and its answers in flight stop.
-    The row stays (the ledger points at it)."""
+    The row stays (the ledger points at it). ``actor`` is who did it, for the audit log."""
     api_key = ApiKey.objects.select_for_update().for_tenant(tenant).filter(id=api_key_id, revoked__isnull=True).first()
     if api_key is None:
         raise ApplicationError("No such API key.", code="not_found", status=404)
@@ -64,6 +72,7 @@ def api_key_revoke(*, tenant: Tenant, api_key_id: int) -> None:
     api_key.save(update_fields=["revoked"])
     User.objects.filter(pk=api_key.user_id).update(is_active=False)
     access_revoke_on_commit(schema_name=tenant.schema_name, user_id=api_key.user_id)  # its answers and sockets stop
+    audit_record(tenant=tenant, action=Action.API_KEY_REVOKED, actor=actor, target=str(api_key))
 
 
 def api_key_authenticate(*, raw: str, tenant: Tenant | None) -> ApiKey | None:

@@ -25,6 +25,7 @@ from core.platform.counters import window_count, window_seconds_left
 from core.platform.exceptions import ApplicationError
 from core.platform.jobs import job_defer
 from core.platform.mail import mail_recipient_allowed, mail_send
+from tenants.audit.services import Action, audit_record
 from tenants.models import Invitation, Membership, Tenant, tenant_url
 from tenants.services.members import actor_role, role_grant_check
 
@@ -100,6 +101,7 @@ def invitation_create(*, tenant: Tenant, actor: User, email: str, role: str) -> 
             "This address has an invitation waiting; resend it instead.", code="already_invited", status=400
         ) from exc
     job_defer(INVITATION_SEND_JOB, invitation_id=invitation.pk)
+    audit_record(tenant=tenant, action=Action.INVITATION_CREATED, actor=actor, target=email, changes={"role": role})
     return invitation
 
 
@@ -133,6 +135,7 @@ def invitation_revoke(*, tenant: Tenant, actor: User, invitation_id: int) -> Non
     invitation = _open_invitation_locked(tenant, invitation_id)
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
+    audit_record(tenant=tenant, action=Action.INVITATION_REVOKED, actor=actor, target=invitation.email)
 
 
 def invitation_send(*, invitation_id: int) -> None:
@@ -283,4 +286,11 @@ def invitation_accept(
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
+    audit_record(
+        tenant=tenant,
+        action=Action.INVITATION_ACCEPTED,
+        actor=user,
+        target=invitation.email,
+        changes={"role": membership.role, "new_account": created},
+    )
     return Accepted(user=user, membership=membership, created_account=created)

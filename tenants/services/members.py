@@ -15,6 +15,7 @@ from django.db import transaction
 
 from core.models import User
 from core.platform.exceptions import ApplicationError
+from tenants.audit.services import Action, audit_record
 from tenants.models import Membership, Tenant
 from tenants.services.status import access_revoke_on_commit
 
@@ -140,6 +141,13 @@ def membership_role_change(*, tenant: Tenant, actor: User, membership_id: int, r
     if refusal is not None:
         raise refusal
     if membership.role != role:
+        audit_record(
+            tenant=tenant,
+            action=Action.MEMBER_ROLE_CHANGED,
+            actor=actor,
+            target=membership.user.email,
+            changes={"role": [membership.role, role]},
+        )
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
