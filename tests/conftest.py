@@ -54,6 +54,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The ``slow`` files first (still in pytest-randomly's order among themselves, and the rest after).
+
+    xdist's ``--dist loadfile`` hands out files in collection order: a two-minute file drawn last
+    would run alone while the other worker idles. Longest first keeps both workers busy to the end.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @dataclass
 class World:
     """A tenant with an owner and a plain member, and their API tokens."""
