@@ -289,7 +289,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, TenantGenericViewSet):
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        api_key_revoke(tenant=request.tenant, api_key_id=int(pk))  # type: ignore[attr-defined]
+        api_key_revoke(tenant=request.tenant, api_key_id=int(pk), actor=_person(request))  # type: ignore[attr-defined]
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -83,6 +83,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.platform.health.LivenessMiddleware",
     "django_tenants.middleware.main.TenantMainMiddleware",
+    # Notes the client address for audit entries that services write (tenants.audit).
+    "tenants.audit.middleware.AuditContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -7,3 +7,6 @@ class AuditConfig(AppConfig):
     name = "tenants.audit"
     label = "audit"
     verbose_name = "Audit log"
+
+    def ready(self) -> None:
+        from tenants.audit import signals  # noqa: F401 - connects the sign-in receivers

@@ -14,6 +14,7 @@ class Action(models.TextChoices):
     INVITATION_CREATED = "invitation.created", "Invitation sent"
     INVITATION_ACCEPTED = "invitation.accepted", "Invitation accepted"
     INVITATION_REVOKED = "invitation.revoked", "Invitation revoked"
+    MEMBER_ADDED = "member.added", "Member added"
     MEMBER_ROLE_CHANGED = "member.role_changed", "Role changed"
     MEMBER_REMOVED = "member.removed", "Member removed"
     OWNERSHIP_TRANSFERRED = "member.ownership_transferred", "Ownership transferred"
@@ -40,6 +41,7 @@ class Action(models.TextChoices):
     TENANT_SUSPENDED = "tenant.suspended", "Workspace suspended"
     TENANT_REACTIVATED = "tenant.reactivated", "Workspace reactivated"
     TENANT_CHANGED = "tenant.changed", "Workspace settings changed"
+    DOMAIN_CHANGED = "tenant.domain_changed", "Domain changed"
 
 
 class ActorType(models.TextChoices):

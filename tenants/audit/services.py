@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from core.models import User
 from core.platform.client import client_ip
+from tenants.audit.middleware import request_ip
 from tenants.audit.models import Action, ActorType, AuditEntry, AuditPrune
 from tenants.models import ApiKey, Tenant
 
@@ -61,6 +62,7 @@ def audit_record(
     target: str = "",
     changes: dict[str, Any] | None = None,
     request: Any = None,
+    ip: str | None = None,
     actor_label: str = "",
 ) -> AuditEntry:
     """Append one entry to ``tenant``'s log, in the caller's transaction.
@@ -68,9 +70,13 @@ def audit_record(
     ``actor`` is a User, an ApiKey, an ``Operator(user)``, or None: then it is taken from
     ``request`` (its API key, else its signed-in user, else nobody) or, with no request, Strata
     itself. ``actor_label`` overrides the label (a failed sign-in names the address tried).
-    ``changes`` is ``{"field": [before, after]}`` for edits, or any JSON-able detail. ``request``
-    gives the IP, through the same client-address rule as throttles (X-Forwarded-For is believed
-    only behind TRUSTED_PROXY_COUNT proxies).
+    ``changes`` is ``{"field": [before, after]}`` for edits, or any JSON-able detail. The IP is
+    ``ip``, else ``request``'s, else the current request's (``AuditContextMiddleware``), always by
+    the client-address rule of the throttles (X-Forwarded-For only behind TRUSTED_PROXY_COUNT proxies).
+
+    It holds the tenant's log lock until the caller's transaction ends: call it after the rows the
+    transaction locks, never before (a writer holding the lock and waiting for a row that another
+    writer holds while it waits for the lock would deadlock).
     """
     actor_type, actor_id, label = _actor(actor, request)
     normalised = json.loads(json.dumps(changes, cls=DjangoJSONEncoder)) if changes is not None else None
@@ -86,7 +92,7 @@ def audit_record(
             actor_label=(actor_label or label)[:254],
             action=str(action),
             target=str(target)[:300],
-            ip=(client_ip(request) or None) if request is not None else None,
+            ip=ip or (client_ip(request) if request is not None else request_ip.get()) or None,
             changes=normalised,
             prev_hash=_chain_head(tenant.pk),
         )

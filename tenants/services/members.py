@@ -159,6 +159,18 @@ def membership_remove(*, tenant: Tenant, actor: User, membership_id: int) -> Non
     role_of_actor = actor_role(tenant=tenant, actor=actor)
     if role_of_actor not in (Role.OWNER, Role.ADMIN):
         raise _not_a_manager()
+    removed = _membership_delete(tenant=tenant, role_of_actor=role_of_actor, membership_id=membership_id)
+    audit_record(tenant=tenant, action=Action.MEMBER_REMOVED, actor=actor, target=removed.user.email)
+
+
+@transaction.atomic
+def membership_deprovision(*, tenant: Tenant, membership_id: int) -> None:
+    """Removal by the tenant's identity provider (SCIM): it acts with the authority of the owner who
+    made its token, so only the last-owner rule can refuse."""
+    _membership_delete(tenant=tenant, role_of_actor=Role.OWNER, membership_id=membership_id)
+
+
+def _membership_delete(*, tenant: Tenant, role_of_actor: str, membership_id: int) -> Membership:
     owners = _owners_locked(tenant)
     membership = _locked(tenant, membership_id)
     refusal = _remove_refusal(role_of_actor=role_of_actor, membership=membership, owners=owners)
@@ -166,6 +178,7 @@ def membership_remove(*, tenant: Tenant, actor: User, membership_id: int) -> Non
         raise refusal
     membership.delete()
     access_revoke_on_commit(schema_name=tenant.schema_name, user_id=membership.user_id)  # their answers stop
+    return membership
 
 
 @transaction.atomic
