@@ -28,9 +28,10 @@ from django.db import transaction
 
 from core.models import User
 from core.platform.exceptions import ApplicationError
+from core.platform.mail import mail_defer
 from tenants.audit.services import Action, audit_record
 from tenants.mfa.models import MfaPolicy
-from tenants.models import Membership, Tenant
+from tenants.models import Membership, Tenant, tenant_url
 
 _PENDING_SALT = "strata.mfa.pending"
 _ENROL_SALT = "strata.mfa.totp-enrol"
@@ -144,6 +145,7 @@ def totp_enrol_confirm(
     totp.validate_code(code.strip())
     codes = _recovery_codes_replace(user)
     audit_record(tenant=tenant, action=Action.MFA_ENABLED, actor=user, target=user.email, request=request)
+    _tell(user, tenant, enabled=True)
     return codes
 
 
@@ -188,6 +190,18 @@ def mfa_disable(*, user: User, tenant: Tenant, password: str = "", code: str = "
     _reauthenticate(user=user, password=password, code=code)
     Authenticator.objects.filter(user_id=user.pk, type__in=_TYPES).delete()
     audit_record(tenant=tenant, action=Action.MFA_DISABLED, actor=user, target=user.email, request=request)
+    _tell(user, tenant, enabled=False)
+
+
+def _tell(user: User, tenant: Tenant, *, enabled: bool) -> None:
+    # Whoever holds a stolen session learns nothing from this mail; its owner learns something changed.
+    context = {
+        "email": user.email,
+        "enabled": enabled,
+        "site_name": tenant.name,
+        "security_url": f"{tenant_url(tenant.subdomain)}account/security/",
+    }
+    mail_defer(to=user.email, template="tenants/email/mfa_changed", context=context)
 
 
 @transaction.atomic

@@ -25,6 +25,7 @@ from tenants.services.api_keys import api_key_create
 from tenants.sockets import resolve_connection
 from tests.conftest import World, host_client
 from tests.factories import PASSWORD, UserFactory
+from tests.tenants.conftest import sent_to
 
 pytestmark = pytest.mark.django_db
 
@@ -230,14 +231,18 @@ def test_new_recovery_codes_need_a_password_or_code_and_replace_the_old_ones(acm
     assert code_step(acme, password_step(acme, user)["mfa_token"], new[0]).status_code == 200
 
 
-def test_turning_it_off_needs_the_password_or_a_current_code(acme):
+def test_turning_it_off_needs_the_password_or_a_current_code_and_tells_the_person(acme, jobs):
     user = person(acme)
     secret, _ = enrol(acme, user)
     client = acme.client(Token.objects.get(user=user).key)
     assert client.post("/api/auth/mfa/disable/", {"password": "nope"}, format="json").status_code == 400
     assert Authenticator.objects.filter(user=user).count() == 2
 
-    assert client.post("/api/auth/mfa/disable/", {"code": code(secret, 1)}, format="json").status_code == 204
+    with jobs():
+        off = client.post("/api/auth/mfa/disable/", {"code": code(secret, 1)}, format="json")
+    assert off.status_code == 204
+    (mail,) = sent_to(user.email)
+    assert "turned off" in mail.subject and f"{acme.host}" in mail.body
     assert not Authenticator.objects.filter(user=user).exists()
     assert "key" in password_step(acme, user)
     entries = AuditEntry.objects.filter(tenant_id=acme.tenant.pk, actor_id=user.pk).values_list("action", flat=True)
