@@ -6,7 +6,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -16,7 +16,9 @@ from billing.admin import plan_warnings
 from billing.models import Subscription
 from billing.selectors import tenants_with_period_usage, usage_report
 from billing.views import usage_context, usage_csv
+from config.personal_data import account_delete, account_delete_check
 from core.models import User
+from core.platform.exceptions import ApplicationError
 from tenants.models import Domain, Membership, Tenant
 from tenants.selectors import tenants_with_member_counts
 from tenants.services import tenant_reactivate, tenant_suspend
@@ -34,6 +36,28 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+    # Deleting a person goes through config.personal_data (every tenant schema first, then public),
+    # and is refused, with a message, for the last owner of a workspace.
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        user = self.get_object(request, object_id)
+        if user is not None:
+            try:
+                account_delete_check(user=user)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:core_user_change", args=[user.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        account_delete(user=obj, operator=request.user)  # type: ignore[arg-type]
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            try:
+                account_delete(user=user, operator=request.user)  # type: ignore[arg-type]
+            except ApplicationError as exc:
+                self.message_user(request, f"{user.email} was not deleted. {exc.message}", messages.ERROR)
 
 
 class DomainInline(admin.TabularInline):

@@ -5,6 +5,7 @@ from django.urls import include, path
 from ai import views as pages
 from ai.api import ChatCancelApi, ChatSseApi, ChatStreamApi, SearchApi
 from ai.api import router as ai_router
+from config.data_views import AccountApi, AccountExportApi, download_page, tenant_export_page
 from config.urls_common import (  # noqa: F401
     common_urlpatterns,
     handler400,
@@ -36,6 +37,10 @@ urlpatterns = [
     path("api/chat/<int:message_id>/stream/", ChatStreamApi.as_view(), name="chat-stream"),
     path("api/chat/<int:message_id>/cancel/", ChatCancelApi.as_view(), name="chat-cancel"),
     path("api/", include("billing.urls_tenant")),
+    path("api/account/export/", AccountExportApi.as_view(), name="account-export-api"),
+    path("api/account/", AccountApi.as_view(), name="account-api"),
+    path("billing/export/", tenant_export_page, name="tenant-export"),
+    path("downloads/<str:token>/", download_page, name="download"),
     path("", include("tenants.urls_tenant")),
     schema_view(__name__),
     *common_urlpatterns,

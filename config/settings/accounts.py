@@ -1,6 +1,6 @@
 """Teams and accounts: invitations, password reset, e-mail change, tenant API keys."""
 
-from .env import env
+from .env import DATA_DIR, env
 
 # An invitation link works this many days after it was (re)sent, once.
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
@@ -10,6 +10,11 @@ INVITATIONS_PER_TENANT_PER_HOUR = env.int("INVITATIONS_PER_TENANT_PER_HOUR", def
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=2 * 3600)
 # Seconds an e-mail change confirmation link works.
 EMAIL_CHANGE_MAX_AGE = env.int("EMAIL_CHANGE_MAX_AGE", default=24 * 3600)
+# Where a person's data and workspace archives wait to be downloaded (config.downloads); with several
+# machines, a volume the job workers and the web processes share.
+EXPORTS_DIR = env.path("EXPORTS_DIR", default=str(DATA_DIR / "exports"))
+# Seconds a mailed download link works; the file is deleted after that.
+EXPORT_LINK_MAX_AGE = env.int("EXPORT_LINK_MAX_AGE", default=7 * 24 * 3600)
 # Tenant API views (core.platform.api) accept `Authorization: Bearer <key>` through this class.
 TENANT_API_KEY_AUTHENTICATION = "tenants.authentication.ApiKeyAuthentication"
 

@@ -19,7 +19,14 @@ JOBS_PRUNE_CRON = env.str("JOBS_PRUNE_CRON", default="17 * * * *")
 JOBS_KEEP_FINISHED_HOURS = env.int("JOBS_KEEP_FINISHED_HOURS", default=72)
 
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
-PROCRASTINATE_IMPORT_PATHS = ["core.platform.jobs", "core.platform.mail"]
+# Modules that define jobs outside a ``tasks`` module (next to the service that defers them).
+PROCRASTINATE_IMPORT_PATHS = [
+    "core.platform.jobs",
+    "core.platform.mail",
+    "config.downloads",
+    "config.personal_data",
+    "config.tenant_archive",
+]
 # procrastinate's Django models are read-only views for the operator admin.
 PROCRASTINATE_READONLY_MODELS = True
 # On SIGTERM a worker is gone within this long: running jobs get most of it to finish, are then
