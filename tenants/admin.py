@@ -8,8 +8,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.db.models import QuerySet
 from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
@@ -39,6 +39,12 @@ class TenantAdminLoginForm(StorableTextFormMixin, AdminAuthenticationForm):
             raise forms.ValidationError(
                 "Only owners and admins of this organisation can use its admin.", code="invalid_login"
             )
+
+    def clean(self) -> dict[str, Any]:
+        try:
+            return super().clean()
+        except ApplicationError as refusal:  # a tenant enforcing SSO (tenants.backends): say so
+            raise forms.ValidationError(refusal.message, code=refusal.code) from None
 
 
 def _may_administer_tenant(user: Any, request: HttpRequest | None) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 from django.contrib.auth.backends import ModelBackend
 
 from tenants.selectors import membership_get
+from tenants.sso.services import sso_password_check
 
 
 class TenantMemberBackend(ModelBackend):
@@ -28,4 +29,9 @@ class TenantMemberBackend(ModelBackend):
         tenant = getattr(request, "tenant", None)
         if tenant is None or tenant.is_public or user.is_superuser:
             return user  # the public host, or a platform operator (who may enter any tenant's admin)
-        return user if membership_get(user=user, tenant=tenant) is not None else None
+        if membership_get(user=user, tenant=tenant) is None:
+            return None
+        # Past the password check only: a tenant enforcing SSO refuses its members' and admins'
+        # passwords with a clear answer (ApplicationError sso_required, 403) on every login path.
+        sso_password_check(user=user, tenant=tenant)
+        return user

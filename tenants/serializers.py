@@ -8,6 +8,9 @@ from typing import Any
 from dj_rest_auth import serializers as dj_rest_auth_serializers
 from dj_rest_auth.serializers import LoginSerializer
 from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth.tokens import default_token_generator
+from django.utils.encoding import force_str
+from django.utils.http import urlsafe_base64_decode
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 
@@ -15,7 +18,7 @@ from core.models import User
 from core.platform.fields import StorableCharField
 from tenants.models import ApiKey, Invitation, Membership
 from tenants.selectors import membership_get
-from tenants.services.accounts import password_reset_request, password_set
+from tenants.services.accounts import password_reset_complete, password_reset_request, password_set
 
 
 class TenantLoginSerializer(LoginSerializer):
@@ -62,9 +65,27 @@ class PasswordResetSerializer(serializers.Serializer[Any]):
 
 
 class PasswordResetConfirmSerializer(dj_rest_auth_serializers.PasswordResetConfirmSerializer):  # type: ignore[misc]
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Our links carry Django's uid and token (tenants.services.accounts). dj-rest-auth reads
+        # allauth's base-36 uids and tokens instead once allauth is installed (SSO, MFA): not here.
+        try:
+            self.user = User.objects.get(pk=force_str(urlsafe_base64_decode(attrs["uid"])))
+        except (TypeError, ValueError, OverflowError, User.DoesNotExist):
+            raise serializers.ValidationError({"uid": ["Invalid value"]}) from None
+        if not default_token_generator.check_token(self.user, attrs["token"]):
+            raise serializers.ValidationError({"token": ["Invalid value"]})
+        self.set_password_form = self.set_password_form_class(user=self.user, data=attrs)
+        if not self.set_password_form.is_valid():
+            raise serializers.ValidationError(self.set_password_form.errors)
+        return attrs
+
     def save(self) -> None:
         # A reset ends every session and deletes the login token: whoever had them is out.
-        password_set(user=self.user, password=self.set_password_form.cleaned_data["new_password1"])
+        password_reset_complete(
+            user=self.user,
+            password=self.set_password_form.cleaned_data["new_password1"],
+            tenant=getattr(self.context["request"], "tenant", None),
+        )
 
 
 class PasswordChangeSerializer(dj_rest_auth_serializers.PasswordChangeSerializer):  # type: ignore[misc]

@@ -30,4 +30,5 @@ urlpatterns = [
     path("account/", views.account_page, name="account-page"),
     path("account/email/<str:token>/", views.email_change_confirm_page, name="email-change-confirm"),
     *views.password_reset_urlpatterns,
+    path("", include("tenants.sso.urls")),
 ]

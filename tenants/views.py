@@ -32,6 +32,7 @@ from tenants.models import ApiKey, Membership
 from tenants.services.accounts import (
     email_change_confirm,
     email_change_request,
+    password_reset_complete,
     password_reset_request,
     password_set,
     user_name_change,
@@ -332,8 +333,10 @@ def password_reset_page(request: HttpRequest) -> HttpResponse:
 class ResetPasswordForm(SetPasswordForm):  # type: ignore[type-arg]
     """Saving through the service: the login token goes too, and other sessions end."""
 
+    tenant: Any = None
+
     def save(self, commit: bool = True) -> Any:
-        password_set(user=self.user, password=self.cleaned_data["new_password1"])
+        password_reset_complete(user=self.user, password=self.cleaned_data["new_password1"], tenant=self.tenant)
         return self.user
 
 
@@ -341,6 +344,20 @@ class PasswordResetConfirmPage(auth_views.PasswordResetConfirmView):
     form_class = ResetPasswordForm
     template_name = "tenants/password_reset_confirm.html"
     success_url = "/reset/done/"
+
+    def get_form(self, form_class: Any = None) -> Any:
+        form = super().get_form(form_class)
+        form.tenant = getattr(self.request, "tenant", None)
+        return form
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        try:
+            return super().form_valid(form)
+        except ApplicationError as refusal:  # the tenant enforces SSO for this person
+            form.add_error(None, refusal.message)
+            response = self.form_invalid(form)
+            response.status_code = refusal.status
+            return response
 
 
 def password_reset_done_page(request: HttpRequest) -> HttpResponse:

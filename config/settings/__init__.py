@@ -12,4 +12,5 @@ from .llm import *  # noqa: F403
 from .redis import *  # noqa: F403
 from .security import *  # noqa: F403
 from .sockets import *  # noqa: F403
+from .sso import *  # noqa: F403
 from .stripe import *  # noqa: F403

@@ -30,6 +30,9 @@ SHARED_APPS = [
     "allauth",  # django-allauth: its OpenID Connect/SAML providers and its MFA
     "allauth.account",  # required by allauth's other apps (its own login views are not routed)
     "allauth.mfa",  # TOTP authenticators and recovery codes, per person (users are global)
+    "allauth.socialaccount",  # social accounts: which tenant's provider vouched for whom (tenants.sso)
+    "allauth.socialaccount.providers.openid_connect",  # its OpenID Connect provider, per tenant
+    "allauth.socialaccount.providers.saml",  # its SAML 2.0 provider (python3-saml), per tenant (tenants.sso.saml)
     "tenants.mfa",  # each tenant's two-factor policy: read on the tenant host before any page
     "config",  # the wiring on top: its commands (up, worker...) and the operators' admin
 ]

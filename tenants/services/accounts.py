@@ -29,6 +29,7 @@ from core.platform.jobs import job_defer
 from core.platform.mail import mail_defer, mail_recipient_allowed, mail_send
 from tenants.models import Membership, Tenant, public_url, tenant_url
 from tenants.services.invitations import email_normalise
+from tenants.sso.services import sso_password_check
 
 PASSWORD_RESET_JOB = "tenants.password_reset_send"  # noqa: S105 - a job name
 WORKSPACES_FIND_JOB = "tenants.workspaces_find_send"
@@ -58,7 +59,23 @@ def _reset_candidates(email: str, tenant: Tenant | None) -> list[User]:
     if tenant is not None:
         # On a tenant's host only its members: the link leads back to that host's login page.
         users = [u for u in users if Membership.objects.for_tenant(tenant).filter(user=u).exists()]
+        users = [u for u in users if _password_allowed(u, tenant)]
     return users
+
+
+def _password_allowed(user: User, tenant: Tenant) -> bool:
+    try:
+        sso_password_check(user=user, tenant=tenant)
+    except ApplicationError:
+        return False
+    return True
+
+
+def password_reset_complete(*, user: User, password: str, tenant: Tenant | None) -> None:
+    """A reset link's new password, unless the host's tenant enforces SSO for this person
+    (ApplicationError ``sso_required``, 403)."""
+    sso_password_check(user=user, tenant=tenant)
+    password_set(user=user, password=password)
 
 
 def password_reset_send(*, email: str, tenant_id: int | None) -> None:

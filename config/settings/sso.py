@@ -1,0 +1,15 @@
+"""Single sign-on: django-allauth's social accounts, made per tenant by tenants.sso."""
+
+from .env import env
+
+# Every tenant's identity provider comes from its SsoConfig through this adapter; allauth's own
+# database and settings apps are not used.
+SOCIALACCOUNT_ADAPTER = "tenants.sso.adapter.TenantSocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS = {
+    # allauth's OpenID Connect provider with the id token checks it leaves out (tenants.sso.oidc).
+    "openid_connect": {"provider_class": "tenants.sso.oidc.TenantOIDCProvider"},
+}
+SOCIALACCOUNT_STORE_TOKENS = False  # a sign-in needs the id token once; no provider tokens are kept
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # linking by e-mail follows tenants.sso's rules only
+# Seconds Strata waits for an identity provider (discovery, JWKS, token endpoint).
+SOCIALACCOUNT_REQUESTS_TIMEOUT = env.int("SSO_HTTP_TIMEOUT", default=10)
