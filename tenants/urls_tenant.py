@@ -9,11 +9,14 @@ from tenants.audit.api import AuditApi
 from tenants.audit.views import audit_log_page
 from tenants.mfa import api as mfa_api
 from tenants.mfa import views as mfa_views
+from tenants.scim.api import ScimTokenApi
 
 urlpatterns = [
     # Before the router, whose invitations/<id>/ would take "accept" for an id.
     path("api/invitations/accept/", InvitationAcceptApi.as_view(), name="invitation-accept-api"),
     path("api/audit/", AuditApi.as_view(), name="audit-api"),
+    path("api/sso/scim-token/", ScimTokenApi.as_view(), name="scim-token-api"),
+    path("scim/v2/", include("tenants.scim.urls")),
     path("api/", include(team_router.urls)),
     path("api/auth/mfa/authenticators/", mfa_api.AuthenticatorsApi.as_view(), name="mfa-authenticators-api"),
     path("api/auth/mfa/totp/", mfa_api.TotpEnrolApi.as_view(), name="mfa-totp-api"),

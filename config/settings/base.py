@@ -13,6 +13,7 @@ SHARED_APPS = [
     "tenants",  # Tenant, Domain, Membership: the map of who belongs where
     "tenants.audit",  # the audit log outlives a tenant's schema: one public table, tenant as plain columns
     "tenants.sso",  # each tenant's identity provider: read on the tenant host before any login
+    "tenants.scim",  # SCIM tokens, users and groups per tenant: the token is found before any schema is entered
     "billing",  # plans, subscriptions and the usage ledger are aggregated across tenants
     "django.contrib.contenttypes",  # needed by auth/admin in public
     "django.contrib.auth",  # permissions and groups for the platform operators
@@ -190,3 +191,22 @@ MIGRATE_PARALLEL_JOBS = env.int("MIGRATE_PARALLEL_JOBS", default=2)
 # The audit log keeps entries this long; a periodic job deletes older ones (tenants.audit).
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=400)
 AUDIT_PRUNE_CRON = env.str("AUDIT_PRUNE_CRON", default="41 3 * * *")
+# SCIM 2.0 (django-scim2): Strata's adapters scope every lookup to the host's tenant and admit
+# only that tenant's SCIM token (tenants.scim).
+SCIM_SERVICE_PROVIDER = {
+    "USER_MODEL_GETTER": "tenants.scim.lookups.scim_user_model",
+    "USER_ADAPTER": "tenants.scim.adapters.ScimUserAdapter",
+    "GROUP_MODEL": "tenants.scim.models.ScimGroup",
+    "GROUP_ADAPTER": "tenants.scim.adapters.ScimGroupAdapter",
+    "USER_FILTER_PARSER": "tenants.scim.lookups.ScimUserFilter",
+    "GROUP_FILTER_PARSER": "tenants.scim.lookups.ScimGroupFilter",
+    "SERVICE_PROVIDER_CONFIG_MODEL": "tenants.scim.adapters.ScimServiceProviderConfig",
+    "BASE_LOCATION_GETTER": "tenants.scim.lookups.scim_base_location",
+    "GET_EXTRA_MODEL_FILTER_KWARGS_GETTER": "tenants.scim.lookups.tenant_filter_kwargs_getter",
+    "GET_QUERYSET_POST_PROCESSOR_GETTER": "tenants.scim.lookups.related_prefetch_getter",
+    "AUTH_CHECK_MIDDLEWARE": "tenants.scim.authentication.ScimTokenCheck",
+    "WWW_AUTHENTICATE_HEADER": 'Bearer realm="scim"',
+    # Required by django-scim2 but unused: Strata's own getters above replace what they feed.
+    "NETLOC": "unused",
+    "AUTHENTICATION_SCHEMES": [{"type": "oauthbearertoken"}],
+}

@@ -79,10 +79,8 @@ def _primary_email(emails: Any) -> str | None:
 def _path(path: Any, urn: str) -> str:
     if not isinstance(path, str) or not path.strip():
         raise _bad('A PATCH operation\'s "path" must be a non-empty string.', "invalidPath")
-    path = path.strip()
-    if path.lower().startswith(urn.lower()):
-        path = path[len(urn) :]
-    return path.lower()
+    lowered: str = path.strip().lower()
+    return lowered.removeprefix(urn.lower())
 
 
 def _operations(operations: Any) -> Iterator[tuple[str, str | None, Any]]:

@@ -35,7 +35,7 @@ class ScimTokenSerializer(serializers.ModelSerializer[ScimToken]):
         read_only_fields = fields
 
 
-class ScimTokenCreatedSerializer(serializers.Serializer[ScimToken]):
+class ScimTokenCreatedSerializer(serializers.Serializer[dict[str, object]]):
     token = serializers.CharField(help_text="The token itself: shown in this answer only.")
     prefix = serializers.CharField()
     created = serializers.DateTimeField()

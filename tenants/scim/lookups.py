@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import models
 from django.http import HttpRequest
 from django_scim.filters import FilterQuery
 
@@ -33,11 +32,11 @@ def tenant_filter_kwargs_getter(model: Any) -> Callable[..., dict[str, Any]]:
     return tenant_filter_kwargs
 
 
-class _TenantFilterQuery(FilterQuery):
+class _TenantFilterQuery(FilterQuery):  # type: ignore[misc]
     """A SCIM filter as SQL (scim2-filter-parser), wrapped so that the tenant condition holds
     whatever the filter's own ``or``s say, and the rows come in a stable order."""
 
-    model: type[models.Model]
+    model: type[ScimUser] | type[ScimGroup]
 
     @classmethod
     def search(cls, filter_query: str, request: HttpRequest | None = None) -> Any:
@@ -78,3 +77,16 @@ class ScimGroupFilter(_TenantFilterQuery):
         ("displayName", None, None): "display_name",
         ("externalId", None, None): "external_id",
     }
+
+
+def related_prefetch_getter(model: Any) -> Callable[..., Any]:
+    """Lists fetch each user's groups and each group's members in one query, not one per row."""
+
+    def prefetch(request: HttpRequest, queryset: Any, *args: Any, **kwargs: Any) -> Any:
+        if model is ScimUser:
+            return queryset.prefetch_related("groups")
+        if model is ScimGroup:
+            return queryset.prefetch_related("members")
+        return queryset
+
+    return prefetch

@@ -127,7 +127,8 @@ def scim_user_save(*, tenant: Tenant, scim_user: ScimUser) -> ScimUser:
 
 
 def _user_name_taken(*, tenant: Tenant, user_name: str, other_than: int | None = None) -> bool:
-    return ScimUser.objects.for_tenant(tenant).filter(user_name__iexact=user_name).exclude(pk=other_than).exists()
+    same = ScimUser.objects.for_tenant(tenant).filter(user_name__iexact=user_name)
+    return (same.exclude(pk=other_than) if other_than is not None else same).exists()
 
 
 def _scim_user_create(*, tenant: Tenant, scim_user: ScimUser) -> ScimUser:

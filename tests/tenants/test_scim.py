@@ -15,6 +15,8 @@ import websockets
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.sessions.models import Session
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
@@ -519,6 +521,27 @@ def test_users_are_paged_with_start_index_and_count(acme: World) -> None:
     page = idp.get("Users?startIndex=2&count=1").json()
 
     assert page["totalResults"] == 3 and page["startIndex"] == 2 and page["itemsPerPage"] == 1
+
+
+@pytest.mark.django_db
+def test_listing_users_and_groups_takes_the_same_queries_for_more_of_them(acme: World) -> None:
+    idp = scim_for(acme)
+
+    def listed() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert idp.get("Users").status_code == idp.get("Groups").status_code == 200
+        return len(queries)
+
+    def provision(n: int) -> None:
+        user_id = idp.send("POST", "Users", okta_user(f"q{n}@okta.local")).json()["id"]
+        idp.send("POST", "Groups", {"displayName": f"Team {n}", "members": [{"value": user_id}]})
+
+    provision(0)
+    one = listed()
+    for n in range(1, 4):
+        provision(n)
+
+    assert listed() == one
 
 
 # --- Deprovisioning reaches everything, over a real server ---------------------------------------
