@@ -21,6 +21,7 @@ from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from core.platform.exceptions import ApplicationError
+from tenants.mfa.services import mfa_session_mark_sso
 from tenants.models import Membership
 from tenants.sso.models import SsoConfig
 from tenants.sso.oidc import oidc_social_app
@@ -107,6 +108,7 @@ class TenantSocialAccountAdapter(DefaultSocialAccountAdapter):
             ) from None
         request.audit_login_changes = signed_in.audit_changes(config=config, identity=identity)  # type: ignore[attr-defined]
         login(request, signed_in.user, backend=SESSION_BACKEND)
+        mfa_session_mark_sso(request)  # the identity provider proved the second factor (tenants.mfa)
         raise ImmediateHttpResponse(HttpResponseRedirect(safe_next(request, state.get("next"))))
 
     def _test_result(self, request: HttpRequest, claims: dict[str, Any]) -> HttpResponse:

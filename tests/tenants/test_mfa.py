@@ -25,7 +25,9 @@ from tenants.services.api_keys import api_key_create
 from tenants.sockets import resolve_connection
 from tests.conftest import World, host_client
 from tests.factories import PASSWORD, UserFactory
+from tests.fakes.oidc_provider import FakeOidcProvider
 from tests.tenants.conftest import sent_to
+from tests.tenants.test_sso_oidc import CLIENT_ID, CLIENT_SECRET, sso_configure, sso_sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -381,3 +383,15 @@ def test_required_two_factor_keeps_the_chat_socket_shut_until_the_member_enrols(
 
     enrol(strict, member)
     assert resolve_connection(scope)["membership"] is not None
+
+
+def test_an_sso_sign_in_counts_as_the_identity_providers_second_factor(strict):
+    with FakeOidcProvider() as provider:
+        provider.client_add(CLIENT_ID, CLIENT_SECRET)
+        provider.person = {"sub": "idp-1", "email": "grace@acme.test", "email_verified": True, "name": "Grace"}
+        sso_configure(strict, provider)
+        client = host_client(strict.host)
+        done = sso_sign_in(client, next_url="/chat/")
+    assert done.status_code == 302 and done["Location"] == "/chat/"
+    assert client.get("/chat/").status_code == 200  # not sent to set up two-factor sign-in
+    assert client.get("/api/documents/").status_code == 200
