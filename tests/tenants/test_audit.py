@@ -9,7 +9,9 @@ import datetime as dt
 import io
 import json
 import threading
+import uuid
 
+import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.management import call_command
@@ -127,6 +129,81 @@ def test_api_keys_created_and_revoked_are_recorded_and_a_key_is_an_actor(acme):
     api_key, _ = api_key_create(tenant=acme.tenant, created_by=acme.owner, name="bot", scope="write")
     entry = audit_record(tenant=acme.tenant, action=Action.DOCUMENT_DELETED, actor=api_key.user, target="doc")
     assert (entry.actor_type, entry.actor_id, entry.actor_label) == ("key", api_key.pk, f"bot ({api_key.prefix})")
+
+
+def test_an_owners_plan_change_is_recorded(acme, settings):
+    settings.DEBUG = True  # without Stripe, paid plans change at once only in a local demo
+    response = acme.session_client(acme.owner).post("/billing/plan/", {"plan": "pro"}, REMOTE_ADDR="10.4.0.1")
+    assert response.status_code == 302
+    entry = last(acme, Action.PLAN_CHANGED)
+    assert (entry.actor_id, entry.changes, entry.ip) == (acme.owner.pk, {"plan": ["free", "pro"]}, "10.4.0.1")
+
+
+def test_a_document_deleted_with_an_api_key_is_recorded_against_the_key(acme):
+    api_key, key = api_key_create(tenant=acme.tenant, created_by=acme.owner, name="sync", scope="write")
+    client = host_client(acme.host)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    document = client.post("/api/documents/", {"title": "Old", "content": "Gone soon."}, format="json").json()
+    assert client.delete(f"/api/documents/{document['id']}/", REMOTE_ADDR="10.5.0.1").status_code == 204
+    entry = last(acme, Action.DOCUMENT_DELETED)
+    assert (entry.actor_type, entry.actor_id, entry.ip) == ("key", api_key.pk, "10.5.0.1")
+
+
+@pytest.fixture
+def operator_client(django_user_model):
+    operator = django_user_model.objects.create_superuser("ops@example.com", PASSWORD)
+    client = host_client("localhost")
+    client.force_login(operator)
+    return client, operator
+
+
+def test_operators_actions_on_a_tenant_are_recorded_as_the_operator(acme, new_member, operator_client):
+    client, operator = operator_client
+    user, _ = new_member(acme)
+    membership = Membership.objects.get(user=user, tenant=acme.tenant)
+    changed = client.post(
+        f"/admin/tenants/membership/{membership.pk}/change/",
+        {"user": user.pk, "tenant": acme.tenant.pk, "role": "admin"},
+        REMOTE_ADDR="10.6.0.1",
+    )
+    assert changed.status_code == 302, changed.content.decode()[:2000]
+    entry = last(acme, Action.MEMBER_ROLE_CHANGED)
+    assert (entry.actor_type, entry.actor_id, entry.actor_label) == ("operator", operator.pk, "ops@example.com")
+    assert (entry.target, entry.changes, entry.ip) == (user.email, {"role": ["member", "admin"]}, "10.6.0.1")
+
+    client.post(
+        "/admin/tenants/tenant/", {"action": "suspend", "_selected_action": [acme.tenant.pk]}, REMOTE_ADDR="10.6.0.2"
+    )
+    entry = last(acme, Action.TENANT_SUSPENDED)
+    assert (entry.actor_type, entry.actor_id, entry.ip) == ("operator", operator.pk, "10.6.0.2")
+
+
+def test_operators_see_every_tenants_entries_read_only(acme, globex, operator_client):
+    client, _ = operator_client
+    mine = audit_record(tenant=acme.tenant, action=Action.LOGIN, actor=acme.owner, target="acme-entry")
+    audit_record(tenant=globex.tenant, action=Action.LOGIN, actor=globex.owner, target="globex-entry")
+    listing = client.get("/admin/audit/auditentry/").content.decode()
+    assert "acme-entry" in listing and "globex-entry" in listing
+    assert "delete_selected" not in listing
+    assert client.get("/admin/audit/auditentry/add/").status_code == 403
+    assert client.get(f"/admin/audit/auditentry/{mine.pk}/delete/").status_code == 403
+    client.post(f"/admin/audit/auditentry/{mine.pk}/change/", {"target": "edited"})
+    assert AuditEntry.objects.get(pk=mine.pk).target == "acme-entry"
+
+
+def test_agent_actions_cannot_be_deleted_from_the_tenant_admin(acme):
+    from django_tenants.utils import tenant_context
+
+    from ai.models import AgentAction
+
+    with tenant_context(acme.tenant):
+        action = AgentAction.objects.create(agent_type="chat", user=acme.owner, input_prompt="q", output_text="a")
+    client = acme.session_client(acme.owner)
+    listing = client.get("/admin/ai/agentaction/").content.decode()
+    assert "delete_selected" not in listing
+    assert client.post(f"/admin/ai/agentaction/{action.pk}/delete/", {"post": "yes"}).status_code == 403
+    with tenant_context(acme.tenant):
+        assert AgentAction.objects.filter(pk=action.pk).exists()
 
 
 # --- append-only, chain, verify ----------------------------------------------------------------
@@ -389,3 +466,17 @@ def test_the_page_lists_and_filters_entries_for_admins(acme, logged):
     assert "Role changed" in page.content.decode() and "globex-secret" not in page.content.decode()
     filtered = client.get("/audit/?action=member.role_changed").content.decode()
     assert 'data-action="member.role_changed"' in filtered and 'data-action="auth.login"' not in filtered
+
+
+@pytest.mark.django_db
+def test_an_export_streams_through_the_asgi_server(live_worlds, asgi_server):
+    # Served as in production: an async stream that fetches its chunks on connections it gives back.
+    acme = live_worlds["acme"]
+    with httpx.Client(base_url=asgi_server.url, headers={"Host": acme.host}, timeout=30) as http:
+        tried = f"nobody-{uuid.uuid4().hex[:8]}@acme.test"
+        http.post("/api/auth/login/", json={"email": tried, "password": "wrong"})
+        auth = {"Authorization": f"Token {acme.owner_token}"}
+        with http.stream("GET", "/api/audit/?format=jsonl&action=auth.login_failed", headers=auth) as response:
+            assert response.status_code == 200
+            lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert [line["actor"]["label"] for line in lines if line["target"] == tried] == [tried]
