@@ -17,6 +17,7 @@ from core.models import User
 from core.platform.exceptions import ApplicationError
 from tenants.audit.services import Action, audit_record
 from tenants.models import Membership, Tenant
+from tenants.scim.models import ScimUser
 from tenants.sso.models import SsoConfig
 from tenants.sso.saml import saml_metadata_fetch, saml_metadata_parse
 
@@ -239,9 +240,16 @@ def sso_sign_in(*, tenant: Tenant, config: SsoConfig, identity: SsoIdentity, req
     return SsoSignIn(user=user, how=how)
 
 
+def _deprovisioned(*, tenant: Tenant, user: User) -> bool:
+    """The tenant's provider turned this person off over SCIM: only SCIM brings them back."""
+    return ScimUser.objects.for_tenant(tenant).filter(user=user, active=False).exists()
+
+
 def _sso_person(*, tenant: Tenant, config: SsoConfig, identity: SsoIdentity) -> tuple[User, str]:
     provider = config.provider_id
     account = SocialAccount.objects.filter(provider=provider, uid=identity.subject).select_related("user").first()
+    if account is not None and _deprovisioned(tenant=tenant, user=account.user):
+        raise _refused(f"Your access to {tenant.name} was turned off by its identity provider.", "deprovisioned")
     if account is not None:
         user = account.user
         if not user.is_active:
@@ -262,6 +270,8 @@ def _sso_person(*, tenant: Tenant, config: SsoConfig, identity: SsoIdentity) -> 
             )
         if not existing.is_active:
             raise _refused("This account is deactivated.", "account_inactive")
+        if _deprovisioned(tenant=tenant, user=existing):
+            raise _refused(f"Your access to {tenant.name} was turned off by its identity provider.", "deprovisioned")
         member = Membership.objects.for_tenant(tenant).filter(user=existing).exists()
         if not member:
             if not allowed:

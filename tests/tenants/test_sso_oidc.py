@@ -24,6 +24,7 @@ from django_tenants.utils import schema_context
 from core.models import User
 from tenants.audit.models import AuditEntry
 from tenants.models import Membership
+from tenants.scim.models import ScimUser
 from tenants.sso.models import SsoConfig
 from tests.conftest import World, host_client
 from tests.factories import PASSWORD
@@ -267,6 +268,22 @@ def test_a_person_whose_membership_is_gone_is_refused(acme: World, idp: FakeOidc
     Membership.objects.for_tenant(acme.tenant).filter(user__email="ada@acme.test").delete()
     client = host_client(acme.host)
     assert refusal_code(sso_sign_in(client)) == "membership_gone"
+    assert not signed_in(client)
+
+
+def test_a_person_the_provider_deprovisioned_over_scim_is_refused(
+    acme: World, idp: FakeOidcProvider, acme_sso: SsoConfig
+) -> None:
+    # Deactivated by SCIM: the membership is gone and the SCIM record says inactive. The domain is
+    # allowed and the e-mail verified, yet SSO must not bring them back in.
+    ScimUser.objects.create(
+        tenant=acme.tenant, user=acme.member, user_name=acme.member.email, email=acme.member.email, active=False
+    )
+    Membership.objects.for_tenant(acme.tenant).filter(user=acme.member).delete()
+    idp.person = {"sub": "member-at-idp", "email": acme.member.email, "email_verified": True}
+    client = host_client(acme.host)
+    assert refusal_code(sso_sign_in(client)) == "deprovisioned"
+    assert not Membership.objects.for_tenant(acme.tenant).filter(user=acme.member).exists()
     assert not signed_in(client)
 
 
