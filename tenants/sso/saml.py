@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import requests
 from allauth.socialaccount.models import SocialApp, SocialLogin
 from allauth.socialaccount.providers.saml.provider import SAMLProvider
+from django.urls import reverse
 from lxml.etree import LxmlError
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
@@ -35,6 +36,9 @@ from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from core.platform.exceptions import ApplicationError
 
 if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from tenants.models import Tenant
     from tenants.sso.models import SsoConfig
     from tenants.sso.services import SsoIdentity
 
@@ -120,6 +124,22 @@ def _certificate_check(certificate: str) -> None:
 
 
 # --- sign-in ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamlServiceProvider:
+    """What an owner registers at the IdP for their tenant (allauth's URL names, on this host)."""
+
+    entity_id: str  # the SP's metadata address, as allauth names it
+    acs_url: str
+
+
+def saml_service_provider(*, request: HttpRequest, tenant: Tenant) -> SamlServiceProvider:
+    slug = tenant.subdomain
+    return SamlServiceProvider(
+        entity_id=request.build_absolute_uri(reverse("saml_metadata", args=[slug])),
+        acs_url=request.build_absolute_uri(reverse("saml_acs", args=[slug])),
+    )
 
 
 def saml_social_app(*, config: SsoConfig) -> SocialApp:

@@ -7,9 +7,11 @@ signed response it answers with is posted to our ACS as the browser would post i
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -24,6 +26,7 @@ from tenants.sso.models import SsoConfig
 from tenants.sso.saml import SamlMetadataError, saml_metadata_fetch, saml_metadata_parse
 from tests.conftest import World, host_client
 from tests.fakes.saml_idp import SamlIdp, form_fields
+from tests.processes import committed
 
 pytestmark = pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 is not installed (tests/run.sh)")
 
@@ -155,6 +158,9 @@ def test_owner_puts_the_idps_metadata_address_and_the_metadata_is_read_and_kept(
     got = owner.get("/api/sso/").json()
     assert got["protocol"] == "saml" and got["metadata_url"] == saml_idp.metadata_url
     assert f'entityID="{saml_idp.entity_id}"' in got["metadata_xml"]  # what sign-in will trust
+    # What the owner registers at the IdP: this host's SP.
+    assert got["sp_entity_id"] == "http://acme.localhost/sso/saml/acme/metadata/"
+    assert got["callback_url"] == "http://acme.localhost/sso/saml/acme/acs/"
     assert AuditEntry.objects.filter(tenant_id=acme.tenant.pk, action="sso.changed").exists()
 
 
@@ -346,3 +352,68 @@ def test_the_owners_test_sign_in_shows_the_attributes_and_signs_nobody_in(
     page = result.content.decode()
     assert "urn:oid:0.9.2342.19200300.100.1.3" in page and "ada@acme.test" in page
     assert not User.objects.filter(email="ada@acme.test").exists()
+
+
+def test_the_settings_page_shows_what_to_register_at_the_idp_and_saves_saml(acme: World, saml_idp: SamlIdp) -> None:
+    owner = acme.session_client(acme.owner)
+    page = owner.get("/settings/sso/").content.decode()
+    assert "http://acme.localhost/sso/saml/acme/metadata/" in page
+    assert "http://acme.localhost/sso/saml/acme/acs/" in page
+    form = {"protocol": "saml", "metadata_url": saml_idp.metadata_url, "default_role": "member"}
+    assert owner.post("/settings/sso/", form).status_code == 302
+    assert SsoConfig.objects.for_tenant(acme.tenant).get().protocol == "saml"
+    refused = owner.post("/settings/sso/", form | {"metadata_url": "", "metadata_xml": "<x/>"})
+    assert refused.status_code == 400 and "no identity provider" in refused.content.decode()
+
+
+# --- In Chromium, against the live server -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_world(django_db_setup: Any, django_db_blocker: Any) -> World:
+    from tests.ai.factories import world_create
+
+    with django_db_blocker.unblock():
+        return world_create("Saml")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db
+def test_the_whole_flow_in_chromium(asgi_server: Any, live_world: World, saml_idp: SamlIdp, idp_metadata: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (tests/run.sh installs it)")
+    domain = f"{live_world.tenant.subdomain}.test"
+    saml_idp.configure(user={"email": f"grace@{domain}", "first_name": "Grace", "last_name": "Hopper"})
+    committed(saml_configure, live_world, idp_metadata, allowed_domains=[domain])  # the live server sees it
+    base = asgi_server.host_url(live_world.tenant.subdomain)
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop on this thread; our ORM calls are sync
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page()
+                visited: list[str] = []
+                page.on("request", lambda request: request.is_navigation_request() and visited.append(request.url))
+                page.goto(f"{base}/sso/login/?next=/account/")
+                page.wait_for_url(f"{base}/account/", timeout=30_000)
+                cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies(base)}
+            finally:
+                browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    slug = live_world.tenant.subdomain
+    assert [url.split("?")[0] for url in visited] == [
+        f"{base}/sso/login/",
+        saml_idp.sso_url,
+        f"{base}/sso/saml/{slug}/acs/",  # the IdP's form, posted by the browser
+        f"{base}/sso/saml/{slug}/acs/finish/",
+        f"{base}/account/",
+    ]
+    with httpx.Client(base_url=asgi_server.url, timeout=30) as client:
+        headers = {"Host": urlsplit(base).netloc}
+        me = client.get("/api/auth/user/", headers=headers, cookies={"sessionid": cookies["sessionid"]})
+    assert me.status_code == 200 and me.json()["email"] == f"grace@{domain}"
