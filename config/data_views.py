@@ -4,8 +4,10 @@ mailed link. Thin adapters over config.personal_data and config.tenant_archive."
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import extend_schema
@@ -27,11 +29,11 @@ from tenants.throttles import AccountLinkThrottle, AccountMailThrottle
 EXPORT_QUEUED = "Your data is being gathered; a download link is on its way to your e-mail address."
 
 
-class _Detail(serializers.Serializer):
+class _Detail(serializers.Serializer[Any]):
     detail = serializers.CharField()
 
 
-class _Password(serializers.Serializer):
+class _Password(serializers.Serializer[Any]):
     password = serializers.CharField(trim_whitespace=False)
 
 
@@ -85,7 +87,7 @@ def tenant_export_page(request: HttpRequest) -> HttpResponse:
 
 @member_required
 @require_GET
-def download_page(request: HttpRequest, token: str) -> HttpResponse:
+def download_page(request: HttpRequest, token: str) -> HttpResponseBase:
     """The file behind a mailed link: for the person it was made for, signed in on this host (and
     for a workspace archive, still one of its owners)."""
     tenant = request.tenant  # type: ignore[attr-defined]
@@ -93,9 +95,8 @@ def download_page(request: HttpRequest, token: str) -> HttpResponse:
         download = download_open(token=token)
         allowed = download.user_id == request.user.pk and download.tenant_id == tenant.pk
         if allowed and download.kind == "tenant":
-            allowed = (
-                Membership.objects.for_tenant(tenant).filter(user=request.user, role=Membership.Role.OWNER).exists()
-            )
+            owners = Membership.objects.for_tenant(tenant).filter(role=Membership.Role.OWNER)
+            allowed = owners.filter(user=_person(request)).exists()
         if not allowed:
             raise ApplicationError("This download link is not valid.", code="link_invalid", status=404)
     except ApplicationError as exc:

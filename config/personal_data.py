@@ -61,8 +61,8 @@ def _json(data: Any) -> str:
 
 def _usage(*, tenant: Tenant, user_id: int) -> list[dict[str, Any]]:
     rows = UsageEvent.objects.for_tenant(tenant).filter(user_id=user_id).order_by("created", "id")
-    fields = ("feature", "model", "input_tokens", "output_tokens", "cache_creation_input_tokens")
-    fields += ("cache_read_input_tokens", "total_tokens", "cost_micros", "created")
+    fields = ["feature", "model", "input_tokens", "output_tokens", "cache_creation_input_tokens"]
+    fields += ["cache_read_input_tokens", "total_tokens", "cost_micros", "created"]
     return list(rows.values(*fields))
 
 

@@ -92,7 +92,7 @@ def archive_models() -> list[type[models.Model]]:
 
 
 def _columns(model: type[models.Model]) -> list[str]:
-    return [field.column for field in model._meta.concrete_fields]
+    return [str(field.column) for field in model._meta.concrete_fields]
 
 
 def reference_columns(model: type[models.Model]) -> dict[str, str]:
@@ -177,7 +177,7 @@ def _table_export(writer: _Writer, schema: str, model: type[models.Model]) -> in
     query = sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT").format(
         sql.SQL(", ").join(map(sql.Identifier, columns)),
         _qualified(schema, model),
-        sql.Identifier(model._meta.pk.column),
+        sql.Identifier(str(model._meta.pk.column)),
     )
     rows = 0
     with writer.open(f"schema/{model._meta.db_table}.copy") as out, _raw_cursor() as cursor:
@@ -238,7 +238,7 @@ def _public_export(tenant: Tenant) -> dict[str, Any]:
     usage = list(UsageEvent.objects.for_tenant(tenant).order_by("id"))
     schema_users, _ = _schema_user_ids(tenant.schema_name)
     key_users = {key.user_id for key in api_keys}
-    referenced = schema_users | {m.user_id for m in memberships}
+    referenced: set[int | None] = {*schema_users, *(m.user_id for m in memberships)}
     referenced |= {key.created_by_id for key in api_keys} | {e.user_id for e in usage}
     referenced |= {i.invited_by_id for i in invitations} | {i.accepted_by_id for i in invitations}
     people = User.objects.filter(pk__in=referenced - key_users - {None}).order_by("id")
@@ -326,7 +326,7 @@ def archive_verify(archive: zipfile.ZipFile) -> dict[str, Any]:
             raise ArchiveError(f"{name} cannot be read: the archive is damaged ({exc}).") from exc
         if digest.hexdigest() != expected:
             raise ArchiveError(f"Checksum mismatch for {name}: the archive is damaged or was altered.")
-    return manifest
+    return dict(manifest)
 
 
 def _migrations_check(manifest: dict[str, Any]) -> None:
@@ -383,9 +383,12 @@ def _people_restore(people: list[dict[str, Any]]) -> dict[int, int]:
     return mapping
 
 
-def _api_keys_restore(tenant: Tenant, keys: list[dict[str, Any]], users: dict[int, int]) -> tuple[dict, dict]:
+def _api_keys_restore(
+    tenant: Tenant, keys: list[dict[str, Any]], users: dict[int, int]
+) -> tuple[dict[int, int], dict[int, int]]:
     """Each key again, revoked, with a new prefix and no secret, acting through a new user row."""
-    key_map, key_users = {}, {}
+    key_map: dict[int, int] = {}
+    key_users: dict[int, int] = {}
     for key in keys:
         identity = User(
             email=f"key-{secrets.token_hex(16)}@api-keys.invalid", full_name=f"API key: {key['name']}"[:150]
@@ -481,7 +484,7 @@ def _schema_restore(
 ) -> None:
     restored = archive_models()
     with _raw_cursor() as cursor:
-        tables = [_qualified(schema, model) for model in [*restored, DocumentUpload]]
+        tables = [_qualified(schema, model) for model in [*restored, DocumentUpload]]  # type: ignore[list-item]
         cursor.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(tables)))  # the clone's seeded rows
     for model in restored:
         _table_import(archive, schema, model)

@@ -19,7 +19,7 @@ from django.db import models
 from ai.models import AgentAction, Conversation, Document, Message
 
 
-def _user_references() -> Iterator[tuple[type[models.Model], models.ForeignKey]]:
+def _user_references() -> Iterator[tuple[type[models.Model], models.ForeignKey[Any, Any]]]:
     user_model = apps.get_model(settings.AUTH_USER_MODEL)
     for model in apps.get_app_config("ai").get_models(include_auto_created=True):
         for field in model._meta.concrete_fields:
