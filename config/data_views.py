@@ -74,6 +74,29 @@ class AccountApi(TenantAPIView):
 
 @member_required
 @require_POST
+def account_export_page(request: HttpRequest) -> HttpResponse:
+    """The account page's "Download my data" button."""
+    account_export_request(user=_person(request), tenant=request.tenant)  # type: ignore[attr-defined]
+    messages.success(request, EXPORT_QUEUED)
+    return redirect("account-page")
+
+
+@member_required
+@require_POST
+def account_delete_page(request: HttpRequest) -> HttpResponse:
+    """The account page's "Delete my account" form (its password confirms it)."""
+    try:
+        account_delete(user=_person(request), password=request.POST.get("password", ""))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("account-page")
+    request.session.flush()  # as in AccountApi: no logout signal naming the deleted person
+    messages.success(request, "Your account was deleted.")
+    return redirect("/login/")
+
+
+@member_required
+@require_POST
 def tenant_export_page(request: HttpRequest) -> HttpResponse:
     """The billing page's "Export workspace" button (owners)."""
     try:

@@ -5,7 +5,14 @@ from django.urls import include, path
 from ai import views as pages
 from ai.api import ChatCancelApi, ChatSseApi, ChatStreamApi, SearchApi
 from ai.api import router as ai_router
-from config.data_views import AccountApi, AccountExportApi, download_page, tenant_export_page
+from config.data_views import (
+    AccountApi,
+    AccountExportApi,
+    account_delete_page,
+    account_export_page,
+    download_page,
+    tenant_export_page,
+)
 from config.urls_common import (  # noqa: F401
     common_urlpatterns,
     handler400,
@@ -40,6 +47,8 @@ urlpatterns = [
     path("api/account/export/", AccountExportApi.as_view(), name="account-export-api"),
     path("api/account/", AccountApi.as_view(), name="account-api"),
     path("billing/export/", tenant_export_page, name="tenant-export"),
+    path("account/export/", account_export_page, name="account-export"),
+    path("account/delete/", account_delete_page, name="account-delete"),
     path("downloads/<str:token>/", download_page, name="download"),
     path("", include("tenants.urls_tenant")),
     schema_view(__name__),

@@ -236,3 +236,25 @@ def test_operator_admin_refuses_to_delete_a_last_owner(acme, operator_client):
 
     assert "hand over ownership or close the workspace first" in response.content.decode()
     assert User.objects.filter(pk=acme.owner.pk).exists()
+
+
+def test_the_account_page_downloads_data_and_deletes_the_account(acme, person, jobs):
+    client = acme.session_client(person)
+    assert "Download my data" in client.get("/account/").content.decode()
+
+    with jobs():
+        exported = client.post("/account/export/")
+    refused = client.post("/account/delete/", {"password": "wrong"}, follow=True)
+    deleted = client.post("/account/delete/", {"password": PASSWORD})
+
+    assert exported.status_code == 302 and sent_to(person.email)
+    assert "The password is not right." in refused.content.decode()
+    assert deleted.status_code == 302 and deleted["Location"] == "/login/"
+    assert not User.objects.filter(pk=person.pk).exists()
+
+
+def test_the_account_page_tells_a_last_owner_why_not(acme):
+    response = acme.session_client(acme.owner).post("/account/delete/", {"password": PASSWORD}, follow=True)
+
+    assert "hand over ownership or close the workspace first" in response.content.decode()
+    assert User.objects.filter(pk=acme.owner.pk).exists()
