@@ -7,12 +7,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 
 from billing.models import Plan, Subscription, TenantUsagePeriod, UsageEvent, WebhookEvent
 from billing.selectors import plan_is_offered, plans_unpriced
 from billing.services import billing_enabled
+from tenants.models import Tenant
 
 
 def plan_warnings(request: HttpRequest) -> None:
@@ -87,7 +88,7 @@ class SubscriptionAdmin(ReadOnlyAdmin):
 class UsageEventAdmin(ReadOnlyAdmin):
     list_display = (
         "created",
-        "tenant",
+        "tenant_label",
         "feature",
         "api_key",
         "model",
@@ -99,9 +100,20 @@ class UsageEventAdmin(ReadOnlyAdmin):
     )
     list_filter = ("meter_status", "feature", "model")
     search_fields = ("request_key", "tenant__subdomain")
-    list_select_related = ("tenant", "api_key")
+    list_select_related = ("api_key",)
     show_full_result_count = False  # the ledger grows without bound; COUNT(*) per page view would too
     actions = ("meter_retry",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[UsageEvent]:
+        # Not select_related("tenant"): its inner join would hide the rows of deleted tenants, which the ledger keeps.
+        subdomain = Tenant.objects.filter(pk=OuterRef("tenant_id")).values("subdomain")[:1]
+        ledger: QuerySet[UsageEvent] = super().get_queryset(request)
+        return ledger.annotate(tenant_subdomain=Subquery(subdomain))
+
+    @admin.display(description="tenant", ordering="tenant_subdomain")
+    def tenant_label(self, event: UsageEvent) -> str:
+        subdomain = event.tenant_subdomain  # type: ignore[attr-defined]
+        return subdomain or f"deleted tenant #{event.tenant_id}"
 
     @admin.action(description="Send to Stripe again (failed events)")
     def meter_retry(self, request: HttpRequest, queryset: QuerySet[UsageEvent]) -> None:

@@ -55,7 +55,11 @@ class UsageEvent(models.Model):
         SKIPPED = "skipped", "Skipped (no Stripe customer or nothing to bill)"
         FAILED = "failed", "Failed (Stripe refused it; needs an operator)"
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="usage_events")
+    # The ledger outlives its tenant: deleting a closed tenant (config.lifecycle) leaves these rows
+    # and their tenant id (no constraint, no cascade); the audit log's workspace.deleted entry names it.
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="usage_events"
+    )
     user = models.ForeignKey("core.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     api_key = models.ForeignKey(
         "tenants.ApiKey",

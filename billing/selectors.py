@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from billing.models import Plan, Subscription, TenantUsagePeriod, UsageEvent
 from billing.services.usage import next_period_start, period_start
+from tenants.models import Tenant
 
 _Q = TypeVar("_Q", bound=QuerySet)
 
@@ -24,6 +25,20 @@ def tenants_with_period_usage(queryset: _Q) -> _Q:
     return queryset.annotate(
         tokens_this_period=Coalesce(Subquery(period.values("tokens_used")[:1]), Value(0)),
         cost_this_period=Coalesce(Subquery(period.values("cost_micros")[:1]), Value(0)),
+    )
+
+
+def tenants_unpaid_abandoned(*, now: dt.datetime | None = None) -> list[int]:
+    """Ids of the tenants still waiting for their first payment ``BILLING_PENDING_RELEASE_DAYS``
+    after signup (config.lifecycle releases them). One whose owner opened a fresh Checkout in the
+    last day is left alone: a Checkout Session lives 24 hours, so a payment may still come."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(days=settings.BILLING_PENDING_RELEASE_DAYS)
+    quiet_since = now - dt.timedelta(hours=24)
+    return list(
+        Tenant.objects.filter(
+            status=Tenant.Status.PENDING_PAYMENT, created__lte=cutoff, subscription__updated__lte=quiet_since
+        ).values_list("pk", flat=True)
     )
 
 

@@ -1,4 +1,5 @@
-"""Billing's periodic jobs: usage to Stripe Billing Meters, the past-due grace period, unpaid signups.
+"""Billing's periodic jobs: usage to Stripe Billing Meters, the past-due grace period, expired reservations
+(unpaid signups are released by config.tasks: closing a workspace spans apps).
 
 Each runs once per period whatever the number of workers (procrastinate defers a periodic job
 once per timestamp); the meter sync also holds a PostgreSQL advisory lock, so a slow run and the
@@ -11,7 +12,7 @@ import logging
 
 from django.conf import settings
 
-from billing.services import billing_enabled, pending_tenants_release, subscriptions_enforce_grace, usage_sync
+from billing.services import billing_enabled, subscriptions_enforce_grace, usage_sync
 from billing.services.reservations import reservations_expire
 from core.platform.jobs import app, public_task
 
@@ -33,15 +34,6 @@ def grace_enforce(timestamp: int) -> None:
         suspended = subscriptions_enforce_grace()
         if suspended:
             logger.warning("suspended %s tenant(s) past due beyond the grace period", len(suspended))
-
-
-@app.periodic(cron=settings.BILLING_PENDING_RELEASE_CRON)
-@public_task(queue="billing", queueing_lock="billing.pending_release")
-def pending_release(timestamp: int) -> None:
-    """Signups left unpaid past BILLING_PENDING_RELEASE_DAYS give their subdomain back (Stripe or not)."""
-    released = pending_tenants_release()
-    if released:
-        logger.warning("released %s unpaid signup(s): %s", len(released), ", ".join(released))
 
 
 @app.periodic(cron=settings.BILLING_RESERVATIONS_EXPIRE_CRON)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -131,6 +132,7 @@ def billing_page(request: HttpRequest) -> HttpResponse:
         "stripe_customer": bool(subscription.stripe_customer_id),
         "live_subscription": bool(subscription.stripe_subscription_id)
         and subscription.status in ("active", "trialing", "past_due", "unpaid"),
+        "close_grace_days": settings.TENANT_DELETE_GRACE_DAYS,
     }
     return render(request, "billing/billing.html", context)
 

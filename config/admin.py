@@ -3,6 +3,7 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
@@ -11,14 +12,17 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django_tenants.utils import get_public_schema_name
 
 from billing.admin import plan_warnings
 from billing.models import Subscription
 from billing.selectors import tenants_with_period_usage, usage_report
 from billing.views import usage_context, usage_csv
+from config.lifecycle import workspace_close, workspace_restore
 from config.personal_data import account_delete, account_delete_check
 from core.models import User
 from core.platform.exceptions import ApplicationError
+from tenants.audit.services import Operator
 from tenants.models import Domain, Membership, Tenant
 from tenants.selectors import tenants_with_member_counts
 from tenants.services import tenant_reactivate, tenant_suspend
@@ -116,9 +120,9 @@ class TenantAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "subscription__plan", "subscription__status")
     search_fields = ("name", "subdomain", "domains__domain", "memberships__user__email")
-    readonly_fields = ("schema_name", "created")
+    readonly_fields = ("schema_name", "created", "closed_at", "delete_after")
     inlines = (DomainInline, MembershipInline, SubscriptionInline)
-    actions = ("suspend", "reactivate")
+    actions = ("suspend", "reactivate", "close", "restore")
     list_select_related = ("subscription__plan",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
@@ -189,15 +193,71 @@ class TenantAdmin(admin.ModelAdmin):
 
     @admin.action(description="Suspend selected tenants")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        for tenant in queryset:
+        tenants = list(queryset.exclude(status=Tenant.Status.CLOSED))
+        for tenant in tenants:
             tenant_suspend(tenant=tenant)
-        self.message_user(request, f"Suspended {queryset.count()} tenant(s).", messages.SUCCESS)
+        self.message_user(request, f"Suspended {len(tenants)} tenant(s).", messages.SUCCESS)
 
     @admin.action(description="Reactivate selected tenants")
     def reactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        for tenant in queryset:
+        tenants = list(queryset.exclude(status=Tenant.Status.CLOSED))
+        for tenant in tenants:
             tenant_reactivate(tenant=tenant)
-        self.message_user(request, f"Reactivated {queryset.count()} tenant(s).", messages.SUCCESS)
+        self.message_user(request, f"Reactivated {len(tenants)} tenant(s).", messages.SUCCESS)
+
+    # --- closing: the one way a tenant goes (config.lifecycle); "delete" closes it too -----------
+
+    @admin.action(description="Close selected tenants (restorable during the grace period)")
+    def close(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        self.delete_queryset(request, queryset)
+
+    @admin.action(description="Restore selected closed tenants")
+    def restore(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset.filter(status=Tenant.Status.CLOSED):
+            try:
+                workspace_restore(tenant=tenant, actor=Operator(request.user), request=request)  # type: ignore[arg-type]
+            except ApplicationError as exc:
+                self.message_user(request, f"{tenant.subdomain}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"Restored {tenant.subdomain}.", messages.SUCCESS)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # "Close selected tenants" says what really happens
+        return actions
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and (obj.is_public or obj.status == Tenant.Status.CLOSED):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
+        # Nothing is deleted now: the tenant is closed; its schema and rows go after the grace period
+        # (the ledger and the audit log never), so no per-model delete permission is needed.
+        days = settings.TENANT_DELETE_GRACE_DAYS
+        summary = [
+            f"{tenant}: closed now (access stops, its jobs stop, its subscription is cancelled); restorable "
+            f"for {days} days, then its schema is dropped and its subdomain freed. Usage and audit records are kept."
+            for tenant in objs
+        ]
+        return summary, {"tenants": len(summary)}, set(), []
+
+    def delete_model(self, request: HttpRequest, obj: Tenant) -> None:
+        self.delete_queryset(request, Tenant.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset.exclude(status=Tenant.Status.CLOSED).exclude(schema_name=get_public_schema_name()):
+            closed = workspace_close(tenant=tenant, actor=Operator(request.user), request=request)  # type: ignore[arg-type]
+            self.message_user(
+                request,
+                f"Closed {closed.subdomain}: it can be restored until {closed.delete_after:%Y-%m-%d %H:%M} UTC.",
+                messages.SUCCESS,
+            )
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        return HttpResponseRedirect(reverse("admin:tenants_tenant_changelist"))
 
 
 @admin.register(Membership)

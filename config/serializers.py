@@ -1,4 +1,6 @@
-"""Input and output shapes of the public signup API."""
+"""Input and output shapes of the public signup API and of closing a workspace."""
+
+from typing import Any
 
 from rest_framework import serializers
 
@@ -31,3 +33,13 @@ class SignupOutputSerializer(serializers.Serializer):
     token = serializers.CharField()
     checkout_url = serializers.CharField(allow_null=True)
     note = serializers.CharField(allow_null=True, required=False)
+
+
+class WorkspaceCloseInputSerializer(serializers.Serializer[Any]):
+    confirm = StorableCharField(max_length=63, help_text="The workspace's subdomain, typed to confirm.")
+
+
+class WorkspaceClosedSerializer(serializers.Serializer[Any]):
+    status = serializers.CharField()
+    closed_at = serializers.DateTimeField()
+    delete_after = serializers.DateTimeField(help_text="Until then an operator can restore the workspace.")

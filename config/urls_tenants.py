@@ -21,6 +21,7 @@ from config.urls_common import (  # noqa: F401
     handler500,
     schema_view,
 )
+from config.workspace_views import WorkspaceCloseApi, workspace_close_page
 from tenants.admin import tenant_admin_site
 
 urlpatterns = [
@@ -44,6 +45,8 @@ urlpatterns = [
     path("api/chat/<int:message_id>/stream/", ChatStreamApi.as_view(), name="chat-stream"),
     path("api/chat/<int:message_id>/cancel/", ChatCancelApi.as_view(), name="chat-cancel"),
     path("api/", include("billing.urls_tenant")),
+    path("api/workspace/close/", WorkspaceCloseApi.as_view(), name="workspace-close-api"),
+    path("workspace/close/", workspace_close_page, name="workspace-close"),
     path("api/account/export/", AccountExportApi.as_view(), name="account-export-api"),
     path("api/account/", AccountApi.as_view(), name="account-api"),
     path("billing/export/", tenant_export_page, name="tenant-export"),

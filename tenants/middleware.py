@@ -1,4 +1,4 @@
-"""Refuses requests to suspended or unpaid tenants before any view runs.
+"""Refuses requests to suspended, unpaid or closed tenants before any view runs.
 
 It runs after the authentication middleware, so the page it shows can tell an owner (who can pay
 or fix the payment method) from a member or a visitor.
@@ -26,6 +26,12 @@ _BLOCKED = {
         "payment_pending",
         "This organisation is waiting for its first payment to complete.",
     ),
+    # Gone, for now: support can restore it until its deadline (config.lifecycle).
+    Tenant.Status.CLOSED: (
+        410,
+        "workspace_closed",
+        "This workspace has been closed. Contact support before {deadline:%d %B %Y} to restore it.",
+    ),
 }
 # Paths that stay reachable so an owner can log in and pay: a pending tenant's first payment,
 # or a tenant suspended for non-payment reaching the billing portal (invoice.paid reactivates it).
@@ -40,6 +46,7 @@ _OPEN_WHILE_BLOCKED = {
         "/password-reset/",
         "/reset/",
     ),
+    Tenant.Status.CLOSED: (),
     Tenant.Status.SUSPENDED: (
         "/api/auth/",
         "/api/billing/portal/",
@@ -64,6 +71,8 @@ class TenantStatusMiddleware:
         if blocked is None or request.path.startswith(_OPEN_WHILE_BLOCKED[tenant.status]):
             return self.get_response(request)
         status, code, message = blocked
+        if tenant.status == Tenant.Status.CLOSED:
+            message = message.format(deadline=tenant.delete_after)
         if request.path.startswith("/api/"):
             return JsonResponse(error_body(code, message), status=status)
         context = {

@@ -28,12 +28,18 @@ class Tenant(TenantMixin):
         ACTIVE = "active", "Active"
         PENDING_PAYMENT = "pending_payment", "Pending payment"
         SUSPENDED = "suspended", "Suspended"
+        CLOSED = "closed", "Closed"
 
     name = models.CharField(max_length=120)
     subdomain = models.CharField(max_length=40, unique=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     created = models.DateTimeField(auto_now_add=True)
     suspended_reason = models.CharField(max_length=200, blank=True)
+    # A closed tenant (config.lifecycle) keeps its schema until delete_after: an operator can restore it until then.
+    closed_at = models.DateTimeField(null=True, blank=True)
+    delete_after = models.DateTimeField(
+        null=True, blank=True, help_text="A closed workspace can be restored until then; its schema is dropped after."
+    )
 
     # The provisioning service creates the schema itself (clone + vector fix-ups) inside its
     # own transaction; django-tenants' implicit create-on-save would run outside that control.
@@ -43,8 +49,12 @@ class Tenant(TenantMixin):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(status__in=["active", "pending_payment", "suspended"]),
+                condition=models.Q(status__in=["active", "pending_payment", "suspended", "closed"]),
                 name="tenant_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="closed") | models.Q(delete_after__isnull=False),
+                name="tenant_closed_has_deadline",
             ),
         ]
 

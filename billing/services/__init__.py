@@ -12,11 +12,7 @@ from billing.services.stripe import (  # noqa: F401
     plan_change_start,
     portal_session_start,
 )
-from billing.services.subscriptions import (  # noqa: F401
-    pending_tenants_release,
-    subscription_start,
-    subscriptions_enforce_grace,
-)
+from billing.services.subscriptions import subscription_start, subscriptions_enforce_grace  # noqa: F401
 from billing.services.usage import period_start, usage_record, usage_summary  # noqa: F401
 from billing.services.webhooks import WebhookOutcome, webhook_event_receive  # noqa: F401
 
@@ -29,7 +25,6 @@ __all__ = [
     "billing_enabled",
     "checkout_session_start",
     "checkout_start",
-    "pending_tenants_release",
     "period_start",
     "plan_change_start",
     "portal_session_start",

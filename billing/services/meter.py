@@ -80,8 +80,10 @@ def _skip_rows_without_customer() -> int:
     )
 
 
-def _due_rows(*, now: dt.datetime, limit: int) -> list[UsageEvent]:
+def _due_rows(*, now: dt.datetime, limit: int, tenant_id: int | None = None) -> list[UsageEvent]:
     due = Q(meter_next_attempt_at__isnull=True) | Q(meter_next_attempt_at__lte=now)
+    if tenant_id is not None:
+        due = Q(tenant_id=tenant_id)  # a closing tenant's rows go now, backed off or not
     return list(
         UsageEvent.objects.filter(
             due, meter_status=UsageEvent.MeterStatus.PENDING, tenant__subscription__stripe_customer_id__gt=""
@@ -123,8 +125,9 @@ def _is_duplicate(exc: stripe.StripeError) -> bool:
     return getattr(exc, "http_status", None) == 400 and DUPLICATE_MESSAGE in str(exc.user_message or exc)
 
 
-def usage_sync(*, limit: int = 2000, now: dt.datetime | None = None) -> SyncReport:
-    """Send up to ``limit`` due pending usage rows to Stripe as meter events.
+def usage_sync(*, limit: int = 2000, now: dt.datetime | None = None, tenant_id: int | None = None) -> SyncReport:
+    """Send up to ``limit`` due pending usage rows to Stripe as meter events (only ``tenant_id``'s,
+    backed off or not, when it is given: a workspace being closed).
 
     A refusal for good marks the row failed; a transient failure backs the row off with jitter,
     and a sign of an outage (5xx, connection, timeout, 429, bad key) ends the run at once so a
@@ -140,7 +143,7 @@ def usage_sync(*, limit: int = 2000, now: dt.datetime | None = None) -> SyncRepo
             return report
         now = now or timezone.now()
         report.skipped = _skip_rows_without_customer()
-        rows = _due_rows(now=now, limit=limit)
+        rows = _due_rows(now=now, limit=limit, tenant_id=tenant_id)
         delivered: list[int] = []
         try:
             _send(rows, report, delivered, now=now)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from billing.models import Plan, Subscription
 from tenants.audit.services import Action, audit_record
 from tenants.models import Tenant
-from tenants.services.status import tenant_delete, tenant_reactivate, tenant_suspend
+from tenants.services.status import tenant_reactivate, tenant_suspend
 
 NONPAYMENT_REASON = "Suspended for non-payment: the subscription stayed past due beyond the grace period."
 _GOOD_STANDING = ("active", "trialing")
@@ -266,29 +266,3 @@ def subscriptions_enforce_grace(*, now: dt.datetime | None = None) -> list[int]:
             audit_record(tenant=fresh.tenant, action=Action.TENANT_SUSPENDED, changes={"reason": NONPAYMENT_REASON})
             suspended.append(fresh.tenant.pk)
     return suspended
-
-
-def pending_tenants_release(*, now: dt.datetime | None = None) -> list[str]:
-    """Delete tenants still waiting for their first payment ``BILLING_PENDING_RELEASE_DAYS`` after
-    signup, so their reserved subdomain is free again. Returns the subdomains released.
-
-    A tenant whose owner opened a fresh Checkout in the last day is kept (a Checkout Session lives
-    24 hours, so a payment may still come); the next run looks again.
-    """
-    now = now or timezone.now()
-    cutoff = now - dt.timedelta(days=settings.BILLING_PENDING_RELEASE_DAYS)
-    quiet_since = now - dt.timedelta(hours=24)
-    candidates = Tenant.objects.filter(
-        status=Tenant.Status.PENDING_PAYMENT, created__lte=cutoff, subscription__updated__lte=quiet_since
-    ).values_list("pk", flat=True)
-    released = []
-    for pk in list(candidates):
-        with transaction.atomic():
-            # Under lock: a checkout.session.completed may have activated it since the query above.
-            tenant = Tenant.objects.select_for_update().filter(pk=pk, status=Tenant.Status.PENDING_PAYMENT).first()
-            if tenant is None:
-                continue
-            subdomain = tenant.subdomain
-            tenant_delete(tenant=tenant)
-        released.append(subdomain)
-    return released

@@ -185,6 +185,10 @@ LOGGING = {
 # instead of cloning on the spot; a job refills them after each signup, and periodically.
 TENANT_SPARE_SCHEMAS = env.int("TENANT_SPARE_SCHEMAS", default=2)
 TENANT_SPARES_CHECK_CRON = env.str("TENANT_SPARES_CHECK_CRON", default="*/5 * * * *")
+# A closed workspace can be restored by an operator this long; then a periodic job drops its
+# schema and frees its subdomain (config.lifecycle).
+TENANT_DELETE_GRACE_DAYS = env.int("TENANT_DELETE_GRACE_DAYS", default=30)
+TENANT_DELETE_CRON = env.str("TENANT_DELETE_CRON", default="23 * * * *")
 # Tenant schemas migrated at once by migrate_platform (one worker process and one database
 # connection each); schemas already current are skipped without being opened.
 MIGRATE_PARALLEL_JOBS = env.int("MIGRATE_PARALLEL_JOBS", default=2)

@@ -1,4 +1,4 @@
-"""Suspending, reactivating and deleting a tenant, and telling work in flight when access ends.
+"""Suspending, reactivating, closing, restoring and deleting a tenant, and telling work in flight when access ends.
 
 Access to a tenant ends for everyone on it (suspension, deletion) or for one person or key
 (removal, leaving, a revoked key). ``access_revoke`` tells every process, after commit: running
@@ -10,6 +10,7 @@ so a revocation undone meanwhile stops nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import time
@@ -19,8 +20,10 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import transaction
+from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 
+from core.platform.exceptions import ApplicationError
 from tenants.models import ApiKey, Membership, Tenant
 
 logger = logging.getLogger(__name__)
@@ -88,8 +91,15 @@ def access_allowed(*, tenant_id: int, user_id: int) -> bool:
         return member.exists() or key.exists()
 
 
+def _refuse_closed(tenant: Tenant) -> None:
+    # A closed tenant leaves that state only by tenant_restore (or its deletion after the deadline).
+    if tenant.status == Tenant.Status.CLOSED:
+        raise ApplicationError("This workspace is closed; restore it first.", code="workspace_closed", status=409)
+
+
 @transaction.atomic
 def tenant_suspend(*, tenant: Tenant, reason: str = "Suspended by an operator.") -> Tenant:
+    _refuse_closed(tenant)
     tenant.status = Tenant.Status.SUSPENDED
     tenant.suspended_reason = reason[:200]
     tenant.save(update_fields=["status", "suspended_reason"])
@@ -99,6 +109,7 @@ def tenant_suspend(*, tenant: Tenant, reason: str = "Suspended by an operator.")
 
 @transaction.atomic
 def tenant_reactivate(*, tenant: Tenant) -> Tenant:
+    _refuse_closed(tenant)
     tenant.status = Tenant.Status.ACTIVE
     tenant.suspended_reason = ""
     tenant.save(update_fields=["status", "suspended_reason"])
@@ -106,8 +117,44 @@ def tenant_reactivate(*, tenant: Tenant) -> Tenant:
 
 
 @transaction.atomic
+def tenant_close(*, tenant: Tenant, delete_after: dt.datetime, now: dt.datetime | None = None) -> Tenant:
+    """Close the tenant: nobody gets in any more (pages, API, sockets, running answers), its data
+    stays until ``delete_after``. Whole workspace closing (jobs, billing, audit) is config.lifecycle's."""
+    if tenant.status == Tenant.Status.CLOSED:
+        raise ApplicationError("This workspace is already closed.", code="already_closed", status=409)
+    tenant.status = Tenant.Status.CLOSED
+    tenant.closed_at = now or timezone.now()
+    tenant.delete_after = delete_after
+    tenant.save(update_fields=["status", "closed_at", "delete_after"])
+    access_revoke_on_commit(schema_name=tenant.schema_name)
+    return tenant
+
+
+@transaction.atomic
+def tenant_restore(*, tenant: Tenant, now: dt.datetime | None = None) -> Tenant:
+    """Open a closed tenant again, before its deadline; it comes back active."""
+    if tenant.status != Tenant.Status.CLOSED:
+        raise ApplicationError("This workspace is not closed.", code="not_closed", status=409)
+    if tenant.delete_after is not None and tenant.delete_after <= (now or timezone.now()):
+        raise ApplicationError(
+            "The grace period of this workspace is over; it can no longer be restored.", code="grace_over", status=409
+        )
+    tenant.status = Tenant.Status.ACTIVE
+    tenant.suspended_reason = ""
+    tenant.closed_at = None
+    tenant.delete_after = None
+    tenant.save(update_fields=["status", "suspended_reason", "closed_at", "delete_after"])
+    return tenant
+
+
+@transaction.atomic
 def tenant_delete(*, tenant: Tenant) -> None:
-    """Delete the tenant, its schema (every document and conversation in it) and its rows in public;
-    its subdomain is free again. The people's accounts stay: they are global."""
+    """Delete a closed tenant: its schema (every document and conversation in it) and its rows in
+    public; its subdomain is free again. The usage ledger and the audit log keep its id (they have
+    no cascading relation to it), and the people's accounts stay: they are global.
+
+    Only ``config.lifecycle`` calls it, after the grace period and once billing is settled."""
+    if tenant.status != Tenant.Status.CLOSED:
+        raise ApplicationError("Only a closed workspace can be deleted.", code="not_closed", status=409)
     access_revoke_on_commit(schema_name=tenant.schema_name)
     tenant.delete(force_drop=True)

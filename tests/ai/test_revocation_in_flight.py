@@ -1,4 +1,4 @@
-"""Revocation reaches answers in flight: suspending or deleting the tenant, removing the member or
+"""Revocation reaches answers in flight: suspending or closing the tenant, removing the member or
 revoking the key stops an answer streaming over the WebSocket or SSE within two seconds, with an
 ``access_revoked`` error frame (the socket then closes with 4403); what was streamed is saved and billed."""
 
@@ -16,8 +16,9 @@ from django_tenants.utils import tenant_context
 
 from ai.models import Message
 from billing.models import UsageEvent
+from config.lifecycle import workspace_close
 from tenants.models import Membership, Tenant
-from tenants.services import tenant_delete, tenant_reactivate, tenant_suspend
+from tenants.services import tenant_reactivate, tenant_suspend
 from tenants.services.api_keys import api_key_create, api_key_revoke
 from tenants.services.members import membership_remove
 from tests.ai.chat_client import answer_text, frames_until_end, receive
@@ -26,7 +27,7 @@ from tests.conftest import World
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db]
 
-REVOCATIONS = ["suspension", "member_removal", "key_revocation", "tenant_deletion"]
+REVOCATIONS = ["suspension", "member_removal", "key_revocation", "workspace_closing"]
 LONG_REPLY = " ".join(f"w{i}" for i in range(1000))  # 20 s at 20 ms a token: it never ends by itself
 SEEN_BEFORE_REVOKING = 6  # the start frame and five tokens
 
@@ -49,7 +50,7 @@ class Asker:
         elif self.revocation == "key_revocation":
             api_key_revoke(tenant=tenant, api_key_id=self.api_key_id)
         else:
-            tenant_delete(tenant=tenant)
+            workspace_close(tenant=tenant, actor=self.world.owner)
 
 
 def asker_create(revocation: str) -> Asker:
@@ -83,8 +84,6 @@ def saved(asker: Asker, message_id: int) -> tuple[Message, UsageEvent | None]:
 
 
 async def assert_saved_and_billed(asker: Asker, frames: list[dict[str, Any]]) -> None:
-    if asker.revocation == "tenant_deletion":
-        return  # its schema and its ledger rows went with it
     message, usage = await database_sync_to_async(saved)(asker, frames[0]["message_id"])
     streamed = answer_text(frames)
     assert streamed and message.content == streamed

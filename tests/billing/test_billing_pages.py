@@ -10,8 +10,8 @@ from django.utils import timezone
 from django_tenants.utils import schema_exists, tenant_context
 
 from billing.models import Subscription
-from billing.services import pending_tenants_release
-from billing.tasks import pending_release
+from config.lifecycle import signups_unpaid_release
+from config.tasks import signups_unpaid_release as pending_release
 from core.platform.jobs import app
 from tenants.models import Domain, Membership, Tenant
 from tests.billing.conftest import ENTERPRISE_PRICE, event_at, signup_payload
@@ -182,13 +182,13 @@ def _age(tenant: Tenant, *, days: float, quiet_hours: float = 48) -> None:
 def test_unpaid_signups_are_released_after_seven_days(pending_tenant, public_client):
     tenant = pending_tenant.tenant
     _age(tenant, days=6.9)
-    assert pending_tenants_release() == []
+    assert signups_unpaid_release() == []
 
     _age(tenant, days=7.1, quiet_hours=3)  # a Checkout opened three hours ago may still be paid
-    assert pending_tenants_release() == []
+    assert signups_unpaid_release() == []
 
     _age(tenant, days=7.1)
-    assert pending_tenants_release() == [tenant.subdomain]
+    assert signups_unpaid_release() == [tenant.subdomain]
 
     assert not Tenant.objects.filter(pk=tenant.pk).exists()
     assert not Domain.objects.filter(tenant_id=tenant.pk).exists()
@@ -199,7 +199,7 @@ def test_unpaid_signups_are_released_after_seven_days(pending_tenant, public_cli
 
 def test_active_tenants_are_never_released(acme):
     _age(acme.tenant, days=400)
-    assert pending_tenants_release() == []
+    assert signups_unpaid_release() == []
     assert Tenant.objects.filter(pk=acme.tenant.pk).exists()
 
 
