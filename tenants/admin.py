@@ -8,15 +8,13 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
 
 from core.models import User
 from core.platform.exceptions import ApplicationError
 from core.platform.validators import StorableTextFormMixin
-from tenants.mfa.views import MfaLoginView
+from tenants.mfa.views import mfa_admin_login
 from tenants.models import Invitation, Membership
 from tenants.selectors import membership_get
 from tenants.services.invitations import invitation_create, invitation_resend, invitation_revoke
@@ -67,25 +65,7 @@ class TenantAdminSite(admin.AdminSite):
         return _may_administer_tenant(request.user, request)
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        """Django's admin login, with the two-factor code step (tenants.mfa) after the password."""
-        if request.method == "GET" and self.has_permission(request):
-            return HttpResponseRedirect(reverse("admin:index", current_app=self.name))
-        index = reverse("admin:index", current_app=self.name)
-        context = {
-            **self.each_context(request),
-            "title": "Log in",
-            "subtitle": None,
-            "app_path": request.get_full_path(),
-            "username": request.user.get_username(),
-        }
-        if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
-            context[REDIRECT_FIELD_NAME] = index
-        context.update(extra_context or {})
-        request.current_app = self.name
-        view = MfaLoginView.as_view(
-            extra_context=context, authentication_form=self.login_form, template_name="admin/login.html"
-        )
-        return view(request)  # type: ignore[no-any-return]
+        return mfa_admin_login(self, request, extra_context)
 
 
 tenant_admin_site = TenantAdminSite(name="tenant_admin")

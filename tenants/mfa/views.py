@@ -8,10 +8,13 @@ from typing import Any
 from urllib.parse import quote
 
 from django.contrib import messages
-from django.contrib.auth import authenticate, login
+from django.contrib.admin import AdminSite
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import REDIRECT_FIELD_NAME, authenticate, login
 from django.contrib.auth import views as auth_views
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
@@ -42,10 +45,15 @@ SECURITY_PATH = "/account/security/"
 # --- The sign-in's second step -----------------------------------------------------------------
 
 
+def _login_path(next_url: str) -> str:
+    """Where "start again" goes: the admin's login for the admin, else the host's login page."""
+    return "/admin/login/" if next_url.startswith("/admin/") else "/login/"
+
+
 def _challenge(
     request: HttpRequest, *, mfa_token: str, next_url: str, error: str = "", status: int = 200
 ) -> HttpResponse:
-    context = {"mfa_token": mfa_token, "next": next_url, "error": error}
+    context = {"mfa_token": mfa_token, "next": next_url, "error": error, "restart": _login_path(next_url)}
     response = render(request, "tenants/mfa_challenge.html", context, status=status)
     response["Cache-Control"] = "no-store"
     return response
@@ -66,7 +74,32 @@ class MfaLoginMixin:
 
 
 class MfaLoginView(MfaLoginMixin, auth_views.LoginView):
-    """Django's login view with the code step (the tenant admin's login)."""
+    """Django's login view with the code step (the admins' logins)."""
+
+
+def mfa_admin_login(site: AdminSite, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    """``AdminSite.login`` as Django writes it, with the code step after the password: the tenant
+    admin's and the operators' admin's login."""
+    index = reverse("admin:index", current_app=site.name)
+    if request.method == "GET" and site.has_permission(request):
+        return HttpResponseRedirect(index)
+    context = {
+        **site.each_context(request),
+        "title": "Log in",
+        "subtitle": None,
+        "app_path": request.get_full_path(),
+        "username": request.user.get_username(),
+    }
+    if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
+        context[REDIRECT_FIELD_NAME] = index
+    context.update(extra_context or {})
+    request.current_app = site.name  # type: ignore[attr-defined]
+    view = MfaLoginView.as_view(
+        extra_context=context,
+        authentication_form=site.login_form or AdminAuthenticationForm,
+        template_name=site.login_template or "admin/login.html",
+    )
+    return view(request)  # type: ignore[no-any-return]
 
 
 def _safe_next(request: HttpRequest, value: str) -> str:
@@ -84,14 +117,14 @@ def mfa_login_page(request: HttpRequest) -> HttpResponse:
     """``POST {mfa_token, code, next}``: a TOTP or recovery code finishes the sign-in. A wrong code
     counts as a failed login (django-axes; its middleware answers 429 once locked out)."""
     if request.method == "GET":
-        return redirect("/login/")
+        return redirect(_login_path(request.GET.get("next", "")))
     token = request.POST.get("mfa_token", "")
     next_url = _safe_next(request, request.POST.get("next", ""))
     try:
         pending = mfa_pending_user(mfa_token=token, tenant=getattr(request, "tenant", None))
     except ApplicationError as exc:
         messages.error(request, exc.message)
-        return redirect(f"/login/?next={quote(next_url)}")
+        return redirect(f"{_login_path(next_url)}?next={quote(next_url)}")
     user = authenticate(request, username=pending.email, mfa_token=token, mfa_passcode=request.POST.get("code", ""))
     if user is None:
         return _challenge(request, mfa_token=token, next_url=next_url, error="That code is not right.", status=400)

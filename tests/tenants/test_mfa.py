@@ -9,6 +9,7 @@ step's code and sign-ins the next step's, so a step boundary passing mid-test ch
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from allauth.mfa.models import Authenticator
@@ -19,7 +20,7 @@ from rest_framework.authtoken.models import Token
 
 from core.models import User
 from tenants.audit.models import AuditEntry
-from tenants.mfa.services import SSO_SESSION_KEY
+from tenants.mfa.services import SSO_SESSION_KEY, totp_enrol_confirm, totp_enrol_start
 from tenants.models import ApiKey, Membership
 from tenants.services.api_keys import api_key_create
 from tenants.sockets import resolve_connection
@@ -395,3 +396,27 @@ def test_an_sso_sign_in_counts_as_the_identity_providers_second_factor(strict):
     assert done.status_code == 302 and done["Location"] == "/chat/"
     assert client.get("/chat/").status_code == 200  # not sent to set up two-factor sign-in
     assert client.get("/api/documents/").status_code == 200
+
+
+def test_the_operators_admin_login_asks_for_the_code(acme):
+    operator = User.objects.create_superuser(f"op{uuid.uuid4().hex[:6]}@strata.test", PASSWORD)
+    enrolment = totp_enrol_start(user=operator)
+    totp_enrol_confirm(
+        user=operator, enrolment_token=enrolment.enrolment_token, code=code(enrolment.secret), tenant=acme.tenant
+    )
+    client = host_client("localhost")
+    page = client.post(
+        "/admin/login/?next=/admin/", {"username": operator.email, "password": PASSWORD, "next": "/admin/"}
+    )
+    assert page.status_code == 200 and b'id="mfa-login"' in page.content
+    assert client.get("/admin/").status_code == 302  # still signed out
+    token = page.context["mfa_token"]
+    assert (
+        client.post(
+            "/login/mfa/", {"mfa_token": token, "code": wrong_code(enrolment.secret), "next": "/admin/"}
+        ).status_code
+        == 400
+    )
+    done = client.post("/login/mfa/", {"mfa_token": token, "code": code(enrolment.secret, 1), "next": "/admin/"})
+    assert done["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
