@@ -1,9 +1,27 @@
 """allauth's SAML endpoints on a tenant host: the ACS (and its finishing step) and the SP's metadata."""
 
 from allauth.socialaccount.providers.saml import views
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
 from django.urls import path
 from django.views.generic import RedirectView
+
+from tenants.sso.adapter import sso_refusal
+
+
+def finish_acs(request: HttpRequest, organization_slug: str) -> HttpResponse:
+    """allauth's finishing step; a verified response that answers no request this session has
+    pending (replayed, or made for another sign-in) ends on the refusal page, not a bare 403."""
+    try:
+        response: HttpResponse = views.finish_acs(request, organization_slug=organization_slug)
+    except PermissionDenied:
+        return sso_refusal(
+            request,
+            code="sso_request_unknown",
+            message="This answer from the identity provider was already used, or belongs to another sign-in. "
+            "Start again from the login page.",
+        )
+    return response
 
 
 def single_logout_unsupported(request: HttpRequest, organization_slug: str) -> HttpResponse:
@@ -16,7 +34,7 @@ def single_logout_unsupported(request: HttpRequest, organization_slug: str) -> H
 # at /sso/login/ (tenants.sso.views), not at allauth's login confirmation page.
 urlpatterns = [
     path("sso/saml/<str:organization_slug>/acs/", views.acs, name="saml_acs"),
-    path("sso/saml/<str:organization_slug>/acs/finish/", views.finish_acs, name="saml_finish_acs"),
+    path("sso/saml/<str:organization_slug>/acs/finish/", finish_acs, name="saml_finish_acs"),
     path("sso/saml/<str:organization_slug>/metadata/", views.metadata, name="saml_metadata"),
     path("sso/saml/<str:organization_slug>/sls/", single_logout_unsupported, name="saml_sls"),
     path(
