@@ -265,11 +265,14 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
         if conversation is not None
         else []
     )
+    scoped = ascii_integer(request.GET.get("document") or "")  # "Ask about this document"
     context = {
         "page": "chat",
         "conversation": conversation,
         "conversations": _conversations(request),
         "chat_messages": chat_messages,
+        "collections": list(collections_readable(_reader(request))),
+        "scoped_document": _readable_document(request, scoped) if scoped is not None else None,
         "retrieval": settings.CHAT_CONTEXT_CHUNKS > 0,
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
     }

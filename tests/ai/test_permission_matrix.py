@@ -354,3 +354,41 @@ async def test_history_withholds_an_answer_once_its_reader_lost_access(library, 
     assert SECRET not in api and "Board minutes" not in api and "no longer read" in api
     assert SECRET not in page and "Board minutes" not in page
     assert again == "404"
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+async def test_a_scoped_chat_reads_only_what_it_was_scoped_to(library, asgi_server, fake_anthropic, transport):
+    canteen = "What does the canteen serve on Fridays?"
+    # Unscoped, the insider's board question reads the minutes: scoped elsewhere, it must not.
+    for scope, question, wanted, unwanted in (
+        ({"document_ids": [library.public]}, QUESTION, None, SECRET),
+        ({"document_ids": [library.public]}, canteen, PUBLIC, SECRET),
+        ({"collection_ids": [library.board]}, QUESTION, SECRET, PUBLIC),
+        ({"collection_ids": [library.board]}, canteen, None, PUBLIC),
+    ):
+        fake_anthropic.reset()
+        payload = {"message": question, **scope}
+        if transport == "websocket":
+            frames = await _ws_ask(asgi_server, library, "insider", payload)
+            assert frames[-1]["type"] == "done", frames[-1]
+        else:
+            status, _ = await _sse(asgi_server, library, "insider", "POST", "/api/chat/", json=payload)
+            assert status == 200
+        sent = _sent_upstream(fake_anthropic)
+        assert (wanted is None or wanted in sent) and unwanted not in sent, (scope, question)
+
+
+@pytest.mark.django_db
+def test_ask_about_this_document_opens_a_chat_scoped_to_it(library):
+    insider, outsider = library.session("insider"), library.session("outsider")
+
+    page = _text(insider.get(f"/documents/{library.secret}/"))
+    chat = insider.get(f"/chat/?document={library.secret}")
+    refused = outsider.get(f"/chat/?document={library.secret}")
+
+    assert f'href="/chat/?document={library.secret}"' in page
+    assert chat.status_code == 200
+    assert f'name="document_ids" value="{library.secret}" checked' in _text(chat)
+    assert refused.status_code == 404 and "Board minutes" not in _text(refused)

@@ -153,6 +153,16 @@ function updateCounter() {
   counter.classList.toggle("over", count > maxChars);
 }
 
+// What the question may read: the ticked collections and documents (none ticked: all one may read).
+function scope() {
+  const picked = {};
+  for (const name of ["collection_ids", "document_ids"]) {
+    const ids = [...form.querySelectorAll(`input[name="${name}"]:checked`)].map((input) => Number(input.value));
+    if (ids.length) picked[name] = ids;
+  }
+  return picked;
+}
+
 async function send() {
   const text = box.value.trim();
   if (!text || sendButton.disabled) return;
@@ -166,6 +176,7 @@ async function send() {
   state.pending = {text, node: bubble("user", text)};
   streaming(true);
   const payload = state.conversationId ? {message: text, conversation_id: state.conversationId} : {message: text};
+  Object.assign(payload, scope());
   try {
     await transport.send(payload);
   } catch (error) {
