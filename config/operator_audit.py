@@ -19,7 +19,7 @@ def _plain(field: forms.Field | None, value: Any) -> Any:
     """A form value as the log keeps it: a related row by its name, not its id."""
     if isinstance(value, models.Model):
         return str(value)
-    if isinstance(field, forms.ModelChoiceField) and value not in (None, ""):
+    if isinstance(field, forms.ModelChoiceField) and field.queryset is not None and value not in (None, ""):
         found = field.queryset.filter(pk=value).first()
         return str(found) if found is not None else value
     return value

@@ -12,7 +12,7 @@ from tenants.audit.models import AuditEntry
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """All tenants' entries, newest first. Nobody adds, changes or deletes one here (the database
     would refuse the last two anyway)."""
 

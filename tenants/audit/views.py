@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from core.platform.exceptions import ApplicationError
-from tenants.audit.models import Action, ActorType
+from tenants.audit.models import Action, ActorType, AuditEntry
 from tenants.audit.selectors import AuditFilters, audit_entries, audit_page, cursor_parse
 from tenants.decorators import member_required
 
@@ -24,7 +24,8 @@ def audit_log_page(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     filters = AuditFilters.from_query(request.GET)
     error = ""
-    rows, next_cursor = [], None
+    rows: list[AuditEntry] = []
+    next_cursor: int | None = None
     try:
         entries = audit_entries(tenant_id=tenant.pk, filters=filters)
         rows, next_cursor = audit_page(entries, cursor=cursor_parse(request.GET.get("cursor")))
