@@ -25,7 +25,7 @@ def _box() -> MultiFernet:
     return MultiFernet([_fernet_for(key) for key in keys])
 
 
-class StrataMfaAdapter(DefaultMFAAdapter):
+class StrataMfaAdapter(DefaultMFAAdapter):  # type: ignore[misc]  # allauth ships no type hints
     """A leaked database row does not give away anyone's second factor: allauth stores what
     ``encrypt`` returns (the TOTP secret, the recovery-code seed) and reads it through ``decrypt``."""
 

@@ -53,7 +53,8 @@ class MfaEnrolmentMiddleware:
         if tenant is None or tenant.is_public or request.path.startswith(_OPEN) or not mfa_required_by(tenant=tenant):
             return self.get_response(request)
         is_api = request.path.startswith("/api/")
-        user, session = request.user, request.session
+        user: Any = request.user
+        session: Any = request.session
         if not user.is_authenticated and is_api:
             user, session = _token_user(request), None
         if user is None or not mfa_enrolment_required(user=user, tenant=tenant, session=session):

@@ -78,4 +78,7 @@ class ReauthenticateSerializer(serializers.Serializer[Any]):
 
 
 class MfaPolicySerializer(serializers.Serializer[Any]):
-    required = serializers.BooleanField(help_text="Members must set up two-factor sign-in before anything else.")
+    # DRF's metaclass takes declared fields out of the class, so this does not hide Field.required.
+    required = serializers.BooleanField(  # type: ignore[assignment]
+        help_text="Members must set up two-factor sign-in before anything else."
+    )

@@ -47,7 +47,7 @@ def mfa_enabled(*, user: Any) -> bool:
     """Whether the person has a TOTP authenticator (recovery codes only come with one)."""
     if not getattr(user, "is_authenticated", False):
         return False
-    return Authenticator.objects.filter(user_id=user.pk, type=Authenticator.Type.TOTP).exists()
+    return bool(Authenticator.objects.filter(user_id=user.pk, type=Authenticator.Type.TOTP).exists())
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class TotpEnrolment:
 
     @property
     def qr_svg(self) -> str:
-        return get_adapter().build_totp_svg(self.otpauth_url)
+        return str(get_adapter().build_totp_svg(self.otpauth_url))
 
 
 def totp_enrol_start(*, user: User) -> TotpEnrolment:
@@ -151,7 +151,8 @@ def totp_enrol_confirm(
 
 def _recovery_codes_replace(user: User) -> list[str]:
     Authenticator.objects.filter(user_id=user.pk, type=Authenticator.Type.RECOVERY_CODES).delete()
-    return RecoveryCodes.activate(user).generate_codes()
+    codes: list[str] = RecoveryCodes.activate(user).generate_codes()
+    return codes
 
 
 # --- Proving it is you -----------------------------------------------------------------------
