@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -80,25 +81,46 @@ def audit_record(
     """
     actor_type, actor_id, label = _actor(actor, request)
     normalised = json.loads(json.dumps(changes, cls=DjangoJSONEncoder)) if changes is not None else None
+    address = _address(ip or (client_ip(request) if request is not None else request_ip.get()))
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [AUDIT_LOCK_NAMESPACE, _lock_key(tenant.pk)])
+            # The address as PostgreSQL will give it back (inet's canonical text), so that the hash
+            # computed now is the one a later read computes.
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s), host(%s::inet)",
+                [AUDIT_LOCK_NAMESPACE, _lock_key(tenant.pk), address],
+            )
+            address = cursor.fetchone()[1]
         entry = AuditEntry(
             tenant_id=tenant.pk,
             tenant_subdomain=tenant.subdomain,
             at=timezone.now(),
             actor_type=actor_type,
             actor_id=actor_id,
-            actor_label=(actor_label or label)[:254],
+            actor_label=_text(actor_label or label, 254),
             action=str(action),
-            target=str(target)[:300],
-            ip=ip or (client_ip(request) if request is not None else request_ip.get()) or None,
+            target=_text(target, 300),
+            ip=address,
             changes=normalised,
             prev_hash=_chain_head(tenant.pk),
         )
         entry.hash = entry_hash(entry)
         entry.save(force_insert=True)
     return entry
+
+
+def _address(value: str | None) -> str | None:
+    """A valid IP address (without an IPv6 zone), or None: the log never refuses an entry over it."""
+    candidate = (value or "").split("%", 1)[0].strip()
+    try:
+        return str(ipaddress.ip_address(candidate)) if candidate else None
+    except ValueError:
+        return None
+
+
+def _text(value: Any, limit: int) -> str:
+    # PostgreSQL text cannot hold NUL; a tried e-mail or a title is whatever a client sent.
+    return str(value).replace("\x00", "")[:limit]
 
 
 def _lock_key(tenant_id: int) -> int:

@@ -210,6 +210,22 @@ def test_agent_actions_cannot_be_deleted_from_the_tenant_admin(acme):
 
 
 @pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
+        ("::ffff:10.0.0.1", "::ffff:10.0.0.1"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("not-an-address", None),
+    ],
+)
+def test_any_address_form_is_stored_as_postgresql_reads_it_back_and_verifies(acme, given, stored):
+    entry = audit_record(tenant=acme.tenant, action=Action.LOGIN, ip=given, target="a\x00b")
+    assert AuditEntry.objects.get(pk=entry.pk).ip == stored == entry.ip
+    assert entry.target == "ab"
+    assert audit_verify(tenant_id=acme.tenant.pk).ok
+
+
+@pytest.mark.parametrize(
     "statement",
     [
         "UPDATE audit_auditentry SET action = 'auth.logout' WHERE id = %s",
