@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from core.platform.exceptions import ApplicationError
 from tenants.decorators import member_required
@@ -145,8 +145,9 @@ def sso_settings_page(request: HttpRequest) -> HttpResponse:
 
 
 @member_required
-@require_POST
+@require_GET
 def sso_test(request: HttpRequest) -> HttpResponse:
-    """The owner's "test sign-in": the whole flow, ending on the claims the provider sent."""
+    """The owner's "test sign-in": the whole flow, ending on the claims the provider sent. A link,
+    not a form: the Content-Security-Policy's form-action would stop a form's redirect to the provider."""
     _owner(request)
     return _redirect_to_provider(request, next_url="/settings/sso/", test=True)

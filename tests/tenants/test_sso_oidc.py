@@ -388,7 +388,7 @@ def test_the_owners_test_sign_in_shows_the_claims_and_signs_nobody_in(
     acme: World, idp: FakeOidcProvider, acme_sso: SsoConfig
 ) -> None:
     owner = acme.session_client(acme.owner)
-    started = owner.post("/sso/test/")
+    started = owner.get("/sso/test/")
     assert started.status_code == 302
     result = owner.get(callback_path(authorize(started["Location"])))
     assert result.status_code == 200
@@ -396,7 +396,7 @@ def test_the_owners_test_sign_in_shows_the_claims_and_signs_nobody_in(
     assert 'data-claim="email"' in page and "ada@acme.test" in page
     assert not User.objects.filter(email="ada@acme.test").exists()
     assert owner.get("/api/auth/user/").json()["email"] == acme.owner.email
-    assert acme.session_client(acme.member).post("/sso/test/").status_code == 403
+    assert acme.session_client(acme.member).get("/sso/test/").status_code == 403
 
 
 # --- The enforced policy --------------------------------------------------------------------
