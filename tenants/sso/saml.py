@@ -85,7 +85,7 @@ def saml_metadata_fetch(*, url: str) -> str:
     return body.decode("utf-8", errors="replace")
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)
 def saml_metadata_parse(*, xml: str) -> SamlIdentityProvider:
     """The IdP in ``xml`` (an EntityDescriptor with an IDPSSODescriptor), or SamlMetadataError: what is missing."""
     if len(xml.encode()) > METADATA_MAX_BYTES:

@@ -1,12 +1,22 @@
 """allauth's SAML endpoints on a tenant host: the ACS (and its finishing step) and the SP's metadata."""
 
 from allauth.socialaccount.providers.saml import views
+from allauth.socialaccount.providers.saml.utils import get_app_or_404
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 
 from tenants.sso.adapter import sso_refusal
+
+
+def acs(request: HttpRequest, organization_slug: str) -> HttpResponse:
+    """allauth's ACS keeps the posted response in a fresh session until the finishing step; only on
+    the host whose tenant has this SAML configuration (no session rows for anyone's junk)."""
+    get_app_or_404(request, organization_slug)
+    response: HttpResponse = views.acs(request, organization_slug=organization_slug)
+    return response
 
 
 def finish_acs(request: HttpRequest, organization_slug: str) -> HttpResponse:
@@ -33,7 +43,7 @@ def single_logout_unsupported(request: HttpRequest, organization_slug: str) -> H
 # allauth reverses these names with the organization slug (the tenant's subdomain). Sign-in starts
 # at /sso/login/ (tenants.sso.views), not at allauth's login confirmation page.
 urlpatterns = [
-    path("sso/saml/<str:organization_slug>/acs/", views.acs, name="saml_acs"),
+    path("sso/saml/<str:organization_slug>/acs/", csrf_exempt(acs), name="saml_acs"),
     path("sso/saml/<str:organization_slug>/acs/finish/", finish_acs, name="saml_finish_acs"),
     path("sso/saml/<str:organization_slug>/metadata/", views.metadata, name="saml_metadata"),
     path("sso/saml/<str:organization_slug>/sls/", single_logout_unsupported, name="saml_sls"),
