@@ -25,7 +25,7 @@ ERROR_DESCRIPTIONS = {
     404: "Not found.",
     406: "None of the media types in Accept can be served.",
     409: "Conflicts with the resource's current state.",
-    410: "Gone: the link was used already or has expired.",
+    410: "Gone: the link was used already or has expired, or the workspace has been closed.",
     413: "Too large.",
     415: "The request body's media type is not accepted.",
     429: "Too many requests: wait for the seconds in Retry-After.",
@@ -86,7 +86,7 @@ class StrataAutoSchema(AutoSchema):
         if not all(isinstance(permission, AllowAny) for permission in view.get_permissions()):
             statuses |= {401, 403}
         if getattr(view, "membership_permission", None) is not None:  # a tenant view (core.platform.api)
-            statuses |= {402, 403}
+            statuses |= {402, 403, 410}  # 410: the workspace has been closed (tenants.middleware)
         paginated = self._is_list_view() and self._get_paginator() is not None  # type: ignore[no-untyped-call]
         if "{" in self.path or paginated:
             statuses.add(404)  # an unknown id, or a page past the end

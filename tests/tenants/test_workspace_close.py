@@ -170,6 +170,13 @@ def test_a_closed_workspace_answers_410_with_a_code_on_pages_and_api(paid_tenant
     assert tenant not in Tenant.objects.filter(status=Tenant.Status.ACTIVE)
 
 
+def test_the_api_schema_documents_the_closed_answer_and_the_close_endpoint(acme: World):
+    schema = acme.client(acme.owner_token).get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    close = schema["paths"]["/api/workspace/close/"]["post"]
+    assert {"202", "400", "403", "410"} <= close["responses"].keys()
+    assert "410" in schema["paths"]["/api/documents/"]["get"]["responses"]
+
+
 def test_the_billing_page_closes_the_workspace_once_the_subdomain_is_typed(paid_tenant: PaidTenant, run_on_commit):
     tenant = paid_tenant.tenant
     owner = Membership.objects.get(tenant=tenant, role=Membership.Role.OWNER).user
