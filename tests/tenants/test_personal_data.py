@@ -18,6 +18,7 @@ from ai.llm import Usage
 from ai.models import AgentAction, Conversation, Document, Message
 from billing.models import UsageEvent
 from billing.services import usage_record
+from config.personal_data import account_delete
 from core.models import User
 from tenants.audit.models import AuditEntry
 from tenants.models import Membership
@@ -258,3 +259,19 @@ def test_the_account_page_tells_a_last_owner_why_not(acme):
 
     assert "hand over ownership or close the workspace first" in response.content.decode()
     assert User.objects.filter(pk=acme.owner.pk).exists()
+
+
+def test_deletion_and_export_reach_workspaces_the_person_has_left(acme, globex, person, jobs):
+    seeded = seed(globex, person, "LEFT-BEHIND")
+    Membership.objects.filter(user=person, tenant=globex.tenant).delete()
+
+    with jobs():
+        acme.session_client(person).post("/api/account/export/")
+    link = link_in(sent_to(person.email)[0], r"/downloads/[^\s\"/]+/")
+    download = acme.session_client(person).get(link)
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
+    account_delete(user=person, password=PASSWORD)
+
+    assert "LEFT-BEHIND" in archive.read("workspaces/globex/conversations.json").decode()
+    with tenant_context(globex.tenant):
+        assert not Conversation.objects.filter(pk=seeded.conversation_id).exists()
