@@ -80,17 +80,17 @@ def audit_record(
     writer holds while it waits for the lock would deadlock).
     """
     actor_type, actor_id, label = _actor(actor, request)
-    normalised = json.loads(json.dumps(changes, cls=DjangoJSONEncoder)) if changes is not None else None
+    changes_json = json.dumps(changes, cls=DjangoJSONEncoder) if changes is not None else None
     address = _address(ip or (client_ip(request) if request is not None else request_ip.get()))
     with transaction.atomic():
         with connection.cursor() as cursor:
-            # The address as PostgreSQL will give it back (inet's canonical text), so that the hash
-            # computed now is the one a later read computes.
+            # The address and the changes as PostgreSQL will give them back (inet's canonical text,
+            # jsonb's numbers and key order), so that the hash computed now is the one a read computes.
             cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s), host(%s::inet)",
-                [AUDIT_LOCK_NAMESPACE, _lock_key(tenant.pk), address],
+                "SELECT pg_advisory_xact_lock(%s, %s), host(%s::inet), (%s::jsonb)::text",
+                [AUDIT_LOCK_NAMESPACE, _lock_key(tenant.pk), address, changes_json],
             )
-            address = cursor.fetchone()[1]
+            _, address, stored_changes = cursor.fetchone()
         entry = AuditEntry(
             tenant_id=tenant.pk,
             tenant_subdomain=tenant.subdomain,
@@ -101,7 +101,7 @@ def audit_record(
             action=str(action),
             target=_text(target, 300),
             ip=address,
-            changes=normalised,
+            changes=json.loads(stored_changes) if stored_changes is not None else None,
             prev_hash=_chain_head(tenant.pk),
         )
         entry.hash = entry_hash(entry)

@@ -218,8 +218,9 @@ def test_agent_actions_cannot_be_deleted_from_the_tenant_admin(acme):
         ("not-an-address", None),
     ],
 )
-def test_any_address_form_is_stored_as_postgresql_reads_it_back_and_verifies(acme, given, stored):
-    entry = audit_record(tenant=acme.tenant, action=Action.LOGIN, ip=given, target="a\x00b")
+def test_addresses_and_changes_are_hashed_as_postgresql_reads_them_back(acme, given, stored):
+    changes = {"big": 1e20, "tiny": 1.5e-7, "when": timezone.now(), "nested": {"b": 1, "a": [1.0]}}
+    entry = audit_record(tenant=acme.tenant, action=Action.LOGIN, ip=given, target="a\x00b", changes=changes)
     assert AuditEntry.objects.get(pk=entry.pk).ip == stored == entry.ip
     assert entry.target == "ab"
     assert audit_verify(tenant_id=acme.tenant.pk).ok
