@@ -19,10 +19,11 @@ from billing.models import Subscription
 from billing.selectors import tenants_with_period_usage, usage_report
 from billing.views import usage_context, usage_csv
 from config.lifecycle import workspace_close, workspace_restore
+from config.operator_audit import OperatorAuditMixin
 from config.personal_data import account_delete, account_delete_check
 from core.models import User
 from core.platform.exceptions import ApplicationError
-from tenants.audit.services import Operator
+from tenants.audit.services import Action, Operator, audit_record
 from tenants.models import Domain, Membership, Tenant
 from tenants.selectors import tenants_with_member_counts
 from tenants.services import tenant_reactivate, tenant_suspend
@@ -105,7 +106,7 @@ class SubscriptionInline(admin.StackedInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(OperatorAuditMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "subdomain",
@@ -196,6 +197,7 @@ class TenantAdmin(admin.ModelAdmin):
         tenants = list(queryset.exclude(status=Tenant.Status.CLOSED))
         for tenant in tenants:
             tenant_suspend(tenant=tenant)
+            audit_record(tenant=tenant, action=Action.TENANT_SUSPENDED, actor=Operator(request.user), request=request)  # type: ignore[arg-type]
         self.message_user(request, f"Suspended {len(tenants)} tenant(s).", messages.SUCCESS)
 
     @admin.action(description="Reactivate selected tenants")
@@ -203,6 +205,7 @@ class TenantAdmin(admin.ModelAdmin):
         tenants = list(queryset.exclude(status=Tenant.Status.CLOSED))
         for tenant in tenants:
             tenant_reactivate(tenant=tenant)
+            audit_record(tenant=tenant, action=Action.TENANT_REACTIVATED, actor=Operator(request.user), request=request)  # type: ignore[arg-type]
         self.message_user(request, f"Reactivated {len(tenants)} tenant(s).", messages.SUCCESS)
 
     # --- closing: the one way a tenant goes (config.lifecycle); "delete" closes it too -----------
@@ -261,7 +264,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(OperatorAuditMixin, admin.ModelAdmin):
     list_display = ("user", "tenant", "role", "created")
     list_filter = ("role",)
     search_fields = ("user__email", "tenant__subdomain", "tenant__name")
@@ -270,7 +273,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(Domain)
-class DomainAdmin(admin.ModelAdmin):
+class DomainAdmin(OperatorAuditMixin, admin.ModelAdmin):
     list_display = ("domain", "tenant", "is_primary")
     search_fields = ("domain", "tenant__name")
     list_select_related = ("tenant",)
