@@ -437,7 +437,10 @@ def _public_restore(tenant: Tenant, public: dict[str, Any]) -> tuple[dict[int, i
         plan = Plan.objects.filter(slug=subscription.pop("plan")).first()
         if plan is None:
             raise ArchiveError("The archive's plan does not exist here: create it first.")
-        row = {**subscription, "plan_id": plan.pk, "stripe_customer_id": "", "stripe_subscription_id": "", "status": ""}
+        # Stripe's side stays with the original: no ids, no status, nothing past due to enforce here.
+        stripe_state = {"stripe_customer_id": "", "stripe_subscription_id": "", "status": ""}
+        stripe_state |= {"current_period_end": None, "past_due_since": None}
+        row = {**subscription, "plan_id": plan.pk, **stripe_state}
         _create_as_exported(Subscription, _with([row], tenant))
     return users | key_users, key_map
 

@@ -15,6 +15,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 from psycopg import sql
 
@@ -179,6 +180,12 @@ def test_export_then_import_round_trip_is_equal(acme, ingest, tmp_path):
     leaver = _workspace_filled(acme, ingest)
     with tenant_context(acme.tenant):
         assert Chunk.objects.filter(embedding__isnull=False).exists() and DocumentUpload.objects.exists()
+    Subscription.objects.for_tenant(acme.tenant).update(
+        stripe_customer_id="cus_acme",
+        stripe_subscription_id="sub_acme",
+        status="past_due",
+        past_due_since=timezone.now(),
+    )
     before_schema, before_public = _schema_rows(acme.tenant), _public_rows(acme.tenant)
     path = tmp_path / "acme.zip"
 
@@ -191,6 +198,9 @@ def test_export_then_import_round_trip_is_equal(acme, ingest, tmp_path):
     assert _schema_rows(copy) == before_schema
     after_public = _public_rows(copy)
     assert after_public == before_public
+    # The copy is not billed through the original's Stripe customer, and has nothing past due.
+    subscription = Subscription.objects.for_tenant(copy).get()
+    assert (subscription.stripe_customer_id, subscription.status, subscription.past_due_since) == ("", "", None)
     recreated = User.objects.get(email="leaver@example.com")
     assert recreated.pk != leaver.pk and not recreated.has_usable_password()
     # Keys come back revoked, with new prefixes and no secret.
