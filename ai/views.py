@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -22,6 +23,7 @@ from ai import selectors
 from ai.access import Reader, collections_readable, documents_changeable, documents_readable, reader_of
 from ai.markdown import markdown_html
 from ai.models import Collection, Conversation, Document, Message
+from ai.services.collections import collection_create, collection_delete, collection_members, collection_update
 from ai.services.conversations import conversation_delete, conversation_rename
 from ai.services.documents import document_create, document_delete
 from ai.services.summarise import document_summarise
@@ -29,7 +31,7 @@ from core.platform.exceptions import ApplicationError
 from core.platform.validators import StorableTextFormMixin, ascii_integer
 from tenants.decorators import member_required
 from tenants.mfa.views import MfaLoginMixin
-from tenants.selectors import membership_get
+from tenants.selectors import api_keys_list, members_list, membership_get
 from tenants.sso.services import sso_config_get
 
 
@@ -226,6 +228,92 @@ def document_summarise_fragment(request: HttpRequest, document_id: int) -> HttpR
         return render(request, "ai/_summary.html", {"error": exc.message, "document": document}, status=exc.status)
     context = {"document": document, "summary_html": markdown_html(result.summary), "result": result}
     return render(request, "ai/_summary.html", context)
+
+
+# --- collections (owners and admins) --------------------------------------------------------
+
+
+def _admins_only(request: HttpRequest) -> None:
+    if not _administers(request):
+        raise PermissionDenied("Only owners and admins manage collections.")
+
+
+def _collection_form(request: HttpRequest) -> dict[str, Any]:
+    def ids(name: str) -> list[int]:
+        return [i for i in (ascii_integer(v) for v in request.POST.getlist(name)) if i is not None]
+
+    return {
+        "name": request.POST.get("name", ""),
+        "visibility": request.POST.get("visibility", Collection.Visibility.TENANT),
+        "member_ids": ids("member_ids"),
+        "api_key_ids": ids("api_key_ids"),
+    }
+
+
+def _collection_settings(
+    request: HttpRequest, collection: Collection | None, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    named = collection_members(tenant=tenant, collection=collection) if collection is not None else None
+    context = {
+        "page": "documents",
+        "collection": collection,
+        "visibilities": Collection.Visibility.choices,
+        "people": [membership.user for membership in members_list(tenant=tenant)],
+        "keys": list(api_keys_list(tenant=tenant)),
+        "named_people": {user.id for user in named["people"]} if named else set(),
+        "named_keys": {key.id for key in named["keys"]} if named else set(),
+        "others": list(collections_readable(_reader(request)).exclude(id=collection.pk)) if collection else [],
+        "document_count": Document.objects.filter(collection=collection).count() if collection else 0,
+        "error": error,
+    }
+    return render(request, "ai/collection.html", context, status=status)
+
+
+@member_required
+def collection_new_page(request: HttpRequest) -> HttpResponse:
+    _admins_only(request)
+    if request.method != "POST":
+        return _collection_settings(request, None)
+    try:
+        collection = collection_create(tenant=request.tenant, user=request.user, **_collection_form(request))  # type: ignore[attr-defined,arg-type]
+    except ApplicationError as exc:
+        return _collection_settings(request, None, error=exc.message, status=exc.status)
+    messages.success(request, f"Created the collection “{collection.name}”.")
+    return redirect(f"/?collection={collection.pk}")
+
+
+@member_required
+def collection_page(request: HttpRequest, collection_id: int) -> HttpResponse:
+    _admins_only(request)
+    collection = get_object_or_404(collections_readable(_reader(request)), id=collection_id)
+    if request.method != "POST":
+        return _collection_settings(request, collection)
+    form = _collection_form(request)
+    if collection.is_default:
+        form.pop("visibility")
+    try:
+        collection_update(tenant=request.tenant, collection=collection, **form)  # type: ignore[attr-defined]
+    except ApplicationError as exc:
+        return _collection_settings(request, collection, error=exc.message, status=exc.status)
+    messages.success(request, f"Saved “{collection.name}”.")
+    return redirect(f"/collections/{collection.pk}/")
+
+
+@member_required
+@require_POST
+def collection_delete_page(request: HttpRequest, collection_id: int) -> HttpResponse:
+    _admins_only(request)
+    readable = collections_readable(_reader(request))
+    collection = get_object_or_404(readable, id=collection_id)
+    move_to_id = ascii_integer(request.POST.get("move_to") or "")
+    move_to = readable.filter(id=move_to_id).first() if move_to_id is not None else None
+    try:
+        collection_delete(tenant=request.tenant, collection=collection, move_to=move_to, request=request)  # type: ignore[attr-defined]
+    except ApplicationError as exc:
+        return _collection_settings(request, collection, error=exc.message, status=exc.status)
+    messages.success(request, f"Deleted the collection “{collection.name}”.")
+    return redirect("documents-page")
 
 
 # --- chat --------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from django_tenants.utils import tenant_context
 from playwright.sync_api import expect
 
 from ai.models import Document
-from tests.browser.conftest import document_add, fits_width, fresh_world, log_in, shot
+from tests.browser.conftest import api, document_add, fits_width, fresh_world, log_in, shot
 from tests.conftest import World
 from tests.processes import committed
 
@@ -91,7 +91,15 @@ def test_the_ingestion_state_changes_on_the_page_without_a_reload(sized_page, ow
 def test_a_search_hit_opens_its_document_at_the_passage_highlighted(sized_page, own_world, asgi_server):
     page = sized_page
     base = asgi_server.host_url(own_world.tenant.subdomain)
-    document = document_add(asgi_server, own_world, "Staff handbook", HANDBOOK)
+    # The member adds the handbook: members delete only the documents they added.
+    document = api(
+        asgi_server,
+        own_world,
+        "POST",
+        "/api/documents/",
+        as_member=True,
+        json={"title": "Staff handbook", "content": HANDBOOK},
+    ).json()
     document_add(asgi_server, own_world, "Canteen menu", "Monday: lentil soup. Tuesday: fish pie. Wednesday: risotto.")
     log_in(page, base, own_world.member.email)
 
