@@ -12,11 +12,12 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.downloads import download_open
-from config.personal_data import account_delete, account_export_request
+from config.personal_data import account_delete, account_export_request, sign_in_is_fresh
 from config.tenant_archive import tenant_export_request
 from core.models import User
 from core.platform.api import IsTenantPerson, TenantAPIView
@@ -34,7 +35,8 @@ class _Detail(serializers.Serializer[Any]):
 
 
 class _Password(serializers.Serializer[Any]):
-    password = serializers.CharField(trim_whitespace=False)
+    # Not needed by someone who signs in only through single sign-on, right after signing in.
+    password = serializers.CharField(trim_whitespace=False, required=False)
 
 
 def _person(request: Request | HttpRequest) -> User:
@@ -61,11 +63,17 @@ class AccountApi(TenantAPIView):
     membership_permission = IsTenantPerson
     throttle_classes = [AccountLinkThrottle]
 
-    @extend_schema(request=_Password, responses={204: None, **error_responses(400, 409)})
+    @extend_schema(request=_Password, responses={204: None, **error_responses(400, 403, 409)})
     def delete(self, request: Request) -> Response:
         data = _Password(data=request.data)
         data.is_valid(raise_exception=True)
-        account_delete(user=_person(request), password=data.validated_data["password"])
+        person = _person(request)
+        by_session = isinstance(request.successful_authenticator, SessionAuthentication)
+        account_delete(
+            user=person,
+            password=data.validated_data.get("password"),
+            fresh_sign_in=by_session and sign_in_is_fresh(user=person),
+        )
         # The session is dead anyway (its user is gone); flushed without the logout signal, which
         # would name the deleted person in the audit log again.
         request._request.session.flush()
@@ -86,7 +94,10 @@ def account_export_page(request: HttpRequest) -> HttpResponse:
 def account_delete_page(request: HttpRequest) -> HttpResponse:
     """The account page's "Delete my account" form (its password confirms it)."""
     try:
-        account_delete(user=_person(request), password=request.POST.get("password", ""))
+        person = _person(request)
+        account_delete(
+            user=person, password=request.POST.get("password", ""), fresh_sign_in=sign_in_is_fresh(user=person)
+        )
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("account-page")

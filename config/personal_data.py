@@ -179,8 +179,21 @@ def account_delete_check(*, user: User) -> None:
         )
 
 
-def account_delete(*, user: User, password: str | None = None, operator: User | None = None) -> None:
-    """Delete the account: by the person (``password`` required) or by an ``operator``.
+# A person who signs in only through their organisation's identity provider has no password to
+# give: a sign-in this recent stands for it.
+FRESH_SIGN_IN_SECONDS = 600
+
+
+def sign_in_is_fresh(*, user: User) -> bool:
+    """Whether the account signed in within FRESH_SIGN_IN_SECONDS (the caller's session did)."""
+    return user.last_login is not None and (timezone.now() - user.last_login).total_seconds() < FRESH_SIGN_IN_SECONDS
+
+
+def account_delete(
+    *, user: User, password: str | None = None, operator: User | None = None, fresh_sign_in: bool = False
+) -> None:
+    """Delete the account: by the person (their ``password``; an account without one, through
+    single sign-on, with a ``fresh_sign_in``) or by an ``operator``.
 
     In every tenant schema their conversations and messages go and the rest they made is kept
     without their name; in ``public`` the account, its memberships and tokens go, and the ledger
@@ -188,7 +201,14 @@ def account_delete(*, user: User, password: str | None = None, operator: User | 
     workspace end when this commits.
     """
     # Checked before the transaction: the hash takes its slot with no pooled connection held.
-    if operator is None and (password is None or not user.check_password(password)):
+    if operator is None and not user.has_usable_password():
+        if not fresh_sign_in:
+            raise ApplicationError(
+                "Sign in again with single sign-on, then delete the account within ten minutes.",
+                code="reauthentication_required",
+                status=403,
+            )
+    elif operator is None and (password is None or not user.check_password(password)):
         raise ApplicationError(
             "The password is not right.",
             code="wrong_password",

@@ -4,6 +4,7 @@ totals; the last owner is refused; the operators' admin deletes through the same
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import zipfile
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 from django.db.models import Sum
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 from rest_framework.authtoken.models import Token
 
@@ -275,3 +277,21 @@ def test_deletion_and_export_reach_workspaces_the_person_has_left(acme, globex, 
     assert "LEFT-BEHIND" in archive.read("workspaces/globex/conversations.json").decode()
     with tenant_context(globex.tenant):
         assert not Conversation.objects.filter(pk=seeded.conversation_id).exists()
+
+
+def test_a_person_without_a_password_deletes_their_account_right_after_signing_in(acme, person):
+    person.set_unusable_password()
+    person.save(update_fields=["password"])
+    token = Token.objects.create(user=person).key
+    session = acme.session_client(person)  # signs in now
+
+    by_token = acme.client(token).delete("/api/account/", {}, format="json")
+    User.objects.filter(pk=person.pk).update(last_login=timezone.now() - dt.timedelta(hours=1))
+    stale = session.delete("/api/account/", {}, format="json")
+    User.objects.filter(pk=person.pk).update(last_login=timezone.now())
+    fresh = session.delete("/api/account/", {}, format="json")
+
+    assert by_token.status_code == stale.status_code == 403
+    assert stale.json()["error"]["code"] == "reauthentication_required"
+    assert fresh.status_code == 204
+    assert not User.objects.filter(pk=person.pk).exists()
