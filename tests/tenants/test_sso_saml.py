@@ -401,7 +401,8 @@ def test_the_whole_flow_in_chromium(asgi_server: Any, live_world: World, saml_id
                 page = browser.new_page()
                 visited: list[str] = []
                 page.on("request", lambda request: request.is_navigation_request() and visited.append(request.url))
-                page.goto(f"{base}/sso/login/?next=/account/")
+                page.goto(f"{base}/login/?next=/account/")
+                page.click("#sso-login")  # the login page's "Sign in with SSO"
                 page.wait_for_url(f"{base}/account/", timeout=30_000)
                 cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies(base)}
             finally:
@@ -410,6 +411,7 @@ def test_the_whole_flow_in_chromium(asgi_server: Any, live_world: World, saml_id
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     slug = live_world.tenant.subdomain
     assert [url.split("?")[0] for url in visited] == [
+        f"{base}/login/",
         f"{base}/sso/login/",
         saml_idp.sso_url,
         f"{base}/sso/saml/{slug}/acs/",  # the IdP's form, posted by the browser
