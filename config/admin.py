@@ -229,6 +229,16 @@ class TenantAdmin(OperatorAuditMixin, admin.ModelAdmin):
         actions.pop("delete_selected", None)  # "Close selected tenants" says what really happens
         return actions
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = super().get_readonly_fields(request, obj)
+        # Closed is entered and left through the actions above (deadline, jobs, billing, audit), not by editing.
+        return (*fields, "status") if obj is not None and obj.status == Tenant.Status.CLOSED else fields
+
+    def formfield_for_choice_field(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "status":
+            kwargs["choices"] = [choice for choice in Tenant.Status.choices if choice[0] != Tenant.Status.CLOSED]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is not None and (obj.is_public or obj.status == Tenant.Status.CLOSED):
             return False

@@ -281,6 +281,19 @@ def test_the_operator_admin_delete_closes_the_tenant_and_restore_brings_it_back(
     assert audit_actions(tenant.pk)[-1] == (Action.WORKSPACE_RESTORED, ActorType.OPERATOR)
 
 
+def test_the_admin_form_cannot_set_or_leave_the_closed_status_by_editing(
+    paid_tenant: PaidTenant, operator_client, run_on_commit
+):
+    url = f"/admin/tenants/tenant/{paid_tenant.tenant.pk}/change/"
+    form = operator_client.get(url).context["adminform"].form
+    assert "closed" not in dict(form.fields["status"].choices)
+
+    with run_on_commit():
+        workspace_close(tenant=paid_tenant.tenant, actor=None)
+    form = operator_client.get(url).context["adminform"].form
+    assert "status" not in form.fields  # shown read-only: restore is the way back
+
+
 def test_unpaid_signups_are_released_through_the_same_path(pending_tenant: PaidTenant, run_on_commit):
     tenant = pending_tenant.tenant
     week_later = timezone.now() + dt.timedelta(days=8)
