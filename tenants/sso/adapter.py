@@ -26,7 +26,7 @@ from tenants.models import Membership
 from tenants.sso.models import SsoConfig
 from tenants.sso.oidc import oidc_social_app
 from tenants.sso.saml import saml_identity, saml_social_app
-from tenants.sso.services import SsoIdentity, sso_config_get, sso_sign_in
+from tenants.sso.services import SsoIdentity, sso_config_get, sso_failure_record, sso_sign_in
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,12 @@ class TenantSocialAccountAdapter(DefaultSocialAccountAdapter):
         extra_context: Any = None,
     ) -> None:
         logger.info("SSO sign-in failed on %s: %s %r", request.get_host(), error, exception)
-        if error == AuthError.CANCELLED:
+        cancelled = error == AuthError.CANCELLED
+        tenant = getattr(request, "tenant", None)
+        if tenant is not None and not tenant.is_public:
+            reason = "sso_cancelled" if cancelled else "sso_failed"
+            sso_failure_record(tenant=tenant, reason=reason, detail=str(exception or error or ""), request=request)
+        if cancelled:
             response = sso_refusal(request, code="sso_cancelled", message="Sign-in was cancelled.", status=400)
         else:
             response = sso_refusal(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,7 +45,20 @@ def provider_url_check(url: str, *, field_name: str = "issuer") -> str:
             f"The {field_name} must use https:// (http:// only on the loopback address outside production).",
             code=f"{field_name}_insecure",
         )
+    if settings.PRODUCTION and not _is_public_host(parts.hostname):
+        # The server fetches this address (discovery, keys, tokens): not a door to the private network.
+        raise ApplicationError(
+            f"The {field_name} must be a public address, not one on a private network.", code=f"{field_name}_private"
+        )
     return url
+
+
+def _is_public_host(host: str) -> bool:
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return True  # unresolvable now: the fetch that follows fails with discovery_failed
+    return all(ipaddress.ip_address(address.split("%", 1)[0]).is_global for address in addresses)
 
 
 def _is_loopback(host: str) -> bool:
@@ -238,6 +252,18 @@ def sso_sign_in(*, tenant: Tenant, config: SsoConfig, identity: SsoIdentity, req
         )
         raise
     return SsoSignIn(user=user, how=how)
+
+
+def sso_failure_record(*, tenant: Tenant, reason: str, detail: str, request: Any = None) -> None:
+    """A sign-in that failed before anyone was known (the provider's answer did not verify, or the
+    sign-in state was unknown or used): in the audit log with what went wrong."""
+    audit_record(
+        tenant=tenant,
+        action=Action.LOGIN_FAILED,
+        actor_label="single sign-on",
+        changes={"method": "sso", "reason": reason, "detail": detail[:300]},
+        request=request,
+    )
 
 
 def _deprovisioned(*, tenant: Tenant, user: User) -> bool:

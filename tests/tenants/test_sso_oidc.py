@@ -183,6 +183,18 @@ def test_put_refuses_a_provider_whose_discovery_names_another_issuer(acme: World
     assert response.json()["error"]["code"] == "issuer_mismatch"
 
 
+@pytest.mark.parametrize(
+    "issuer", ["https://10.1.2.3", "https://localhost:8443", "https://169.254.169.254/", "https://[::1]/"]
+)
+def test_production_refuses_issuers_on_private_addresses(
+    acme: World, idp: FakeOidcProvider, settings: Any, issuer: str
+) -> None:
+    settings.PRODUCTION = True
+    response = acme.client(acme.owner_token).put("/api/sso/", put_body(idp, issuer=issuer), format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "issuer_private"
+
+
 def test_production_accepts_only_https_issuers(acme: World, idp: FakeOidcProvider, settings: Any) -> None:
     settings.PRODUCTION = True
     response = acme.client(acme.owner_token).put("/api/sso/", put_body(idp), format="json")
@@ -298,6 +310,8 @@ def test_an_id_token_that_fails_verification_signs_nobody_in(
     assert refusal_code(sso_sign_in(client)) == "sso_failed"
     assert not User.objects.filter(email="ada@acme.test").exists()
     assert not signed_in(client)
+    failed = AuditEntry.objects.filter(tenant_id=acme.tenant.pk, action="auth.login_failed").latest("id")
+    assert failed.changes["method"] == "sso" and failed.changes["reason"] == "sso_failed"
 
 
 def test_a_replayed_callback_is_refused(acme: World, idp: FakeOidcProvider, acme_sso: SsoConfig) -> None:
@@ -428,6 +442,16 @@ def test_enforced_sso_refuses_member_passwords_on_the_login_page(acme: World, en
     assert "single sign-on" in refused.content.decode()
     assert not signed_in(client)
     assert client.post("/login/", {"username": acme.owner.email, "password": PASSWORD}).status_code == 302
+
+
+def test_enforced_sso_refuses_an_admins_password_on_the_tenant_admin(acme: World, enforced: SsoConfig) -> None:
+    admin = User.objects.create_user("admin-pw@acme.test", PASSWORD)
+    Membership.objects.create(tenant=acme.tenant, user=admin, role=Membership.Role.ADMIN)
+    client = host_client(acme.host)
+    refused = client.post("/admin/login/", {"username": admin.email, "password": PASSWORD})
+    assert refused.status_code == 200
+    assert "single sign-on" in refused.content.decode()
+    assert not signed_in(client)
 
 
 def test_enforced_sso_refuses_a_members_password_reset(acme: World, enforced: SsoConfig) -> None:
