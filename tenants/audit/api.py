@@ -11,26 +11,16 @@ from typing import Any
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from core.platform.api import IsTenantAdmin, TenantAPIView
-from core.platform.exceptions import ApplicationError
 from core.platform.schema import error_responses
 from tenants.audit.models import Action
-from tenants.audit.selectors import (
-    MAX_PAGE_SIZE,
-    PAGE_SIZE,
-    AuditFilters,
-    audit_entries,
-    audit_export,
-    audit_page,
-    cursor_parse,
-    entry_data,
-    page_size,
-)
+from tenants.audit.selectors import AuditFilters, audit_entries, audit_export, audit_page, entry_data
+from tenants.audit.serializers import AuditPageSerializer, AuditQuerySerializer
 from tenants.audit.services import audit_record
 
 CSV_COLUMNS = [
@@ -70,39 +60,31 @@ def _csv(row: dict[str, Any]) -> bytes:
     return _csv_line([_csv_safe(value) for value in values] + [row["ip"] or "", changes, row["prev_hash"], row["hash"]])
 
 
-FILTERS = [
-    OpenApiParameter("actor", str, description="user:<id>, key:<id>, a type (operator), or an e-mail/label"),
-    OpenApiParameter("action", str, description="action names, comma-separated; auth.* matches a family"),
-    OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO date or date-time, inclusive"),
-    OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO date (whole day) or date-time, exclusive"),
-    OpenApiParameter("cursor", str, description="the cursor in the previous page's next link"),
-    OpenApiParameter("limit", int, description=f"entries per page (default {PAGE_SIZE}, at most {MAX_PAGE_SIZE})"),
-    OpenApiParameter("format", str, enum=["json", "jsonl", "csv"], description="jsonl or csv: stream everything"),
-]
-
-
 class AuditApi(TenantAPIView):
     """Owners and admins only (people, not API keys): ``{results, next}``, newest first."""
 
     membership_permission = IsTenantAdmin
 
-    @extend_schema(parameters=FILTERS, responses={200: OpenApiTypes.OBJECT, **error_responses(400, 403)})
+    @extend_schema(
+        parameters=[AuditQuerySerializer],
+        responses={
+            (200, "application/json"): AuditPageSerializer,
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+            (200, "text/csv"): OpenApiTypes.STR,
+            **error_responses(400),
+        },
+    )
     def get(self, request: Request) -> Response | StreamingHttpResponse:
-        tenant = request.tenant  # type: ignore[attr-defined]
-        filters = AuditFilters.from_query(request.query_params)
-        entries = audit_entries(tenant_id=tenant.pk, filters=filters)
-        export = request.query_params.get("format") or "json"
-        if export not in ("json", "jsonl", "csv"):
-            raise ApplicationError("format is json, jsonl or csv.", code="invalid", status=400)
-        if export != "json":
-            return self._export(request, entries, export, filters)
-        cursor = cursor_parse(request.query_params.get("cursor"))
-        rows, next_cursor = audit_page(entries, cursor=cursor, size=page_size(request.query_params.get("limit")))
-        next_url = (
-            replace_query_param(request.build_absolute_uri(), "cursor", next_cursor)
-            if next_cursor is not None
-            else None
-        )
+        query = AuditQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        options = query.validated_data
+        filters = AuditFilters(**{name: options.get(name, "") for name in ("actor", "action", "since", "until")})
+        entries = audit_entries(tenant_id=request.tenant.pk, filters=filters)  # type: ignore[attr-defined]
+        if options["format"] != "json":
+            return self._export(request, entries, options["format"], filters)
+        rows, next_cursor = audit_page(entries, cursor=options.get("cursor"), size=options["limit"])
+        here = request.build_absolute_uri()
+        next_url = replace_query_param(here, "cursor", next_cursor) if next_cursor is not None else None
         return Response({"results": [entry_data(row) for row in rows], "next": next_url})
 
     def _export(self, request: Request, entries: Any, export: str, filters: AuditFilters) -> StreamingHttpResponse:

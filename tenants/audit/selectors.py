@@ -78,7 +78,10 @@ def _instant(value: str, name: str, *, end: bool) -> dt.datetime:
     except ValueError:
         moment = day = None
     if day is not None:
-        moment = dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=dt.UTC)
+        try:
+            moment = dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=dt.UTC)
+        except OverflowError:  # until=9999-12-31: the end of time
+            moment = dt.datetime.max.replace(tzinfo=dt.UTC)
     if moment is None:
         raise ApplicationError(
             f"{name} must be an ISO date or date-time.",
