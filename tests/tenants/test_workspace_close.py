@@ -32,7 +32,9 @@ from config.signup import tenant_signup
 from core.platform.exceptions import ApplicationError
 from tenants.audit.models import Action, ActorType, AuditEntry
 from tenants.audit.services import Operator
-from tenants.models import Domain, Membership, Tenant
+from tenants.models import ApiKey, Domain, Invitation, Membership, Tenant
+from tenants.services.api_keys import api_key_create
+from tenants.services.invitations import invitation_create
 from tests.ai.factories import world_create
 from tests.billing import conftest as billing
 from tests.billing.conftest import PaidTenant, record_usage
@@ -229,6 +231,11 @@ def test_after_the_deadline_the_schema_goes_the_subdomain_is_free_and_the_ledger
 ):
     tenant = paid_tenant.tenant
     paid_with_pending_usage(paid_tenant)
+    owner = Membership.objects.get(tenant=tenant, role=Membership.Role.OWNER).user
+    key, _ = api_key_create(tenant=tenant, created_by=owner, name="bot", scope="write")
+    UsageEvent.objects.filter(tenant=tenant, meter_status="sent").update(api_key=key)
+    with run_on_commit():
+        invitation_create(tenant=tenant, actor=owner, email="later@example.com", role="member")
     total = ledger_total()
     closed_at = timezone.now() - dt.timedelta(days=31)
     with run_on_commit():
@@ -242,6 +249,8 @@ def test_after_the_deadline_the_schema_goes_the_subdomain_is_free_and_the_ledger
     assert not schema_exists(tenant.schema_name)
     assert not Tenant.objects.filter(pk=tenant.pk).exists()
     assert not Domain.objects.filter(domain=f"{tenant.subdomain}.localhost").exists()
+    for rows in (Membership.objects, Invitation.objects, ApiKey.objects, Subscription.objects):
+        assert not rows.filter(tenant_id=tenant.pk).exists()
     assert ledger_total() == total
     assert UsageEvent.objects.filter(tenant_id=tenant.pk).aggregate(t=Sum("total_tokens"))["t"] == 2713
     assert [action for action, _ in audit_actions(tenant.pk)][-2:] == [
