@@ -15,6 +15,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from core.platform.admission import connections_release
 from core.platform.exceptions import ApplicationError
+from core.platform.validators import ascii_integer
 from tenants.audit.models import ActorType, AuditEntry
 
 PAGE_SIZE = 50
@@ -97,15 +98,10 @@ def _instant(value: str, name: str, *, end: bool) -> dt.datetime:
 def cursor_parse(value: str | None) -> int | None:
     if not value:
         return None
-    if not value.isascii() or not value.isdigit():
-        raise ApplicationError("cursor is not one this API gave.", code="invalid", status=400)
-    return int(value)
-
-
-def page_size(value: str | None) -> int:
-    if value and value.isascii() and value.isdigit():
-        return min(max(int(value), 1), MAX_PAGE_SIZE)
-    return PAGE_SIZE
+    cursor = ascii_integer(value)
+    if cursor is None:
+        raise ApplicationError("cursor is not one this page gave.", code="invalid", status=400)
+    return cursor
 
 
 def audit_page(
