@@ -119,7 +119,7 @@ def tenant_export_page(request: HttpRequest) -> HttpResponse:
     return redirect("billing-page")
 
 
-@member_required
+@member_required  # type: ignore[arg-type]  # a file, not a page: FileResponse is no HttpResponse
 @require_GET
 def download_page(request: HttpRequest, token: str) -> HttpResponseBase:
     """The file behind a mailed link: for the person it was made for, signed in on this host (and

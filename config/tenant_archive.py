@@ -241,7 +241,7 @@ def _public_export(tenant: Tenant) -> dict[str, Any]:
     referenced: set[int | None] = {*schema_users, *(m.user_id for m in memberships)}
     referenced |= {key.created_by_id for key in api_keys} | {e.user_id for e in usage}
     referenced |= {i.invited_by_id for i in invitations} | {i.accepted_by_id for i in invitations}
-    people = User.objects.filter(pk__in=referenced - key_users - {None}).order_by("id")
+    people = User.objects.filter(pk__in={i for i in referenced if i is not None} - key_users).order_by("id")
     subscription = Subscription.objects.for_tenant(tenant).select_related("plan").first()
     return {
         "tenant": {"name": tenant.name, "subdomain": tenant.subdomain, "status": tenant.status},
@@ -438,7 +438,7 @@ def _public_restore(tenant: Tenant, public: dict[str, Any]) -> tuple[dict[int, i
         if plan is None:
             raise ArchiveError("The archive's plan does not exist here: create it first.")
         # Stripe's side stays with the original: no ids, no status, nothing past due to enforce here.
-        stripe_state = {"stripe_customer_id": "", "stripe_subscription_id": "", "status": ""}
+        stripe_state: dict[str, str | None] = {"stripe_customer_id": "", "stripe_subscription_id": "", "status": ""}
         stripe_state |= {"current_period_end": None, "past_due_since": None}
         row = {**subscription, "plan_id": plan.pk, **stripe_state}
         _create_as_exported(Subscription, _with([row], tenant))
@@ -487,7 +487,7 @@ def _schema_restore(
 ) -> None:
     restored = archive_models()
     with _raw_cursor() as cursor:
-        tables = [_qualified(schema, model) for model in [*restored, DocumentUpload]]  # type: ignore[list-item]
+        tables = [_qualified(schema, model) for model in [*restored, DocumentUpload]]  # type: ignore[arg-type]
         cursor.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(tables)))  # the clone's seeded rows
     for model in restored:
         _table_import(archive, schema, model)

@@ -40,7 +40,8 @@ def schemas_with_person(*, user_id: int, schema_names: Sequence[str]) -> set[str
     found: set[str] = set()
     with connection.cursor() as cursor:
         for start in range(0, len(schema_names), _SCHEMAS_PER_QUERY):
-            parts, params = [], []
+            parts: list[str] = []
+            params: list[str | int] = []
             for name in schema_names[start : start + _SCHEMAS_PER_QUERY]:
                 probes = " OR ".join(
                     f"EXISTS (SELECT 1 FROM {quote(name)}.{quote(table)} WHERE {quote(str(column))} = %s)"
