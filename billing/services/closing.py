@@ -49,8 +49,23 @@ def tenant_billing_close(*, tenant: Tenant) -> BillingClosed:
             reason = report.stopped or "; ".join(report.errors[:3]) or "not sent yet"
             raise BillingCloseIncomplete(f"{pending} usage row(s) not sent to Stripe: {reason}")
         closed.subscription_cancelled = _stripe_subscription_cancel(tenant)
+        _stripe_checkout_expire(tenant)
     _subscription_end(tenant)
     return closed
+
+
+def _stripe_checkout_expire(tenant: Tenant) -> None:
+    """An open Checkout Session (an unpaid signup, an upgrade under way) could still be paid, and
+    would start a subscription for a closed workspace: it is expired."""
+    subscription = Subscription.objects.for_tenant(tenant).first()
+    if subscription is None or not subscription.checkout_session_id:
+        return
+    try:
+        stripe_client().v1.checkout.sessions.expire(subscription.checkout_session_id)
+    except stripe.InvalidRequestError:
+        pass  # already paid (the subscription is cancelled above) or expired: nothing left to stop
+    except stripe.StripeError as exc:
+        raise BillingCloseIncomplete(f"Stripe unavailable: {exc.user_message or exc}") from exc
 
 
 def _stripe_subscription_cancel(tenant: Tenant) -> bool:

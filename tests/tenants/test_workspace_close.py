@@ -118,6 +118,18 @@ def test_closing_a_paid_workspace_sends_its_pending_usage_then_cancels_the_subsc
     assert audit_actions(paid_tenant.tenant.pk)[-1] == (Action.WORKSPACE_CLOSED, ActorType.USER)
 
 
+def test_closing_an_unpaid_workspace_expires_its_open_checkout(
+    pending_tenant: PaidTenant, stripe_fake: FakeStripe, run_on_commit
+):
+    with run_on_commit():
+        workspace_close(tenant=pending_tenant.tenant, actor=Operator(None))
+
+    assert stripe_fake.checkout_sessions[pending_tenant.session_id]["status"] == "expired"
+    with pytest.raises(ValueError, match="not open"):
+        stripe_fake.complete_checkout(pending_tenant.session_id)  # the owner can no longer pay for it
+    assert Subscription.objects.get(tenant=pending_tenant.tenant).checkout_session_id == ""
+
+
 def test_a_stripe_outage_leaves_the_workspace_closed_and_its_billing_open_for_the_next_try(
     paid_tenant: PaidTenant, stripe_fake: FakeStripe, run_on_commit
 ):

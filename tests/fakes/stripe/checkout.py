@@ -1,4 +1,4 @@
-"""Checkout Sessions: POST /v1/checkout/sessions, GET one and its line items, the hosted payment
+"""Checkout Sessions: POST /v1/checkout/sessions, GET one and its line items, expire one, the hosted payment
 page (/c/pay/{id}) and `complete_checkout`, which pays one as the customer would."""
 
 from __future__ import annotations
@@ -159,6 +159,20 @@ class CheckoutSessions(Customers, Subscriptions):
     def _get_items(self, form: Json, path: str, match: re.Match[str]) -> Reply:
         self._session(match["id"])
         return Reply(200, self._line_item_list(match["id"]))
+
+    @route("POST", "/v1/checkout/sessions/{id}/expire")
+    def _expire_checkout(self, form: Json, path: str, match: re.Match[str]) -> Reply:
+        with self._lock:
+            session = self._session(match["id"])
+            if session["status"] != "open":
+                raise StripeError(
+                    400,
+                    'Only Checkout Sessions with a status in ["open"] can be expired. '
+                    f'This Checkout Session has a status of "{session["status"]}".',
+                )
+            session.update(status="expired", url=None)
+            self.events.append(make_event("checkout.session.expired", copy(session)))
+            return Reply(200, self._render_session(session, form))
 
     # -- the hosted page (for browsers, so it takes no API key) --------------------------------
 
