@@ -500,3 +500,33 @@ def test_an_export_streams_through_the_asgi_server(live_worlds, asgi_server):
             assert response.status_code == 200
             lines = [json.loads(line) for line in response.iter_lines() if line]
     assert [line["actor"]["label"] for line in lines if line["target"] == tried] == [tried]
+
+
+@pytest.mark.django_db
+def test_services_behind_the_asgi_server_record_the_client_address(asgi_server, live_worlds, committed_tenants):
+    # The address reaches services through AuditContextMiddleware's context variable, across the
+    # ASGI handler's thread hops. A tenant of its own: what the server does here is committed.
+    subdomain = f"au{uuid.uuid4().hex[:8]}"
+    committed_tenants.append(subdomain)
+    signup = httpx.post(
+        f"{asgi_server.url}/api/signup/",
+        headers={"Host": "localhost"},
+        json={
+            "organisation": "Audit",
+            "subdomain": subdomain,
+            "email": f"owner@{subdomain}.test",
+            "password": PASSWORD,
+            "plan": "free",
+        },
+        timeout=60,
+    )
+    assert signup.status_code == 201, signup.text
+    invited = httpx.post(
+        f"{asgi_server.url}/api/invitations/",
+        headers={"Host": f"{subdomain}.localhost", "Authorization": f"Token {signup.json()['token']}"},
+        json={"email": f"new@{subdomain}.test", "role": "member"},
+        timeout=30,
+    )
+    assert invited.status_code == 201, invited.text
+    entry = AuditEntry.objects.filter(tenant_subdomain=subdomain, action=Action.INVITATION_CREATED).get()
+    assert (entry.actor_label, entry.ip) == (f"owner@{subdomain}.test", "127.0.0.1")
