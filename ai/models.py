@@ -97,6 +97,8 @@ class Document(models.Model):
     # Bumped by every change of ``content``: ingestion's optimistic lock (a run stores its chunks
     # and marks the document ready only while the revision it read is still the document's).
     revision = models.PositiveIntegerField(default=0, db_default=0)
+    # 1 for a new document; each replacement keeps the previous one as a DocumentVersion.
+    version = models.PositiveIntegerField(default=1, db_default=1)
     created_by = _user_reference(related_name="+")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -125,10 +127,35 @@ class DocumentUpload(models.Model):
     data = models.BinaryField()
     filename = models.CharField(max_length=255)
     content_type = models.CharField(max_length=100, blank=True)
+    # No title was given: the one the file carries (its metadata) replaces the name-derived one.
+    title_from_file = models.BooleanField(default=False, db_default=False)
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.filename
+
+
+class DocumentVersion(models.Model):
+    """An earlier version of a document, kept when it is replaced by a new one: its text and where it
+    came from, who made it and when. Search reads only the current version."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    title = models.CharField(max_length=300)
+    content = models.TextField()
+    source_name = models.CharField(max_length=255, blank=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    created_by = _user_reference(related_name="+")  # who made this version
+    created = models.DateTimeField()  # when this version was made
+    replaced_by = _user_reference(related_name="+")
+    replaced = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["document", "-number"]
+        constraints = [models.UniqueConstraint(fields=["document", "number"], name="document_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.title} v{self.number}"
 
 
 class Chunk(models.Model):

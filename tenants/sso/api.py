@@ -91,7 +91,7 @@ class SsoConfigSerializer(serializers.ModelSerializer[SsoConfig]):
 class SsoConfigApi(TenantAPIView):
     membership_permission = IsTenantOwner
 
-    @extend_schema(responses={200: SsoConfigSerializer})
+    @extend_schema(responses={200: SsoConfigSerializer, **error_responses(404)})
     def get(self, request: Request) -> Response:
         config = sso_config_get(tenant=request.tenant)  # type: ignore[attr-defined]
         if config is None:
