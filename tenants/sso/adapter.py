@@ -131,7 +131,10 @@ class TenantSocialAccountAdapter(DefaultSocialAccountAdapter):
         tenant = getattr(request, "tenant", None)
         if tenant is not None and not tenant.is_public:
             reason = "sso_cancelled" if cancelled else "sso_failed"
-            sso_failure_record(tenant=tenant, reason=reason, detail=str(exception or error or ""), request=request)
+            # allauth's SAML views give python3-saml's reason in the context, not as an exception.
+            saml_reason = (extra_context or {}).get("saml_last_error_reason")
+            detail = str(exception or saml_reason or error or "")
+            sso_failure_record(tenant=tenant, reason=reason, detail=detail, request=request)
         if cancelled:
             response = sso_refusal(request, code="sso_cancelled", message="Sign-in was cancelled.", status=400)
         else:

@@ -9,6 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 
 from tenants.sso.adapter import sso_refusal
+from tenants.sso.services import sso_failure_record
 
 
 def acs(request: HttpRequest, organization_slug: str) -> HttpResponse:
@@ -25,6 +26,12 @@ def finish_acs(request: HttpRequest, organization_slug: str) -> HttpResponse:
     try:
         response: HttpResponse = views.finish_acs(request, organization_slug=organization_slug)
     except PermissionDenied:
+        sso_failure_record(
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            reason="sso_request_unknown",
+            detail="the response's InResponseTo names no request pending in this session",
+            request=request,
+        )
         return sso_refusal(
             request,
             code="sso_request_unknown",

@@ -270,16 +270,26 @@ def test_a_domain_that_is_not_allowed_is_refused(acme: World, saml_idp: SamlIdp,
 
 
 @pytest.mark.parametrize(
-    "misbehaviour", ["unsigned", "response_signed_only", "other_key", "wrong_audience", "expired", "unsolicited"]
+    ("misbehaviour", "detail"),
+    [
+        ("unsigned", "Assertion of the Response is not signed"),
+        ("response_signed_only", "Assertion of the Response is not signed"),
+        ("other_key", "Signature validation failed"),
+        ("wrong_audience", "is not a valid audience"),
+        ("expired", "expired"),
+        ("unsolicited", "unknown"),  # allauth refuses it before python3-saml has a reason to give
+    ],
 )
 def test_a_response_that_fails_verification_signs_nobody_in(
-    acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig, misbehaviour: str
+    acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig, misbehaviour: str, detail: str
 ) -> None:
     saml_idp.configure(misbehave=misbehaviour)
     client = host_client(acme.host)
     assert refusal_code(sso_sign_in(client)) == "sso_failed"
     assert not User.objects.filter(email="ada@acme.test").exists()
     assert not signed_in(client)
+    failed = AuditEntry.objects.filter(tenant_id=acme.tenant.pk, action="auth.login_failed").get()
+    assert failed.changes["reason"] == "sso_failed" and detail in failed.changes["detail"]
 
 
 def test_an_answer_to_a_request_this_session_never_made_is_refused(
@@ -305,6 +315,8 @@ def test_a_replayed_response_is_refused(acme: World, saml_idp: SamlIdp, acme_sam
     sso_start(attacker)  # a request of its own is pending: still not the one answered
     assert refusal_code(acs_post(attacker, acs_url, fields)) == "sso_request_unknown"
     assert not signed_in(attacker)
+    refusals = AuditEntry.objects.filter(tenant_id=acme.tenant.pk, action="auth.login_failed")
+    assert [entry.changes["reason"] for entry in refusals] == ["sso_request_unknown"] * 2
 
 
 def test_an_idp_resending_an_earlier_response_for_a_new_request_is_refused(
