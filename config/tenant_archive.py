@@ -92,7 +92,9 @@ def archive_models() -> list[type[models.Model]]:
 
 
 def _columns(model: type[models.Model]) -> list[str]:
-    return [str(field.column) for field in model._meta.concrete_fields]
+    """The stored columns; generated ones (a search vector) are left out: PostgreSQL computes them
+    again as the rows are restored, and COPY refuses them anyway."""
+    return [str(field.column) for field in model._meta.concrete_fields if not getattr(field, "generated", False)]
 
 
 def reference_columns(model: type[models.Model]) -> dict[str, str]:
@@ -190,29 +192,25 @@ def _table_export(writer: _Writer, schema: str, model: type[models.Model]) -> in
 
 
 def _uploads_export(writer: _Writer) -> None:
+    """Each original file as it came, and its row's other columns in uploads.json (one row at a
+    time: a file may be megabytes)."""
     described = []
     for document_id in DocumentUpload.objects.order_by("pk").values_list("pk", flat=True):
         upload = DocumentUpload.objects.get(pk=document_id)
         with writer.open(f"uploads/{document_id}") as out:
             out.write(bytes(upload.data))
-        described.append(
-            {
-                "document_id": document_id,
-                "filename": upload.filename,
-                "content_type": upload.content_type,
-                "created": upload.created,
-                "file": f"uploads/{document_id}",
-            }
-        )
+        described.append({**_row(upload, skip=("data",), keep_id=True), "file": f"uploads/{document_id}"})
     writer.json("uploads.json", described)
 
 
-def _row(obj: models.Model, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A public row's own columns (FKs as ids), without its id, its tenant and ``skip``."""
+def _row(obj: models.Model, *, skip: tuple[str, ...] = (), keep_id: bool = False) -> dict[str, Any]:
+    """A row's own stored columns (FKs as ids), without its tenant, ``skip`` and (unless
+    ``keep_id``) its id; generated columns are computed again on import."""
+    left_out = {"tenant", *skip} | (set() if keep_id else {"id"})
     return {
         field.attname: field.value_from_object(obj)
         for field in obj._meta.concrete_fields
-        if field.name not in ("id", "tenant", *skip)
+        if field.name not in left_out and not getattr(field, "generated", False)
     }
 
 
@@ -492,20 +490,9 @@ def _schema_restore(
     for model in restored:
         _table_import(archive, schema, model)
     uploads = json.loads(archive.read("uploads.json"))
-    with _raw_cursor() as cursor:
-        for upload in uploads:
-            cursor.execute(
-                sql.SQL(
-                    "INSERT INTO {} (document_id, data, filename, content_type, created) VALUES (%s, %s, %s, %s, %s)"
-                ).format(_qualified(schema, DocumentUpload)),
-                [
-                    upload["document_id"],
-                    archive.read(upload["file"]),
-                    upload["filename"],
-                    upload["content_type"],
-                    upload["created"],
-                ],
-            )
+    with schema_context(schema):
+        for upload in uploads:  # one at a time, as exported: a file may be megabytes
+            _create_as_exported(DocumentUpload, [{**upload, "data": archive.read(upload["file"])}])
     for model in restored:
         for column, kind in reference_columns(model).items():
             _references_rewrite(schema, model, column, user_map if kind == "user" else key_map)
