@@ -34,8 +34,10 @@ from ai.serializers import (
     ConversationSerializer,
     DocumentCreateSerializer,
     DocumentListSerializer,
+    DocumentReplaceSerializer,
     DocumentSerializer,
     DocumentUpdateSerializer,
+    DocumentVersionSerializer,
     MessageSerializer,
     SearchInputSerializer,
     SearchOutputSerializer,
@@ -49,7 +51,14 @@ from ai.services.collections import (
     collection_update,
 )
 from ai.services.conversations import conversation_delete, conversation_rename
-from ai.services.documents import document_create, document_delete, document_ingest_retry, document_update
+from ai.services.documents import (
+    document_create,
+    document_delete,
+    document_ingest_retry,
+    document_replace,
+    document_update,
+    document_versions,
+)
 from ai.services.summarise import document_summarise
 from core.models import User
 from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
@@ -205,6 +214,32 @@ class DocumentViewSet(TenantModelViewSet):
         """Queue a failed (or stuck) document's ingestion again."""
         document = document_ingest_retry(document=self.get_object())
         return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=DocumentReplaceSerializer, responses={202: DocumentSerializer, **error_responses(403, 404, 413)}
+    )
+    @action(detail=True, methods=["post"])
+    def replace(self, request: Request, pk: str | None = None) -> Response:
+        """Replace the text with a new version (a file, or ``content``); the current one is kept
+        (``versions``) and the new one is indexed in the background."""
+        data = DocumentReplaceSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        document = document_replace(
+            user=request.user,
+            reader=_reader(request),
+            document=self.get_object(),
+            title=data.validated_data["title"],
+            content=data.validated_data["content"],
+            upload=data.validated_data.get("file"),
+        )
+        return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: DocumentVersionSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def versions(self, request: Request, pk: str | None = None) -> Response:
+        """The earlier versions, newest first (the current one is the document itself)."""
+        versions = document_versions(document=self.get_object())
+        return Response(DocumentVersionSerializer(versions, many=True).data)
 
     @extend_schema(request=None, responses={200: SummaryOutputSerializer, **error_responses(402, 409, 429, 502, 503)})
     @action(detail=True, methods=["post"])

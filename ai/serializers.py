@@ -6,7 +6,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from ai.markdown import markdown_html
-from ai.models import Collection, Conversation, Document, Message
+from ai.models import Collection, Conversation, Document, DocumentVersion, Message
 from core.platform.fields import StorableCharField, StrictFloatField, StrictIntegerField
 
 
@@ -71,11 +71,33 @@ class DocumentListSerializer(serializers.ModelSerializer):
             "status",
             "error",
             "chunk_count",
+            "version",
             "created_by",
             "created",
             "updated",
         )
         read_only_fields = fields
+
+
+class DocumentVersionSerializer(serializers.ModelSerializer):
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    replaced_by = serializers.EmailField(source="replaced_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = DocumentVersion
+        fields = ("number", "title", "source_name", "content_type", "created_by", "created", "replaced_by", "replaced")
+        read_only_fields = fields
+
+
+class DocumentReplaceSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    title = StorableCharField(max_length=300, required=False, allow_blank=True, default="")
+    content = StorableCharField(required=False, allow_blank=True, trim_whitespace=False, default="")
+    file = serializers.FileField(required=False, allow_empty_file=True, use_url=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("file") is None and not attrs.get("content", "").strip():
+            raise serializers.ValidationError({"content": ["Send the new version's text, or upload a file."]})
+        return attrs
 
 
 class DocumentSerializer(DocumentListSerializer):

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -25,7 +25,7 @@ from ai.markdown import markdown_html
 from ai.models import Collection, Conversation, Document, Message
 from ai.services.collections import collection_create, collection_delete, collection_members, collection_update
 from ai.services.conversations import conversation_delete, conversation_rename
-from ai.services.documents import document_create, document_delete
+from ai.services.documents import document_create, document_delete, document_replace, document_versions
 from ai.services.summarise import document_summarise
 from core.platform.exceptions import ApplicationError
 from core.platform.validators import StorableTextFormMixin, ascii_integer
@@ -65,7 +65,7 @@ class LoginView(MfaLoginMixin, auth_views.LoginView):
 
     def form_invalid(self, form: Any) -> HttpResponse:
         response = super().form_invalid(form)
-        if form.has_error(forms.forms.NON_FIELD_ERRORS, "sso_required"):
+        if form.has_error(NON_FIELD_ERRORS, "sso_required"):
             response.status_code = 403
         return response
 
@@ -192,8 +192,36 @@ def document_page(request: HttpRequest, document_id: int) -> HttpResponse:
     document = _readable_document(request, document_id)
     reading = selectors.document_reading(document=document, passage_id=ascii_integer(request.GET.get("passage")))
     changeable = documents_changeable(_reader(request)).filter(id=document.id).exists()
-    context = {"page": "documents", "reading": reading, "document": document, "changeable": changeable}
+    context = {
+        "page": "documents",
+        "reading": reading,
+        "document": document,
+        "changeable": changeable,
+        "versions": document_versions(document=document),
+        "accept": _ACCEPTED_FILES,
+    }
     return render(request, "ai/document.html", context)
+
+
+@member_required
+@require_POST
+def document_replace_page(request: HttpRequest, document_id: int) -> HttpResponse:
+    document = _readable_document(request, document_id)
+    upload = request.FILES.get("file")
+    try:
+        document_replace(
+            user=request.user,  # type: ignore[arg-type]
+            reader=_reader(request),
+            document=document,
+            title=request.POST.get("title", ""),
+            content=request.POST.get("content", ""),
+            upload=upload if upload is not None and upload.size else None,
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Replaced with a new version; it is being indexed. The earlier one is kept.")
+    return redirect("document-page", document_id=document.id)
 
 
 @member_required

@@ -30,6 +30,7 @@ urlpatterns = [
     path("documents/upload/", pages.document_upload, name="document-upload"),
     path("documents/<int:document_id>/", pages.document_page, name="document-page"),
     path("documents/<int:document_id>/delete/", pages.document_delete_page, name="document-delete"),
+    path("documents/<int:document_id>/replace/", pages.document_replace_page, name="document-replace"),
     path("documents/<int:document_id>/summarise/", pages.document_summarise_fragment, name="document-summarise"),
     path("collections/new/", pages.collection_new_page, name="collection-new"),
     path("collections/<int:collection_id>/", pages.collection_page, name="collection-page"),

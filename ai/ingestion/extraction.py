@@ -165,6 +165,36 @@ def extract_text(*, filename: str, content_type: str | None, data: bytes, limits
     return text
 
 
+TITLE_MAX_CHARS = 300
+
+
+def extract_title(*, filename: str, content_type: str | None, data: bytes) -> str:
+    """The title the file gives itself, or "": a .docx's core title, an HTML page's ``<title>``,
+    a PDF's document information title. Called after ``extract_text`` accepted the file (so its
+    size and structure are known to be sane); a title that cannot be read is simply not there."""
+    try:
+        kind = detect_kind(filename=filename, content_type=content_type)
+        if kind == "docx":
+            import docx
+
+            title = docx.Document(io.BytesIO(data)).core_properties.title or ""
+        elif kind == "html":
+            from bs4 import BeautifulSoup
+
+            tag = BeautifulSoup(data, _html_parser()).title
+            title = tag.get_text() if tag is not None else ""
+        elif kind == "pdf":
+            from pypdf import PdfReader
+
+            metadata = PdfReader(io.BytesIO(data)).metadata
+            title = str(metadata.title or "") if metadata is not None else ""
+        else:
+            return ""
+    except Exception:  # noqa: BLE001 - a damaged title is no title; the text was read already
+        return ""
+    return " ".join(text_as_typed(title).split())[:TITLE_MAX_CHARS]
+
+
 def detect_kind(*, filename: str, content_type: str | None) -> Kind:
     """Pick the reader from the extension, or from the content type when the name has none."""
     extension = _extension(filename)
@@ -453,7 +483,27 @@ def extract_text_isolated(
     timeout_seconds: float,
     memory_bytes: int,
 ) -> str:
-    """``extract_text`` in a fresh interpreter limited to ``memory_bytes`` of address space and
+    """The text alone of ``extract_isolated``."""
+    return extract_isolated(
+        filename=filename,
+        content_type=content_type,
+        data=data,
+        limits=limits,
+        timeout_seconds=timeout_seconds,
+        memory_bytes=memory_bytes,
+    )[0]
+
+
+def extract_isolated(
+    *,
+    filename: str,
+    content_type: str | None,
+    data: bytes,
+    limits: ParseLimits,
+    timeout_seconds: float,
+    memory_bytes: int,
+) -> tuple[str, str]:
+    """``extract_text`` and ``extract_title`` in a fresh interpreter limited to ``memory_bytes`` of address space and
     ``timeout_seconds``; the same errors, plus 413 when the file needs more than that to parse.
 
     A fresh ``python -m ai.ingestion.extraction`` (not a fork of the worker, whose address space holds the
@@ -497,7 +547,7 @@ def extract_text_isolated(
     if "error" in answer:
         error = answer["error"]
         raise ApplicationError(error["message"], code=error["code"], status=error["status"])
-    return str(answer["text"])
+    return str(answer["text"]), str(answer.get("title") or "")
 
 
 def _child_main() -> None:
@@ -517,7 +567,8 @@ def _child_main() -> None:
             data=data,
             limits=ParseLimits(**header["limits"]),
         )
-        answer = {"text": text}
+        title = extract_title(filename=header["filename"], content_type=header["content_type"], data=data)
+        answer = {"text": text, "title": title}
     except ApplicationError as exc:
         answer = {"error": {"code": exc.code, "message": exc.message, "status": exc.status}}
     except MemoryError:

@@ -19,8 +19,8 @@ from django.db.models import Count, F, Max, Min
 from ai.access import Reader, collections_readable, document_change_check
 from ai.embedding.embedders import get_embedder
 from ai.ingestion.chunking import chunk_text, count_tokens
-from ai.ingestion.extraction import ParseLimits, extract_text_isolated, upload_check
-from ai.models import Chunk, Collection, Document, DocumentUpload
+from ai.ingestion.extraction import ParseLimits, extract_isolated, upload_check
+from ai.models import Chunk, Collection, Document, DocumentUpload, DocumentVersion
 from ai.services.chunk_embeddings import chunks_embeddings_save
 from core.models import User
 from core.platform.exceptions import ApplicationError
@@ -127,6 +127,7 @@ def document_create(
         upload_check(
             filename=upload.name or "upload", content_type=upload.content_type, data=data, limits=_parse_limits()
         )
+        title_from_file = not title.strip()
         title = title or PurePath(source_name).stem or source_name
     if not title.strip():
         raise ApplicationError(
@@ -144,7 +145,13 @@ def document_create(
             created_by=user,
         )
         if upload is not None:
-            DocumentUpload.objects.create(document=document, data=data, filename=source_name, content_type=content_type)
+            DocumentUpload.objects.create(
+                document=document,
+                data=data,
+                filename=source_name,
+                content_type=content_type,
+                title_from_file=title_from_file,
+            )
         _schedule_ingest(document)
     return document
 
@@ -181,6 +188,92 @@ def document_update(
             DocumentUpload.objects.filter(document=document).delete()  # the new text wins over an unread file
             _schedule_ingest(document)
     return document
+
+
+def document_replace(
+    *,
+    user: User,
+    reader: Reader,
+    document: Document,
+    title: str = "",
+    content: str = "",
+    upload: UploadedFile | None = None,
+) -> Document:
+    """Replace a document's text with a new version (pasted text or a file), keeping the current
+    one as a DocumentVersion; the new one is read, chunked and embedded again in the background,
+    and search reads it once it is ready. Its owner, or an admin; the title stays unless a new one
+    is given (a file without one gives its own, as at upload)."""
+    document_change_check(reader=reader, document=document)
+    data = b""
+    source_name, content_type = document.source_name, document.content_type
+    if upload is not None:
+        data = _upload_bytes(upload)
+        source_name = _storable("file", PurePath(upload.name or "upload").name[:255])
+        content_type = _storable("file", (upload.content_type or "")[:100])
+        upload_check(
+            filename=upload.name or "upload", content_type=upload.content_type, data=data, limits=_parse_limits()
+        )
+    else:
+        content = _checked_content(content)
+        source_name = content_type = ""
+    with transaction.atomic():
+        current = Document.objects.select_for_update().get(pk=document.pk)
+        DocumentVersion.objects.create(
+            document=current,
+            number=current.version,
+            title=current.title,
+            content=current.content,
+            source_name=current.source_name,
+            content_type=current.content_type,
+            created_by_id=current.created_by_id if current.version == 1 else _version_author(current),
+            created=current.updated,
+            replaced_by=user,
+        )
+        current.version += 1
+        current.revision += 1
+        current.title = title.strip()[:300] or current.title
+        current.content = content if upload is None else ""
+        current.source_name, current.content_type = source_name, content_type
+        current.status, current.error = Document.Status.PENDING, ""
+        current.save(
+            update_fields=[
+                "version",
+                "revision",
+                "title",
+                "content",
+                "source_name",
+                "content_type",
+                "status",
+                "error",
+                "updated",
+            ]
+        )
+        DocumentUpload.objects.filter(document=current).delete()
+        if upload is not None:
+            DocumentUpload.objects.create(
+                document=current,
+                data=data,
+                filename=source_name,
+                content_type=content_type,
+                title_from_file=not title.strip(),
+            )
+        _schedule_ingest(current)
+    return current
+
+
+def _version_author(document: Document) -> int | None:
+    """Who made the current version: whoever replaced the one before it."""
+    return (
+        DocumentVersion.objects.filter(document=document, number=document.version - 1)
+        .values_list("replaced_by_id", flat=True)
+        .first()
+    )
+
+
+def document_versions(*, document: Document) -> list[DocumentVersion]:
+    return list(
+        DocumentVersion.objects.filter(document=document).select_related("created_by", "replaced_by").defer("content")
+    )
 
 
 def document_delete(*, reader: Reader, tenant: Tenant, document: Document, request: Any = None) -> None:
@@ -344,7 +437,7 @@ def _upload_extract(*, document_id: int) -> tuple[str, int] | None:
     if upload is None:
         return None
     try:
-        text = extract_text_isolated(
+        text, file_title = extract_isolated(
             filename=upload.filename,
             content_type=upload.content_type,
             data=bytes(upload.data),
@@ -364,7 +457,11 @@ def _upload_extract(*, document_id: int) -> tuple[str, int] | None:
             return None  # deleted, or given new text meanwhile (its own ingest follows)
         current.content = text
         current.revision += 1
-        current.save(update_fields=["content", "revision", "updated"])
+        fields = ["content", "revision", "updated"]
+        if upload.title_from_file and file_title:
+            current.title = file_title
+            fields.append("title")
+        current.save(update_fields=fields)
         DocumentUpload.objects.filter(document_id=document_id).delete()
     return text, current.revision
 

@@ -60,3 +60,43 @@ def test_an_owner_makes_a_private_collection_and_a_member_not_named_never_sees_i
     expect(owner.locator(".doc-item", has_text="Board minutes")).to_contain_text("General")
     owner.close()
     member.close()
+
+
+def test_several_files_upload_at_once_or_by_dropping_each_with_its_own_progress(
+    browser: Browser, own_world, asgi_server, tmp_path
+):
+    base = asgi_server.host_url(own_world.tenant.subdomain)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    log_in(page, base, own_world.member.email)
+    files = []
+    for name in ("alpha", "beta", "gamma"):
+        path = tmp_path / f"{name}.txt"
+        path.write_text(f"The {name} notes. " * 2000)  # big enough for progress events
+        files.append(str(path))
+
+    page.set_input_files("#file", files)
+    page.click("#upload button[type=submit]")
+
+    items = page.locator("#upload-queue .upload-item")
+    expect(items).to_have_count(3)
+    for name in ("alpha.txt", "beta.txt", "gamma.txt"):
+        item = page.locator(f"#upload-queue .upload-item[data-name='{name}']")
+        expect(item).to_contain_text("Added", timeout=60_000)
+        expect(item.locator("progress")).to_have_attribute("value", "100")
+    for title in ("alpha", "beta", "gamma"):
+        expect(page.locator(".doc-item", has_text=title)).to_be_visible(timeout=60_000)
+
+    page.evaluate(
+        """() => {
+          const transfer = new DataTransfer();
+          transfer.items.add(new File(["Dropped notes about the garden."], "dropped.txt", {type: "text/plain"}));
+          transfer.items.add(new File([new Uint8Array([0, 1, 2, 3])], "broken.bin"));
+          const drop = new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true});
+          document.getElementById("upload-card").dispatchEvent(drop);
+        }"""
+    )
+
+    expect(page.locator("#upload-queue .upload-item[data-name='dropped.txt']")).to_contain_text("Added", timeout=60_000)
+    expect(page.locator("#upload-queue .upload-item[data-name='broken.bin']")).to_contain_text("not supported")
+    expect(page.locator(".doc-item", has_text="dropped")).to_be_visible(timeout=60_000)
+    page.close()

@@ -1,55 +1,78 @@
-// Documents page: upload, ingestion status, search.
-import {api, el} from "./common.js";
+// Documents page: several files at once (chosen or dropped on the upload card), each sent on its own
+// with a progress bar of its own; pasted text still goes through the form's htmx request.
+import {csrf, el} from "./common.js";
 
-function documentsPage() {
-  const list = document.getElementById("documents");
-  const status = document.getElementById("upload-status");
-  let pollTimer = null;
+const form = document.getElementById("upload");
+const input = document.getElementById("file");
+const card = document.getElementById("upload-card");
+const queue = document.getElementById("upload-queue");
 
-  async function refresh() {
-    const page = await api("/api/documents/");
-    list.replaceChildren(...page.results.map((doc) => {
-      const row = el("tr", undefined, {"data-id": doc.id});
-      row.append(el("td", doc.title), el("td", doc.status + (doc.error ? `: ${doc.error}` : ""), {"class": "doc-status"}),
-        el("td", String(doc.chunk_count)), el("td", new Date(doc.created).toLocaleString()));
-      const remove = el("button", "Delete", {type: "button"});
-      remove.onclick = async () => { await api(`/api/documents/${doc.id}/`, {method: "DELETE"}); refresh(); };
-      const cell = el("td"); cell.append(remove); row.append(cell);
-      return row;
-    }));
-    clearTimeout(pollTimer);
-    if (page.results.some((doc) => doc.status === "pending")) pollTimer = setTimeout(refresh, 1000);
-    else if (status.textContent.endsWith("indexing…")) status.textContent = status.textContent.replace("indexing…", "ready to search.");
-  }
-
-  document.getElementById("upload").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const form = event.target;
-    const data = new FormData(form);
-    if (!data.get("file") || !data.get("file").size) data.delete("file");
-    status.className = ""; status.textContent = "Uploading…";
-    try {
-      const doc = await api("/api/documents/", {method: "POST", body: data});
-      status.textContent = `Added “${doc.title}”; indexing…`;
-      form.reset();
-      refresh();
-    } catch (error) { status.className = "error"; status.textContent = error.message; }
-  });
-
-  document.getElementById("search").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const results = document.getElementById("results");
-    try {
-      const body = await api("/api/search/", {method: "POST", json: {query: document.getElementById("query").value, k: 5}});
-      results.replaceChildren(...body.results.map((hit) => {
-        const item = el("li");
-        item.append(el("strong", hit.title), el("span", ` (distance ${hit.distance.toFixed(3)})`, {"class": "muted"}), el("p", hit.text));
-        return item;
-      }));
-      if (!body.results.length) results.replaceChildren(el("li", "No matching passages."));
-    } catch (error) { results.replaceChildren(el("li", error.message, {"class": "error"})); }
-  });
-  refresh();
+function listRefresh() {
+  const collection = new URLSearchParams(location.search).get("collection");
+  window.htmx?.ajax("GET", `/documents/list/${collection ? `?collection=${collection}` : ""}`,
+    {target: "#document-list", swap: "outerHTML"});
 }
 
-documentsPage();
+// One file: its own request (the same endpoint the form posts to) and its own progress bar.
+function uploadOne(file, title) {
+  const progress = el("progress", "0%", {max: "100", value: "0", "aria-label": `Uploading ${file.name}`});
+  const state = el("span", "Uploading…", {"class": "upload-state"});
+  const item = el("li", undefined, {"class": "upload-item", "data-name": file.name});
+  item.append(el("span", file.name, {"class": "upload-name"}), progress, state);
+  queue.append(item);
+  const data = new FormData();
+  data.append("file", file);
+  if (title) data.append("title", title);
+  data.append("collection_id", form.elements.collection_id.value);
+  data.append("csrfmiddlewaretoken", csrf());
+  return new Promise((resolve) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", form.action);
+    request.setRequestHeader("HX-Request", "true");  // the fragment, not a redirect
+    request.setRequestHeader("X-CSRFToken", csrf());
+    request.upload.addEventListener("progress", (event) => {
+      if (!event.lengthComputable) return;
+      progress.value = Math.round((100 * event.loaded) / event.total);
+      progress.textContent = `${progress.value}%`;
+    });
+    request.addEventListener("loadend", () => {
+      const ok = request.status === 200;
+      progress.value = ok ? 100 : progress.value;
+      const answer = new DOMParser().parseFromString(request.responseText || "", "text/html");
+      const error = answer.querySelector("[role=alert]");
+      state.textContent = ok ? "Added; indexing…" : (error ? error.textContent.trim() : `Failed (${request.status || "no connection"})`);
+      item.classList.add(ok ? "is-done" : "is-failed");
+      resolve(ok);
+    });
+    request.send(data);
+  });
+}
+
+async function uploadAll(files) {
+  const chosen = [...files];
+  if (!chosen.length) return;
+  // A title typed in the form names a single file; several files take theirs from themselves.
+  const title = chosen.length === 1 ? form.elements.title.value.trim() : "";
+  await Promise.all(chosen.map((file) => uploadOne(file, title)));
+  form.reset();
+  listRefresh();
+}
+
+// Files chosen in the form go one request each; text with no file goes the usual (htmx) way.
+// Capturing at the document runs before htmx's own listener on the form, and stops it.
+document.addEventListener("submit", (event) => {
+  if (event.target !== form || !input.files.length) return;
+  event.preventDefault();
+  event.stopPropagation();
+  uploadAll(input.files);
+}, true);
+
+for (const name of ["dragenter", "dragover"]) {
+  card.addEventListener(name, (event) => { event.preventDefault(); card.classList.add("is-dropping"); });
+}
+card.addEventListener("dragleave", () => card.classList.remove("is-dropping"));
+card.addEventListener("drop", (event) => {
+  event.preventDefault();
+  card.classList.remove("is-dropping");
+  uploadAll(event.dataTransfer.files);
+});
