@@ -139,6 +139,25 @@ def test_an_owners_plan_change_is_recorded(acme, settings):
     assert (entry.actor_id, entry.changes, entry.ip) == (acme.owner.pk, {"plan": ["free", "pro"]}, "10.4.0.1")
 
 
+def test_a_plan_change_from_stripes_webhook_is_recorded_as_stripe(acme):
+    from billing.models import Plan
+    from billing.services.subscriptions import subscription_changed
+
+    Plan.objects.filter(slug="pro").update(stripe_price_id="price_audit_pro")
+    subscription_changed(
+        obj={
+            "id": "sub_audit",
+            "customer": "cus_audit",
+            "status": "active",
+            "metadata": {"subdomain": acme.tenant.subdomain},
+            "items": {"data": [{"price": {"id": "price_audit_pro"}}]},
+        },
+        event_at=timezone.now(),
+    )
+    entry = last(acme, Action.PLAN_CHANGED)
+    assert (entry.actor_type, entry.actor_label, entry.changes) == ("system", "Stripe", {"plan": ["free", "pro"]})
+
+
 def test_a_document_deleted_with_an_api_key_is_recorded_against_the_key(acme):
     api_key, key = api_key_create(tenant=acme.tenant, created_by=acme.owner, name="sync", scope="write")
     client = host_client(acme.host)
