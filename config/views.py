@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
+from csp.decorators import csp_update
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -13,6 +17,7 @@ from django.template.loader import render_to_string
 from billing.selectors import plans_offered
 from core.platform.api import error_body
 from core.platform.exceptions import ApplicationError, outage_error
+from tenants.models import tenant_url
 from tenants.selectors import tenant_get_by_subdomain
 
 
@@ -70,6 +75,20 @@ def unknown_tenant(request: HttpRequest) -> HttpResponse:
     return _error(request, 404, "unknown_tenant", message, "No workspace here")
 
 
+def _forms_may_go_to_workspaces(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The "Go" form's answer redirects to a workspace's host, and Chromium applies the page's
+    form-action to where a form's redirects lead: the pages holding that form allow every
+    workspace's origin (``*.BASE_DOMAIN``, read per request: tests move the port), no other page does."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        workspaces = tenant_url("*").rstrip("/")
+        return csp_update({"form-action": [workspaces]})(view)(request, *args, **kwargs)
+
+    return wrapped
+
+
+@_forms_may_go_to_workspaces
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "tenants/home.html", {"plans": plans_offered(), "base_domain": settings.BASE_DOMAIN})
 
@@ -79,6 +98,7 @@ def signup_page(request: HttpRequest) -> HttpResponse:
     return render(request, "tenants/signup.html", context)
 
 
+@_forms_may_go_to_workspaces
 def workspace_go(request: HttpRequest) -> HttpResponse:
     """The home page's "go to your workspace" box: from a subdomain to that workspace's log-in page."""
     subdomain = request.GET.get("workspace", "").strip().lower()

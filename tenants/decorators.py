@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.contrib.auth import logout
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -24,6 +25,10 @@ def member_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
         if request.user.is_authenticated and tenant is not None:
             membership = membership_get(user=request.user, tenant=tenant)
         if membership is None:
+            if request.user.is_authenticated:
+                # A session on this host without a membership here: the person was removed while
+                # logged in. End it, or the login page would send them straight back here (a loop).
+                logout(request)
             return redirect_to_login(request.get_full_path())
         # The page and its navigation read the role from here instead of asking again.
         request.membership = membership  # type: ignore[attr-defined]

@@ -157,6 +157,9 @@ CSRF_TRUSTED_ORIGINS = env.list(
     default=[f"{SITE_SCHEME}://*.{BASE_DOMAIN}{_PUBLIC_PORT}", f"{SITE_SCHEME}://{BASE_DOMAIN}{_PUBLIC_PORT}"],
 )
 LOGIN_URL = "/login/"
+# Where a login without ?next= lands (and /login/ sends someone already logged in): the workspace's
+# first page. Django's and allauth's default, /accounts/profile/, is no page of Strata's.
+LOGIN_REDIRECT_URL = "/"
 CSRF_FAILURE_VIEW = "config.views.csrf_failure"
 
 # --- Static files, i18n ------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""A new organisation's first hour outside the documents and chat pages (issue 25), in Chromium at
+390 and 1280 px, under the server's own Content-Security-Policy: the home page's "Go" box, a member
+removed while logged in, logging in while logged in, and the other rough edges found there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tenants.models import Membership
+from tests.browser.conftest import PHONE, fresh_world, log_in
+from tests.conftest import World
+from tests.processes import committed
+
+
+@pytest.fixture
+def real_page(browser: Browser, width: int) -> Iterator[Page]:
+    """A page at the test's width under the policy the server sends (``sized_page`` replaces it with
+    a stricter one that has no form-action). The test fails if Chromium reports a violation."""
+    context = browser.new_context(viewport={"width": width, "height": 900 if width > PHONE else 844})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: "Content Security Policy" in message.text and violations.append(message.text))
+    yield page
+    context.close()
+    assert not violations, violations
+
+
+@pytest.fixture
+def site(asgi_server, settings):  # noqa: ANN001
+    """Links the server builds (a workspace's address) point at the live server's port."""
+    settings.PORT = asgi_server.port
+    return asgi_server
+
+
+def test_the_go_box_lands_on_the_workspace_login_page(real_page, world, site):
+    page = real_page
+    page.goto(f"http://localhost:{site.port}/")
+    page.fill("#workspace", world.tenant.subdomain)
+    page.click("#workspace-login button[type=submit]")
+
+    expect(page).to_have_url(f"{site.host_url(world.tenant.subdomain)}/login/")
+    expect(page.locator("#id_username")).to_be_visible()
+
+
+def test_a_member_removed_while_logged_in_reaches_the_login_page_and_logs_in_as_someone_else(real_page, site):
+    world: World = committed(fresh_world, "Removal")
+    page = real_page
+    base = site.host_url(world.tenant.subdomain)
+    log_in(page, base, world.member.email)
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+
+    committed(lambda: Membership.objects.filter(user=world.member, tenant=world.tenant).delete())
+    page.goto(f"{base}/")
+
+    expect(page).to_have_url(f"{base}/login/?next=/")
+    expect(page.locator("#id_username")).to_be_visible()
+    log_in(page, base, world.owner.email)
+    expect(page).to_have_url(f"{base}/")
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+
+
+def test_the_login_page_sends_someone_already_logged_in_to_the_workspace(real_page, world, site):
+    page = real_page
+    base = site.host_url(world.tenant.subdomain)
+    log_in(page, base, world.member.email)
+
+    response = page.goto(f"{base}/login/")
+
+    assert response is not None and response.status == 200
+    expect(page).to_have_url(f"{base}/")
