@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import messages
@@ -346,7 +346,7 @@ class PasswordResetConfirmPage(auth_views.PasswordResetConfirmView):
     success_url = "/reset/done/"
 
     def get_form(self, form_class: Any = None) -> Any:
-        form = super().get_form(form_class)
+        form = cast(ResetPasswordForm, super().get_form(form_class))
         form.tenant = getattr(self.request, "tenant", None)
         return form
 

@@ -1,6 +1,6 @@
 """Single sign-on: django-allauth's social accounts, made per tenant by tenants.sso."""
 
-from .env import env
+from .env import PRODUCTION, env
 
 # Every tenant's identity provider comes from its SsoConfig through this adapter; allauth's own
 # database and settings apps are not used.
@@ -13,3 +13,7 @@ SOCIALACCOUNT_STORE_TOKENS = False  # a sign-in needs the id token once; no prov
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # linking by e-mail follows tenants.sso's rules only
 # Seconds Strata waits for an identity provider (discovery, JWKS, token endpoint).
 SOCIALACCOUNT_REQUESTS_TIMEOUT = env.int("SSO_HTTP_TIMEOUT", default=10)
+# Outside production, identity providers on this machine or a private network are accepted (http://
+# on the loopback address, private addresses: tests run a local provider); in production only
+# https:// to public addresses, since the server itself fetches them.
+SSO_LOCAL_PROVIDERS = not PRODUCTION

@@ -62,7 +62,7 @@ def safe_next(request: HttpRequest, next_url: str | None) -> str:
     return "/"
 
 
-class TenantSocialAccountAdapter(DefaultSocialAccountAdapter):
+class TenantSocialAccountAdapter(DefaultSocialAccountAdapter):  # type: ignore[misc]
     def list_apps(self, request: HttpRequest, provider: Any = None, client_id: Any = None) -> list[SocialApp]:
         tenant = getattr(request, "tenant", None)
         if tenant is None or tenant.is_public:

@@ -26,7 +26,7 @@ def secret_box() -> MultiFernet:
     return MultiFernet([_fernet_for(key) for key in keys])
 
 
-class EncryptedTextField(models.TextField):
+class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
     """Plain text in Python, a Fernet token in the database; an empty value stays empty.
 
     A token no current key opens reads as "" (the owner re-enters the secret) rather than

@@ -40,12 +40,12 @@ def provider_url_check(url: str, *, field_name: str = "issuer") -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ApplicationError(f"The {field_name} must be an absolute https:// URL.", code=f"{field_name}_invalid")
-    if parts.scheme == "http" and (settings.PRODUCTION or not _is_loopback(parts.hostname)):
+    if parts.scheme == "http" and not (settings.SSO_LOCAL_PROVIDERS and _is_loopback(parts.hostname)):
         raise ApplicationError(
             f"The {field_name} must use https:// (http:// only on the loopback address outside production).",
             code=f"{field_name}_insecure",
         )
-    if settings.PRODUCTION and not _is_public_host(parts.hostname):
+    if not settings.SSO_LOCAL_PROVIDERS and not _is_public_host(parts.hostname):
         # The server fetches this address (discovery, keys, tokens): not a door to the private network.
         raise ApplicationError(
             f"The {field_name} must be a public address, not one on a private network.", code=f"{field_name}_private"
@@ -55,7 +55,7 @@ def provider_url_check(url: str, *, field_name: str = "issuer") -> str:
 
 def _is_public_host(host: str) -> bool:
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
     except (OSError, UnicodeError):
         return True  # unresolvable now: the fetch that follows fails with discovery_failed
     return all(ipaddress.ip_address(address.split("%", 1)[0]).is_global for address in addresses)

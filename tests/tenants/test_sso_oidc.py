@@ -189,14 +189,14 @@ def test_put_refuses_a_provider_whose_discovery_names_another_issuer(acme: World
 def test_production_refuses_issuers_on_private_addresses(
     acme: World, idp: FakeOidcProvider, settings: Any, issuer: str
 ) -> None:
-    settings.PRODUCTION = True
+    settings.SSO_LOCAL_PROVIDERS = False
     response = acme.client(acme.owner_token).put("/api/sso/", put_body(idp, issuer=issuer), format="json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "issuer_private"
 
 
 def test_production_accepts_only_https_issuers(acme: World, idp: FakeOidcProvider, settings: Any) -> None:
-    settings.PRODUCTION = True
+    settings.SSO_LOCAL_PROVIDERS = False
     response = acme.client(acme.owner_token).put("/api/sso/", put_body(idp), format="json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "issuer_insecure"
