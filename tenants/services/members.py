@@ -192,3 +192,6 @@ def membership_leave(*, tenant: Tenant, user: User) -> None:
         raise _last_owner_error("leave")
     membership.delete()
     access_revoke_on_commit(schema_name=tenant.schema_name, user_id=user.pk)
+    audit_record(
+        tenant=tenant, action=Action.MEMBER_LEFT, actor=user, target=user.email, changes={"role": membership.role}
+    )

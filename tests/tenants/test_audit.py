@@ -117,6 +117,15 @@ def test_role_changes_and_removals_are_recorded_with_before_and_after(acme, new_
     assert (entry.actor_id, entry.target) == (acme.owner.pk, user.email)
 
 
+def test_a_member_leaving_is_recorded(acme, new_member):
+    from tenants.services.members import membership_leave
+
+    user, _ = new_member(acme, "admin")
+    membership_leave(tenant=acme.tenant, user=user)
+    entry = last(acme, Action.MEMBER_LEFT)
+    assert (entry.actor_id, entry.target, entry.changes) == (user.pk, user.email, {"role": "admin"})
+
+
 def test_api_keys_created_and_revoked_are_recorded_and_a_key_is_an_actor(acme):
     client = acme.client(acme.owner_token)
     created = client.post("/api/keys/", {"name": "ci", "scope": "write"}, format="json", REMOTE_ADDR="10.3.0.1")
