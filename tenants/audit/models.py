@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.db import models
 
 
@@ -96,6 +98,10 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_subdomain} {self.at:%Y-%m-%d %H:%M} {self.action} by {self.actor_label}"
+
+    @property
+    def changes_text(self) -> str:
+        return "" if self.changes is None else json.dumps(self.changes, ensure_ascii=False)
 
     @property
     def action_label(self) -> str:

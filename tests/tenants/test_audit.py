@@ -507,6 +507,7 @@ def test_the_page_lists_and_filters_entries_for_admins(acme, logged):
     page = client.get("/audit/")
     assert page.status_code == 200
     assert "Role changed" in page.content.decode() and "globex-secret" not in page.content.decode()
+    assert "{&quot;role&quot;: [&quot;member&quot;, &quot;admin&quot;]}" in page.content.decode()
     assert "cursor is not one this page gave" in client.get("/audit/?cursor=%C2%B2").content.decode()
     assert "since must be an ISO date" in client.get("/audit/?since=soon").content.decode()
     filtered = client.get("/audit/?action=member.role_changed").content.decode()
