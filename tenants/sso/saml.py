@@ -47,8 +47,9 @@ METADATA_MAX_BYTES = 512 * 1024
 METADATA_TIMEOUT_SECONDS = 10
 
 
-class SamlMetadataError(ApplicationError):
-    """The metadata given cannot configure sign-in; the message says why, for the owner."""
+class SamlMetadataError(ApplicationError, ValueError):
+    """The metadata given cannot configure sign-in; the message says why, for the owner. A ValueError
+    too: /sso/login/ answers a stored configuration that no longer parses as a provider failure (502)."""
 
     def __init__(self, message: str, *, code: str = "metadata_invalid", status: int = 400) -> None:
         super().__init__(message, code=code, status=status)

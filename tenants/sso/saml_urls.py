@@ -9,15 +9,26 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 
 from tenants.sso.adapter import sso_refusal
+from tenants.sso.saml import SamlMetadataError
 from tenants.sso.services import sso_failure_record
 
 
 def acs(request: HttpRequest, organization_slug: str) -> HttpResponse:
     """allauth's ACS keeps the posted response in a fresh session until the finishing step; only on
     the host whose tenant has this SAML configuration (no session rows for anyone's junk)."""
-    get_app_or_404(request, organization_slug)
+    try:
+        get_app_or_404(request, organization_slug)
+    except SamlMetadataError:
+        return _unusable(request)
     response: HttpResponse = views.acs(request, organization_slug=organization_slug)
     return response
+
+
+def _unusable(request: HttpRequest) -> HttpResponse:
+    # Saved metadata is checked when saved; this is for a row that no longer parses (never a 500).
+    return sso_refusal(
+        request, code="provider_unreachable", message="The identity provider's metadata is unusable.", status=502
+    )
 
 
 def finish_acs(request: HttpRequest, organization_slug: str) -> HttpResponse:
@@ -25,6 +36,8 @@ def finish_acs(request: HttpRequest, organization_slug: str) -> HttpResponse:
     pending (replayed, or made for another sign-in) ends on the refusal page, not a bare 403."""
     try:
         response: HttpResponse = views.finish_acs(request, organization_slug=organization_slug)
+    except SamlMetadataError:
+        return _unusable(request)
     except PermissionDenied:
         sso_failure_record(
             tenant=request.tenant,  # type: ignore[attr-defined]

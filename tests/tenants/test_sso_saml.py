@@ -203,6 +203,17 @@ def test_the_service_providers_metadata_is_on_the_tenant_host(acme: World, acme_
     assert 'WantAssertionsSigned="true"' in xml
 
 
+def test_a_stored_configuration_whose_metadata_no_longer_parses_ends_on_a_page_not_a_500(
+    acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig
+) -> None:
+    client = host_client(acme.host)
+    acs_url, fields = idp_answer(sso_start(client))
+    SsoConfig.objects.filter(pk=acme_saml.pk).update(metadata_xml="<broken/>")
+    assert refusal_code(client.get("/sso/login/")) == "provider_unreachable"
+    assert refusal_code(acs_post(client, acs_url, fields)) == "provider_unreachable"
+    assert not signed_in(client)
+
+
 # --- Signing in ------------------------------------------------------------------------------------
 
 
