@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
-from django.db.models.functions import Lower
+from django.db.models.functions import Left, Lower
 from pgvector.django import HnswIndex, VectorField
 
 
@@ -231,10 +233,24 @@ class Conversation(models.Model):
         return self.title or f"Conversation {self.pk}"
 
 
+class AgentActionManager(models.Manager["AgentAction"]):
+    def get_queryset(self) -> models.QuerySet[AgentAction]:
+        # The search column is for the database's index only: never read it back with the rows.
+        return super().get_queryset().defer("search")
+
+
 class AgentAction(models.Model):
+    """One AI call: what was asked, what came back, what it cost, and its review (who reviewed or
+    flagged it and when, a note, a corrected output) and the asker's feedback. The admin lists
+    millions of these: every filter it offers has an index below (see ai/admin.py)."""
+
     class AgentType(models.TextChoices):
         SUMMARISE = "summarise", "Summarise"
         CHAT = "chat", "Chat"
+
+    class Feedback(models.TextChoices):
+        UP = "up", "Thumbs up"
+        DOWN = "down", "Thumbs down"
 
     Status = CallStatus
 
@@ -242,8 +258,15 @@ class AgentAction(models.Model):
     agent_type = models.CharField(max_length=20, choices=AgentType.choices)
     user = _user_reference(related_name="+")
     # The tenant API key that made the call, if a program did (keys live in public; revoked, never deleted).
+    # Indexed with the timestamp below (the admin's "by key" filter), not alone.
     api_key = models.ForeignKey(
-        "tenants.ApiKey", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        "tenants.ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
     )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OK)
     provider = models.CharField(max_length=20, blank=True)
@@ -259,14 +282,63 @@ class AgentAction(models.Model):
     document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     conversation = models.ForeignKey(Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     reviewed = models.BooleanField(default=False)
+    reviewed_by = _user_reference(related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
     flagged_for_training = models.BooleanField(default=False)
+    flagged_by = _user_reference(related_name="+")
+    flagged_at = models.DateTimeField(null=True, blank=True)
+    reviewer_note = models.TextField(blank=True, default="", db_default="")
+    corrected_output = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="What the answer should have been; the training export uses it.",
+    )
+    feedback = models.CharField(max_length=4, choices=Feedback.choices, blank=True, default="", db_default="")
+    feedback_comment = models.TextField(blank=True, default="", db_default="")
+    feedback_by = _user_reference(related_name="+")
+    feedback_at = models.DateTimeField(null=True, blank=True)
+    # Full-text search of the admin (a GIN index instead of LIKE '%...%' over kilobytes per row).
+    # Left(): a tsvector holds at most 1 MB, and nobody searches past the first 100k characters.
+    search = models.GeneratedField(
+        expression=SearchVector(Left("input_prompt", 100_000), Left("output_text", 100_000), config="english"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    objects = AgentActionManager()
 
     class Meta:
         ordering = ["-timestamp", "-id"]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=["ok", "error", "interrupted"]), name="agent_action_status_valid"
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(feedback__in=["", "up", "down"]), name="agent_action_feedback_valid"
+            ),
+        ]
+        # Each admin filter, newest first, is an index range scan whatever the table's size; the
+        # rare values (flagged, thumbs down and not reviewed, any feedback) are partial indexes.
+        indexes = [
+            GinIndex(fields=["search"], name="agent_action_search_idx"),
+            models.Index(fields=["status", "-timestamp"], name="agent_action_status_idx"),
+            models.Index(fields=["reviewed", "-timestamp"], name="agent_action_reviewed_idx"),
+            models.Index(fields=["agent_type", "-timestamp"], name="agent_action_type_idx"),
+            models.Index(fields=["model", "-timestamp"], name="agent_action_model_idx"),
+            models.Index(fields=["api_key", "-timestamp"], name="agent_action_key_idx"),
+            models.Index(fields=["latency_ms"], name="agent_action_latency_idx"),
+            models.Index(
+                fields=["-timestamp"], condition=models.Q(flagged_for_training=True), name="agent_action_flagged_idx"
+            ),
+            models.Index(
+                fields=["feedback", "-timestamp"], condition=~models.Q(feedback=""), name="agent_action_feedback_idx"
+            ),
+            models.Index(
+                fields=["-timestamp"],
+                condition=models.Q(feedback="down", reviewed=False),
+                name="agent_action_review_queue_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -275,6 +347,43 @@ class AgentAction(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+
+class ReviewJob(models.Model):
+    """A bulk review action (or a training export) too large for a request, run as a job; the
+    admin shows its progress. ``criteria`` are the admin's filters and search when it was started,
+    and ``upto_id`` the newest action then: actions recorded afterwards are not swept in."""
+
+    class Kind(models.TextChoices):
+        REVIEW = "review", "Mark reviewed"
+        UNREVIEW = "unreview", "Mark not reviewed"
+        FLAG = "flag", "Flag for training"
+        UNFLAG = "unflag", "Unflag"
+        EXPORT = "export", "Training export"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    criteria = models.JSONField(default=dict, blank=True)
+    upto_id = models.BigIntegerField()
+    estimated = models.PositiveIntegerField(default=0, help_text="The planner's estimate when it started.")
+    done = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    file_name = models.CharField(max_length=100, blank=True, help_text="An export's file in EXPORTS_DIR.")
+    created_by = _user_reference(related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
 
 
 class Message(models.Model):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ai.services import documents
+from ai.services import documents, review
 from core.platform.jobs import JobAborted, RetryStrategy, TransientJobError, tenant_task
 
 # A provider or database outage is retried with backoff (2, 4, 8, 16, 32 s...) before the
@@ -24,3 +24,8 @@ INGEST_RETRY = RetryStrategy(max_attempts=6, exponential_wait=2, retry_exception
 )
 def document_ingest(*, document_id: int, final_attempt: bool, should_stop: Callable[[], bool]) -> None:
     documents.document_ingest(document_id=document_id, final_attempt=final_attempt, should_stop=should_stop)
+
+
+@tenant_task(name=review.REVIEW_JOB, queue="review", retry=RetryStrategy(max_attempts=3, retry_exceptions={JobAborted}))
+def review_job_run(*, job_id: int) -> None:
+    review.review_job_run(job_id=job_id)

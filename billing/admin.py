@@ -7,12 +7,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest
 
 from billing.models import Plan, Subscription, TenantUsagePeriod, UsageEvent, WebhookEvent
 from billing.selectors import plan_is_offered, plans_unpriced
 from billing.services import billing_enabled
+from core.platform.admin_lists import DateRangeFilter, LargeTableAdmin, distinct_values
 from tenants.models import Tenant
 
 
@@ -84,8 +85,26 @@ class SubscriptionAdmin(ReadOnlyAdmin):
     list_select_related = ("tenant",)
 
 
+class UsageModelFilter(admin.SimpleListFilter):
+    title, parameter_name = "model", "model"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        # One index probe per model (usage_model_created_idx), not SELECT DISTINCT over the ledger.
+        return [(name, name) for name in distinct_values(UsageEvent, "model", limit=100)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[UsageEvent]) -> QuerySet[UsageEvent]:
+        return queryset.filter(model=self.value()) if self.value() else queryset
+
+
+class UsageDateFilter(DateRangeFilter):
+    title, field_name = "date", "created"
+
+
 @admin.register(UsageEvent)
-class UsageEventAdmin(ReadOnlyAdmin):
+class UsageEventAdmin(LargeTableAdmin, ReadOnlyAdmin):
+    """The ledger grows without bound: estimated counts, keyset pages, filters on indexes
+    (core.platform.admin_lists), and search by exact tenant subdomain or request key."""
+
     list_display = (
         "created",
         "tenant_label",
@@ -98,10 +117,11 @@ class UsageEventAdmin(ReadOnlyAdmin):
         "meter_attempts",
         "meter_error",
     )
-    list_filter = ("meter_status", "feature", "model")
-    search_fields = ("request_key", "tenant__subdomain")
+    list_filter = ("meter_status", "feature", UsageModelFilter, UsageDateFilter)
+    sortable_by = ("created",)
+    search_fields = ("request_key",)  # shown as the search box; searched exactly (get_search_results)
+    search_help_text = "A tenant's subdomain, or a request key (action:31), exactly."
     list_select_related = ("api_key",)
-    show_full_result_count = False  # the ledger grows without bound; COUNT(*) per page view would too
     actions = ("meter_retry",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[UsageEvent]:
@@ -109,6 +129,16 @@ class UsageEventAdmin(ReadOnlyAdmin):
         subdomain = Tenant.objects.filter(pk=OuterRef("tenant_id")).values("subdomain")[:1]
         ledger: QuerySet[UsageEvent] = super().get_queryset(request)
         return ledger.annotate(tenant_subdomain=Subquery(subdomain))
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[UsageEvent], search_term: str
+    ) -> tuple[QuerySet[UsageEvent], bool]:
+        # Substring search over the ledger reads all of it; these two are index lookups.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        tenant_ids = list(Tenant.objects.filter(subdomain=term.lower()).values_list("id", flat=True))
+        return queryset.filter(Q(tenant_id__in=tenant_ids) | Q(request_key=term)), False
 
     @admin.display(description="tenant", ordering="tenant_subdomain")
     def tenant_label(self, event: UsageEvent) -> str:

@@ -98,6 +98,10 @@ class UsageEvent(models.Model):
         indexes = [
             models.Index(fields=["tenant", "created"], name="usage_tenant_created_idx"),
             models.Index(fields=["id"], condition=models.Q(meter_status="pending"), name="usage_meter_pending_idx"),
+            # The operators' ledger list: its "by model" filter (choices by a loose index scan,
+            # not SELECT DISTINCT over the ledger) and its "failed" filter, newest first.
+            models.Index(fields=["model", "-created"], name="usage_model_created_idx"),
+            models.Index(fields=["-created"], condition=models.Q(meter_status="failed"), name="usage_meter_failed_idx"),
         ]
 
     def __str__(self) -> str:

@@ -51,8 +51,14 @@ def _may_administer_tenant(user: Any, request: HttpRequest | None) -> bool:
         return False
     if user.is_superuser:
         return True
+    # Asked for every row of a changelist (permission checks per object): one query per request.
+    cached = getattr(request, "_administers", None)
+    if cached is not None and cached[0] == user.pk:
+        return bool(cached[1])
     membership = membership_get(user=user, tenant=tenant)
-    return membership is not None and membership.can_administer
+    allowed = membership is not None and membership.can_administer
+    request._administers = (user.pk, allowed)  # type: ignore[union-attr]
+    return allowed
 
 
 class TenantAdminSite(admin.AdminSite):
