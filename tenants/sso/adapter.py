@@ -1,9 +1,10 @@
 """allauth's social accounts made per tenant: the only app is the one the host's tenant configured,
 and the sign-in itself (who gets in, the session, where to go next) is ours.
 
-Each tenant's app has its own ``provider_id`` (``oidc-t<tenant id>``), which allauth uses as the
-SocialAccount's provider and as the key of the state stashed in the (tenant host's) session, so
-an account or a state of one tenant is never found on another's host.
+Each tenant's app has its own ``provider_id`` (``oidc-t<tenant id>-<issuer hash>``,
+``saml-t<tenant id>``), which allauth uses as the SocialAccount's provider and as the key of the
+state stashed in the (tenant host's) session, so an account or a state of one tenant is never
+found on another's host.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
@@ -51,5 +53,11 @@ class SsoConfig(models.Model):
 
     @property
     def provider_id(self) -> str:
-        """allauth's provider id for this tenant: social accounts made here never match elsewhere."""
+        """allauth's provider id for this tenant: social accounts made here never match elsewhere.
+
+        An OpenID Connect subject is unique only within its issuer, so the issuer is part of it
+        too: a new provider's people never sign in as the old one's (they link again by e-mail)."""
+        if self.protocol == self.Protocol.OIDC:
+            issuer = hashlib.sha256(self.issuer.rstrip("/").encode()).hexdigest()[:12]
+            return f"oidc-t{self.tenant_id}-{issuer}"
         return f"{self.protocol}-t{self.tenant_id}"

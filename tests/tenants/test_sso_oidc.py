@@ -275,6 +275,23 @@ def test_a_domain_that_is_not_allowed_is_refused(acme: World, idp: FakeOidcProvi
     assert failed.changes["reason"] == "domain_not_allowed"
 
 
+def test_a_new_issuer_does_not_inherit_the_people_of_the_old_one(
+    acme: World, idp: FakeOidcProvider, acme_sso: SsoConfig
+) -> None:
+    assert sso_sign_in(host_client(acme.host)).status_code == 302
+    ada = User.objects.get(email="ada@acme.test")
+    # The owner moves to another provider, where the same subject is somebody else.
+    with FakeOidcProvider() as other:
+        other.client_add(CLIENT_ID, CLIENT_SECRET)
+        other.person = {"sub": "idp-user-1", "email": "mallory@acme.test", "email_verified": True}
+        acme_sso.issuer = other.issuer
+        acme_sso.save()
+        client = host_client(acme.host)
+        assert sso_sign_in(client).status_code == 302
+        assert client.get("/api/auth/user/").json()["email"] == "mallory@acme.test"
+    assert SocialAccount.objects.filter(user=ada).count() == 1
+
+
 def test_a_person_whose_membership_is_gone_is_refused(acme: World, idp: FakeOidcProvider, acme_sso: SsoConfig) -> None:
     sso_sign_in(host_client(acme.host))
     Membership.objects.for_tenant(acme.tenant).filter(user__email="ada@acme.test").delete()
