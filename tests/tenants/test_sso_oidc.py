@@ -210,6 +210,29 @@ def test_only_owners_manage_sso(acme: World, idp: FakeOidcProvider, new_member: 
     assert not SsoConfig.objects.exists()
 
 
+def test_the_settings_page_is_the_owners_and_says_what_is_wrong(
+    acme: World, idp: FakeOidcProvider, new_member: Any
+) -> None:
+    admin, _ = new_member(acme, Membership.Role.ADMIN)
+    for person in (admin, acme.member):
+        assert acme.session_client(person).get("/settings/sso/").status_code == 403
+    owner = acme.session_client(acme.owner)
+    page = owner.get("/settings/sso/")
+    assert page.status_code == 200 and "http://acme.localhost/sso/callback/" in page.content.decode()
+    form = {"protocol": "oidc", "issuer": "http://idp.example.com", "client_id": CLIENT_ID, "default_role": "member"}
+    refused = owner.post("/settings/sso/", form | {"client_secret": CLIENT_SECRET})
+    assert refused.status_code == 400 and "https://" in refused.content.decode()
+    saved = owner.post(
+        "/settings/sso/",
+        form | {"issuer": idp.issuer, "client_secret": CLIENT_SECRET, "allowed_domains": "acme.test, acme.example"},
+    )
+    assert saved.status_code == 302
+    assert SsoConfig.objects.for_tenant(acme.tenant).get().allowed_domains == ["acme.test", "acme.example"]
+    assert 'id="sso-login"' in host_client(acme.host).get("/login/").content.decode()
+    assert owner.post("/settings/sso/", {"action": "delete"}).status_code == 302
+    assert 'id="sso-login"' not in host_client(acme.host).get("/login/").content.decode()
+
+
 # --- Signing in -----------------------------------------------------------------------------
 
 
