@@ -38,6 +38,8 @@ from ai.serializers import (
     DocumentSerializer,
     DocumentUpdateSerializer,
     DocumentVersionSerializer,
+    FeedbackInputSerializer,
+    FeedbackSerializer,
     MessageSerializer,
     SearchInputSerializer,
     SearchOutputSerializer,
@@ -59,6 +61,7 @@ from ai.services.documents import (
     document_update,
     document_versions,
 )
+from ai.services.feedback import message_feedback_give
 from ai.services.summarise import document_summarise
 from core.models import User
 from core.platform.api import TenantAPIView, TenantGenericViewSet, TenantModelViewSet
@@ -106,7 +109,7 @@ class CollectionViewSet(TenantModelViewSet):
         return CollectionSerializer
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
+        context = dict(super().get_serializer_context())
         context["grants"] = collection_grants(tenant=self.request.tenant)  # type: ignore[attr-defined]
         return context
 
@@ -115,7 +118,8 @@ class CollectionViewSet(TenantModelViewSet):
         _admins_only(request)
         data = CollectionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        collection = collection_create(tenant=request.tenant, user=request.user, **data.validated_data)  # type: ignore[attr-defined]
+        tenant, user = _asker(request)
+        collection = collection_create(tenant=tenant, user=user, **data.validated_data)
         return Response(self._shown(collection.pk), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=CollectionInputSerializer(partial=True), responses={200: CollectionSerializer})
@@ -225,7 +229,7 @@ class DocumentViewSet(TenantModelViewSet):
         data = DocumentReplaceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         document = document_replace(
-            user=request.user,
+            user=_asker(request)[1],
             reader=_reader(request),
             document=self.get_object(),
             title=data.validated_data["title"],
@@ -293,6 +297,24 @@ class ConversationViewSet(
         return Response(
             {**ConversationSerializer(conversation).data, "messages": MessageSerializer(shown, many=True).data}
         )
+
+    @extend_schema(
+        request=FeedbackInputSerializer, responses={200: FeedbackSerializer, **error_responses(400, 404, 409)}
+    )
+    @action(detail=True, methods=["post"], url_path=r"messages/(?P<message_id>[0-9]+)/feedback")
+    def feedback(self, request: Request, pk: str | None = None, message_id: str | None = None) -> Response:
+        """Thumbs up or down (and a comment) on one answer of the conversation, by the person who asked."""
+        data = FeedbackInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        action = message_feedback_give(
+            conversation=self.get_object(),
+            message_id=int(message_id or 0),
+            user=request.user,  # type: ignore[arg-type]
+            rating=data.validated_data["rating"],
+            comment=data.validated_data["comment"],
+        )
+        output = {"message_id": int(message_id or 0), "rating": action.feedback, "comment": action.feedback_comment}
+        return Response(FeedbackSerializer(output).data)
 
     @extend_schema(request=ConversationRenameSerializer, responses={200: ConversationSerializer})
     def partial_update(self, request: Request, pk: str | None = None) -> Response:

@@ -10,7 +10,7 @@ from ai.models import Collection, Conversation, Document, DocumentVersion, Messa
 from core.platform.fields import StorableCharField, StrictFloatField, StrictIntegerField
 
 
-class CollectionSerializer(serializers.ModelSerializer):
+class CollectionSerializer(serializers.ModelSerializer[Collection]):
     """A collection as its readers see it; ``member_ids`` and ``api_key_ids`` come from the view's
     context (``grants``: collection id -> (people, keys)), read in one query for the whole page."""
 
@@ -24,7 +24,8 @@ class CollectionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def _grants(self, collection: Collection) -> tuple[list[int], list[int]]:
-        return self.context.get("grants", {}).get(collection.pk, ([], []))
+        grants: dict[int, tuple[list[int], list[int]]] = self.context.get("grants", {})
+        return grants.get(collection.pk, ([], []))
 
     def get_member_ids(self, collection: Collection) -> list[int]:
         return self._grants(collection)[0]
@@ -63,7 +64,7 @@ class DocumentListSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Document
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "title",
             "collection_id",
@@ -79,7 +80,7 @@ class DocumentListSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DocumentVersionSerializer(serializers.ModelSerializer):
+class DocumentVersionSerializer(serializers.ModelSerializer[DocumentVersion]):
     created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
     replaced_by = serializers.EmailField(source="replaced_by.email", read_only=True, default=None)
 
@@ -235,3 +236,14 @@ class ChatInputSerializer(serializers.Serializer):
 class ChatCancelOutputSerializer(serializers.Serializer[dict[str, Any]]):
     message_id = serializers.IntegerField()
     cancelled = serializers.BooleanField(help_text="False if the answer had already ended.")
+
+
+class FeedbackInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    rating = serializers.ChoiceField(choices=["up", "down"])
+    comment = StorableCharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class FeedbackSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    message_id = serializers.IntegerField()
+    rating = serializers.CharField()
+    comment = serializers.CharField()

@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -375,7 +376,13 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
         [
             _rendered(m)
             for m in selectors.messages_readable(
-                messages=list(conversation.messages.order_by("created", "id")), reader=_reader(request)
+                # The asker's feedback on each answer (its action's columns only, never its text).
+                messages=list(
+                    conversation.messages.annotate(
+                        feedback=F("agent_action__feedback"), feedback_comment=F("agent_action__feedback_comment")
+                    ).order_by("created", "id")
+                ),
+                reader=_reader(request),
             )
         ]
         if conversation is not None
