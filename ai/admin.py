@@ -21,7 +21,7 @@ from tenants.admin import StorableTextModelForm, TenantModelAdmin, tenant_admin_
 from tenants.models import ApiKey
 
 
-class CollectionMemberInline(admin.TabularInline):
+class CollectionMemberInline(admin.TabularInline):  # type: ignore[type-arg]
     model = CollectionMember
     extra = 0
     fields = ("user", "created")

@@ -197,7 +197,7 @@ def document_replace(
     document: Document,
     title: str = "",
     content: str = "",
-    upload: UploadedFile | None = None,
+    upload: UploadedFile[bytes] | None = None,
 ) -> Document:
     """Replace a document's text with a new version (pasted text or a file), keeping the current
     one as a DocumentVersion; the new one is read, chunked and embedded again in the background,
