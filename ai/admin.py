@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from ai.access import documents_readable, reader_of
@@ -16,6 +18,7 @@ from ai.models import AgentAction, Collection, CollectionMember, Document, Promp
 from ai.services import review
 from ai.services.documents import document_delete, document_ingest_retry
 from ai.services.review import agent_actions_matching, agent_actions_search
+from ai.services.training_export import training_export_path, training_export_start
 from core.platform.admin_lists import DateRangeFilter, LargeTableAdmin, distinct_values
 from tenants.admin import StorableTextModelForm, TenantModelAdmin, tenant_admin_site
 from tenants.models import ApiKey
@@ -275,7 +278,7 @@ class AgentActionAdmin(LargeTableAdmin, TenantModelAdmin):
         "flagged_by",
         "flagged_at",
     )
-    actions = ("mark_reviewed", "mark_unreviewed", "flag_for_training", "unflag")
+    actions = ("mark_reviewed", "mark_unreviewed", "flag_for_training", "unflag", "export_training")
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return _ActionChangeList
@@ -335,12 +338,25 @@ class AgentActionAdmin(LargeTableAdmin, TenantModelAdmin):
     def unflag(self, request: HttpRequest, queryset: QuerySet[AgentAction]) -> None:
         self._review(request, queryset, ReviewJob.Kind.UNFLAG, "Unflagged:")
 
+    @admin.action(description="Export the flagged ones for training (JSON Lines, as a job)")
+    def export_training(self, request: HttpRequest, queryset: QuerySet[AgentAction]) -> None:
+        criteria = review.review_criteria(request.GET)
+        if request.POST.get("select_across") != "1":
+            criteria["ids"] = ",".join(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))
+        job = training_export_start(actor=request.user, criteria=criteria)  # type: ignore[arg-type]
+        link = reverse("tenant_admin:ai_reviewjob_change", args=[job.pk])
+        self.message_user(
+            request,
+            format_html('The training export runs as a job: <a href="{}">download it from there</a> when done.', link),
+            messages.SUCCESS,
+        )
+
 
 @admin.register(ReviewJob, site=tenant_admin_site)
 class ReviewJobAdmin(TenantModelAdmin):
     """Bulk review steps and exports running as jobs, with their progress."""
 
-    list_display = ("created", "kind", "state", "progress", "created_by", "finished")
+    list_display = ("created", "kind", "state", "progress", "download", "created_by", "finished")
     list_filter = ("kind", "state")
     readonly_fields = (
         "kind",
@@ -349,12 +365,37 @@ class ReviewJobAdmin(TenantModelAdmin):
         "estimated",
         "done",
         "progress",
+        "download",
         "error",
         "created_by",
         "created",
         "finished",
     )
     fields = readonly_fields
+
+    @admin.display(description="file")
+    def download(self, job: ReviewJob) -> str:
+        if job.kind != ReviewJob.Kind.EXPORT or not job.file_name:
+            return "-"
+        return format_html(
+            '<a href="{}">Download (JSON Lines)</a>', reverse("tenant_admin:ai_reviewjob_download", args=[job.pk])
+        )
+
+    def get_urls(self) -> list[Any]:
+        download = path(
+            "<int:job_id>/download/", self.admin_site.admin_view(self.download_view), name="ai_reviewjob_download"
+        )
+        return [download, *super().get_urls()]
+
+    def download_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        """An export job's file, for this tenant's admins (the job row lives in this tenant's schema)."""
+        job = get_object_or_404(ReviewJob, pk=job_id, kind=ReviewJob.Kind.EXPORT, state=ReviewJob.State.DONE)
+        file = training_export_path(job)
+        if file is None or not file.is_file():
+            raise Http404("This export's file is gone.")
+        return FileResponse(
+            file.open("rb"), as_attachment=True, filename=f"training-{job.pk}.jsonl", content_type="application/jsonl"
+        )
 
     @admin.display(description="progress")
     def progress(self, job: ReviewJob) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ai.services import documents, review
+from ai.services import documents, review, training_export
 from core.platform.jobs import JobAborted, RetryStrategy, TransientJobError, tenant_task
 
 # A provider or database outage is retried with backoff (2, 4, 8, 16, 32 s...) before the
@@ -29,3 +29,10 @@ def document_ingest(*, document_id: int, final_attempt: bool, should_stop: Calla
 @tenant_task(name=review.REVIEW_JOB, queue="review", retry=RetryStrategy(max_attempts=3, retry_exceptions={JobAborted}))
 def review_job_run(*, job_id: int) -> None:
     review.review_job_run(job_id=job_id)
+
+
+@tenant_task(
+    name=training_export.EXPORT_JOB, queue="exports", retry=RetryStrategy(max_attempts=3, retry_exceptions={JobAborted})
+)
+def training_export_run(*, job_id: int) -> None:
+    training_export.training_export_run(job_id=job_id)

@@ -91,6 +91,8 @@ CRITERIA: dict[str, Callable[[QuerySet[AgentAction], str], QuerySet[AgentAction]
     "since": _since,
     "until": _until,
     "q": lambda actions, value: agent_actions_search(actions, value),
+    # A selection of rows on one page (comma-separated ids), for a job started from it.
+    "ids": lambda actions, value: actions.filter(id__in=[int(part) for part in value.split(",") if part.isdigit()]),
 }
 
 
