@@ -79,7 +79,7 @@ class NearChunk:
 
 
 def _search_sql(
-    vector: list[float], *, k: int, document_ids: Sequence[int] | None, reader: Reader | None
+    vector: list[float], *, k: int, document_ids: Sequence[int] | None, reader: Reader | None = None
 ) -> tuple[str, list[Any]]:
     """``ORDER BY embedding <=> q LIMIT k``, the shape the HNSW (cosine) index answers, with each
     chunk's document title. Plain SQL because it runs before every first token of a chat and
