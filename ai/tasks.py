@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ai.services import documents, review, training_export
-from core.platform.jobs import JobAborted, RetryStrategy, TransientJobError, tenant_task
+from django.conf import settings
+from django_tenants.utils import get_public_schema_name
+
+from ai.services import documents, retention, review, training_export
+from core.platform.jobs import JobAborted, RetryStrategy, TransientJobError, app, job_defer, public_task, tenant_task
+from tenants.models import Tenant
 
 # A provider or database outage is retried with backoff (2, 4, 8, 16, 32 s...) before the
 # document shows failed; so is a run interrupted by its worker shutting down.
@@ -36,3 +40,17 @@ def review_job_run(*, job_id: int) -> None:
 )
 def training_export_run(*, job_id: int) -> None:
     training_export.training_export_run(job_id=job_id)
+
+
+@tenant_task(name=retention.PRUNE_JOB, queue="maintenance")
+def agent_actions_prune() -> None:
+    retention.agent_actions_prune()
+
+
+@app.periodic(cron=settings.AGENT_ACTION_PRUNE_CRON)
+@public_task(name="ai.agent_actions_prune_all", queue="maintenance", queueing_lock="ai.agent_actions_prune_all")
+def agent_actions_prune_all(timestamp: int) -> None:
+    """Once a day: a retention job per tenant (each in its own schema, one at a time per tenant)."""
+    schemas = Tenant.objects.exclude(schema_name=get_public_schema_name()).values_list("schema_name", flat=True)
+    for schema_name in schemas:
+        job_defer(retention.PRUNE_JOB, schema_name=schema_name)

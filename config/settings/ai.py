@@ -69,3 +69,7 @@ CHAT_RESUME_GRACE_SECONDS = env.float("CHAT_RESUME_GRACE_SECONDS", default=30)
 # A stopping server process lets its answers in flight finish (they may be followed from another
 # process through Redis) for at most this long, then saves the rest as interrupted.
 CHAT_SHUTDOWN_DRAIN_SECONDS = env.float("CHAT_SHUTDOWN_DRAIN_SECONDS", default=25)
+# Agent actions (prompts and outputs) older than this are deleted by a daily job, in batches, except
+# those flagged for training; the usage ledger (public, no text) keeps their counts.
+AGENT_ACTION_RETENTION_DAYS = env.int("AGENT_ACTION_RETENTION_DAYS", default=365)
+AGENT_ACTION_PRUNE_CRON = env.str("AGENT_ACTION_PRUNE_CRON", default="53 3 * * *")
