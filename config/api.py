@@ -13,6 +13,7 @@ from config.serializers import SignupInputSerializer, SignupOutputSerializer
 from config.signup import tenant_signup
 from core.platform.schema import error_responses
 from core.platform.throttling import ScopedRateThrottle
+from tenants.welcome import welcome_url
 
 
 class SignupApi(APIView):
@@ -37,6 +38,8 @@ class SignupApi(APIView):
                 "user": {"id": result.user.id, "email": result.user.email},
                 "token": result.token,
                 "checkout_url": result.checkout_url,
+                # A free (or DEBUG-activated) workspace is ready: its page follows this link logged in.
+                "login_url": None if result.checkout_url else welcome_url(user=result.user, tenant=result.tenant),
                 "note": result.note,
             }
         )

@@ -9,6 +9,9 @@ from core.platform.fields import StorableCharField
 
 class SignupInputSerializer(serializers.Serializer):
     organisation = StorableCharField(max_length=120)
+    name = StorableCharField(
+        max_length=150, required=False, allow_blank=True, default="", help_text="The owner's name."
+    )
     subdomain = StorableCharField(max_length=63)
     email = serializers.EmailField()
     password = StorableCharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
@@ -32,6 +35,9 @@ class SignupOutputSerializer(serializers.Serializer):
     user = SignupUserSerializer()
     token = serializers.CharField()
     checkout_url = serializers.CharField(allow_null=True)
+    login_url = serializers.CharField(
+        allow_null=True, required=False, help_text="Opened within 10 minutes, logs the owner in once."
+    )
     note = serializers.CharField(allow_null=True, required=False)
 
 

@@ -70,14 +70,14 @@ def _password_matches(*, user: User, password: str, request: Any) -> bool:
     return False
 
 
-def _owner_account(*, email: str, password: str, request: Any) -> User:
+def _owner_account(*, email: str, password: str, name: str, request: Any) -> User:
     existing = User.objects.filter(email__iexact=email).first()
     if existing is not None:
         # An existing account may start another organisation, but only with its own password.
         if not _password_matches(user=existing, password=password, request=request):
             raise _field_error("email", "An account with this e-mail exists; sign up with its password.", "email_taken")
         return existing
-    user = User(email=email.lower())
+    user = User(email=email.lower(), full_name=name)
     try:
         validate_password(password, user)
     except ValidationError as exc:
@@ -100,7 +100,7 @@ def _initial_status(plan: Plan) -> tuple[str, str | None]:
 
 
 def tenant_signup(
-    *, organisation: str, subdomain: str, email: str, password: str, plan: str, request: Any = None
+    *, organisation: str, subdomain: str, email: str, password: str, plan: str, name: str = "", request: Any = None
 ) -> SignupResult:
     """Sign an organisation up; raises ApplicationError (400; 429 locked out) for any refusal and
     leaves nothing behind.
@@ -135,6 +135,7 @@ def tenant_signup(
                     subdomain=subdomain,
                     email=email,
                     password=password,
+                    name=name.strip(),
                     plan=chosen_plan,
                     status=status,
                     note=note,
@@ -186,6 +187,7 @@ def _signup_in_transaction(
     subdomain: str,
     email: str,
     password: str,
+    name: str,
     plan: Plan,
     status: str,
     note: str | None,
@@ -195,7 +197,7 @@ def _signup_in_transaction(
     # Taken first, so the checks below see a rival signup's committed rows.
     provisioning_lock()
     _subdomain_free_check(subdomain)
-    user = _owner_account(email=email, password=password, request=request)
+    user = _owner_account(email=email, password=password, name=name, request=request)
     tenant = tenant_provision(
         name=organisation, subdomain=subdomain, schema_name=schema_name_for(subdomain), status=status
     )

@@ -94,7 +94,13 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def signup_page(request: HttpRequest) -> HttpResponse:
-    context = {"plans": plans_offered(), "base_domain": settings.BASE_DOMAIN, "chosen": request.GET.get("plan", "")}
+    plans = plans_offered()
+    context = {
+        "plans": plans,
+        "any_paid": any(plan.is_paid for plan in plans),  # else no word about Stripe
+        "base_domain": settings.BASE_DOMAIN,
+        "chosen": request.GET.get("plan", ""),
+    }
     return render(request, "tenants/signup.html", context)
 
 

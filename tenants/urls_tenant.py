@@ -34,4 +34,5 @@ urlpatterns = [
     path("account/email/<str:token>/", views.email_change_confirm_page, name="email-change-confirm"),
     *views.password_reset_urlpatterns,
     path("", include("tenants.sso.urls")),
+    path("", include("tenants.welcome")),
 ]

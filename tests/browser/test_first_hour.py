@@ -9,9 +9,12 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from billing.selectors import plans_offered
+from core.models import User
 from tenants.models import Membership
 from tests.browser.conftest import PHONE, fresh_world, log_in
 from tests.conftest import World
+from tests.factories import PASSWORD
 from tests.processes import committed
 
 
@@ -72,3 +75,30 @@ def test_the_login_page_sends_someone_already_logged_in_to_the_workspace(real_pa
 
     assert response is not None and response.status == 200
     expect(page).to_have_url(f"{base}/")
+
+
+def test_signup_shows_every_error_at_once_then_logs_the_owner_in(real_page, site, unique_subdomain):
+    page = real_page
+    page.goto(f"http://localhost:{site.port}/signup/")
+    if not any(plan.is_paid for plan in plans_offered()):
+        expect(page.locator("#signup")).not_to_contain_text("Stripe")
+
+    page.fill("#subdomain", "x")
+    page.click("#signup-submit")
+    for field in ("organisation", "subdomain", "email", "password"):
+        expect(page.locator(f"#{field} + .field-error")).to_be_visible()
+
+    page.fill("#organisation", "First Hour Ltd")
+    page.fill("#name", "Ada Owner")
+    page.fill("#subdomain", unique_subdomain)
+    expect(page.locator("#subdomain-preview")).to_have_text(unique_subdomain)
+    page.fill("#email", f"ada@{unique_subdomain}.test")
+    page.fill("#password", PASSWORD)
+    page.click("#signup-submit")
+
+    expect(page.locator("#signup-continue")).to_be_visible(timeout=60_000)
+    expect(page.locator("#signup")).to_be_hidden()
+    page.click("#signup-continue")
+    expect(page).to_have_url(f"{site.host_url(unique_subdomain)}/")
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    assert User.objects.get(email=f"ada@{unique_subdomain}.test").full_name == "Ada Owner"

@@ -7,7 +7,10 @@
   const subdomain = document.getElementById("subdomain");
   const preview = document.getElementById("subdomain-preview");
 
-  subdomain.addEventListener("input", () => { preview.textContent = subdomain.value.trim().toLowerCase() || "acme"; });
+  // On input, and at once: a value the browser restored (back, autofill) is previewed too.
+  const showPreview = () => { preview.textContent = subdomain.value.trim().toLowerCase() || "acme"; };
+  subdomain.addEventListener("input", showPreview);
+  showPreview();
 
   function clearErrors() {
     form.querySelectorAll(".field-error").forEach((node) => node.remove());
@@ -36,7 +39,13 @@
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors();
-    if (!form.reportValidity()) return;
+    // Every invalid field says so at once, not one browser bubble at a time.
+    const invalid = [...form.elements].filter((input) => input.willValidate && !input.checkValidity());
+    invalid.forEach((input) => fieldError(input.name, input.validationMessage));
+    if (invalid.length) {
+      invalid[0].focus();
+      return;
+    }
     button.disabled = true;
     try {
       const response = await fetch("/api/signup/", {
@@ -57,11 +66,19 @@
         window.location.assign(data.checkout_url);
         return;
       }
+      // The form is done with: the way on replaces it rather than sitting under an emptied copy.
       const link = document.createElement("a");
-      link.href = `${data.tenant.url}login/`;
-      link.textContent = `Log in to ${data.tenant.name}`;
-      say("notice-success", "Your organisation is ready. ", link, data.note ? ` (${data.note})` : "");
-      form.reset();
+      link.className = "btn btn-primary";
+      link.id = "signup-continue";
+      link.href = data.login_url || `${data.tenant.url}login/`;
+      link.textContent = `Go to ${data.tenant.name}`;
+      say("notice-success", `${data.tenant.name} is ready at ${data.tenant.url}`, data.note ? ` (${data.note})` : "");
+      const actions = document.createElement("div");
+      actions.className = "form-actions";
+      actions.append(link);
+      result.append(actions);
+      form.hidden = true;
+      link.focus();
     } catch (error) {
       say("notice-error", "Could not reach Strata. Check your connection and try again.");
     } finally {
