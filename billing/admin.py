@@ -7,9 +7,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
 
+from billing.ai_health import ai_health
 from billing.models import Plan, Subscription, TenantUsagePeriod, UsageEvent, WebhookEvent
 from billing.selectors import plan_is_offered, plans_unpriced
 from billing.services import billing_enabled
@@ -123,6 +127,7 @@ class UsageEventAdmin(LargeTableAdmin, ReadOnlyAdmin):
     search_help_text = "A tenant's subdomain, or a request key (action:31), exactly."
     list_select_related = ("api_key",)
     actions = ("meter_retry",)
+    change_list_template = "admin/billing/usageevent/change_list.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[UsageEvent]:
         # Not select_related("tenant"): its inner join would hide the rows of deleted tenants, which the ledger keeps.
@@ -139,6 +144,33 @@ class UsageEventAdmin(LargeTableAdmin, ReadOnlyAdmin):
             return queryset, False
         tenant_ids = list(Tenant.objects.filter(subdomain=term.lower()).values_list("id", flat=True))
         return queryset.filter(Q(tenant_id__in=tenant_ids) | Q(request_key=term)), False
+
+    def get_urls(self) -> list[Any]:
+        health = path(
+            "ai-health/", self.admin_site.admin_view(self.ai_health_view), name="billing_usageevent_ai_health"
+        )
+        return [health, *super().get_urls()]
+
+    def ai_health_view(self, request: HttpRequest) -> HttpResponse:
+        """Calls, errors, latency and tokens per tenant, model and day, across tenants (ledger rows only)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        raw_days = request.GET.get("days", "")
+        days = min(max(int(raw_days), 1), 90) if raw_days.isdigit() else 7
+        tenant = request.GET.get("tenant", "")
+        tenant_id = int(tenant) if tenant.isdigit() else None
+        model = request.GET.get("model", "").strip()[:100]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "AI health",
+            "days": days,
+            "tenant_id": tenant_id,
+            "model": model,
+            "tenants": list(Tenant.objects.order_by("subdomain").values_list("id", "subdomain")),
+            "rows": ai_health(days=days, tenant_id=tenant_id, model=model),
+        }
+        return TemplateResponse(request, "admin/billing/usageevent/ai_health.html", context)
 
     @admin.display(description="tenant", ordering="tenant_subdomain")
     def tenant_label(self, event: UsageEvent) -> str:

@@ -81,6 +81,9 @@ class UsageEvent(models.Model):
     request_key = models.CharField(
         max_length=100, help_text="Unique per tenant; with the tenant id, the Stripe meter event identifier."
     )
+    # How the call ended and how long it took (no text): the operators' AI health view reads these.
+    status = models.CharField(max_length=12, default="ok", db_default="ok")
+    latency_ms = models.PositiveIntegerField(default=0, db_default=0)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     meter_status = models.CharField(max_length=10, choices=MeterStatus.choices, default=MeterStatus.PENDING)
     meter_attempts = models.PositiveSmallIntegerField(default=0)

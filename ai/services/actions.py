@@ -31,11 +31,11 @@ def agent_action_record(
     conversation_id: int | None = None,
     reservation_id: int | None = None,
 ) -> AgentAction:
-    """Write one AgentAction and, for model calls, its usage event, in the caller's transaction.
+    """Write one AgentAction and its usage event, in the caller's transaction.
 
     ``tenant`` is the one whose schema the caller is in; its usage row is billed to it.
-    Offline answers are no LLM call: their estimated tokens are kept on the action only. A call a
-    program made with a tenant API key is attributed to that key on both rows. The call's
+    Offline answers are no LLM call: their estimated tokens are kept on the action only (their
+    ledger row has none and costs nothing). A call a program made with a tenant API key is attributed to that key on both rows. The call's
     allowance reservation (``reservation_id``) is settled in the same transaction.
     """
     api_key_id = api_key_id_of(user=user)
@@ -54,8 +54,6 @@ def agent_action_record(
         conversation_id=conversation_id,
         **usage.as_dict(),
     )
-    if provider == "offline":
-        return action
     usage_record(
         tenant_id=tenant.pk,
         user_id=user.id if user else None,
@@ -64,7 +62,14 @@ def agent_action_record(
         model=model,
         usage=usage,
         request_key=f"action:{action.pk}",
+        status=status,
+        latency_ms=latency_ms,
+        # Offline answers are no model call: a ledger row with no tokens and no cost, so that
+        # operators see the activity (the action keeps its estimated tokens).
+        billable=provider != "offline",
     )
+    if provider == "offline":
+        return action
     if reservation_id is not None:
         allowance_settle(reservation_id=reservation_id)
     return action

@@ -49,6 +49,9 @@ def usage_record(
     request_key: str,
     tenant_id: int,
     api_key_id: int | None = None,
+    status: str = "ok",
+    latency_ms: int = 0,
+    billable: bool = True,
 ) -> UsageEvent:
     """Write one ledger row and bump the period total, atomically with the caller's transaction.
 
@@ -60,8 +63,10 @@ def usage_record(
     (``tenant_id``): a schema name says nothing once a released signup's name is reused.
     """
     counts = usage.as_dict()
+    if not billable:  # a call no model served (the offline provider): seen by operators, never charged
+        counts = dict.fromkeys(counts, 0)
     total = sum(counts.values())
-    cost = cost_micros(model=model, **counts)
+    cost = cost_micros(model=model, **counts) if billable else 0
     # No savepoint of our own: inside the caller's transaction a failure rolls the whole call back.
     with transaction.atomic(savepoint=False):
         event = UsageEvent.objects.create(
@@ -73,6 +78,8 @@ def usage_record(
             total_tokens=total,
             cost_micros=cost,
             request_key=request_key,
+            status=status,
+            latency_ms=latency_ms,
             meter_status=UsageEvent.MeterStatus.PENDING if total else UsageEvent.MeterStatus.SKIPPED,
             **counts,
         )
