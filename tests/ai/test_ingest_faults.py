@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from ai.access import Reader, reader_of
 from ai.models import Chunk, Document
 from ai.services import documents
 from core.platform.jobs import JobAborted, TransientJobError
@@ -144,14 +145,18 @@ def test_the_ingestion_lock_never_sends_the_document_text(document):
     assert not [query["sql"][:200] for query in queries.captured_queries if TEXT in query["sql"]]
 
 
-def test_an_edit_back_to_the_same_text_still_supersedes_a_running_ingestion(document):
+def owner(acme) -> Reader:  # noqa: ANN001
+    return reader_of(tenant=acme.tenant, user=acme.owner)  # owners may edit any document
+
+
+def test_an_edit_back_to_the_same_text_still_supersedes_a_running_ingestion(acme, document):
     edited = []
 
     def edits_meanwhile() -> bool:
         if not edited:
             current = Document.objects.get(id=document.id)
-            documents.document_update(document=current, content="Something else entirely.")
-            edited.append(documents.document_update(document=current, content=TEXT))
+            documents.document_update(reader=owner(acme), document=current, content="Something else entirely.")
+            edited.append(documents.document_update(reader=owner(acme), document=current, content=TEXT))
         return False
 
     documents.document_ingest(document_id=document.id, should_stop=edits_meanwhile)
@@ -162,9 +167,10 @@ def test_an_edit_back_to_the_same_text_still_supersedes_a_running_ingestion(docu
     assert state(document.id)[0] == Document.Status.READY
 
 
-def test_renaming_a_document_while_it_is_ingested_keeps_the_run_going(document):
+def test_renaming_a_document_while_it_is_ingested_keeps_the_run_going(acme, document):
     def renamed_meanwhile() -> bool:
-        documents.document_update(document=Document.objects.get(id=document.id), title="Boilers (2026)")
+        current = Document.objects.get(id=document.id)
+        documents.document_update(reader=owner(acme), document=current, title="Boilers (2026)")
         return False
 
     documents.document_ingest(document_id=document.id, should_stop=renamed_meanwhile)

@@ -90,9 +90,15 @@ def owned_ids(acme) -> dict[str, int]:
     client = acme.client(acme.owner_token)
     document = client.post("/api/documents/", {"title": "Deep", "content": "Some text."}, format="json")
     conversation = client.post("/api/conversations/", {"title": "Deep"}, format="json")
+    collection = client.post("/api/collections/", {"name": "Deep"}, format="json")
     with tenant_context(acme.tenant):
         member = Membership.objects.get(user=acme.member, tenant=acme.tenant)
-    return {"documents": document.json()["id"], "conversations": conversation.json()["id"], "members": member.pk}
+    return {
+        "documents": document.json()["id"],
+        "conversations": conversation.json()["id"],
+        "members": member.pk,
+        "collections": collection.json()["id"],
+    }
 
 
 @pytest.mark.parametrize("depth", [5_000, 100_000])
