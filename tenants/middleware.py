@@ -1,6 +1,7 @@
-"""Refuses requests to suspended, unpaid or closed tenants before any view runs.
+"""Which tenant a host is (whatever its case), and refusing requests to suspended, unpaid or
+closed tenants before any view runs.
 
-It runs after the authentication middleware, so the page it shows can tell an owner (who can pay
+The status check runs after the authentication middleware, so the page it shows can tell an owner (who can pay
 or fix the payment method) from a member or a visitor.
 """
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django_tenants.middleware.main import TenantMainMiddleware
 
 from core.platform.api import error_body
 from tenants.models import Membership, Tenant
@@ -57,6 +59,15 @@ _OPEN_WHILE_BLOCKED = {
         "/reset/",
     ),
 }
+
+
+class TenantHostMiddleware(TenantMainMiddleware):
+    """django-tenants' tenant lookup, with host names compared as DNS does, whatever their case:
+    ACME.example.com is acme's workspace, not an unknown one (domains are stored in lower case)."""
+
+    @staticmethod
+    def hostname_from_request(request: HttpRequest) -> str:
+        return str(TenantMainMiddleware.hostname_from_request(request)).lower()
 
 
 class TenantStatusMiddleware:

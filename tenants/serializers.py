@@ -8,7 +8,6 @@ from typing import Any
 from dj_rest_auth import serializers as dj_rest_auth_serializers
 from dj_rest_auth.serializers import LoginSerializer
 from django.contrib.auth import update_session_auth_hash
-from django.contrib.auth.tokens import default_token_generator
 from django.utils.encoding import force_str
 from django.utils.http import urlsafe_base64_decode
 from rest_framework import serializers
@@ -18,7 +17,12 @@ from core.models import User
 from core.platform.fields import StorableCharField
 from tenants.models import ApiKey, Invitation, Membership
 from tenants.selectors import membership_get
-from tenants.services.accounts import password_reset_complete, password_reset_request, password_set
+from tenants.services.accounts import (
+    password_reset_complete,
+    password_reset_request,
+    password_reset_tokens,
+    password_set,
+)
 
 
 class TenantLoginSerializer(LoginSerializer):
@@ -72,7 +76,8 @@ class PasswordResetConfirmSerializer(dj_rest_auth_serializers.PasswordResetConfi
             self.user = User.objects.get(pk=force_str(urlsafe_base64_decode(attrs["uid"])))
         except (TypeError, ValueError, OverflowError, User.DoesNotExist):
             raise serializers.ValidationError({"uid": ["Invalid value"]}) from None
-        if not default_token_generator.check_token(self.user, attrs["token"]):
+        tokens = password_reset_tokens(tenant=getattr(self.context["request"], "tenant", None))
+        if not tokens.check_token(self.user, attrs["token"]):
             raise serializers.ValidationError({"token": ["Invalid value"]})
         self.set_password_form = self.set_password_form_class(user=self.user, data=attrs)
         if not self.set_password_form.is_valid():

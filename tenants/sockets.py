@@ -72,7 +72,7 @@ def _same_origin(origin: str, host: str) -> bool:
 def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
     """Sync: the tenant, user and membership for a handshake (each may be None / anonymous)."""
     host = _header(scope, b"host")
-    hostname = remove_www(host.split(":")[0])
+    hostname = remove_www(host.split(":")[0]).lower()  # as tenants.middleware.TenantHostMiddleware
     resolved: dict[str, Any] = {"tenant": None, "user": AnonymousUser(), "membership": None, "api_key": None}
     authorization = _header(scope, b"authorization")
     with schema_context(get_public_schema_name()):

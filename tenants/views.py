@@ -34,6 +34,7 @@ from tenants.services.accounts import (
     email_change_request,
     password_reset_complete,
     password_reset_request,
+    password_reset_tokens,
     password_set,
     user_name_change,
     user_sign_out_everywhere,
@@ -344,6 +345,11 @@ class PasswordResetConfirmPage(auth_views.PasswordResetConfirmView):
     form_class = ResetPasswordForm
     template_name = "tenants/password_reset_confirm.html"
     success_url = "/reset/done/"
+
+    def dispatch(self, *args: Any, **kwargs: Any) -> HttpResponse:
+        # The link's token holds the host it was sent for (password_reset_tokens).
+        self.token_generator = password_reset_tokens(tenant=getattr(self.request, "tenant", None))
+        return super().dispatch(*args, **kwargs)
 
     def get_form(self, form_class: Any = None) -> Any:
         form = cast(ResetPasswordForm, super().get_form(form_class))

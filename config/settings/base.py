@@ -86,7 +86,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.platform.health.LivenessMiddleware",
-    "django_tenants.middleware.main.TenantMainMiddleware",
+    "tenants.middleware.TenantHostMiddleware",  # django-tenants' lookup, case-insensitive
     # Notes the client address for audit entries that services write (tenants.audit).
     "tenants.audit.middleware.AuditContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -15,7 +15,7 @@ deleted, or replaced when the change is made with the token itself.
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth.tokens import default_token_generator
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -32,6 +32,17 @@ from tenants.services.invitations import email_normalise
 from tenants.sso.services import sso_password_check
 
 PASSWORD_RESET_JOB = "tenants.password_reset_send"  # noqa: S105 - a job name
+
+
+def password_reset_tokens(*, tenant: Tenant | None) -> PasswordResetTokenGenerator:
+    """Django's reset tokens under a salt of the host's own (its workspace, or the public site):
+    a link works on the host it was sent for, not on every workspace of the same person."""
+    tokens = PasswordResetTokenGenerator()
+    host = tenant.pk if tenant is not None and not tenant.is_public else "public"
+    tokens.key_salt = f"strata.tenants.password-reset.{host}"
+    return tokens
+
+
 WORKSPACES_FIND_JOB = "tenants.workspaces_find_send"
 EMAIL_CHANGE_JOB = "tenants.email_change_send"
 _EMAIL_CHANGE_SALT = "strata.email-change"
@@ -88,7 +99,7 @@ def password_reset_send(*, email: str, tenant_id: int | None) -> None:
         if not mail_recipient_allowed(to=user.email, kind="password_reset"):
             continue
         uid = urlsafe_base64_encode(force_bytes(user.pk))
-        token = default_token_generator.make_token(user)
+        token = password_reset_tokens(tenant=tenant).make_token(user)
         mail_send(
             to=user.email,
             template="tenants/email/password_reset",

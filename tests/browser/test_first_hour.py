@@ -102,3 +102,11 @@ def test_signup_shows_every_error_at_once_then_logs_the_owner_in(real_page, site
     expect(page).to_have_url(f"{site.host_url(unique_subdomain)}/")
     expect(page.get_by_role("navigation", name="Main")).to_be_visible()
     assert User.objects.get(email=f"ada@{unique_subdomain}.test").full_name == "Ada Owner"
+
+
+def test_the_home_page_does_not_point_visitors_at_the_operator_admin(real_page, site):
+    page = real_page
+    page.goto(f"http://localhost:{site.port}/")
+
+    expect(page.locator("a[href^='/admin']")).to_have_count(0)
+    expect(page.locator("body")).not_to_contain_text("operator admin")
