@@ -95,11 +95,17 @@ def _collection_for(*, reader: Reader, collection_id: int | None) -> Collection:
     collections = collections_readable(reader)
     found = collections.filter(id=collection_id) if collection_id is not None else collections.filter(is_default=True)
     collection = found.first()
+    if collection is None and collection_id is None:  # an API key given other collections only
+        raise ApplicationError(
+            "Say which collection: the default one is not among those you may add to.",
+            code="collection_required",
+            extra={"fields": {"collection_id": ["This field is required."]}},
+        )
     if collection is None:
         raise ApplicationError(
             "No such collection.",
             code="collection_not_found",
-            status=404 if collection_id is not None else 403,
+            status=404,
             extra={"fields": {"collection_id": ["No such collection."]}},
         )
     return collection

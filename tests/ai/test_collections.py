@@ -185,3 +185,16 @@ def test_the_collection_list_takes_a_constant_number_of_queries(acme, django_ass
     # tenant, token+user, membership, count, page, keys, grants, search_path changes
     with django_assert_max_num_queries(9):
         assert client.get("/api/collections/").status_code == 200
+
+
+def test_a_key_given_collections_adds_documents_only_there(acme):
+    key, raw = api_key_create(tenant=acme.tenant, created_by=acme.owner, name="sync", scope="write")
+    board = _create(acme, acme.owner_token, name="Board", visibility="members", api_key_ids=[key.id]).json()
+    client = acme.client()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    nowhere = client.post("/api/documents/", {"title": "t", "content": "c"}, format="json")
+    there = client.post("/api/documents/", {"title": "t", "content": "c", "collection_id": board["id"]}, format="json")
+
+    assert nowhere.status_code == 400 and nowhere.json()["error"]["code"] == "collection_required"
+    assert there.status_code == 201 and there.json()["collection_id"] == board["id"]
