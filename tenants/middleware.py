@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django_tenants.middleware.main import TenantMainMiddleware
@@ -21,7 +22,7 @@ _BLOCKED = {
     Tenant.Status.SUSPENDED: (
         403,
         "tenant_suspended",
-        "This organisation is suspended. Contact support to reactivate it.",
+        "This organisation is suspended. {contact} to reactivate it.",
     ),
     Tenant.Status.PENDING_PAYMENT: (
         402,
@@ -32,7 +33,7 @@ _BLOCKED = {
     Tenant.Status.CLOSED: (
         410,
         "workspace_closed",
-        "This workspace has been closed. Contact support before {deadline:%d %B %Y} to restore it.",
+        "This workspace has been closed. {contact} before {deadline:%d %B %Y} to restore it.",
     ),
 }
 # Paths that stay reachable so an owner can log in and pay: a pending tenant's first payment,
@@ -82,8 +83,7 @@ class TenantStatusMiddleware:
         if blocked is None or request.path.startswith(_OPEN_WHILE_BLOCKED[tenant.status]):
             return self.get_response(request)
         status, code, message = blocked
-        if tenant.status == Tenant.Status.CLOSED:
-            message = message.format(deadline=tenant.delete_after)
+        message = message.format(contact=_support_contact(), deadline=tenant.delete_after)
         if request.path.startswith("/api/"):
             return JsonResponse(error_body(code, message), status=status)
         context = {
@@ -92,8 +92,16 @@ class TenantStatusMiddleware:
             "message": message,
             "is_owner": _is_owner(request, tenant),
             "checkout": request.GET.get("checkout", ""),
+            "support_email": settings.SUPPORT_EMAIL,
         }
         return render(request, "tenants/unavailable.html", context, status=status)
+
+
+def _support_contact() -> str:
+    """Who to write to: the operators' SUPPORT_EMAIL, else whoever runs the server."""
+    if settings.SUPPORT_EMAIL:
+        return f"Write to {settings.SUPPORT_EMAIL}"
+    return "Ask the people who run this Strata server"
 
 
 def _is_owner(request: HttpRequest, tenant: Tenant) -> bool:

@@ -14,6 +14,9 @@ else:
     EMAIL_BACKEND = "core.platform.mail.EmlFileBackend"
 
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Strata <no-reply@localhost>")
+# Where a suspended or closed workspace's page sends people (a mailto link); unset, it says to ask
+# whoever runs the server.
+SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
 # At most this many messages of one kind (invitation, reset, workspace list, ...) to one address per
 # hour: beyond it a request still gets its usual answer and the job sends nothing.

@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from billing.selectors import plans_offered
 from core.models import User
-from tenants.models import Membership
+from tenants.models import Membership, Tenant
 from tests.browser.conftest import PHONE, fresh_world, log_in
 from tests.conftest import World
 from tests.factories import PASSWORD
@@ -110,3 +110,15 @@ def test_the_home_page_does_not_point_visitors_at_the_operator_admin(real_page, 
 
     expect(page.locator("a[href^='/admin']")).to_have_count(0)
     expect(page.locator("body")).not_to_contain_text("operator admin")
+
+
+def test_a_suspended_workspace_says_whom_to_contact(real_page, site, settings):
+    settings.SUPPORT_EMAIL = "help@strata.example"
+    world: World = committed(fresh_world, "Suspended")
+    committed(lambda: Tenant.objects.filter(pk=world.tenant.pk).update(status=Tenant.Status.SUSPENDED))
+    page = real_page
+
+    response = page.goto(f"{site.host_url(world.tenant.subdomain)}/")
+
+    assert response is not None and response.status == 403
+    expect(page.locator("main a[href='mailto:help@strata.example']")).to_be_visible()
