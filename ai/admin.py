@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -109,7 +109,7 @@ class _CriterionFilter(admin.SimpleListFilter):
         return self.choices_list
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[AgentAction]) -> QuerySet[AgentAction]:
-        return agent_actions_matching(criteria={self.parameter_name: self.value() or ""}, actions=queryset)
+        return agent_actions_matching(criteria={str(self.parameter_name): self.value() or ""}, actions=queryset)
 
 
 class StatusFilter(_CriterionFilter):
@@ -387,7 +387,7 @@ class ReviewJobAdmin(TenantModelAdmin):
         )
         return [download, *super().get_urls()]
 
-    def download_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+    def download_view(self, request: HttpRequest, job_id: int) -> FileResponse:
         """An export job's file, for this tenant's admins (the job row lives in this tenant's schema)."""
         job = get_object_or_404(ReviewJob, pk=job_id, kind=ReviewJob.Kind.EXPORT, state=ReviewJob.State.DONE)
         file = training_export_path(job)

@@ -171,7 +171,7 @@ def _log(ids: list[int], *, actor: User | None, message: str) -> None:
     if actor is None:
         return
     rows = AgentAction.objects.filter(id__in=ids).only("id", "agent_type", "status", "timestamp")
-    LogEntry.objects.log_actions(  # type: ignore[attr-defined]  # Django 5.1+, not yet in the stubs
+    LogEntry.objects.log_actions(
         user_id=actor.pk, queryset=rows, action_flag=CHANGE, change_message=json.dumps([{"changed": {"name": message}}])
     )
 

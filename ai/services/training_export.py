@@ -128,13 +128,15 @@ def training_export_run(*, job_id: int) -> None:
     job = ReviewJob.objects.get(pk=job_id)
     ReviewJob.objects.filter(pk=job.pk).update(state=ReviewJob.State.RUNNING)
     actions = training_criteria_actions(job.criteria).filter(id__lte=job.upto_id)
-    name = f"{connection.schema_name}-{job.pk}-{secrets.token_urlsafe(12)}.jsonl"
+    name = f"{connection.schema_name}-{job.pk}-{secrets.token_urlsafe(12)}.jsonl"  # type: ignore[attr-defined]
     part = _exports_folder() / f"{name}.part"
+
+    def progress(done: int) -> None:
+        ReviewJob.objects.filter(pk=job.pk).update(done=done)
+
     try:
         with part.open("w", encoding="utf-8") as out:
-            count = training_export_write(
-                actions=actions, out=out, progress=lambda done: ReviewJob.objects.filter(pk=job.pk).update(done=done)
-            )
+            count = training_export_write(actions=actions, out=out, progress=progress)
         os.replace(part, _exports_folder() / name)
     except Exception as exc:
         part.unlink(missing_ok=True)

@@ -54,7 +54,7 @@ def distinct_values(model: type[models.Model], field: str, *, limit: int = 100) 
     """The distinct non-null values of ``field``, by a "loose index scan": one index probe per
     value (a recursive query over an index that leads with the column), not a scan of the table."""
     table = connection.ops.quote_name(model._meta.db_table)
-    column = connection.ops.quote_name(model._meta.get_field(field).column)
+    column = connection.ops.quote_name(model._meta.get_field(field).column)  # type: ignore[union-attr,arg-type]
     sql = f"""
         WITH RECURSIVE found(value, n) AS (
             (SELECT {column}, 1 FROM {table} WHERE {column} IS NOT NULL ORDER BY {column} LIMIT 1)
@@ -143,32 +143,33 @@ def keyset_after(queryset: QuerySet[Any], ordering: list[tuple[str, bool]], valu
     return queryset.filter(bound, after)
 
 
-class KeysetPaginator(Paginator):
+class KeysetPaginator(Paginator):  # type: ignore[type-arg]
     """Pages of a large changelist: an estimated count, and the page after a cursor when the
     request has one (``?after=``), else Django's numbered page (OFFSET; fine near the top)."""
 
     def __init__(self, object_list: QuerySet[Any], per_page: int, *, cursor: str | None = None, **kwargs: Any):
         super().__init__(object_list, per_page, **kwargs)
+        self.queryset = object_list
         self.cursor = cursor
         self.ordering = _ordering(object_list)
         self.next_cursor: str | None = None
         self.count_exact = True
 
     @cached_property
-    def count(self) -> int:  # type: ignore[override]
-        count, self.count_exact = rows_count(self.object_list)
+    def count(self) -> int:
+        count, self.count_exact = rows_count(self.queryset)
         return count
 
-    def page(self, number: Any) -> Page:
+    def page(self, number: Any) -> Page:  # type: ignore[type-arg]
         values = None
         if self.cursor and self.ordering:
-            values = _cursor_decode(self.object_list, self.ordering, self.cursor)
+            values = _cursor_decode(self.queryset, self.ordering, self.cursor)
         if values is None or any(value is None for value in values):
             page = super().page(number)
             rows = list(page.object_list)
             more = page.has_next()
         else:
-            fetched = list(keyset_after(self.object_list, self.ordering or [], values)[: self.per_page + 1])
+            fetched = list(keyset_after(self.queryset, self.ordering or [], values)[: self.per_page + 1])
             rows, more = fetched[: self.per_page], len(fetched) > self.per_page
             page = Page(rows, 1, self)
         page.object_list = rows
@@ -210,12 +211,13 @@ class DateRangeFilter(admin.ListFilter):
         self.request = request
 
     def _day(self, name: str) -> Any:
-        return parse_date(self.used_parameters.get(name) or "") if self.used_parameters.get(name) else None
+        value = self.used_parameters.get(name)
+        return parse_date(str(value)) if value else None
 
     def has_output(self) -> bool:
         return True
 
-    def expected_parameters(self) -> list[str]:
+    def expected_parameters(self) -> list[str | None]:
         return [self.since_param, self.until_param]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -239,7 +241,7 @@ class DateRangeFilter(admin.ListFilter):
         }
 
 
-class LargeTableAdmin(admin.ModelAdmin):
+class LargeTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """A changelist whose cost does not grow with its table (see the module docstring). Put
     ``DateRangeFilter`` subclasses in ``list_filter`` instead of ``date_hierarchy``; sort only by
     indexed columns (``sortable_by``)."""
