@@ -370,7 +370,7 @@ def test_one_tenants_configuration_never_signs_into_another(
 def test_the_owners_test_sign_in_shows_the_attributes_and_signs_nobody_in(
     acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig
 ) -> None:
-    owner = acme.session_client(acme.owner)
+    owner = acme.session_client(User.objects.get(pk=acme.owner.pk))  # a fresh row: others may mutate the shared one
     started = owner.get("/sso/test/")
     assert started.status_code == 302
     result = acs_post(owner, *idp_answer(started["Location"]))
@@ -381,7 +381,7 @@ def test_the_owners_test_sign_in_shows_the_attributes_and_signs_nobody_in(
 
 
 def test_the_settings_page_shows_what_to_register_at_the_idp_and_saves_saml(acme: World, saml_idp: SamlIdp) -> None:
-    owner = acme.session_client(acme.owner)
+    owner = acme.session_client(User.objects.get(pk=acme.owner.pk))  # a fresh row: others may mutate the shared one
     page = owner.get("/settings/sso/").content.decode()
     assert "http://acme.localhost/sso/saml/acme/metadata/" in page
     assert "http://acme.localhost/sso/saml/acme/acs/" in page
@@ -403,18 +403,32 @@ def live_world(django_db_setup: Any, django_db_blocker: Any) -> World:
         return world_create("Saml")
 
 
+def _live_sso_remove(world: World, domain: str) -> None:
+    SsoConfig.objects.for_tenant(world.tenant).delete()
+    User.objects.filter(email__endswith=f"@{domain}").exclude(pk__in=[world.owner.pk, world.member.pk]).delete()
+
+
+@pytest.fixture
+def live_domain(live_world: World, idp_metadata: str) -> Iterator[str]:
+    """The live world's SAML configuration, committed (the live server sees it), and removed after:
+    other modules' tests count configurations and people."""
+    domain = f"{live_world.tenant.subdomain}.test"
+    committed(saml_configure, live_world, idp_metadata, allowed_domains=[domain])
+    yield domain
+    committed(_live_sso_remove, live_world, domain)
+
+
 @pytest.mark.browser
 @pytest.mark.django_db
-def test_the_whole_flow_in_chromium(asgi_server: Any, live_world: World, saml_idp: SamlIdp, idp_metadata: str) -> None:
+def test_the_whole_flow_in_chromium(asgi_server: Any, live_world: World, saml_idp: SamlIdp, live_domain: str) -> None:
     from playwright.sync_api import sync_playwright
 
     from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (tests/run.sh installs it)")
-    domain = f"{live_world.tenant.subdomain}.test"
+    domain = live_domain
     saml_idp.configure(user={"email": f"grace@{domain}", "first_name": "Grace", "last_name": "Hopper"})
-    committed(saml_configure, live_world, idp_metadata, allowed_domains=[domain])  # the live server sees it
     base = asgi_server.host_url(live_world.tenant.subdomain)
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop on this thread; our ORM calls are sync
     try:
