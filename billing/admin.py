@@ -25,7 +25,8 @@ def plan_warnings(request: HttpRequest) -> None:
     """Tell operators which paid plans customers cannot choose, and why (shown on the plan and tenant lists)."""
     if not billing_enabled():
         if not settings.DEBUG:
-            messages.info(
+            # A warning, not Django admin's green "info": paid plans cannot be sold until it is set.
+            messages.warning(
                 request, "Stripe is not configured (STRIPE_SECRET_KEY): customers are offered free plans only."
             )
         return

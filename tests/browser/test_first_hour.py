@@ -4,6 +4,8 @@ removed while logged in, logging in while logged in, and the other rough edges f
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from billing.selectors import plans_offered
 from core.models import User
 from tenants.models import Membership, Tenant
-from tests.browser.conftest import PHONE, fresh_world, log_in
+from tests.browser.conftest import PHONE, fresh_world, log_in, shot
 from tests.conftest import World
 from tests.factories import PASSWORD
 from tests.processes import committed
@@ -122,3 +124,35 @@ def test_a_suspended_workspace_says_whom_to_contact(real_page, site, settings):
 
     assert response is not None and response.status == 403
     expect(page.locator("main a[href='mailto:help@strata.example']")).to_be_visible()
+
+
+@pytest.fixture
+def operator(django_db_blocker) -> str:  # noqa: ANN001
+    """A platform operator (committed) who logs in to the public host's admin with PASSWORD."""
+    email = f"operator-{uuid.uuid4().hex[:8]}@strata.test"
+    committed(lambda: User.objects.create_superuser(email=email, password=PASSWORD))
+    return email
+
+
+def test_the_operators_tenant_list_fits_and_tells_warnings_from_successes(real_page, site, settings, operator):
+    settings.STRIPE_SECRET_KEY = ""  # billing off: the admin says so, as a warning
+    page = real_page
+    admin = f"http://localhost:{site.port}/admin/"
+    page.goto(f"{admin}login/")
+    page.fill("#id_username", operator)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit], button[type=submit]")
+    page.goto(f"{admin}tenants/tenant/")
+    shot(page, "operator-tenants")
+
+    notice = page.locator("ul.messagelist li", has_text="Stripe is not configured")
+    expect(notice).to_have_class(re.compile(r"\bwarning\b"))
+    filters = page.locator("#changelist-filter details summary, #changelist-filter h3")
+    titles = [title.strip().lower() for title in filters.all_inner_texts()]
+    assert len(titles) == len(set(titles)), titles  # no filter shown twice under one title
+    if page.viewport_size and page.viewport_size["width"] > PHONE:  # the admin is a desk's tool
+        widths = page.evaluate(
+            "[document.querySelector('#result_list').scrollWidth,"
+            " document.querySelector('#changelist .results').clientWidth]"
+        )
+        assert widths[0] <= widths[1], f"the tenants table is {widths[0]} px wide in a {widths[1]} px box: clipped"
