@@ -38,12 +38,13 @@ def rows_estimate(queryset: QuerySet[Any]) -> int:
 
 
 def rows_count(queryset: QuerySet[Any], *, exact_max: int = EXACT_COUNT_MAX) -> tuple[int, bool]:
-    """``(count, exact)``: exact when there are at most ``exact_max`` rows (a count that stops
-    there), else the planner's estimate (at least ``exact_max + 1``). The estimate alone is too
-    rough for small results: a filter the statistics misjudge would show three rows as 1,700."""
+    """``(count, exact)``: exact when the planner expects at most ``exact_max`` rows (a count that
+    stops there, so an underestimate costs no more), else the planner's estimate. The estimate
+    alone is too rough for small results: a filter the statistics misjudge would show three rows
+    as 1,700, or (Django shows everything when the count fits one page) 500,000 rows as three."""
     unordered = queryset.order_by()
     estimate = rows_estimate(unordered)
-    if estimate <= exact_max * 4:
+    if estimate <= exact_max:
         bounded = unordered.values("pk")[: exact_max + 1].count()
         if bounded <= exact_max:
             return bounded, True
