@@ -72,7 +72,7 @@ SELECT now() - make_interval(secs => g * 30),
         || p[1 + (g / 13) %% 50] || p[1 + (g / 29) %% 50],
     'Answer ' || g || ': ' || left(p[1 + (g / 3) %% 50], 350) || left(p[1 + (g / 11) %% 50], 350),
     CASE WHEN g %% 40 = 0 THEN 'Overloaded' ELSE '' END,
-    300 + g %% 900, 80 + g %% 400, 0, g %% 3 * 100, 200 + (g * 7919) %% 30000,
+    300 + g %% 900, 80 + g %% 400, 0, g %% 3 * 100, 200 + (g::bigint * 7919) %% 30000,
     g %% 5 = 0, g %% 250 = 0,
     CASE WHEN g %% 150 = 0 THEN 'down' WHEN g %% 60 = 0 THEN 'up' ELSE '' END,
     CASE WHEN g %% 20 = 0 THEN %s ELSE NULL END
