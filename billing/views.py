@@ -129,6 +129,8 @@ def billing_page(request: HttpRequest) -> HttpResponse:
         "summary": usage_summary(tenant=tenant),
         "is_owner": _is_owner(request),
         "stripe_on": billing_enabled(),
+        # Without Stripe, DEBUG offers paid plans without payment (plan_is_offered): the notice says so.
+        "debug_plans": not billing_enabled() and any(plan.is_paid for plan in offered),
         "stripe_customer": bool(subscription.stripe_customer_id),
         "live_subscription": bool(subscription.stripe_subscription_id)
         and subscription.status in ("active", "trialing", "past_due", "unpaid"),

@@ -156,3 +156,21 @@ def test_the_operators_tenant_list_fits_and_tells_warnings_from_successes(real_p
             " document.querySelector('#changelist .results').clientWidth]"
         )
         assert widths[0] <= widths[1], f"the tenants table is {widths[0]} px wide in a {widths[1]} px box: clipped"
+
+
+def test_the_billing_page_asks_before_changing_plan_and_does_not_contradict_itself(real_page, site, settings):
+    settings.DEBUG, settings.STRIPE_SECRET_KEY = True, ""  # a local demo: paid plans switch without payment
+    world: World = committed(fresh_world, "Billing")
+    page = real_page
+    base = site.host_url(world.tenant.subdomain)
+    log_in(page, base, world.owner.email)
+    page.goto(f"{base}/billing/")
+
+    free = page.locator(".plan[data-plan=free]")
+    assert free.locator("h3").inner_text() != free.locator(".price").inner_text()  # not "Free / Free"
+    expect(page.locator("main")).not_to_contain_text("only the plans below that need no payment")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("#choose-pro")
+    expect(page.locator("#current-plan")).to_have_text("Free")
+    assert asked and "Pro" in asked[0], asked

@@ -19,6 +19,14 @@ document.addEventListener("htmx:afterRequest", (event) => {
   if (event.detail.successful && form.hasAttribute("hx-encoding")) form.reset();
 });
 
+// A form with data-confirm asks first (removing, revoking, leaving, changing the plan).
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+    event.preventDefault();
+  }
+});
+
 // Open menus (<details class="menu">) close on Escape and on a click elsewhere.
 document.addEventListener("click", (event) => {
   document.querySelectorAll("details.menu[open]").forEach((menu) => {

@@ -1,10 +1,5 @@
-// Team and account pages: confirm destructive forms, copy a new API key. No inline script anywhere.
+// Team and account pages: copy a new API key (site.js confirms forms with data-confirm). No inline script anywhere.
 (() => {
-  document.querySelectorAll("form[data-confirm]").forEach((form) => {
-    form.addEventListener("submit", (event) => {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-    });
-  });
   document.querySelectorAll("button[data-copy]").forEach((button) => {
     button.addEventListener("click", async () => {
       const text = document.getElementById(button.dataset.copy).textContent.trim();
