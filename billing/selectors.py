@@ -107,6 +107,16 @@ def _utc_midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
 
 
+API_KEY_ADDRESS = "@api-keys.invalid"  # an API key's placeholder account (tenants.services.api_keys)
+
+
+def _person(email: str | None, name: str | None) -> str:
+    """Who used tokens: the address, or for an API key its name ("API key: Nightly import")."""
+    if email and email.endswith(API_KEY_ADDRESS) and name:
+        return name
+    return email or UNATTRIBUTED
+
+
 def usage_report(*, tenant_id: int, start: dt.date | None = None, now: dt.datetime | None = None) -> UsageReport:
     """Tokens per day of the period that holds ``start`` (default: this one), in one grouped query."""
     now = now or timezone.now()
@@ -116,7 +126,7 @@ def usage_report(*, tenant_id: int, start: dt.date | None = None, now: dt.dateti
         UsageEvent.objects.for_tenant(tenant_id)
         .filter(created__gte=_utc_midnight(start), created__lt=_utc_midnight(end))
         .annotate(day=TruncDate("created", tzinfo=dt.UTC))
-        .values("day", "feature", "user__email")
+        .values("day", "feature", "user__email", "user__full_name")
         .annotate(
             input_tokens=Sum("input_tokens"),
             output_tokens=Sum("output_tokens"),
@@ -135,7 +145,7 @@ def usage_report(*, tenant_id: int, start: dt.date | None = None, now: dt.dateti
     person_totals: dict[str, int] = {}
     daily = [0] * len(days)
     for row in rows:
-        row["person"] = row.pop("user__email") or UNATTRIBUTED
+        row["person"] = _person(row.pop("user__email"), row.pop("user__full_name"))
         n, tokens = index[row["day"]], row["total_tokens"]
         by_feature.setdefault(row["feature"], [0] * len(days))[n] += tokens
         by_person.setdefault(row["person"], [0] * len(days))[n] += tokens
