@@ -93,7 +93,7 @@ def platform_summary(credentials: Credentials) -> list[str]:
         billing = f"Stripe ({'test' if settings.STRIPE_SECRET_KEY.startswith('sk_test') else 'live'} keys)"
     return [
         "",
-        "Strata is up.",
+        'Strata is starting (it says "Strata is up" once a search answers).',
         f"  Public site and signup: {public}",
         f"  Operator admin:         {public}admin/   {operator}",
         f"  Demo tenant:            {demo_url}   {credentials.demo_email} / {credentials.demo_password}",

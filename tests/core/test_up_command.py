@@ -45,6 +45,19 @@ def start_up(data_dir: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
     return process, lines
 
 
+def line_with(process: subprocess.Popen, lines: list[str], text: str, timeout: float) -> str:
+    """Read the output on until a line holds ``text`` (the server logs lines of its own between)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        lines.append(line)
+        if text in line:
+            return line
+    raise AssertionError(f"no line with {text!r} within {timeout} s:\n" + "".join(lines[-30:]))
+
+
 def postgres_running_in(data_dir: Path) -> bool:
     for proc in psutil.process_iter(attrs=["name", "cmdline"]):
         if proc.info["name"] == "postgres" and str(data_dir) in " ".join(proc.info["cmdline"] or []):
@@ -83,6 +96,11 @@ def test_up_starts_the_platform_with_a_demo_tenant_and_a_worker_and_stops_cleanl
         assert credentials["demo_password"] in output
         assert credentials["operator_password"] in output
         assert "Answers:                offline" in output
+        # "Up" only once a person can search: ready (the model warm) and a search answered.
+        up = line_with(process, lines, "Strata is up:", timeout=300)
+        assert "a first search answered in" in up
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", headers={"Host": "localhost"})
+        assert ready.status_code == 200, ready.text
 
         base = f"http://127.0.0.1:{port}"
         demo = {"Host": f"demo.localhost:{port}"}
