@@ -138,6 +138,9 @@ class TenantAdmin(OperatorAuditMixin, admin.ModelAdmin):
     actions = ("suspend", "reactivate", "close", "restore")
     list_select_related = ("subscription__plan",)
 
+    class Media:
+        css = {"all": ("core/admin-lists.css",)}
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
         # Members, this period's usage (running total), the subscription and plan: one query per page.
         return tenants_with_period_usage(tenants_with_member_counts()).select_related("subscription__plan")
@@ -152,7 +155,7 @@ class TenantAdmin(OperatorAuditMixin, admin.ModelAdmin):
         return tenant.member_count  # type: ignore[attr-defined]
 
     # Few, short columns: the list fits a 1280 px window beside its filters (issue 25).
-    @admin.display(ordering="tokens_this_period", description="tokens this period / allowance")
+    @admin.display(ordering="tokens_this_period", description="tokens / allowance")
     def tokens_this_period(self, tenant: Tenant) -> str:
         subscription = getattr(tenant, "subscription", None)
         allowance = f"{subscription.plan.included_tokens:,}" if subscription is not None else "-"

@@ -136,6 +136,7 @@ def operator(django_db_blocker) -> str:  # noqa: ANN001
 
 def test_the_operators_tenant_list_fits_and_tells_warnings_from_successes(real_page, site, settings, operator):
     settings.STRIPE_SECRET_KEY = ""  # billing off: the admin says so, as a warning
+    committed(fresh_world, "Internationalorganisation")  # a long name and subdomain in the list
     page = real_page
     admin = f"http://localhost:{site.port}/admin/"
     page.goto(f"{admin}login/")
