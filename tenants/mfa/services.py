@@ -23,7 +23,6 @@ from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret, validate_totp_code
 from django.conf import settings
 from django.core import signing
-from django.core.cache import cache
 from django.db import transaction
 
 from core.models import User
@@ -35,8 +34,6 @@ from tenants.models import Membership, Tenant, tenant_url
 
 _PENDING_SALT = "strata.mfa.pending"
 _ENROL_SALT = "strata.mfa.totp-enrol"
-_POLICY_CACHE_KEY = "strata.mfa.required.{tenant_id}"
-_POLICY_CACHE_SECONDS = 60
 _TYPES = (Authenticator.Type.TOTP, Authenticator.Type.RECOVERY_CODES)
 
 
@@ -75,15 +72,14 @@ def authenticators_list(*, user: User) -> list[AuthenticatorInfo]:
 
 
 def mfa_required_by(*, tenant: Tenant) -> bool:
-    """The tenant's policy, cached briefly: the enrolment guard asks on every signed-in request."""
+    """The tenant's policy, read fresh: the request's tenant comes with it (tenants.middleware
+    loads ``mfa_policy`` in the same query as the domain), so a change holds at once in every process."""
     if tenant.is_public:
         return False
-    key = _POLICY_CACHE_KEY.format(tenant_id=tenant.pk)
-    required = cache.get(key)
-    if required is None:
-        required = MfaPolicy.objects.for_tenant(tenant).filter(required=True).exists()
-        cache.set(key, required, _POLICY_CACHE_SECONDS)
-    return bool(required)
+    if Tenant.mfa_policy.is_cached(tenant):  # type: ignore[attr-defined]
+        policy = getattr(tenant, "mfa_policy", None)
+        return bool(policy is not None and policy.required)
+    return MfaPolicy.objects.for_tenant(tenant).filter(required=True).exists()
 
 
 # --- Enrolling -------------------------------------------------------------------------------
@@ -277,10 +273,6 @@ def mfa_policy_set(*, tenant: Tenant, actor: User, required: bool, request: Any 
             changes={"mfa_required": [before, required]},
             request=request,
         )
-    # Now for this process, and again at commit: a reader that cached the old value meanwhile.
-    key = _POLICY_CACHE_KEY.format(tenant_id=tenant.pk)
-    cache.delete(key)
-    transaction.on_commit(lambda: cache.delete(key))
     return policy
 
 
