@@ -19,12 +19,15 @@ import httpx
 import pytest
 from allauth.socialaccount.models import SocialAccount
 from django.db import connection
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django_tenants.utils import schema_context
 
 from core.models import User
 from tenants.audit.models import AuditEntry
 from tenants.models import Membership
 from tenants.scim.models import ScimUser
+from tenants.services.accounts import password_reset_tokens
 from tenants.sso.models import SsoConfig
 from tests.conftest import World, host_client
 from tests.factories import PASSWORD
@@ -458,7 +461,8 @@ def test_the_owners_test_sign_in_shows_the_claims_and_signs_nobody_in(
 
 @pytest.fixture
 def enforced(acme: World, idp: FakeOidcProvider) -> SsoConfig:
-    for user in (acme.owner, acme.member):
+    # Fresh rows: the session-wide world's objects must not carry a password this test rolls back.
+    for user in User.objects.filter(pk__in=[acme.owner.pk, acme.member.pk]):
         user.set_password(PASSWORD)
         user.save(update_fields=["password"])
     return sso_configure(acme, idp, enforced=True)
@@ -495,19 +499,15 @@ def test_enforced_sso_refuses_an_admins_password_on_the_tenant_admin(acme: World
 
 
 def test_enforced_sso_refuses_a_members_password_reset(acme: World, enforced: SsoConfig) -> None:
-    from django.contrib.auth.tokens import default_token_generator
-    from django.utils.encoding import force_bytes
-    from django.utils.http import urlsafe_base64_encode
-
     member = User.objects.get(pk=acme.member.pk)
     uid = urlsafe_base64_encode(force_bytes(member.pk))
-    body = {"uid": uid, "token": default_token_generator.make_token(member)}
+    body = {"uid": uid, "token": password_reset_tokens(tenant=acme.tenant).make_token(member)}
     body |= {"new_password1": "A-new-long-passphrase-1", "new_password2": "A-new-long-passphrase-1"}
     refused = host_client(acme.host).post("/api/auth/password/reset/confirm/", body, format="json")
     assert refused.status_code == 403, refused.content
     assert refused.json()["error"]["code"] == "sso_required"
-    acme.member.refresh_from_db()
-    assert acme.member.check_password(PASSWORD)
+    member.refresh_from_db()
+    assert member.check_password(PASSWORD)
 
 
 def test_sso_signs_members_in_while_enforced(acme: World, idp: FakeOidcProvider, enforced: SsoConfig) -> None:
