@@ -112,7 +112,7 @@ class SubscriptionStatusFilter(admin.AllValuesFieldListFilter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.title = "subscription status"
-        self.lookup_choices = [value for value in self.lookup_choices if value]
+        self.lookup_choices = [value for value in self.lookup_choices if value]  # type: ignore[assignment]
 
     def has_output(self) -> bool:
         return bool(self.lookup_choices)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from csp.decorators import csp_update
 from django.conf import settings
@@ -83,7 +83,7 @@ def _forms_may_go_to_workspaces(view: Callable[..., HttpResponse]) -> Callable[.
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         workspaces = tenant_url("*").rstrip("/")
-        return csp_update({"form-action": [workspaces]})(view)(request, *args, **kwargs)
+        return cast(HttpResponse, csp_update({"form-action": [workspaces]})(view)(request, *args, **kwargs))
 
     return wrapped
 

@@ -63,7 +63,7 @@ _OPEN_WHILE_BLOCKED = {
 }
 
 
-class TenantHostMiddleware(TenantMainMiddleware):
+class TenantHostMiddleware(TenantMainMiddleware):  # type: ignore[misc]
     """django-tenants' tenant lookup, with host names compared as DNS does, whatever their case:
     ACME.example.com is acme's workspace, not an unknown one (domains are stored in lower case)."""
 

@@ -17,7 +17,7 @@ from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.views.decorators.cache import never_cache
@@ -346,7 +346,7 @@ class PasswordResetConfirmPage(auth_views.PasswordResetConfirmView):
     template_name = "tenants/password_reset_confirm.html"
     success_url = "/reset/done/"
 
-    def dispatch(self, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, *args: Any, **kwargs: Any) -> HttpResponseBase:
         # The link's token holds the host it was sent for (password_reset_tokens).
         self.token_generator = password_reset_tokens(tenant=getattr(self.request, "tenant", None))
         return super().dispatch(*args, **kwargs)
