@@ -227,7 +227,7 @@ def _refused(message: str, code: str) -> ApplicationError:
 @dataclass(frozen=True)
 class SsoSignIn:
     user: User
-    how: str  # "returning", "linked", "joined" (an account joined this tenant) or "created"
+    how: str  # "returning", "linked" (a member's account) or "created"
 
     def audit_changes(self, *, config: SsoConfig, identity: SsoIdentity) -> dict[str, str]:
         """What the sign-in's audit entry says beside the person (tenants.audit records ``login()``)."""
@@ -298,15 +298,17 @@ def _sso_person(*, tenant: Tenant, config: SsoConfig, identity: SsoIdentity) -> 
             raise _refused("This account is deactivated.", "account_inactive")
         if _deprovisioned(tenant=tenant, user=existing):
             raise _refused(f"Your access to {tenant.name} was turned off by its identity provider.", "deprovisioned")
-        member = Membership.objects.for_tenant(tenant).filter(user=existing).exists()
-        if not member:
-            if not allowed:
-                raise _refused(
-                    f"E-mail addresses at {identity.domain} may not join {tenant.name}.", "domain_not_allowed"
-                )
-            Membership.objects.create(tenant=tenant, user=existing, role=config.default_role)
+        # Accounts are global and this provider is the tenant owner's: it may vouch for its own
+        # members, never pull in an account that belongs to other organisations (which would
+        # hand that person's account to whoever runs the provider). An invitation brings them in.
+        if not Membership.objects.for_tenant(tenant).filter(user=existing).exists():
+            raise _refused(
+                f"This e-mail already has a Strata account. Ask an owner of {tenant.name} to invite it; "
+                "once you have joined, sign in with SSO here.",
+                "account_exists",
+            )
         SocialAccount.objects.create(user=existing, provider=provider, uid=identity.subject, extra_data=identity.claims)
-        return existing, "linked" if member else "joined"
+        return existing, "linked"
     if not allowed:
         raise _refused(f"E-mail addresses at {identity.domain} may not join {tenant.name}.", "domain_not_allowed")
     user = User.objects.create_user(email=email, password=None, full_name=identity.name[:150])

@@ -290,6 +290,20 @@ def test_an_existing_account_is_not_linked_when_the_email_is_unverified(
     assert not signed_in(client)
 
 
+def test_an_account_of_another_organisation_is_never_pulled_in_even_verified_on_an_allowed_domain(
+    acme: World, globex: World, idp: FakeOidcProvider, acme_sso: SsoConfig
+) -> None:
+    # Acme's owner runs the provider: vouching for globex's member would hand that account to them.
+    acme_sso.allowed_domains = [globex.member.email.rsplit("@", 1)[1]]
+    acme_sso.save()
+    idp.person = {"sub": "takeover", "email": globex.member.email, "email_verified": True}
+    client = host_client(acme.host)
+    assert refusal_code(sso_sign_in(client)) == "account_exists"
+    assert not signed_in(client)
+    assert not Membership.objects.filter(tenant=acme.tenant, user=globex.member).exists()
+    assert not SocialAccount.objects.filter(uid="takeover").exists()
+
+
 def test_a_domain_that_is_not_allowed_is_refused(acme: World, idp: FakeOidcProvider, acme_sso: SsoConfig) -> None:
     idp.person = {"sub": "outsider", "email": "eve@elsewhere.test", "email_verified": True}
     client = host_client(acme.host)
@@ -437,7 +451,7 @@ def test_one_tenants_configuration_never_signs_into_another(
     assert not signed_in(globex_client)
     # The person acme's provider knows, signed in at acme, is a stranger to globex's configuration.
     assert sso_sign_in(host_client(acme.host)).status_code == 302
-    assert refusal_code(sso_sign_in(host_client(globex.host))) == "domain_not_allowed"
+    assert refusal_code(sso_sign_in(host_client(globex.host))) == "account_exists"  # an account of acme's, never pulled in
     assert not Membership.objects.for_tenant(globex.tenant).filter(user__email="ada@acme.test").exists()
 
 
