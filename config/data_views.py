@@ -72,7 +72,7 @@ class AccountApi(TenantAPIView):
         account_delete(
             user=person,
             password=data.validated_data.get("password"),
-            fresh_sign_in=by_session and sign_in_is_fresh(user=person),
+            fresh_sign_in=by_session and sign_in_is_fresh(user=person, tenant=request.tenant),  # type: ignore[attr-defined]
         )
         # The session is dead anyway (its user is gone); flushed without the logout signal, which
         # would name the deleted person in the audit log again.
@@ -96,7 +96,9 @@ def account_delete_page(request: HttpRequest) -> HttpResponse:
     try:
         person = _person(request)
         account_delete(
-            user=person, password=request.POST.get("password", ""), fresh_sign_in=sign_in_is_fresh(user=person)
+            user=person,
+            password=request.POST.get("password", ""),
+            fresh_sign_in=sign_in_is_fresh(user=person, tenant=request.tenant),  # type: ignore[attr-defined]
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)

@@ -184,9 +184,12 @@ def account_delete_check(*, user: User) -> None:
 FRESH_SIGN_IN_SECONDS = 600
 
 
-def sign_in_is_fresh(*, user: User) -> bool:
-    """Whether the account signed in within FRESH_SIGN_IN_SECONDS (the caller's session did)."""
-    return user.last_login is not None and (timezone.now() - user.last_login).total_seconds() < FRESH_SIGN_IN_SECONDS
+def sign_in_is_fresh(*, user: User, tenant: Tenant) -> bool:
+    """Whether the account signed in within FRESH_SIGN_IN_SECONDS (the caller's session did) and
+    belongs to no workspace but ``tenant``: that tenant's identity provider vouches for its own
+    members, not for the person's other organisations (who set a password by reset e-mail first)."""
+    recent = user.last_login is not None and (timezone.now() - user.last_login).total_seconds() < FRESH_SIGN_IN_SECONDS
+    return recent and not Membership.objects.filter(user=user).exclude(tenant=tenant).exists()
 
 
 def account_delete(
@@ -204,7 +207,8 @@ def account_delete(
     if operator is None and not user.has_usable_password():
         if not fresh_sign_in:
             raise ApplicationError(
-                "Sign in again with single sign-on, then delete the account within ten minutes.",
+                "Sign in again with single sign-on, then delete the account within ten minutes. If you "
+                "belong to other organisations too, set a password first (password reset) and give it.",
                 code="reauthentication_required",
                 status=403,
             )
