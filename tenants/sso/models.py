@@ -60,4 +60,12 @@ class SsoConfig(models.Model):
         if self.protocol == self.Protocol.OIDC:
             issuer = hashlib.sha256(self.issuer.rstrip("/").encode()).hexdigest()[:12]
             return f"oidc-t{self.tenant_id}-{issuer}"
-        return f"{self.protocol}-t{self.tenant_id}"
+        # A SAML NameID is unique within its IdP only: the IdP's entity id (kept across a
+        # certificate rotation) is part of it too.
+        from tenants.sso.saml import SamlMetadataError, saml_metadata_parse
+
+        try:
+            entity_id = saml_metadata_parse(xml=self.metadata_xml).entity_id
+        except SamlMetadataError:
+            entity_id = ""  # a configuration that no longer reads signs nobody in (tenants.sso.saml)
+        return f"saml-t{self.tenant_id}-{hashlib.sha256(entity_id.encode()).hexdigest()[:12]}"

@@ -2,7 +2,7 @@
 
 The flow is allauth's SAML provider (python3-saml), SP-initiated only. Per tenant:
 - the SocialApp exists only on its tenant's host (tenants.sso.adapter lists no other), its
-  ``client_id`` is the tenant's subdomain, its ``provider_id`` ``saml-t<tenant id>``;
+  ``client_id`` is the tenant's subdomain, its ``provider_id`` ``saml-t<tenant id>-<IdP entity id hash>``;
 - the SP's entity id (its metadata address) and its ACS address are on the tenant's host, so a
   response meant for one tenant fails the audience and destination checks on another's;
 - the IdP is the one in the metadata saved with the configuration (fetched once when the owner

@@ -248,6 +248,20 @@ def test_returning_person_signs_in_as_the_same_account(acme: World, saml_idp: Sa
     assert signed_in(client)
 
 
+def test_another_identity_provider_never_signs_in_as_the_old_ones_people(
+    acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig
+) -> None:
+    assert sso_sign_in(host_client(acme.host)).status_code == 302
+    (account,) = SocialAccount.objects.filter(provider=acme_saml.provider_id)
+    same_idp = acme_saml.provider_id
+    acme_saml.metadata_xml = acme_saml.metadata_xml.replace(saml_idp.entity_id, "https://other-idp.test/metadata")
+
+    # Its NameIDs are another namespace: the old person's social account is not theirs to match.
+    assert acme_saml.provider_id != same_idp and account.provider == same_idp
+    acme_saml.metadata_xml = saml_idp.metadata_xml()
+    assert acme_saml.provider_id == same_idp
+
+
 def test_an_existing_account_is_linked_when_the_idp_says_the_email_is_verified(
     acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig
 ) -> None:
