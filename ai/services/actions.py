@@ -35,8 +35,9 @@ def agent_action_record(
 
     ``tenant`` is the one whose schema the caller is in; its usage row is billed to it.
     Offline answers are no LLM call: their estimated tokens are kept on the action only (their
-    ledger row has none and costs nothing). A call a program made with a tenant API key is attributed to that key on both rows. The call's
-    allowance reservation (``reservation_id``) is settled in the same transaction.
+    ledger row has none and costs nothing). A call a program made with a tenant API key is
+    attributed to that key on both rows. The call's allowance reservation (``reservation_id``)
+    is settled in the same transaction.
     """
     api_key_id = api_key_id_of(user=user)
     action = AgentAction.objects.create(

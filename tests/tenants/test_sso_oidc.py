@@ -451,7 +451,8 @@ def test_one_tenants_configuration_never_signs_into_another(
     assert not signed_in(globex_client)
     # The person acme's provider knows, signed in at acme, is a stranger to globex's configuration.
     assert sso_sign_in(host_client(acme.host)).status_code == 302
-    assert refusal_code(sso_sign_in(host_client(globex.host))) == "account_exists"  # an account of acme's, never pulled in
+    # ...and as an account of acme's, it is never pulled into globex either.
+    assert refusal_code(sso_sign_in(host_client(globex.host))) == "account_exists"
     assert not Membership.objects.for_tenant(globex.tenant).filter(user__email="ada@acme.test").exists()
 
 
