@@ -50,6 +50,8 @@ class MemberLoginForm(StorableTextFormMixin, AuthenticationForm):
         try:
             return super().clean()
         except ApplicationError as refusal:  # a tenant enforcing SSO (tenants.backends): say so
+            if refusal.code != "sso_required":
+                raise  # server_busy and the like keep their own answer (503 + Retry-After)
             raise forms.ValidationError(refusal.message, code=refusal.code) from None
 
 

@@ -64,6 +64,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.fixture(autouse=True)
+def _public_schema_after_each_test() -> Iterator[None]:
+    """Each test starts where a request starts, in ``public``: a module fixture or a test that
+    entered a tenant's schema without leaving it must not run the next test's queries there."""
+    yield
+    connection.set_schema_to_public()
+
+
 @dataclass
 class World:
     """A tenant with an owner and a plain member, and their API tokens."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 from asgiref.sync import sync_to_async
+from django_tenants.utils import get_public_schema_name, schema_context
 
 from tests.processes import free_port, wait_until
 
@@ -48,7 +49,14 @@ class LiveAsgiServer:
         """Run sync ``fn`` where the server runs a sync view: in a worker thread of the server's
         event loop (what an operator's admin action does; its on-commit broadcasts start there)."""
         assert self.loop is not None
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(sync_to_async(fn)(), self.loop))
+
+        def as_a_public_view() -> Any:
+            # As the tenant middleware does first: a thread's connection may still be in the schema
+            # of the last request it served.
+            with schema_context(get_public_schema_name()):
+                return fn()
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(sync_to_async(as_a_public_view)(), self.loop))
 
     def host_url(self, subdomain: str, scheme: str = "http") -> str:
         return f"{scheme}://{subdomain}.localhost:{self.port}"

@@ -17,3 +17,8 @@ SOCIALACCOUNT_REQUESTS_TIMEOUT = env.int("SSO_HTTP_TIMEOUT", default=10)
 # on the loopback address, private addresses: tests run a local provider); in production only
 # https:// to public addresses, since the server itself fetches them.
 SSO_LOCAL_PROVIDERS = not PRODUCTION
+# Our User has no username: sign-in is by e-mail. allauth (and dj-rest-auth's registration views,
+# which drf-spectacular imports once allauth is installed) must not look for one.
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]

@@ -76,7 +76,7 @@ def mfa_required_by(*, tenant: Tenant) -> bool:
     loads ``mfa_policy`` in the same query as the domain), so a change holds at once in every process."""
     if tenant.is_public:
         return False
-    if Tenant.mfa_policy.is_cached(tenant):  # type: ignore[attr-defined]
+    if Tenant.mfa_policy.is_cached(tenant):
         policy = getattr(tenant, "mfa_policy", None)
         return bool(policy is not None and policy.required)
     return MfaPolicy.objects.for_tenant(tenant).filter(required=True).exists()

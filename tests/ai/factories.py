@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
 from rest_framework.authtoken.models import Token
 
+from ai.access import Reader, reader_of
 from ai.models import AgentAction, Chunk, Document
 from billing.models import Plan
 from billing.services import subscription_start
@@ -126,3 +127,10 @@ def ids_align(*tenants: Tenant, tables: tuple[str, ...] = ("ai_document", "ai_ch
         for tenant in tenants:
             with tenant_context(tenant), connection.cursor() as cursor:
                 cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, max(drawn)])
+
+
+def owner_reader(tenant: Tenant) -> Reader:
+    """The tenant's owner as the reader: documents a test stores land in the default collection."""
+    owner = Membership.objects.filter(tenant=tenant, role=Membership.Role.OWNER).select_related("user").first()
+    assert owner is not None, f"{tenant} has no owner"
+    return reader_of(tenant=tenant, user=owner.user)

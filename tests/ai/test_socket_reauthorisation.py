@@ -9,7 +9,7 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 from django.contrib.sessions.models import Session
-from django_tenants.utils import tenant_context
+from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
 from rest_framework.authtoken.models import Token
 
 from tenants.models import Membership, Tenant
@@ -23,7 +23,11 @@ CANCEL = json.dumps({"type": "cancel"})  # a frame that costs no model time, ans
 
 
 async def db(fn, *args):
-    return await database_sync_to_async(fn)(*args)
+    def in_public():  # noqa: ANN202 - as a request starts: the sync thread may be in another test's schema
+        with schema_context(get_public_schema_name()):
+            return fn(*args)
+
+    return await database_sync_to_async(in_public)()
 
 
 @pytest.fixture

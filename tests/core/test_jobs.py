@@ -16,7 +16,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 
 from ai.models import Chunk, Document
 from ai.services.documents import INGEST_JOB, document_create
-from tests.ai.factories import world_create
+from tests.ai.factories import owner_reader, world_create
 from tests.processes import committed, live_database_url, manage_py_process, process_stop, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
@@ -54,7 +54,7 @@ def start_worker(tmp_path: Path, name: str, **overrides: str):  # noqa: ANN201
 
 def create_document(tenant, title: str, content: str) -> int:  # noqa: ANN001
     with tenant_context(tenant), transaction.atomic():
-        return document_create(user=None, title=title, content=content).id
+        return document_create(user=None, reader=owner_reader(tenant), title=title, content=content).id
 
 
 def ingest_jobs() -> list[dict]:
@@ -66,7 +66,9 @@ def test_a_committed_document_has_its_job_and_a_rolled_back_one_has_none(tenants
 
     def rolled_back() -> None:
         with tenant_context(tenant), transaction.atomic():
-            document_create(user=None, title="Never", content="This upload is rolled back.")
+            document_create(
+                user=None, reader=owner_reader(tenant), title="Never", content="This upload is rolled back."
+            )
             transaction.set_rollback(True)
 
     before = committed(lambda: ProcrastinateJob.objects.filter(task_name=INGEST_JOB).count())
@@ -87,7 +89,10 @@ def test_two_workers_run_500_jobs_over_20_tenants_each_once_in_its_own_schema(te
             with tenant_context(world.tenant), transaction.atomic():
                 expected[world.tenant.schema_name] = {
                     document_create(
-                        user=None, title=f"{world.tenant.name} {n}", content=f"Only {world.tenant.name} note {n}."
+                        user=None,
+                        reader=owner_reader(world.tenant),
+                        title=f"{world.tenant.name} {n}",
+                        content=f"Only {world.tenant.name} note {n}.",
                     ).id: f"Only {world.tenant.name} note {n}."
                     for n in range(per_tenant)
                 }
@@ -358,7 +363,10 @@ def test_one_tenants_pile_of_large_uploads_does_not_delay_another_tenants_small_
 
     def pile() -> list[int]:
         with tenant_context(busy), transaction.atomic():
-            return [document_create(user=None, title=f"Large {n}", content=large).id for n in range(20)]
+            return [
+                document_create(user=None, reader=owner_reader(busy), title=f"Large {n}", content=large).id
+                for n in range(20)
+            ]
 
     committed(pile)
     worker = start_worker(tmp_path, "fair", JOBS_SHUTDOWN_GRACE_SECONDS="3")

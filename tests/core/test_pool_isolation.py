@@ -15,6 +15,7 @@ from django_tenants.utils import tenant_context
 from ai.models import Message
 from ai.services.documents import document_create
 from tests.ai.chat_client import ask, ws_connect
+from tests.ai.factories import owner_reader
 from tests.processes import ServedProcess, committed
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
@@ -35,6 +36,7 @@ def handbooks(django_db_setup, django_db_blocker):  # noqa: ANN001
                 with tenant_context(world.tenant), transaction.atomic():
                     document_create(
                         user=None,
+                        reader=owner_reader(world.tenant),
                         title=f"{name} pool handbook",
                         content=f"The {name} pool handbook says the office opens at eight and closes at six.",
                     )
