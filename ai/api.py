@@ -135,7 +135,7 @@ class CollectionViewSet(TenantModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("move_to", int, description="Where its documents go (required if it has any).")],
-        responses={204: None, **error_responses(403, 404, 409)},
+        responses={204: None, **error_responses(400, 403, 404, 409)},
     )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         collection = self.get_object()

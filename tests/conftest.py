@@ -58,8 +58,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The ``slow`` files first (still in pytest-randomly's order among themselves, and the rest after).
 
-    xdist's ``--dist loadfile`` hands out files in collection order: a two-minute file drawn last
-    would run alone while the other worker idles. Longest first keeps both workers busy to the end.
+    With ``--dist loadfile --no-loadscope-reorder`` (tests/run.sh) xdist hands out files in this
+    order (by default it puts the files with most tests first, and the few-test slow ones last): a
+    two-minute file drawn last would run alone while the other worker idles.
     """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 

@@ -40,7 +40,7 @@ types_log=$(mktemp)
 types=$!
 
 status=0
-.venv/bin/python -m pytest -n 2 --dist loadfile "$@" || status=$?
+.venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder "$@" || status=$?
 
 types_status=0
 wait "$types" || types_status=$?

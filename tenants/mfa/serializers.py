@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth import authenticate
 from rest_framework import serializers
 
+from core.platform.fields import StrictBooleanField
 from tenants.mfa.services import mfa_pending_user
 
 
@@ -79,6 +80,6 @@ class ReauthenticateSerializer(serializers.Serializer[Any]):
 
 class MfaPolicySerializer(serializers.Serializer[Any]):
     # DRF's metaclass takes declared fields out of the class, so this does not hide Field.required.
-    required = serializers.BooleanField(  # type: ignore[assignment]
+    required = StrictBooleanField(  # type: ignore[assignment]
         help_text="Members must set up two-factor sign-in before anything else."
     )
