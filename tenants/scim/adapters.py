@@ -106,7 +106,24 @@ def _operations(operations: Any) -> Iterator[tuple[str, str | None, Any]]:
             raise _bad('Without a "path", the value must be an object of attributes.', "invalidValue")
 
 
-class ScimUserAdapter(SCIMUser):  # type: ignore[misc]
+class _RowMeta:
+    """SCIM's ``meta`` of one of our rows (users and groups alike: both carry created/last_modified)."""
+
+    obj: Any
+    resource_type: str
+    location: str
+
+    @property
+    def meta(self) -> dict[str, str]:
+        return {
+            "resourceType": self.resource_type,
+            "created": self.obj.created.isoformat(),
+            "lastModified": self.obj.last_modified.isoformat(),
+            "location": self.location,
+        }
+
+
+class ScimUserAdapter(_RowMeta, SCIMUser):  # type: ignore[misc]
     """A person provisioned into this tenant. The account itself is global and shared with other
     organisations, so names, e-mails and passwords the provider sends never change it."""
 
@@ -129,15 +146,6 @@ class ScimUserAdapter(SCIMUser):  # type: ignore[misc]
             }
             for group in self.obj.groups.all()
         ]
-
-    @property
-    def meta(self) -> dict[str, str]:
-        return {
-            "resourceType": self.resource_type,
-            "created": self.obj.created.isoformat(),
-            "lastModified": self.obj.last_modified.isoformat(),
-            "location": self.location,
-        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -225,7 +233,7 @@ class ScimUserAdapter(SCIMUser):  # type: ignore[misc]
         # Anything else (title, phone numbers, the enterprise extension...) Strata does not keep.
 
 
-class ScimGroupAdapter(SCIMGroup):  # type: ignore[misc]
+class ScimGroupAdapter(_RowMeta, SCIMGroup):  # type: ignore[misc]
     """A group of the tenant's identity provider; groups named for a role grant it (see
     ``services.ROLE_GROUPS``)."""
 
@@ -249,15 +257,6 @@ class ScimGroupAdapter(SCIMGroup):  # type: ignore[misc]
             }
             for member in self.obj.members.all()
         ]
-
-    @property
-    def meta(self) -> dict[str, str]:
-        return {
-            "resourceType": self.resource_type,
-            "created": self.obj.created.isoformat(),
-            "lastModified": self.obj.last_modified.isoformat(),
-            "location": self.location,
-        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
