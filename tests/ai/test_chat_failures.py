@@ -231,7 +231,8 @@ async def test_a_database_error_when_the_answer_ends_is_retried_and_billed_once(
     def ledger_rows():
         with tenant_context(acme.tenant):
             actions = list(AgentAction.objects.filter(conversation_id=frames[0]["conversation_id"]))
-        return actions, UsageEvent.objects.filter(request_key__in=[f"action:{a.id}" for a in actions]).count()
+        keys = [f"action:{a.id}" for a in actions]  # action ids are per schema: the tenant's rows only
+        return actions, UsageEvent.objects.for_tenant(acme.tenant).filter(request_key__in=keys).count()
 
     actions, usage_rows = await database_sync_to_async(ledger_rows)()
     assert len(actions) == 1 and usage_rows == 1  # the failed attempt left nothing behind

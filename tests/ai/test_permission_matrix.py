@@ -19,7 +19,7 @@ import httpx
 import pytest
 import websockets
 from channels.db import database_sync_to_async
-from django.db import transaction
+from django.db import connection, transaction
 from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
@@ -348,6 +348,9 @@ async def test_history_withholds_an_answer_once_its_reader_lost_access(library, 
         finally:
             with tenant_context(library.world.tenant):
                 CollectionMember.objects.create(collection_id=library.board, user=library.users["insider"])
+            # The test client's requests left this (shared sync) thread's connection in the tenant's
+            # schema, as a request does; the next test's code on this thread starts in public.
+            connection.set_schema_to_public()
 
     api, page, again = await database_sync_to_async(remove_and_read)()
 

@@ -271,12 +271,15 @@ def test_duplicate_identifier_rejected_and_not_counted(fake: FakeStripe) -> None
         ({"payload": {"stripe_customer_id": "cus_x", "value": "ten"}}, "payload[value]"),
         ({"payload": {"stripe_customer_id": "cus_x"}}, "payload[value]"),
         ({"identifier": "x" * 101}, "identifier"),
-        ({"timestamp": int(time.time()) - 36 * 24 * 3600}, "timestamp"),
-        ({"timestamp": int(time.time()) + 600}, "timestamp"),
+        # Seconds from now, made into a timestamp when the test runs (not at collection, minutes before).
+        ({"timestamp": -36 * 24 * 3600}, "timestamp"),
+        ({"timestamp": 600}, "timestamp"),
         ({"event_name": ""}, "event_name"),
     ],
 )
 def test_meter_event_validation(fake: FakeStripe, overrides: dict[str, Any], param: str) -> None:
+    if "timestamp" in overrides:
+        overrides = {"timestamp": int(time.time()) + overrides["timestamp"]}
     params: Any = {**meter_params("cus_x", 5, "valid-id"), **overrides}
     with pytest.raises(stripe.InvalidRequestError) as caught:
         client_for(fake).v1.billing.meter_events.create(params)

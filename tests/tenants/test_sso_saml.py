@@ -294,6 +294,16 @@ def test_a_domain_that_is_not_allowed_is_refused(acme: World, saml_idp: SamlIdp,
     assert failed.changes["reason"] == "domain_not_allowed" and failed.changes["protocol"] == "saml"
 
 
+def _last_audit_id() -> int:
+    # The log is append-only: entries other tests committed (live servers) stay; count from here.
+    last = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first()
+    return last or 0
+
+
+def _refusals_since(world: World, after_id: int):  # noqa: ANN202
+    return AuditEntry.objects.filter(tenant_id=world.tenant.pk, action="auth.login_failed", id__gt=after_id)
+
+
 @pytest.mark.parametrize(
     ("misbehaviour", "detail"),
     [
@@ -310,10 +320,11 @@ def test_a_response_that_fails_verification_signs_nobody_in(
 ) -> None:
     saml_idp.configure(misbehave=misbehaviour)
     client = host_client(acme.host)
+    before = _last_audit_id()
     assert refusal_code(sso_sign_in(client)) == "sso_failed"
     assert not User.objects.filter(email="ada@acme.test").exists()
     assert not signed_in(client)
-    failed = AuditEntry.objects.filter(tenant_id=acme.tenant.pk, action="auth.login_failed").get()
+    failed = _refusals_since(acme, before).get()
     assert failed.changes["reason"] == "sso_failed" and detail in failed.changes["detail"]
 
 
@@ -329,6 +340,7 @@ def test_an_answer_to_a_request_this_session_never_made_is_refused(
 
 def test_a_replayed_response_is_refused(acme: World, saml_idp: SamlIdp, acme_saml: SsoConfig) -> None:
     client = host_client(acme.host)
+    before = _last_audit_id()
     acs_url, fields = idp_answer(sso_start(client))
     assert acs_post(client, acs_url, fields).status_code == 302
     client.post("/logout/")
@@ -340,7 +352,7 @@ def test_a_replayed_response_is_refused(acme: World, saml_idp: SamlIdp, acme_sam
     sso_start(attacker)  # a request of its own is pending: still not the one answered
     assert refusal_code(acs_post(attacker, acs_url, fields)) == "sso_request_unknown"
     assert not signed_in(attacker)
-    refusals = AuditEntry.objects.filter(tenant_id=acme.tenant.pk, action="auth.login_failed")
+    refusals = _refusals_since(acme, before)
     assert [entry.changes["reason"] for entry in refusals] == ["sso_request_unknown"] * 2
 
 
