@@ -214,7 +214,8 @@ async def test_a_client_that_leaves_and_never_resumes_is_cancelled_after_the_gra
     # The answer goes on, waiting for a resume; nobody comes, so the upstream is cancelled after the grace.
     assert not await asyncio.to_thread(fake_anthropic.wait_for_disconnect, 0.6)
     assert await asyncio.to_thread(fake_anthropic.wait_for_disconnect, 5)
-    assert time.monotonic() - left >= 1.0
+    # The server's grace (1 s) runs from when it saw the close, a moment before close() returned here.
+    assert time.monotonic() - left >= 0.9
 
     def settled():
         _, messages = rows(acme, start["conversation_id"])

@@ -10,9 +10,10 @@ import itertools
 import httpx
 import pytest
 from django.db import transaction
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from ai.models import Message
+from ai.models import Conversation, Document, Message
 from ai.services.documents import document_create
 from tests.ai.chat_client import ask, ws_connect
 from tests.ai.factories import owner_reader
@@ -28,6 +29,7 @@ CONCURRENCY = 6
 def handbooks(django_db_setup, django_db_blocker):  # noqa: ANN001
     """Each session tenant gets a handbook (committed and ingested) whose title names the tenant."""
     worlds = django_db_setup
+    started = timezone.now()
     with django_db_blocker.unblock():
         for world in worlds.values():
             name = world.tenant.name
@@ -42,7 +44,18 @@ def handbooks(django_db_setup, django_db_blocker):  # noqa: ANN001
                     )
 
             committed(create)
-    return worlds
+    yield worlds
+
+    # The worlds are the session's: leave them as other test files expect them, without this file's
+    # handbooks and the conversations its traffic made.
+    def remove() -> None:
+        for world in worlds.values():
+            with tenant_context(world.tenant):
+                Conversation.objects.filter(created__gte=started).delete()
+                Document.objects.filter(title=f"{world.tenant.name} pool handbook").delete()
+
+    with django_db_blocker.unblock():
+        committed(remove)
 
 
 async def traffic(server: ServedProcess, worlds: dict, rounds: int) -> tuple[int, list[str], dict[str, dict[int, str]]]:
