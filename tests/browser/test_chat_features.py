@@ -5,6 +5,7 @@ regenerate / edit / copy, inline citations, conversation search and pinning."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -71,3 +72,100 @@ def test_the_send_button_stays_on_screen_once_a_conversation_has_many_messages(s
         expect(page.locator("#send")).to_be_in_viewport(ratio=1)
     fits_width(page)
     shot(page, "chat-long-conversation", full_page=False)
+
+
+# --- #6: progressive Markdown, the new conversation shown at once ---------------------------------
+
+# Records every change to the streaming answer: its height, what it shows, and any node a hostile
+# answer would need to run code.
+WATCH_ANSWER = """
+(() => {
+  window.__answer = [];
+  const messages = document.getElementById('messages');
+  new MutationObserver(() => {
+    const node = messages.querySelector('.msg.assistant:last-of-type .text');
+    if (!node) return;
+    window.__answer.push({
+      height: node.getBoundingClientRect().height,
+      text: node.textContent,
+      strong: node.querySelectorAll('strong').length,
+      items: node.querySelectorAll('li').length,
+      heading: node.querySelectorAll('h2').length,
+      code: node.querySelectorAll('pre code').length,
+      dangerous: messages.querySelectorAll('script, img, iframe, [onerror], [onclick]').length,
+      streaming: node.closest('.msg').dataset.status === undefined,
+      title: document.getElementById('conversation-title').textContent,
+      listed: [...document.querySelectorAll('#conversations a[aria-current=page]')].map((a) => a.textContent),
+    });
+  }).observe(messages, {subtree: true, childList: true, characterData: true});
+})()
+"""
+
+PROGRESSIVE = (
+    "## The plan\n\n"
+    "Here is **a very bold statement about the plan** and some *gently emphasised words* here.\n\n"
+    "- the first point of it\n- the second point of it\n- the third point of it\n\n"
+    "```\nprint('hello')\nprint('world')\n```\n\n"
+    "<script>window.pwned = 'script'</script>\n\n"
+    '<img src="x" onerror="window.pwned = \'img\'">\n\n'
+    "That is **all** for now."
+)
+
+
+def test_markdown_renders_progressively_and_the_answer_never_shrinks_while_it_streams(
+    sized_page, own_world, asgi_server, fake_anthropic
+):
+    page = sized_page
+    fake_anthropic.reply = PROGRESSIVE
+    fake_anthropic.token_delay = 0.04
+    base = asgi_server.host_url(own_world.tenant.subdomain)
+    open_chat(page, base, own_world)
+    page.evaluate(WATCH_ANSWER)
+
+    page.fill("#message", "What is the plan?")
+    page.keyboard.press("Enter")
+
+    answer = page.locator(".msg.assistant .text").last
+    expect(answer.locator("strong").first).to_have_text("a very bold statement about the plan", timeout=20_000)
+    expect(page.locator(".msg.assistant").last).to_have_attribute("data-status", "ok", timeout=20_000)
+    records = page.evaluate("window.__answer")
+    streaming = [record for record in records if record["streaming"] and record["text"]]
+    assert len(streaming) > 20, "every token was drawn"
+    # Rendered as it comes: the heading, the bold words, the list and the code while streaming,
+    # never their raw Markdown (an unfinished "**a very" is already bold).
+    assert any(r["heading"] and r["strong"] and r["items"] == 3 and r["code"] for r in streaming)
+    for record in streaming:
+        assert "**" not in record["text"] and "## " not in record["text"] and "```" not in record["text"], record
+    heights = [record["height"] for record in records if record["text"]]
+    for before, after in zip(heights, heights[1:], strict=False):
+        assert after >= before - 0.5, f"the answer shrank from {before} to {after} px: {heights}"
+    assert all(record["dangerous"] == 0 for record in records)
+    assert page.evaluate("window.pwned") is None
+    expect(answer).to_contain_text("<script>window.pwned = 'script'</script>")  # shown as text
+    fits_width(page)
+
+
+def test_a_new_conversation_shows_in_the_header_and_sidebar_as_soon_as_it_starts(
+    sized_page, own_world, asgi_server, fake_anthropic
+):
+    page = sized_page
+    fake_anthropic.reply = " ".join(f"word{i}" for i in range(80))
+    fake_anthropic.token_delay = 0.05
+    base = asgi_server.host_url(own_world.tenant.subdomain)
+    open_chat(page, base, own_world)
+    page.evaluate(WATCH_ANSWER)
+
+    page.fill("#message", "Where do we stand?")
+    page.keyboard.press("Enter")
+
+    expect(page.locator(".msg.assistant .text").last).to_contain_text("word2", timeout=15_000)
+    expect(page.locator("#conversation-title")).to_have_text("Where do we stand?")
+    if page.viewport_size["width"] > PHONE:
+        expect(page.locator("#conversations a[aria-current=page]")).to_have_text("Where do we stand?")
+    else:
+        expect(page.locator("#conversations a[aria-current=page]")).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"/chat/\d+/$"))
+    first = next(record for record in page.evaluate("window.__answer") if record["text"])
+    assert first["title"] == "Where do we stand?" and first["listed"] == ["Where do we stand?"], first
+    expect(page.locator(".msg.assistant").last).to_have_attribute("data-status", "ok", timeout=20_000)
+    expect(page.locator("#conversations a")).to_have_count(1)

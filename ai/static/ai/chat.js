@@ -3,9 +3,11 @@
 // Two seams: `transport` carries frames (a resumable WebSocket: open, send, cancel; it reconnects
 // and resumes an answer after a dropped connection or a reload, see stream-resume.js) and
 // `renderFrame(frame)` draws one frame (start / token / done / error), whatever carried it.
-// While an answer streams its text is shown as plain text; once it has ended, the server's
-// rendering of the saved message (Markdown made safe on the server) replaces it.
+// While an answer streams, its Markdown is drawn as it comes (markdown.js: DOM nodes only, never
+// parsed HTML); once it has ended, the server's rendering of the saved message replaces it. A new
+// conversation shows in the header and the list as soon as its start frame names it.
 import {el} from "./common.js";
+import {renderMarkdown} from "./markdown.js";
 
 const form = document.getElementById("chat");
 const box = document.getElementById("message");
@@ -30,7 +32,7 @@ function scrollToEnd() { messages.scrollTop = messages.scrollHeight; }
 function bubble(role, text) {
   document.getElementById("chat-empty")?.remove();
   const node = el("div", undefined, {"class": `msg ${role}`});
-  node.append(el("div", text, {"class": role === "assistant" ? "text streaming" : "text"}));
+  node.append(el("div", text, {"class": role === "assistant" ? "text prose" : "text"}));
   messages.append(node);
   scrollToEnd();
   return node;
@@ -63,6 +65,22 @@ async function refreshFromServer(conversationId, selectors) {
   return fresh;
 }
 
+// The conversation a start frame named, shown as the server will show it (its title is the
+// question's first 80 characters), before its answer ends.
+function showConversation(conversationId, question) {
+  const title = question.slice(0, 80);
+  document.getElementById("conversation-title").textContent = title;
+  document.title = `${title} — ${document.title.replace(/^.* — (Chat — )/, "$1")}`;
+  const list = document.getElementById("conversations");
+  if (!list || list.querySelector(`a[data-id="${conversationId}"]`)) return;
+  document.getElementById("no-conversations")?.remove();
+  list.querySelectorAll("a[aria-current]").forEach((link) => link.removeAttribute("aria-current"));
+  const link = el("a", title, {href: `/chat/${conversationId}/`, "data-id": String(conversationId), title, "aria-current": "page"});
+  const item = el("li");
+  item.append(link);
+  list.prepend(item);
+}
+
 async function settle(messageId) {
   // The answer is saved before its done/error frame is sent.
   await refreshFromServer(state.conversationId, [`.msg[data-message-id="${messageId}"]`, ".thread-head", "#conversations"]);
@@ -77,6 +95,7 @@ function renderFrame(frame) {
     state.conversationId = frame.conversation_id;
     messages.dataset.conversationId = String(frame.conversation_id);
     if (isNew) history.replaceState(null, "", `/chat/${frame.conversation_id}/`);
+    if (isNew && state.pending) showConversation(frame.conversation_id, state.pending.text);
     if (state.pending) { state.pending.node.dataset.accepted = "true"; state.pending = null; }
     box.value = "";
     updateCounter();
@@ -89,7 +108,7 @@ function renderFrame(frame) {
   } else if (frame.type === "token") {
     if (!state.answer) return;
     state.answer.text += frame.token;
-    state.answer.node.querySelector(".text").textContent = state.answer.text;
+    renderMarkdown(state.answer.node.querySelector(".text"), state.answer.text, {open: true});
     scrollToEnd();
   } else if (frame.type === "done") {
     const answer = state.answer;
