@@ -69,8 +69,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _public_schema_after_each_test() -> Iterator[None]:
     """Each test starts where a request starts, in ``public``: a module fixture or a test that
     entered a tenant's schema without leaving it must not run the next test's queries there."""
+    database = (connection.settings_dict["NAME"], connection.settings_dict.get("HOST"))
     yield
     connection.set_schema_to_public()
+    now = (connection.settings_dict["NAME"], connection.settings_dict.get("HOST"))
+    # (The first test to use the database sets it up: the name turns into the test database's then.)
+    if database[0].startswith("test_"):
+        assert now == database, f"this test left the connection on another database: {now}, not {database}"
 
 
 @dataclass
@@ -145,10 +150,45 @@ def django_db_modify_db_settings_tox_suffix() -> None:
 def django_db_setup(django_db_setup, django_db_blocker):  # noqa: ANN001 - pytest-django fixture override
     with django_db_blocker.unblock():
         assert connection.settings_dict["NAME"].startswith("test_"), "refusing to set up tests on a real database"
+        public_tables_guard()
         tenant_public_ensure()
         tenant_template_ensure()
         worlds = {name: make_world(name) for name in ("acme", "globex")}
     yield worlds
+
+
+PUBLIC_TABLES_GUARD = """
+CREATE OR REPLACE FUNCTION public.strata_test_public_guard() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE dropped record;
+BEGIN
+    FOR dropped IN SELECT * FROM pg_event_trigger_dropped_objects() LOOP
+        IF (dropped.object_type = 'table' AND dropped.schema_name = 'public')
+           OR (dropped.object_type = 'schema' AND dropped.object_identity = 'public') THEN
+            RAISE EXCEPTION 'a test dropped % %, which every other test of this worker needs',
+                dropped.object_type, dropped.object_identity;
+        END IF;
+    END LOOP;
+END $$;
+DROP EVENT TRIGGER IF EXISTS strata_test_public_guard;
+CREATE EVENT TRIGGER strata_test_public_guard ON sql_drop EXECUTE FUNCTION public.strata_test_public_guard();
+CREATE OR REPLACE FUNCTION public.strata_test_public_rename_guard() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'public') THEN
+        RAISE EXCEPTION 'a test renamed the public schema, which every other test of this worker needs';
+    END IF;
+END $$;
+DROP EVENT TRIGGER IF EXISTS strata_test_public_rename_guard;
+CREATE EVENT TRIGGER strata_test_public_rename_guard ON ddl_command_end WHEN TAG IN ('ALTER SCHEMA')
+    EXECUTE FUNCTION public.strata_test_public_rename_guard();
+"""
+
+
+def public_tables_guard() -> None:
+    """The platform's tables in ``public`` are the whole worker's: a test (or a process it starts)
+    that drops one, or the schema, fails there, loudly, instead of every later test failing with
+    'relation does not exist'."""
+    with connection.cursor() as cursor:
+        cursor.execute(PUBLIC_TABLES_GUARD)
 
 
 @pytest.fixture
