@@ -174,8 +174,11 @@ def document_upload(request: HttpRequest) -> HttpResponse:
     except ApplicationError as exc:
         if _is_htmx(request):
             return render(request, "ai/_upload_result.html", {"error": exc.message}, status=400)
-        messages.error(request, exc.message)
-        return redirect("documents-page")
+        # Without JavaScript too, a refusal keeps what was typed (a file cannot be given back).
+        typed = {"title": request.POST.get("title", ""), "content": request.POST.get("content", "")}
+        context = {"page": "documents", "accept": _ACCEPTED_FILES, **_document_list_context(request)}
+        context |= {"typed": typed, "upload_error": exc.message}
+        return render(request, "ai/documents.html", context, status=exc.status)
     if _is_htmx(request):
         return render(request, "ai/_upload_result.html", {"document": document, **_document_list_context(request)})
     messages.success(request, f"Added “{document.title}”; it is being indexed.")

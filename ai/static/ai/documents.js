@@ -48,24 +48,49 @@ function uploadOne(file, title) {
   });
 }
 
-async function uploadAll(files) {
+const sameFiles = (list, files) => list.length === files.length && files.every((file, i) => list[i] === file);
+
+// What the form held when it was sent is cleared once it was added; a refused file or title stays
+// to be corrected, and a field changed meanwhile (a file picked while another uploads) is left alone.
+async function uploadAll(files, {fromInput = false} = {}) {
   const chosen = [...files];
   if (!chosen.length) return;
   // A title typed in the form names a single file; several files take theirs from themselves.
   const title = chosen.length === 1 ? form.elements.title.value.trim() : "";
-  await Promise.all(chosen.map((file) => uploadOne(file, title)));
-  form.reset();
-  listRefresh();
+  const sentTitle = form.elements.title.value;
+  const added = await Promise.all(chosen.map((file) => uploadOne(file, title)));
+  const refused = chosen.filter((file, i) => !added[i]);
+  if (fromInput && sameFiles(input.files, chosen)) {
+    const kept = new DataTransfer();
+    refused.forEach((file) => kept.items.add(file));
+    input.files = kept.files;
+  }
+  if (!refused.length && form.elements.title.value === sentTitle) form.elements.title.value = "";
+  if (refused.length < chosen.length) listRefresh();
 }
 
 // Files chosen in the form go one request each; text with no file goes the usual (htmx) way.
 // Capturing at the document runs before htmx's own listener on the form, and stops it.
+let sentText = null;
 document.addEventListener("submit", (event) => {
-  if (event.target !== form || !input.files.length) return;
+  if (event.target !== form) return;
+  if (!input.files.length) {
+    sentText = {title: form.elements.title.value, content: form.elements.content.value};
+    return;
+  }
   event.preventDefault();
   event.stopPropagation();
-  uploadAll(input.files);
+  uploadAll(input.files, {fromInput: true});
 }, true);
+
+// Pasted text that was added leaves the form; refused (4xx), it stays to be corrected.
+form.addEventListener("htmx:afterRequest", (event) => {
+  if (event.target !== form || !sentText || event.detail.xhr.status >= 400) return;
+  for (const name of ["title", "content"]) {
+    if (form.elements[name].value === sentText[name]) form.elements[name].value = "";
+  }
+  sentText = null;
+});
 
 for (const name of ["dragenter", "dragover"]) {
   card.addEventListener(name, (event) => { event.preventDefault(); card.classList.add("is-dropping"); });

@@ -15,8 +15,7 @@ document.addEventListener("htmx:afterRequest", (event) => {
   if (!(form instanceof HTMLFormElement)) return;
   const progress = form.querySelector("progress");
   if (progress) { progress.hidden = true; progress.value = 0; }
-  // A form that added something starts empty again; one that was refused keeps what was typed.
-  if (event.detail.successful && form.hasAttribute("hx-encoding")) form.reset();
+  // (The upload form empties itself: ai/static/ai/documents.js keeps what was refused.)
 });
 
 // A form with data-confirm asks first (removing, revoking, leaving, changing the plan).
