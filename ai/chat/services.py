@@ -59,6 +59,9 @@ UNFINISHED_REASON = "The answer did not finish: the server stopped while it was 
 NOT_SAVED_REASON = "The answer could not be saved when it ended; this is the text it had then."
 CUT_OFF_MESSAGE = "The answer was cut off: the language model's stream ended before the answer was finished."
 ANSWER_FAILED_MESSAGE = "The answer could not be completed."
+# The least room for an answer a turn needs in the allowance: with less it is refused before anything
+# is stored, instead of being cut off after a few words and kept as a failed answer.
+LEAST_ANSWER_TOKENS = 256
 # Seconds between the attempts to save an ended answer: a database restart or failover takes a few.
 FINISH_RETRY_DELAYS = (0.2, 0.5, 1.5)
 
@@ -344,6 +347,7 @@ def _prepare_in_schema(
             model=provider.model,
             prompt_tokens=prompt_tokens,
             max_tokens=int(settings.CHAT_MAX_TOKENS),
+            least_output=min(LEAST_ANSWER_TOKENS, int(settings.CHAT_MAX_TOKENS)),
             user_id=user.pk,
             api_key_id=api_key_id_of(user=user),
         )

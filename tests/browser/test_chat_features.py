@@ -13,6 +13,8 @@ from django_tenants.utils import tenant_context
 from playwright.sync_api import Page, expect
 
 from ai.models import Conversation, Message
+from billing.models import TenantUsagePeriod
+from billing.services import period_start
 from tests.browser.conftest import PHONE, fits_width, fresh_world, log_in, shot
 from tests.conftest import World
 from tests.processes import committed
@@ -169,3 +171,62 @@ def test_a_new_conversation_shows_in_the_header_and_sidebar_as_soon_as_it_starts
     assert first["title"] == "Where do we stand?" and first["listed"] == ["Where do we stand?"], first
     expect(page.locator(".msg.assistant").last).to_have_attribute("data-status", "ok", timeout=20_000)
     expect(page.locator("#conversations a")).to_have_count(1)
+
+
+# --- #7: a spent allowance refuses before anything is stored, and says who can do what --------------
+
+
+def leave_in_allowance(world: World, tokens: int) -> None:
+    def leave() -> None:
+        row, _ = TenantUsagePeriod.objects.get_or_create(tenant=world.tenant, period_start=period_start())
+        row.tokens_used = world.tenant.subscription.plan.included_tokens - tokens
+        row.save(update_fields=["tokens_used"])
+
+    committed(leave)
+
+
+def conversations_of(world: World) -> int:
+    def count() -> int:
+        with tenant_context(world.tenant):
+            return Conversation.objects.count()
+
+    return committed(count)
+
+
+# The owner has a little left: enough for the question, not for an answer worth having (it was
+# cut off after a few words and shown as "Failed"); the member has nothing left.
+@pytest.mark.parametrize(("role", "left"), [("owner", 200), ("member", 0)])
+def test_a_spent_allowance_keeps_the_question_creates_nothing_and_says_who_can_upgrade(
+    sized_page, own_world, asgi_server, fake_anthropic, settings, role, left
+):
+    page = sized_page
+    settings.CHAT_CONTEXT_CHUNKS = 0  # a prompt of known size (about 120 tokens): no passages
+    fake_anthropic.reply = " ".join(f"word{i}" for i in range(300))
+    leave_in_allowance(own_world, left)
+    person = own_world.owner if role == "owner" else own_world.member
+    base = asgi_server.host_url(own_world.tenant.subdomain)
+    open_chat(page, base, own_world, email=person.email)
+
+    page.fill("#message", "What does the handbook say about holidays?")
+    page.keyboard.press("Enter")
+
+    error = page.locator("#chat-error")
+    expect(error).to_contain_text("tokens", timeout=15_000)
+    expect(page.locator("#message")).to_have_value("What does the handbook say about holidays?")
+    expect(page.locator(".msg")).to_have_count(0)
+    expect(page.locator(".badge-error")).to_have_count(0)
+    expect(page).to_have_url(f"{base}/chat/")
+    expect(page.locator("#conversation-title")).to_have_text("New conversation")
+    expect(page.locator("#send")).to_be_enabled()
+    if role == "owner":
+        link = error.locator("a[href='/billing/']")
+        expect(link).to_be_visible()
+        expect(link).to_contain_text("Upgrade")
+    else:
+        expect(error.locator("a")).to_have_count(0)
+        expect(error).to_contain_text("ask an owner")
+        expect(error).not_to_contain_text("Upgrade the plan to continue")
+    assert conversations_of(own_world) == 0
+    assert fake_anthropic.requests == []
+    fits_width(page)
+    shot(page, f"chat-allowance-spent-{role}")

@@ -52,6 +52,17 @@ function streaming(on) {
 
 function showError(message) { errorBox.textContent = message; }
 
+// The allowance is spent: say who can do what. Owners change the plan on the billing page; others ask them.
+function showQuotaError(message) {
+  errorBox.textContent = `${message.replace(/\s*Upgrade the plan to continue\.?\s*$/, "")} `;
+  if (form.dataset.owner === "true") {
+    const link = el("a", "Upgrade the plan", {href: "/billing/"});
+    errorBox.append(link, " on the billing page to continue.");
+  } else {
+    errorBox.append("Only an owner of this workspace can upgrade its plan: ask an owner to do it.");
+  }
+}
+
 // Replace parts of the page with the server's rendering of this conversation.
 async function refreshFromServer(conversationId, selectors) {
   const response = await fetch(`/chat/${conversationId}/`, {credentials: "same-origin"});
@@ -117,7 +128,8 @@ function renderFrame(frame) {
     if (answer) settle(answer.messageId);
   } else if (frame.type === "error") {
     streaming(false);
-    showError(frame.error.message);
+    if (frame.error.code === "quota_exceeded") showQuotaError(frame.error.message);
+    else showError(frame.error.message);
     if (state.pending) {
       // Refused before it started (too long, over quota, ...): nothing was sent, the text stays in the box.
       state.pending.node.remove();
