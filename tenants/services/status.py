@@ -117,9 +117,18 @@ def tenant_reactivate(*, tenant: Tenant) -> Tenant:
 
 
 @transaction.atomic
+def _not_the_platform(tenant: Tenant) -> None:
+    """The public tenant is the platform itself: its schema holds every tenant's public rows."""
+    if tenant.schema_name == get_public_schema_name():
+        raise ApplicationError(
+            "The platform's own tenant cannot be closed or deleted.", code="platform_tenant", status=409
+        )
+
+
 def tenant_close(*, tenant: Tenant, delete_after: dt.datetime, now: dt.datetime | None = None) -> Tenant:
     """Close the tenant: nobody gets in any more (pages, API, sockets, running answers), its data
     stays until ``delete_after``. Whole workspace closing (jobs, billing, audit) is config.lifecycle's."""
+    _not_the_platform(tenant)
     if tenant.status == Tenant.Status.CLOSED:
         raise ApplicationError("This workspace is already closed.", code="already_closed", status=409)
     tenant.status = Tenant.Status.CLOSED
@@ -154,6 +163,7 @@ def tenant_delete(*, tenant: Tenant) -> None:
     no cascading relation to it), and the people's accounts stay: they are global.
 
     Only ``config.lifecycle`` calls it, after the grace period and once billing is settled."""
+    _not_the_platform(tenant)
     if tenant.status != Tenant.Status.CLOSED:
         raise ApplicationError("Only a closed workspace can be deleted.", code="not_closed", status=409)
     access_revoke_on_commit(schema_name=tenant.schema_name)

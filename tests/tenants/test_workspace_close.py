@@ -35,6 +35,7 @@ from tenants.audit.services import Operator
 from tenants.models import ApiKey, Domain, Invitation, Membership, Tenant
 from tenants.services.api_keys import api_key_create
 from tenants.services.invitations import invitation_create
+from tenants.services.status import tenant_delete
 from tests.ai.factories import world_create
 from tests.billing import conftest as billing
 from tests.billing.conftest import PaidTenant, record_usage
@@ -228,6 +229,17 @@ def test_an_operator_restores_a_closed_workspace_within_the_grace_period(paid_te
         Action.WORKSPACE_CLOSED,
         Action.WORKSPACE_RESTORED,
     ]
+
+
+def test_the_platforms_own_tenant_is_never_closed_nor_its_schema_dropped(db):  # noqa: ANN001
+    public = Tenant.objects.get(schema_name="public")
+    with pytest.raises(ApplicationError) as refused:
+        workspace_close(tenant=public, actor=Operator(), grace=dt.timedelta(0))
+    assert refused.value.code == "platform_tenant"
+    public.status = Tenant.Status.CLOSED  # as if a bug had closed it: deleting still refuses
+    with pytest.raises(ApplicationError) as refused:
+        tenant_delete(tenant=public)
+    assert refused.value.code == "platform_tenant" and schema_exists("public")
 
 
 def test_after_the_grace_period_a_workspace_cannot_be_restored(paid_tenant: PaidTenant, run_on_commit):
