@@ -5,6 +5,7 @@ regenerate / edit / copy, inline citations, conversation search and pinning."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -15,6 +16,8 @@ from playwright.sync_api import Page, expect
 from ai.models import Conversation, Message
 from billing.models import TenantUsagePeriod
 from billing.services import period_start
+from tenants.models import Tenant
+from tenants.services import tenant_reactivate, tenant_suspend
 from tests.browser.conftest import PHONE, fits_width, fresh_world, log_in, shot
 from tests.conftest import World
 from tests.processes import committed
@@ -230,3 +233,37 @@ def test_a_spent_allowance_keeps_the_question_creates_nothing_and_says_who_can_u
     assert fake_anthropic.requests == []
     fits_width(page)
     shot(page, f"chat-allowance-spent-{role}")
+
+
+# --- #15: a suspension is named, not taken for a network failure -------------------------------------
+
+
+def run_in_server(asgi_server: Any, fn: Any) -> Any:
+    """``fn`` run as the server runs a sync view (its on-commit broadcasts reach the open sockets)."""
+    return asyncio.run_coroutine_threadsafe(asgi_server.run_as_a_view(fn), asgi_server.loop).result(timeout=30)
+
+
+def test_an_open_chat_says_the_workspace_was_suspended(sized_page, own_world, asgi_server, fake_anthropic, settings):
+    settings.SUPPORT_EMAIL = "help@strata.example"
+    page = sized_page
+    fake_anthropic.reply = "Hello there."
+    base = asgi_server.host_url(own_world.tenant.subdomain)
+    open_chat(page, base, own_world)
+    page.fill("#message", "Hello?")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.assistant").last).to_have_attribute("data-status", "ok", timeout=20_000)
+
+    run_in_server(asgi_server, lambda: tenant_suspend(tenant=Tenant.objects.get(pk=own_world.tenant.pk)))
+    try:
+        error = page.locator("#chat-error")
+        expect(error).to_contain_text("This organisation is suspended")  # told when its socket closed
+        page.fill("#message", "Are you still there?")
+        page.keyboard.press("Enter")
+
+        expect(error).to_contain_text("This organisation is suspended")
+        expect(error).to_contain_text("help@strata.example")
+        expect(error).not_to_contain_text("Could not connect")
+        expect(page.locator("#message")).to_have_value("Are you still there?")
+        expect(page.locator("#send")).to_be_enabled()
+    finally:
+        run_in_server(asgi_server, lambda: tenant_reactivate(tenant=Tenant.objects.get(pk=own_world.tenant.pk)))

@@ -154,15 +154,21 @@ const transport = {
     const socket = new window.StrataResumableSocket(`${scheme}://${location.host}/ws/chat/`);
     this.socket = socket;
     socket.onmessage = (event) => renderFrame(JSON.parse(event.data));
-    socket.onclose = () => {
+    socket.onclose = async (event) => {
       this.socket = null;
+      if (!socket.opened) return; // a refused handshake: open() says why
+      const refused = event && event.code === 4403;
       if (state.answer || state.pending) {
-        renderFrame({type: "error", error: {code: "connection_lost", message: "The connection to the chat server was lost."}});
+        const message = (refused && await refusalReason()) || "The connection to the chat server was lost.";
+        renderFrame({type: "error", error: {code: "connection_lost", message}});
+      } else if (refused) {
+        const reason = await refusalReason();
+        if (reason) showError(reason);
       }
     };
     return new Promise((resolve, reject) => {
       socket.onopen = resolve;
-      socket.onerror = () => reject(new Error("Could not connect to the chat server."));
+      socket.onerror = async () => reject(new Error((await refusalReason()) || "Could not connect to the chat server."));
     });
   },
 
@@ -175,6 +181,20 @@ const transport = {
     if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify({type: "cancel"}));
   },
 };
+
+// Why the server refused or closed the chat socket, in its own words (a browser is not shown a
+// refused handshake's answer): the workspace suspended or closed, the session gone. Null when the
+// workspace answers normally (then it was the network).
+async function refusalReason() {
+  try {
+    const response = await fetch("/api/usage/", {credentials: "same-origin", headers: {Accept: "application/json"}});
+    if (response.ok) return null;
+    const body = await response.json().catch(() => null);
+    return (body && body.error && body.error.message) || null;
+  } catch (error) {
+    return null;
+  }
+}
 
 // --- the composer ------------------------------------------------------------------------------
 

@@ -6,10 +6,12 @@
 // tab and per tenant host); when the socket drops mid-answer it reconnects with backoff and sends
 // {"type": "resume", "message_id", "after": <last seq seen>}, so the page gets the missed frames
 // once each. After a reload, a new socket replays the pending answer from its start (the page
-// has lost what it showed). The page calls onclose only when nothing was in flight.
+// has lost what it showed). The page's onclose is called only when nothing was in flight, or when
+// the server refused the connection (close code 4403: access ended), with the close event.
 (() => {
   const STORAGE_KEY = "strata.chat.answer";
   const RETRY_MS = [200, 500, 1000, 2000, 4000, 8000];
+  const REFUSED = 4403; // the server closed the socket: its tenant, membership or credential is gone
 
   function loadPending() {
     try { return JSON.parse(sessionStorage.getItem(STORAGE_KEY)); } catch (error) { return null; }
@@ -52,7 +54,7 @@
         if (!this.opened) { this.opened = true; if (this.onopen) this.onopen(); }
       };
       ws.onmessage = (event) => this.receive(event);
-      ws.onclose = () => this.dropped(ws);
+      ws.onclose = (event) => this.dropped(ws, event);
     }
 
     resume() {
@@ -84,8 +86,10 @@
       if (this.onmessage) this.onmessage(event);
     }
 
-    dropped(ws) {
+    dropped(ws, event) {
       if (ws !== this.ws) return;
+      const refused = event && event.code === REFUSED;
+      if (refused) { this.answer = null; savePending(null); } // no point coming back: access has ended
       if (this.answer && this.readyState !== StrataResumableSocket.CLOSED) {
         // Mid-answer: keep looking open to the page, reconnect and resume.
         const delay = RETRY_MS[Math.min(this.attempts, RETRY_MS.length - 1)];
@@ -96,7 +100,7 @@
       const opened = this.opened;
       this.readyState = StrataResumableSocket.CLOSED;
       if (!opened && this.onerror) this.onerror(new Event("error"));
-      if (this.onclose) this.onclose();
+      if (this.onclose) this.onclose(event);
     }
 
     send(data) {
