@@ -6,7 +6,7 @@ import functools
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +18,7 @@ from pgvector import Vector
 from ai.access import Reader, documents_readable, readable_collections_sql
 from ai.embedding.embedders import get_embedder
 from ai.models import Chunk, Conversation, Document, Message
+from ai.snippets import Snippet, snippets_nearest
 from core.platform.database.base import session_setting
 from core.platform.sql_names import column, table
 
@@ -40,10 +41,15 @@ class DocumentHits:
     title: str
     relevance: int
     passages: list[SearchHit]
+    snippets: list[Snippet] = field(default_factory=list)  # the search page's, one a passage shown
 
     @property
     def chunk_id(self) -> int:
         return self.passages[0].chunk_id
+
+    @property
+    def passages_snippets(self) -> list[tuple[SearchHit, Snippet]]:
+        return list(zip(self.passages, self.snippets, strict=False))
 
 
 def relevance_score(distance: float, *, max_distance: float) -> int:
@@ -66,6 +72,39 @@ def hits_by_document(hits: Sequence[SearchHit]) -> list[DocumentHits]:
     return [
         DocumentHits(document_id=doc_id, title=passages[0].title, relevance=passages[0].relevance, passages=passages)
         for doc_id, passages in grouped.items()
+    ]
+
+
+def documents_search_grouped(
+    *, reader: Reader, query: str, documents: int = 10, passages_each: int = 2
+) -> list[DocumentHits]:
+    """The search page's results: up to ``documents`` documents nearest ``query``, each with its
+    best ``passages_each`` passages and a snippet of each (its sentences nearest the query).
+
+    The nearest passages are read in one search, as ``documents_search`` reads them; when they
+    come from fewer documents than asked for (one long document can hold many near passages),
+    the search asks again for more, up to 16 passages a document."""
+    embedder = get_embedder()
+    vector = embedder.embed_query(query)
+    k = documents * 4
+    while True:
+        hits = documents_search(reader=reader, query=query, k=k, vector=vector)
+        grouped = hits_by_document(hits)[:documents]
+        # Fewer than k hits: none further is close enough, asking for more would find nothing.
+        if len(grouped) >= documents or len(hits) < k or k >= documents * 16:
+            break
+        k *= 4
+    shown = [group.passages[:passages_each] for group in grouped]
+    snippets = iter(
+        snippets_nearest(
+            query_vector=vector,
+            passages=[hit.text for passages in shown for hit in passages],
+            embed=embedder.embed_documents,
+        )
+    )
+    return [
+        replace(group, passages=passages, snippets=[next(snippets) for _ in passages])
+        for group, passages in zip(grouped, shown, strict=True)
     ]
 
 

@@ -140,15 +140,14 @@ def _search(query: str, reader: Reader, collection: Collection | None) -> dict[s
     if collection is not None:
         reader = reader.narrowed(collection_ids=[collection.pk])
     try:
-        hits = selectors.documents_search(reader=reader, query=query, k=SEARCH_PAGE_PASSAGES)
+        results = selectors.documents_search_grouped(reader=reader, query=query, documents=SEARCH_PAGE_DOCUMENTS)
     except ApplicationError as exc:
         return {"query": query, "search_error": exc.message, "results": []}
-    return {"query": query, "results": selectors.hits_by_document(hits)}
+    return {"query": query, "results": results}
 
 
-# Passages a search on the page looks at; after the relevance threshold and one entry per document,
-# usually far fewer are shown.
-SEARCH_PAGE_PASSAGES = 10
+# Documents a search on the page shows at most (those close enough in meaning), each with its best passages.
+SEARCH_PAGE_DOCUMENTS = 10
 _ACCEPTED_FILES = ".txt,.md,.markdown,.html,.htm,.pdf,.docx"
 
 
