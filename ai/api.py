@@ -21,6 +21,7 @@ from rest_framework.routers import DefaultRouter
 from ai import selectors
 from ai.access import Reader, collections_readable, documents_readable, reader_of, scope_validate
 from ai.chat.answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
+from ai.chat.conversations import conversations_listed
 from ai.chat.services import Frame, chat_message_validate, chat_prepare
 from ai.models import Collection, Conversation, Document, Message
 from ai.serializers import (
@@ -30,8 +31,8 @@ from ai.serializers import (
     CollectionMembersSerializer,
     CollectionSerializer,
     ConversationDetailSerializer,
-    ConversationRenameSerializer,
     ConversationSerializer,
+    ConversationUpdateSerializer,
     DocumentCreateSerializer,
     DocumentListSerializer,
     DocumentReplaceSerializer,
@@ -52,7 +53,7 @@ from ai.services.collections import (
     collection_members,
     collection_update,
 )
-from ai.services.conversations import conversation_delete, conversation_rename
+from ai.services.conversations import conversation_delete, conversation_pin, conversation_rename
 from ai.services.documents import (
     document_create,
     document_delete,
@@ -279,10 +280,14 @@ class SearchApi(TenantAPIView):
 class ConversationViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantGenericViewSet
 ):
-    """A member's own conversations; other members' are invisible (404). PATCH renames, DELETE deletes."""
+    """A member's own conversations, pinned first (``?q=`` searches titles and messages); other
+    members' are invisible (404). PATCH renames or pins, DELETE deletes."""
 
     def get_queryset(self) -> QuerySet[Conversation]:
-        queryset = selectors.conversations_for(user_id=self.request.user.id)
+        if getattr(self, "swagger_fake_view", False):  # the OpenAPI schema: no asker
+            return Conversation.objects.none()
+        query = self.request.query_params.get("q", "") if self.action == "list" else ""
+        queryset = conversations_listed(user_id=self.request.user.id, query=query)
         if self.action == "retrieve":
             queryset = queryset.prefetch_related(
                 Prefetch("messages", queryset=Message.objects.order_by("created", "id"))
@@ -291,6 +296,12 @@ class ConversationViewSet(
 
     def get_serializer_class(self) -> type:
         return ConversationDetailSerializer if self.action == "retrieve" else ConversationSerializer
+
+    @extend_schema(
+        parameters=[OpenApiParameter("q", str, description="Only conversations whose title or messages contain this.")]
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
 
     def perform_create(self, serializer: ConversationSerializer) -> None:
         serializer.save(user=self.request.user)
@@ -320,11 +331,15 @@ class ConversationViewSet(
         output = {"message_id": int(message_id or 0), "rating": action.feedback, "comment": action.feedback_comment}
         return Response(FeedbackSerializer(output).data)
 
-    @extend_schema(request=ConversationRenameSerializer, responses={200: ConversationSerializer})
+    @extend_schema(request=ConversationUpdateSerializer, responses={200: ConversationSerializer})
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
-        data = ConversationRenameSerializer(data=request.data)
+        data = ConversationUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        conversation = conversation_rename(conversation=self.get_object(), title=data.validated_data["title"])
+        conversation = self.get_object()
+        if "title" in data.validated_data:
+            conversation = conversation_rename(conversation=conversation, title=data.validated_data["title"])
+        if "pinned" in data.validated_data:
+            conversation = conversation_pin(conversation=conversation, pinned=data.validated_data["pinned"])
         return Response(ConversationSerializer(conversation).data)
 
     @extend_schema(responses={204: None})

@@ -222,12 +222,15 @@ class CallStatus(models.TextChoices):
 class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     user = _user_reference(related_name="+")
+    # Pinned ones come first in the person's list. A database default too: a turn inserts its
+    # conversation in plain SQL (ai.chat.services).
+    pinned = models.BooleanField(default=False, db_default=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["-updated", "-id"]
-        indexes = [models.Index(fields=["user", "-updated"], name="conversation_user_idx")]
+        ordering = ["-pinned", "-updated", "-id"]
+        indexes = [models.Index(fields=["user", "-pinned", "-updated"], name="conversation_user_pinned_idx")]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"

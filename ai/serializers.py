@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from ai.markdown import markdown_html
 from ai.models import Collection, Conversation, Document, DocumentVersion, Message
-from core.platform.fields import StorableCharField, StrictFloatField, StrictIntegerField
+from core.platform.fields import StorableCharField, StrictBooleanField, StrictFloatField, StrictIntegerField
 
 
 class CollectionSerializer(serializers.ModelSerializer[Collection]):
@@ -207,12 +207,20 @@ class ConversationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Conversation
-        fields = ("id", "title", "created", "updated")
-        read_only_fields = ("id", "created", "updated")
+        fields = ("id", "title", "pinned", "created", "updated")
+        read_only_fields = ("id", "pinned", "created", "updated")
 
 
-class ConversationRenameSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    title = StorableCharField(max_length=200)
+class ConversationUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """Rename (``title``), pin or unpin (``pinned``), or both."""
+
+    title = StorableCharField(max_length=200, required=False)
+    pinned = StrictBooleanField(required=False, help_text="Pinned conversations come first in the list.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send a 'title', 'pinned', or both.")
+        return attrs
 
 
 class ConversationDetailSerializer(ConversationSerializer):

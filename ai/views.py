@@ -22,10 +22,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from ai import selectors
 from ai.access import Reader, collections_readable, documents_changeable, documents_readable, reader_of
+from ai.chat.conversations import SEARCH_MAX_CHARS, conversations_listed
 from ai.markdown import markdown_html
 from ai.models import Collection, Conversation, Document, Message
 from ai.services.collections import collection_create, collection_delete, collection_members, collection_update
-from ai.services.conversations import conversation_delete, conversation_rename
+from ai.services.conversations import conversation_delete, conversation_pin, conversation_rename
 from ai.services.documents import document_create, document_delete, document_replace, document_versions
 from ai.services.summarise import document_summarise
 from core.platform.exceptions import ApplicationError
@@ -356,8 +357,9 @@ def _user_id(request: HttpRequest) -> int:
     return cast(int, request.user.pk)  # member_required let only a logged-in member through
 
 
-def _conversations(request: HttpRequest) -> list[Conversation]:
-    return list(selectors.conversations_for(user_id=_user_id(request)).only("id", "title", "updated")[:100])
+def _conversations(request: HttpRequest, query: str = "") -> list[Conversation]:
+    listed = conversations_listed(user_id=_user_id(request), query=query)
+    return list(listed.only("id", "title", "pinned", "updated")[:100])
 
 
 def _own_conversation(request: HttpRequest, conversation_id: int) -> Conversation:
@@ -393,10 +395,12 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
         else []
     )
     scoped = ascii_integer(request.GET.get("document") or "")  # "Ask about this document"
+    query = " ".join(request.GET.get("q", "").split())[:SEARCH_MAX_CHARS]
     context = {
         "page": "chat",
         "conversation": conversation,
-        "conversations": _conversations(request),
+        "conversations": _conversations(request, query),
+        "query": query,
         "chat_messages": chat_messages,
         "collections": list(collections_readable(_reader(request))),
         "scoped_document": _readable_document(request, scoped) if scoped is not None else None,
@@ -414,6 +418,14 @@ def conversation_rename_page(request: HttpRequest, conversation_id: int) -> Http
         conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
     except ApplicationError as exc:
         messages.error(request, exc.message)
+    return redirect("chat-conversation", conversation_id=conversation.id)
+
+
+@member_required
+@require_POST
+def conversation_pin_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = _own_conversation(request, conversation_id)
+    conversation_pin(conversation=conversation, pinned=request.POST.get("pinned") == "1")
     return redirect("chat-conversation", conversation_id=conversation.id)
 
 

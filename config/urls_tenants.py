@@ -39,6 +39,7 @@ urlpatterns = [
     path("chat/<int:conversation_id>/", pages.chat_page, name="chat-conversation"),
     path("chat/<int:conversation_id>/rename/", pages.conversation_rename_page, name="conversation-rename"),
     path("chat/<int:conversation_id>/delete/", pages.conversation_delete_page, name="conversation-delete"),
+    path("chat/<int:conversation_id>/pin/", pages.conversation_pin_page, name="conversation-pin"),
     path("", include("billing.urls_pages")),
     path("login/", pages.LoginView.as_view(), name="login"),
     path("logout/", pages.LogoutView.as_view(), name="logout"),

@@ -1,4 +1,4 @@
-"""A member's own conversations: renaming and deleting them (chat itself is ai.chat.services)."""
+"""A member's own conversations: renaming, pinning and deleting them (chat itself is ai.chat.services)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
         )
     conversation.title = title[:CONVERSATION_TITLE_MAX]
     conversation.save(update_fields=["title"])  # renaming does not move it to the top
+    return conversation
+
+
+def conversation_pin(*, conversation: Conversation, pinned: bool) -> Conversation:
+    """Pin (first in the person's list) or unpin; like renaming, it does not move the conversation by date."""
+    conversation.pinned = pinned
+    conversation.save(update_fields=["pinned"])
     return conversation
 
 

@@ -267,3 +267,57 @@ def test_an_open_chat_says_the_workspace_was_suspended(sized_page, own_world, as
         expect(page.locator("#send")).to_be_enabled()
     finally:
         run_in_server(asgi_server, lambda: tenant_reactivate(tenant=Tenant.objects.get(pk=own_world.tenant.pk)))
+
+
+# --- #21: conversation search and pinning ---------------------------------------------------------
+
+
+def show_conversations(page: Page) -> None:
+    if page.viewport_size["width"] <= PHONE:
+        page.click("#conversations-panel summary")  # folded away on a phone
+
+
+def test_conversations_are_searched_by_title_and_text_and_pinned_ones_come_first(sized_page, own_world, asgi_server):
+    page = sized_page
+    parking = conversation_with_turns(own_world, 1, title="Parking")
+    holiday = conversation_with_turns(own_world, 1, title="Holiday allowance")
+
+    def leave_talk() -> int:
+        with tenant_context(own_world.tenant):
+            talk = Conversation.objects.create(title="Leave", user=own_world.member)
+            Message.objects.create(conversation=talk, role="user", content="Can I carry HOLIDAY days over?")
+            return talk.pk
+
+    leave = committed(leave_talk)
+    conversation_with_turns(own_world, 1, title="Holiday of the owner", user=own_world.owner)  # not theirs
+    base = asgi_server.host_url(own_world.tenant.subdomain)
+    open_chat(page, base, own_world)
+    listed = page.locator("#conversations a[data-id]")
+    expect(listed).to_have_count(3)
+
+    show_conversations(page)
+    page.fill("#conversation-search", "holiday")
+    page.keyboard.press("Enter")
+
+    expect(listed).to_have_count(2)
+    assert sorted(int(i) for i in listed.evaluate_all("links => links.map((a) => a.dataset.id)")) == sorted(
+        [holiday, leave]
+    )
+    expect(page.locator("#conversation-search")).to_have_value("holiday")
+    show_conversations(page)
+    page.fill("#conversation-search", "no such words")
+    page.keyboard.press("Enter")
+    expect(listed).to_have_count(0)
+    expect(page.locator("#no-conversations")).to_contain_text("No conversation matches")
+
+    page.goto(f"{base}/chat/{parking}/")
+    expect(listed.first).not_to_have_attribute("data-id", str(parking))  # the oldest comes last
+    page.click("#pin-conversation")
+    expect(page.locator("#pin-conversation")).to_have_text("Unpin")
+    expect(listed.first).to_have_attribute("data-id", str(parking))
+    expect(page.locator("#conversations li").first.locator(".pin-mark")).to_have_count(1)
+    fits_width(page)
+    shot(page, "chat-search-pin")
+    page.click("#pin-conversation")
+    expect(page.locator("#pin-conversation")).to_have_text("Pin")
+    expect(listed.first).not_to_have_attribute("data-id", str(parking))

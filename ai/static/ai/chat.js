@@ -89,7 +89,9 @@ function showConversation(conversationId, question) {
   const link = el("a", title, {href: `/chat/${conversationId}/`, "data-id": String(conversationId), title, "aria-current": "page"});
   const item = el("li");
   item.append(link);
-  list.prepend(item);
+  const pinned = list.querySelectorAll("li.pinned");
+  if (pinned.length) pinned[pinned.length - 1].after(item); // pinned ones stay first
+  else list.prepend(item);
 }
 
 async function settle(messageId) {
