@@ -17,6 +17,7 @@ from pgvector import Vector
 
 from ai.access import Reader, documents_readable, readable_collections_sql
 from ai.embedding.embedders import get_embedder
+from ai.ingestion.extraction import KIND_LABELS, kind_label, pdf_lines_reflowed
 from ai.models import Chunk, Conversation, Document, Message
 from ai.snippets import Snippet, snippets_nearest
 from core.platform.database.base import session_setting
@@ -279,13 +280,13 @@ def documents_search(
 
 
 DOCUMENT_PAGE_MAX_CHARS = 100_000
-DOCUMENT_PAGE_MAX_PASSAGES = 200
+DOCUMENT_PAGE_PASSAGES = 10  # passages a page of the document's list shows (81 of them made 20,000 px)
 
 
 @dataclass(frozen=True)
 class DocumentReading:
     """What a document's page shows: its text (a window of it when long) split around the
-    highlighted passage, and its passages (a window of them around that one when there are many)."""
+    highlighted passage, and one page of its passages (by default the one holding that passage)."""
 
     document: Document
     before: str
@@ -295,6 +296,9 @@ class DocumentReading:
     text_end: int
     passages: list[Chunk]
     highlighted_chunk: Chunk | None
+    passages_page: int = 1
+    passages_pages: int = 1
+    type_label: str = ""
 
     @property
     def text_clipped(self) -> bool:
@@ -321,8 +325,23 @@ def _passage_span(content: str, passage: str) -> tuple[int, int] | None:
     return (match.start(), match.end()) if match else None
 
 
-def document_reading(*, document: Document, passage_id: int | None = None) -> DocumentReading:
-    """The document page's text and passages, highlighting passage ``passage_id`` when it is one of its chunks."""
+# Marks where the highlight starts and ends while a PDF's lines are joined (private-use characters).
+_HIGHLIGHT_MARKS = ("\ue010", "\ue011")
+
+
+def _pdf_reflowed(before: str, highlighted: str, after: str) -> tuple[str, str, str]:
+    start, end = _HIGHLIGHT_MARKS
+    joined = pdf_lines_reflowed(f"{before}{start}{highlighted}{end}{after}")
+    before, rest = joined.split(start, 1)
+    highlighted, after = rest.split(end, 1)
+    return before, highlighted, after
+
+
+def document_reading(
+    *, document: Document, passage_id: int | None = None, passages_page: int | None = None
+) -> DocumentReading:
+    """The document page's text and passages, highlighting passage ``passage_id`` when it is one of
+    its chunks. A PDF's text and passages are shown with its lines joined into paragraphs."""
     content = document.content
     chunk = None
     if passage_id is not None:
@@ -336,12 +355,21 @@ def document_reading(*, document: Document, passage_id: int | None = None) -> Do
         before, highlighted, after = content[start : span[0]], content[span[0] : span[1]], content[span[1] : end]
     else:
         before, highlighted, after = content[start:end], "", ""
-    first = max(0, chunk.position - DOCUMENT_PAGE_MAX_PASSAGES // 2) if chunk is not None else 0
+    pages = max(1, -(-document.chunk_count // DOCUMENT_PAGE_PASSAGES))
+    if passages_page is None:
+        passages_page = chunk.position // DOCUMENT_PAGE_PASSAGES + 1 if chunk is not None else 1
+    passages_page = min(max(1, passages_page), pages)
+    first = (passages_page - 1) * DOCUMENT_PAGE_PASSAGES
     passages = list(
-        Chunk.objects.filter(document=document, position__gte=first)
+        Chunk.objects.filter(document=document, position__gte=first, position__lt=first + DOCUMENT_PAGE_PASSAGES)
         .order_by("position")
-        .only("id", "position", "text", "token_count")[:DOCUMENT_PAGE_MAX_PASSAGES]
+        .only("id", "position", "text", "token_count")
     )
+    type_label = kind_label(filename=document.source_name, content_type=document.content_type)
+    if type_label == KIND_LABELS["pdf"]:
+        before, highlighted, after = _pdf_reflowed(before, highlighted, after)
+        for passage in passages:
+            passage.text = pdf_lines_reflowed(passage.text)
     return DocumentReading(
         document=document,
         before=before,
@@ -351,6 +379,9 @@ def document_reading(*, document: Document, passage_id: int | None = None) -> Do
         text_end=end,
         passages=passages,
         highlighted_chunk=chunk,
+        passages_page=passages_page,
+        passages_pages=pages,
+        type_label=type_label or ("" if document.source_name else "Pasted text"),
     )
 
 

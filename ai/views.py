@@ -181,7 +181,7 @@ def document_upload(request: HttpRequest) -> HttpResponse:
         return render(request, "ai/documents.html", context, status=exc.status)
     if _is_htmx(request):
         return render(request, "ai/_upload_result.html", {"document": document, **_document_list_context(request)})
-    messages.success(request, f"Added “{document.title}”; it is being indexed.")
+    messages.success(request, f"Added “{document.title}”: the list shows when it is ready to search.")
     return redirect("documents-page")
 
 
@@ -196,7 +196,11 @@ def _readable_document(request: HttpRequest, document_id: int) -> Document:
 @require_GET
 def document_page(request: HttpRequest, document_id: int) -> HttpResponse:
     document = _readable_document(request, document_id)
-    reading = selectors.document_reading(document=document, passage_id=ascii_integer(request.GET.get("passage")))
+    reading = selectors.document_reading(
+        document=document,
+        passage_id=ascii_integer(request.GET.get("passage")),
+        passages_page=ascii_integer(request.GET.get("passages")),
+    )
     changeable = documents_changeable(_reader(request)).filter(id=document.id).exists()
     context = {
         "page": "documents",
@@ -226,7 +230,7 @@ def document_replace_page(request: HttpRequest, document_id: int) -> HttpRespons
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, "Replaced with a new version; it is being indexed. The earlier one is kept.")
+        messages.success(request, "Replaced with a new version; the earlier one is kept.")
     return redirect("document-page", document_id=document.id)
 
 

@@ -192,7 +192,79 @@ def extract_title(*, filename: str, content_type: str | None, data: bytes) -> st
             return ""
     except Exception:  # noqa: BLE001 - a damaged title is no title; the text was read already
         return ""
-    return " ".join(text_as_typed(title).split())[:TITLE_MAX_CHARS]
+    title = " ".join(text_as_typed(title).split())[:TITLE_MAX_CHARS]
+    return "" if _PLACEHOLDER_TITLE.match(title) else title
+
+
+# Titles that tools write for every file, which name nothing: reportlab's "untitled", Word's
+# "Microsoft Word - report.docx" when printing to PDF, or a file name.
+_PLACEHOLDER_TITLE = re.compile(
+    r"^(?:untitled(?: document)?|document\d*|microsoft (?:word|powerpoint|excel) - .*|.*\.(?:docx?|pdf|html?|txt|md))$",
+    re.IGNORECASE,
+)
+
+
+def title_from_filename(filename: str) -> str:
+    """A title out of a file's name: without its folder and extension, and with the underscores
+    and hyphens a name uses for spaces read as spaces ("employee_handbook-2024.pdf" becomes
+    "Employee handbook 2024"); a name that has spaces already keeps its hyphens."""
+    stem = re.split(r"[\\/]", filename or "")[-1]
+    stem = stem.rsplit(".", 1)[0] if _extension(stem) else stem
+    words = stem.replace("_", " ") if " " in stem.strip() else re.sub(r"[_-]+", " ", stem)
+    words = " ".join(words.split())
+    if words != stem and words[:1].islower():
+        words = words[:1].upper() + words[1:]
+    return words or stem
+
+
+KIND_LABELS: dict[Kind, str] = {
+    "txt": "Plain text",
+    "md": "Markdown",
+    "html": "HTML",
+    "pdf": "PDF",
+    "docx": "Word document",
+}
+
+
+def kind_label(*, filename: str, content_type: str | None) -> str:
+    """What kind of file it was, in words ("PDF", "Word document"), or "" when it is none Strata reads."""
+    try:
+        return KIND_LABELS[detect_kind(filename=filename, content_type=content_type)]
+    except ApplicationError:
+        return ""
+
+
+_LIST_ITEM = re.compile(r"^(?:[-•*▪◦‣–]|\(?\w{1,3}[.)])\s")
+
+
+def pdf_lines_reflowed(text: str) -> str:
+    """A PDF's text with the line breaks the page width made joined into paragraphs, for reading.
+
+    A PDF keeps no paragraphs, only lines: a line nearly as long as the text's full lines went on
+    to the next, unless it ends with a colon or the next starts a list item; a word hyphenated at
+    the end of a line is joined again. Shorter lines (headings, a paragraph's last line) end there.
+    """
+    lines = text.split("\n")
+    lengths = sorted(len(line) for line in lines if line.strip())
+    if len(lengths) < 2:
+        return text
+    full = lengths[int(len(lengths) * 0.8)] if len(lengths) >= 5 else lengths[-1]
+    out: list[str] = []
+    last = ""  # the previous line as it was, not as joined
+    for line in lines:
+        if out and last.strip() and line.strip() and _runs_on(last, line, full):
+            if last.endswith("-") and last[-2:-1].isalpha() and line[:1].islower():
+                out[-1] = out[-1][:-1] + line
+            else:
+                out[-1] = f"{out[-1]} {line}"
+        else:
+            out.append(line)
+        last = line
+    return "\n".join(out)
+
+
+def _runs_on(line: str, following: str, full: int) -> bool:
+    return len(line) >= 0.75 * full and not line.rstrip().endswith(":") and not _LIST_ITEM.match(following)
 
 
 def detect_kind(*, filename: str, content_type: str | None) -> Kind:

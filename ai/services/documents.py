@@ -19,7 +19,7 @@ from django.db.models import Count, F, Max, Min
 from ai.access import Reader, collections_readable, document_change_check
 from ai.embedding.embedders import get_embedder
 from ai.ingestion.chunking import chunk_text, count_tokens
-from ai.ingestion.extraction import ParseLimits, extract_isolated, upload_check
+from ai.ingestion.extraction import ParseLimits, extract_isolated, title_from_filename, upload_check
 from ai.models import Chunk, Collection, Document, DocumentUpload, DocumentVersion
 from ai.services.chunk_embeddings import chunks_embeddings_save
 from core.models import User
@@ -134,7 +134,7 @@ def document_create(
             filename=upload.name or "upload", content_type=upload.content_type, data=data, limits=_parse_limits()
         )
         title_from_file = not title.strip()
-        title = title or PurePath(source_name).stem or source_name
+        title = title or title_from_filename(source_name)
     if not title.strip():
         raise ApplicationError(
             "A title is required.", code="invalid", status=400, extra={"fields": {"title": ["This field is required."]}}
