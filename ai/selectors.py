@@ -22,6 +22,8 @@ from ai.models import Chunk, Conversation, Document, Message
 from ai.snippets import Snippet, snippets_nearest
 from core.platform.database.base import session_setting
 from core.platform.sql_names import column, table
+from tenants.models import Tenant
+from tenants.selectors import invitations_open, members_list
 
 
 @dataclass(frozen=True)
@@ -382,6 +384,28 @@ def document_reading(
         passages_page=passages_page,
         passages_pages=pages,
         type_label=type_label or ("" if document.source_name else "Pasted text"),
+    )
+
+
+@dataclass(frozen=True)
+class FirstSteps:
+    """The checklist of a new workspace: each step is done once anyone could see it was."""
+
+    uploaded: bool  # the workspace holds a document the person may read
+    asked: bool  # the person has asked a question in chat
+    invited: bool  # someone else is a member, or has been invited
+
+    @property
+    def done(self) -> bool:
+        return self.uploaded and self.asked and self.invited
+
+
+def first_steps(*, reader: Reader, tenant: Tenant, user_id: int) -> FirstSteps:
+    return FirstSteps(
+        uploaded=documents_readable(reader).exists(),
+        asked=Conversation.objects.filter(user_id=user_id).exists(),
+        invited=members_list(tenant=tenant).exclude(user_id=user_id).exists()
+        or invitations_open(tenant=tenant).exists(),
     )
 
 

@@ -113,12 +113,24 @@ def _document_list_context(request: HttpRequest) -> dict[str, Any]:
     for document in documents:
         document.changeable = document.id in changeable  # type: ignore[attr-defined]
     return {
+        "first_steps": _first_steps(request),
         "documents": documents,
         "any_pending": any(d.status == Document.Status.PENDING for d in documents),
         "collection": collection,
         "collections": list(collections_readable(_reader(request))),
         "administers": _administers(request),
     }
+
+
+def _first_steps(request: HttpRequest) -> selectors.FirstSteps | None:
+    """A new workspace's checklist, until every step is done; then never asked for again this session."""
+    if request.session.get("first_steps_done"):
+        return None
+    steps = selectors.first_steps(reader=_reader(request), tenant=request.tenant, user_id=_user_id(request))  # type: ignore[attr-defined]
+    if steps.done:
+        request.session["first_steps_done"] = True
+        return None
+    return steps
 
 
 def _administers(request: HttpRequest) -> bool:

@@ -1,4 +1,4 @@
-"""``manage.py up``'s set-up: a migrated platform with an operator account and a demo tenant."""
+"""``manage.py up``'s set-up: a migrated platform with an operator account and a demo tenant with sample documents."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django_tenants.utils import get_public_schema_name, schema_context
 
+from config.demo import demo_documents_seed
 from config.signup import tenant_signup
 from core.models import User
 from tenants.models import Tenant, public_url, tenant_url
@@ -59,13 +60,15 @@ def platform_bootstrap(*, data_dir: Path, verbosity: int = 0) -> Credentials:
         if not User.objects.filter(email=credentials.operator_email).exists():
             User.objects.create_superuser(credentials.operator_email, credentials.operator_password)
         if not Tenant.objects.filter(subdomain=DEMO_SUBDOMAIN).exists():
-            tenant_signup(
+            demo = tenant_signup(
                 organisation="Demo Organisation",
                 subdomain=DEMO_SUBDOMAIN,
                 email=credentials.demo_email,
                 password=credentials.demo_password,
                 plan="free",
             )
+            # Only when the tenant is new: samples someone deleted stay deleted.
+            demo_documents_seed(tenant=demo.tenant, user=demo.user)
     return credentials
 
 
