@@ -290,7 +290,7 @@ class ConversationViewSet(
         queryset = conversations_listed(user_id=self.request.user.id, query=query)
         if self.action == "retrieve":
             queryset = queryset.prefetch_related(
-                Prefetch("messages", queryset=Message.objects.order_by("created", "id"))
+                Prefetch("messages", queryset=Message.objects.filter(superseded=False).order_by("created", "id"))
             )
         return queryset
 

@@ -407,6 +407,9 @@ class Message(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     agent_action = models.ForeignKey(AgentAction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Replaced by a regenerated answer or an edited question (ai.chat.services): kept, with its AI
+    # action and ledger row, but out of the conversation's history, its page and the API.
+    superseded = models.BooleanField(default=False, db_default=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

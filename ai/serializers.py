@@ -231,7 +231,17 @@ class ConversationDetailSerializer(ConversationSerializer):
 
 
 class ChatInputSerializer(serializers.Serializer):
-    message = StorableCharField(trim_whitespace=True)
+    type = serializers.ChoiceField(
+        choices=["message", "regenerate", "edit"],
+        required=False,
+        default="message",
+        help_text="'regenerate' an answer (message_id) or 'edit' a question (message_id, message): the "
+        "conversation continues from that question, and it and the turns after it are superseded.",
+    )
+    message = StorableCharField(trim_whitespace=True, required=False, help_text="Required unless regenerating.")
+    message_id = StrictIntegerField(
+        required=False, min_value=1, help_text="The answer to regenerate, or the question to edit."
+    )
     conversation_id = StrictIntegerField(required=False, allow_null=True, min_value=1)
     collection_ids = serializers.ListField(
         child=StrictIntegerField(min_value=1), required=False, help_text="Read only these collections."

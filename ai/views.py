@@ -400,9 +400,11 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
             for m in selectors.messages_readable(
                 # The asker's feedback on each answer (its action's columns only, never its text).
                 messages=list(
-                    conversation.messages.annotate(
+                    conversation.messages.filter(superseded=False)
+                    .annotate(
                         feedback=F("agent_action__feedback"), feedback_comment=F("agent_action__feedback_comment")
-                    ).order_by("created", "id")
+                    )
+                    .order_by("created", "id")
                 ),
                 reader=_reader(request),
             )

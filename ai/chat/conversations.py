@@ -17,6 +17,6 @@ def conversations_listed(*, user_id: int, query: str = "") -> QuerySet[Conversat
     conversations = conversations_for(user_id=user_id)
     query = " ".join(query.split())[:SEARCH_MAX_CHARS]
     if query:
-        said = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=query)
+        said = Message.objects.filter(conversation=OuterRef("pk"), superseded=False, content__icontains=query)
         conversations = conversations.filter(Q(title__icontains=query) | Exists(said))
     return conversations.order_by("-pinned", "-updated", "-id")

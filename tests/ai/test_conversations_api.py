@@ -63,10 +63,12 @@ def test_reading_a_conversation_takes_a_constant_number_of_queries(acme, django_
 def test_a_turn_is_stored_in_order_and_never_into_a_conversation_gone_or_not_the_askers(acme):
     conversation = make_conversation(acme, acme.member)
     with tenant_context(acme.tenant):
-        conversation_id, answer_id = _turn_store(user=acme.member, conversation_id=conversation.id, question="next")
+        conversation_id, question_id, answer_id = _turn_store(
+            user=acme.member, conversation_id=conversation.id, question="next"
+        )
         stored = list(Message.objects.filter(conversation_id=conversation.id).values_list("id", "role", "status"))
         assert conversation_id == conversation.id and stored[-1] == (answer_id, "assistant", "interrupted")
-        assert stored[-2][1:] == ("user", "ok") and stored[-2][0] < answer_id
+        assert stored[-2] == (question_id, "user", "ok") and question_id < answer_id
 
         with pytest.raises(ApplicationError) as other:  # someone else's conversation: nothing stored
             _turn_store(user=acme.owner, conversation_id=conversation.id, question="mine?")

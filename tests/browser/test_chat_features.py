@@ -321,3 +321,67 @@ def test_conversations_are_searched_by_title_and_text_and_pinned_ones_come_first
     page.click("#pin-conversation")
     expect(page.locator("#pin-conversation")).to_have_text("Pin")
     expect(listed.first).not_to_have_attribute("data-id", str(parking))
+
+
+# --- #19: regenerate an answer, edit and resend a question, copy an answer ------------------------
+
+
+def ask_and_wait(page: Page, question: str) -> None:
+    answers = page.locator(".msg.assistant").count()
+    page.fill("#message", question)
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.assistant[data-status=ok]")).to_have_count(answers + 1, timeout=20_000)
+    expect(page.locator(".msg.assistant").last.locator("[data-action=regenerate]")).to_be_visible()
+
+
+def texts(page: Page, role: str) -> list[str]:
+    return [text.strip() for text in page.locator(f".msg.{role} .text").all_inner_texts()]
+
+
+def test_an_answer_is_copied_regenerated_and_a_question_edited_and_resent(
+    sized_page, own_world, asgi_server, fake_anthropic, settings
+):
+    settings.CHAT_CONTEXT_CHUNKS = 0
+    page = sized_page
+    base = asgi_server.host_url(own_world.tenant.subdomain)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    open_chat(page, base, own_world)
+    fake_anthropic.reply = "Answer **one**."
+    ask_and_wait(page, "First question?")
+    fake_anthropic.reply = "Answer two."
+    ask_and_wait(page, "Second question?")
+
+    last = page.locator(".msg.assistant").last
+    last.locator("[data-action=copy]").click()
+    expect(last.locator("[data-action=copy]")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "Answer two."
+    page.locator(".msg.assistant").first.locator("[data-action=copy]").click()
+    assert page.evaluate("navigator.clipboard.readText()") == "Answer **one**."  # the Markdown, as written
+
+    fake_anthropic.reply = "Answer two, again."
+    page.locator(".msg.assistant").last.locator("[data-action=regenerate]").click()
+    expect(page.locator(".msg.assistant .text").last).to_have_text("Answer two, again.", timeout=20_000)
+    expect(page.locator(".msg.assistant").last).to_have_attribute("data-status", "ok", timeout=20_000)
+    assert texts(page, "user") == ["First question?", "Second question?"]
+    assert texts(page, "assistant") == ["Answer one.", "Answer two, again."]
+    assert fake_anthropic.requests[-1]["messages"][-1]["content"].endswith("Second question?")
+
+    fake_anthropic.reply = "An edited answer."
+    first = page.locator(".msg.user").first
+    first.locator("[data-action=edit]").click()
+    first.locator("textarea").fill("First question, edited?")
+    first.locator("button[type=submit]").click()
+
+    expect(page.locator(".msg.assistant .text").last).to_have_text("An edited answer.", timeout=20_000)
+    expect(page.locator(".msg.assistant").last).to_have_attribute("data-status", "ok", timeout=20_000)
+    expect(page.locator(".msg")).to_have_count(2)
+    assert texts(page, "user") == ["First question, edited?"]
+    assert len(fake_anthropic.requests[-1]["messages"]) == 1  # continued from the edited question
+    expect(page.locator("#message")).to_have_value("")
+    fits_width(page)
+    shot(page, "chat-regenerate-edit")
+
+    page.reload()
+    expect(page.locator(".msg")).to_have_count(2)
+    assert texts(page, "user") == ["First question, edited?"]
+    assert texts(page, "assistant") == ["An edited answer."]

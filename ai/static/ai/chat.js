@@ -5,7 +5,10 @@
 // `renderFrame(frame)` draws one frame (start / token / done / error), whatever carried it.
 // While an answer streams, its Markdown is drawn as it comes (markdown.js: DOM nodes only, never
 // parsed HTML); once it has ended, the server's rendering of the saved message replaces it. A new
-// conversation shows in the header and the list as soon as its start frame names it.
+// conversation shows in the header and the list as soon as its start frame names it. Each answer
+// can be copied (its Markdown) or regenerated, each question edited and sent again: both are new
+// turns from that question (frames "regenerate" / "edit"); the start frame names the first message
+// they replace ("replaces"), and the page drops it and everything after it.
 import {el} from "./common.js";
 import {renderMarkdown} from "./markdown.js";
 
@@ -21,7 +24,7 @@ const panel = document.getElementById("conversations-panel");
 
 const state = {
   conversationId: messages.dataset.conversationId ? Number(messages.dataset.conversationId) : null,
-  pending: null, // the question sent and not yet accepted: {text, node}
+  pending: null, // the question sent and not yet accepted: {text, node, fromComposer}
   answer: null, // the answer being streamed: {node, text, messageId}
 };
 
@@ -76,6 +79,25 @@ async function refreshFromServer(conversationId, selectors) {
   return fresh;
 }
 
+// A message's buttons, as the server draws them (ai/_message.html).
+function actions(buttons) {
+  const row = el("div", undefined, {"class": "msg-actions"});
+  for (const [action, label] of buttons) {
+    row.append(el("button", label, {type: "button", "class": "btn btn-small btn-ghost", "data-action": action}));
+  }
+  return row;
+}
+
+// A regenerated or edited turn replaces the message `messageId` and everything after it.
+function dropFrom(messageId, keep) {
+  let node = messages.querySelector(`.msg[data-message-id="${messageId}"]`);
+  while (node) {
+    const next = node.nextElementSibling;
+    if (node !== keep) node.remove();
+    node = next;
+  }
+}
+
 // The conversation a start frame named, shown as the server will show it (its title is the
 // question's first 80 characters), before its answer ends.
 function showConversation(conversationId, question) {
@@ -109,9 +131,20 @@ function renderFrame(frame) {
     messages.dataset.conversationId = String(frame.conversation_id);
     if (isNew) history.replaceState(null, "", `/chat/${frame.conversation_id}/`);
     if (isNew && state.pending) showConversation(frame.conversation_id, state.pending.text);
-    if (state.pending) { state.pending.node.dataset.accepted = "true"; state.pending = null; }
-    box.value = "";
-    updateCounter();
+    if (frame.replaces !== undefined) dropFrom(frame.replaces, state.pending && state.pending.node);
+    if (state.pending) {
+      const question = state.pending.node;
+      question.dataset.accepted = "true";
+      if (frame.question_id !== undefined) {
+        question.dataset.messageId = frame.question_id;
+        question.append(actions([["edit", "Edit"]]));
+      }
+      if (state.pending.fromComposer) {
+        box.value = "";
+        updateCounter();
+      }
+      state.pending = null;
+    }
     const node = bubble("assistant", "");
     // A resumed answer after a reload replaces the saved part shown for it.
     messages.querySelector(`.msg[data-message-id="${frame.message_id}"]`)?.replaceWith(node);
@@ -226,9 +259,14 @@ async function send() {
     box.focus();
     return;
   }
-  state.pending = {text, node: bubble("user", text)};
-  streaming(true);
   const payload = state.conversationId ? {message: text, conversation_id: state.conversationId} : {message: text};
+  await ask(text, payload, true);
+}
+
+// Send a turn (a question, a regenerate or an edit) with its question shown as pending.
+async function ask(text, payload, fromComposer) {
+  state.pending = {text, node: bubble("user", text), fromComposer};
+  streaming(true);
   Object.assign(payload, scope());
   try {
     await transport.send(payload);
@@ -236,6 +274,85 @@ async function send() {
     renderFrame({type: "error", error: {code: "connection_failed", message: error.message}});
   }
 }
+
+// --- copy, regenerate, edit ----------------------------------------------------------------------
+
+async function copy(button) {
+  const message = button.closest(".msg");
+  const source = message.querySelector("template.markdown-source");
+  const text = source ? source.content.textContent : message.querySelector(".text").innerText;
+  let copied = false;
+  try {
+    // The clipboard API may wait on a permission prompt: not for long.
+    const timeout = new Promise((resolve, reject) => { setTimeout(() => reject(new Error("timeout")), 1500); });
+    await Promise.race([navigator.clipboard.writeText(text), timeout]);
+    copied = true;
+  } catch (error) {
+    copied = copyBySelection(text);
+  }
+  button.textContent = copied ? "Copied" : "Copy failed";
+  setTimeout(() => { button.textContent = "Copy"; }, 2000);
+}
+
+// Without the clipboard API (an insecure origin, a refused permission): the older way.
+function copyBySelection(text) {
+  const area = el("textarea", undefined, {"class": "sr-only", "aria-hidden": "true"});
+  area.value = text;
+  document.body.append(area);
+  area.select();
+  try {
+    return document.execCommand("copy");
+  } catch (error) {
+    return false;
+  } finally {
+    area.remove();
+  }
+}
+
+function regenerate(button) {
+  if (sendButton.disabled) return; // an answer is streaming
+  const answer = button.closest(".msg");
+  let question = answer.previousElementSibling;
+  while (question && !question.classList.contains("user")) question = question.previousElementSibling;
+  if (!question) return;
+  showError("");
+  ask(question.querySelector(".text").textContent, {type: "regenerate", message_id: Number(answer.dataset.messageId)}, false);
+}
+
+function edit(button) {
+  const question = button.closest(".msg");
+  if (question.querySelector(".msg-editor")) return;
+  const text = question.querySelector(".text");
+  const editor = el("form", undefined, {"class": "msg-editor"});
+  const area = el("textarea", undefined, {rows: "3", "aria-label": "Edit your question"});
+  area.value = text.textContent;
+  const foot = el("div", undefined, {"class": "composer-foot"});
+  const cancel = el("button", "Cancel", {type: "button", "class": "btn btn-small"});
+  foot.append(cancel, el("button", "Save and send", {type: "submit", "class": "btn btn-primary btn-small"}));
+  editor.append(area, foot);
+  text.hidden = true;
+  button.closest(".msg-actions").hidden = true;
+  question.append(editor);
+  area.focus();
+  const close = () => { editor.remove(); text.hidden = false; button.closest(".msg-actions").hidden = false; };
+  cancel.addEventListener("click", close);
+  editor.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const changed = area.value.trim();
+    if (!changed || sendButton.disabled) return;
+    close();
+    showError("");
+    ask(changed, {type: "edit", message_id: Number(question.dataset.messageId), message: changed}, false);
+  });
+}
+
+messages.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  if (button.dataset.action === "copy") copy(button);
+  else if (button.dataset.action === "regenerate") regenerate(button);
+  else if (button.dataset.action === "edit") edit(button);
+});
 
 form.addEventListener("submit", (event) => { event.preventDefault(); send(); });
 box.addEventListener("keydown", (event) => {
