@@ -35,4 +35,5 @@ urlpatterns = [
     *views.password_reset_urlpatterns,
     path("", include("tenants.sso.urls")),
     path("", include("tenants.welcome")),
+    path("", include("tenants.switch.urls")),
 ]

@@ -36,3 +36,8 @@ document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape") return;
   document.querySelectorAll("details.menu[open]").forEach((menu) => { menu.open = false; });
 });
+
+// A page that only hands the browser on (switching workspace) follows its link at once; without
+// scripts the link is there to click. (A form's redirect to another host would break the CSP's form-action.)
+const onward = document.querySelector("a[data-follow]");
+if (onward) window.location.replace(onward.href);
