@@ -1,11 +1,17 @@
 """Background jobs as they run in production: real `manage.py worker` processes against the test
-database, jobs deferred in the same transaction as their rows, killed workers, periodic jobs."""
+database, jobs deferred in the same transaction as their rows, killed workers, periodic jobs.
+
+The workers embed through the hosted backend (EMBEDDING_BACKEND=voyage, the real SDK) against its
+wire-level fake, which answers after a hosted model's latency: these tests are about jobs (who runs
+what, once, in which schema, after which fault), and the local model would make each of them
+minutes of CPU beside the other test worker. Ingestion on the local model is tested in tests/ai."""
 
 from __future__ import annotations
 
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -17,6 +23,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 from ai.models import Chunk, Document
 from ai.services.documents import INGEST_JOB, document_create
 from tests.ai.factories import owner_reader, world_create
+from tests.fakes.voyage_server import DEFAULT_API_KEY, FakeVoyage
 from tests.processes import committed, live_database_url, manage_py_process, process_stop, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
@@ -26,6 +33,25 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 def queued(settings):  # noqa: ANN001
     """Jobs go to PostgreSQL for real (unit tests otherwise run them eagerly)."""
     settings.TASK_MODE = "queue"
+
+
+# An embedding request of a batch takes this long upstream: a long document is seconds of waiting.
+UPSTREAM_LATENCY_SECONDS = 0.05
+VOYAGE = FakeVoyage()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def voyage() -> Iterator[FakeVoyage]:
+    with VOYAGE:
+        VOYAGE.latency = UPSTREAM_LATENCY_SECONDS
+        yield VOYAGE
+
+
+@pytest.fixture
+def instant_upstream(voyage: FakeVoyage) -> Iterator[None]:
+    voyage.latency = 0.0
+    yield
+    voyage.latency = UPSTREAM_LATENCY_SECONDS
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +65,10 @@ def worker_env(**overrides: str) -> dict[str, str]:
         "DATABASE_URL": live_database_url(),
         "TASK_MODE": "queue",
         "LOG_LEVEL": "WARNING",
-        "EMBEDDING_TORCH_THREADS": "1",
+        "EMBEDDING_BACKEND": "voyage",
+        "EMBEDDING_MODEL": "voyage-3.5-lite",
+        "VOYAGE_API_KEY": DEFAULT_API_KEY,
+        "VOYAGE_BASE_URL": VOYAGE.base_url,
         "DB_APPLICATION_NAME": "strata-test-worker",
         "TENANT_SPARE_SCHEMAS": "0",
         **overrides,
@@ -80,7 +109,9 @@ def test_a_committed_document_has_its_job_and_a_rolled_back_one_has_none(tenants
     assert {"document_id": document_id, "schema_name": tenant.schema_name} in [job["args"] for job in jobs]
 
 
-def test_two_workers_run_500_jobs_over_20_tenants_each_once_in_its_own_schema(tenants, queued, tmp_path):
+def test_two_workers_run_500_jobs_over_20_tenants_each_once_in_its_own_schema(
+    tenants, queued, tmp_path, instant_upstream
+):
     per_tenant = 25
     expected: dict[str, dict[int, str]] = {}
 
@@ -271,7 +302,7 @@ def test_sigterm_mid_ingestion_stops_the_worker_within_its_grace_and_the_next_wo
         tmp_path, "terminated", JOBS_SHUTDOWN_GRACE_SECONDS=str(grace), EMBEDDING_BATCH_SIZE="8", LOG_LEVEL="INFO"
     )
     try:
-        warm = committed(create_document, tenant, "Warm-up", "Loads the embedding model first.")
+        warm = committed(create_document, tenant, "Warm-up", "The worker is up and embedding.")
         wait_until(lambda: committed(document_state, tenant, warm)[0] == Document.Status.READY, timeout=120)
         document_id = committed(create_document, tenant, "Maintenance", long_text(1000))
 

@@ -9,6 +9,7 @@ import math
 import re
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -66,7 +67,8 @@ class FakeVoyage(ThreadedFake):
     """``with FakeVoyage() as voyage:`` serves Voyage's embeddings API on ``voyage.base_url``.
 
     ``fail_next`` holds HTTP statuses to answer the next requests with, one each, in order;
-    ``requests`` records every request that reached the server (failed ones included).
+    ``requests`` records every request that reached the server (failed ones included);
+    ``latency`` (seconds) is how long each answer takes, as a hosted model's would.
     """
 
     name = "fake-voyage"
@@ -76,6 +78,7 @@ class FakeVoyage(ThreadedFake):
         self.api_key = api_key
         self.fail_next: list[int] = []
         self.requests: list[RecordedRequest] = []
+        self.latency = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -182,6 +185,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             body = {}
         status, payload = self.server.fake.respond(RecordedRequest(self.path, headers, body))
+        if self.server.fake.latency:
+            time.sleep(self.server.fake.latency)  # the upstream at work: a wait, not our CPU
         self._send(status, payload)
 
     def do_GET(self) -> None:
@@ -193,7 +198,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(encoded)))
         self.end_headers()
-        self.wfile.write(encoded)
+        try:
+            self.wfile.write(encoded)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (a worker killed mid-request): nobody to answer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
