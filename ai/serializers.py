@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from ai.chat.citations import citations_link
 from ai.markdown import markdown_html
 from ai.models import Collection, Conversation, Document, DocumentVersion, Message
 from core.platform.fields import StorableCharField, StrictBooleanField, StrictFloatField, StrictIntegerField
@@ -199,7 +200,9 @@ class MessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_html(self, message: Message) -> str:
-        return markdown_html(message.content) if message.role == Message.Role.ASSISTANT else ""
+        if message.role != Message.Role.ASSISTANT:
+            return ""
+        return citations_link(markdown_html(message.content), message.sources)  # [n] markers link to passages
 
 
 class ConversationSerializer(serializers.ModelSerializer):

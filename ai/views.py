@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from ai import selectors
 from ai.access import Reader, collections_readable, documents_changeable, documents_readable, reader_of
+from ai.chat.citations import citations_link
 from ai.chat.conversations import SEARCH_MAX_CHARS, conversations_listed
 from ai.markdown import markdown_html
 from ai.models import Collection, Conversation, Document, Message
@@ -386,7 +387,8 @@ def _own_conversation(request: HttpRequest, conversation_id: int) -> Conversatio
 
 
 def _rendered(message: Message) -> dict[str, Any]:
-    html = markdown_html(message.content) if message.role == Message.Role.ASSISTANT else ""
+    is_answer = message.role == Message.Role.ASSISTANT
+    html = citations_link(markdown_html(message.content), message.sources) if is_answer else ""
     return {"message": message, "html": html, "retrieval": settings.CHAT_CONTEXT_CHUNKS > 0}
 
 

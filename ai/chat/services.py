@@ -217,6 +217,11 @@ def _history(conversation: Conversation, *, before_id: int | None = None) -> lis
 EMBEDDING_WAIT_SECONDS = 0.015
 
 NO_RELEVANT_PASSAGES = "No passage of the organisation's documents is relevant to this question."
+# The passages are numbered in the prompt; the page links the markers to them (ai.chat.citations).
+CITE_PASSAGES = (
+    "Each passage in <documents> has an index. When you use a passage, cite it right after the "
+    "sentence by its index in square brackets, like [1] or [2]; cite only passages you used."
+)
 
 
 def _prompt(question: str, hits: list[SearchHit]) -> tuple[str, list[str]]:
@@ -226,10 +231,11 @@ def _prompt(question: str, hits: list[SearchHit]) -> tuple[str, list[str]]:
     passages = [hit.text for hit in hits]
     # Titles are the users' own text: escaped so one cannot close the tag and pose as instructions.
     documents = "\n".join(
-        f'<document title="{html.escape(hit.title, quote=True)}" id="{hit.document_id}">\n{hit.text}\n</document>'
-        for hit in hits
+        f'<document index="{number}" title="{html.escape(hit.title, quote=True)}" id="{hit.document_id}">'
+        f"\n{hit.text}\n</document>"
+        for number, hit in enumerate(hits, start=1)
     )
-    return f"<documents>\n{documents}\n</documents>\n\n{question}", passages
+    return f"{CITE_PASSAGES}\n\n<documents>\n{documents}\n</documents>\n\n{question}", passages
 
 
 class ConnectionNotAllowed(Exception):
@@ -604,13 +610,16 @@ def _search(*, tenant: Any, reader: Reader, question: str, vector: list[float]) 
 
 
 def _sources(hits: list[SearchHit]) -> list[dict[str, Any]]:
-    """One source per document, best first: its best passage (``chunk_id``), all its passages and a score."""
+    """One source per document, best first: its best passage (``chunk_id``), all its passages, the
+    numbers they had in the prompt (``citations``, the answer's [n] markers) and a score."""
+    numbers = {hit.chunk_id: number for number, hit in enumerate(hits, start=1)}
     return [
         {
             "document_id": document.document_id,
             "title": document.title,
             "chunk_id": document.chunk_id,
             "chunk_ids": [passage.chunk_id for passage in document.passages],
+            "citations": [numbers[passage.chunk_id] for passage in document.passages],
             "relevance": document.relevance,
         }
         for document in hits_by_document(hits)

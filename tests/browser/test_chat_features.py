@@ -18,7 +18,7 @@ from billing.models import TenantUsagePeriod
 from billing.services import period_start
 from tenants.models import Tenant
 from tenants.services import tenant_reactivate, tenant_suspend
-from tests.browser.conftest import PHONE, fits_width, fresh_world, log_in, shot
+from tests.browser.conftest import PHONE, document_add, fits_width, fresh_world, log_in, shot
 from tests.conftest import World
 from tests.processes import committed
 
@@ -385,3 +385,41 @@ def test_an_answer_is_copied_regenerated_and_a_question_edited_and_resent(
     expect(page.locator(".msg")).to_have_count(2)
     assert texts(page, "user") == ["First question, edited?"]
     assert texts(page, "assistant") == ["An edited answer."]
+
+
+# --- #20: inline citations -----------------------------------------------------------------------
+
+
+def test_citation_markers_link_to_their_passages_and_the_sources_stay(
+    sized_page, own_world, asgi_server, fake_anthropic
+):
+    page = sized_page
+    laptops = "Laptops. Company laptops are encrypted and lock themselves after five minutes without input. " * 6
+    parking = "Parking. The car park has forty spaces, given out by a monthly lottery among the staff. " * 6
+    document = document_add(asgi_server, own_world, "Office guide", f"{laptops}\n\n{parking}")
+    fake_anthropic.reply = "Spaces are given out by a monthly lottery [1]. See also [7], which does not exist."
+    base = asgi_server.host_url(own_world.tenant.subdomain)
+    open_chat(page, base, own_world)
+
+    page.fill("#message", "How do I get a parking space?")
+    page.keyboard.press("Enter")
+
+    answer = page.locator(".msg.assistant").last
+    expect(answer).to_have_attribute("data-status", "ok", timeout=20_000)
+    prompt = fake_anthropic.requests[-1]["messages"][-1]["content"]
+    assert "like [1] or [2]" in prompt
+    first = re.search(r'<document index="1" [^>]*>\n(.*?)\n</document>', prompt, re.S)
+    assert first is not None, prompt
+    cite = answer.locator(".text a.cite")
+    expect(cite).to_have_count(1)  # [7] names no passage: left as text
+    expect(cite).to_have_text("[1]")
+    expect(answer.locator(".text")).to_contain_text("[7]")
+    expect(answer.locator(".sources a")).to_have_count(1)  # the source list is kept
+    assert f"/documents/{document['id']}/?passage=" in cite.get_attribute("href")
+    fits_width(page)
+    shot(page, "chat-citations")
+
+    cite.click()
+    highlight = page.locator("mark#highlight")
+    expect(highlight).to_contain_text(first.group(1).strip()[:40])
+    expect(highlight).to_be_in_viewport()
