@@ -14,19 +14,12 @@ from billing.models import Plan
 from billing.selectors import plans_offered
 from billing.serializers import PlanSerializer, SessionUrlSerializer, UsageSummarySerializer, WebhookOutcomeSerializer
 from billing.services import checkout_session_start, portal_session_start, usage_summary, webhook_event_receive
-from core.platform.api import IsTenantMember, TenantAPIView
+from core.platform.api import IsTenantOwner, TenantAPIView
 from core.platform.schema import error_responses
-from tenants.models import Membership
 
 
-class IsTenantOwner(IsTenantMember):
+class BillingOwner(IsTenantOwner):
     message = "Only owners of this organisation may manage its billing."
-    api_keys_allowed = False
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        if not super().has_permission(request, view):
-            return False
-        return request.membership is not None and request.membership.role == Membership.Role.OWNER  # type: ignore[attr-defined]
 
 
 class PlanListApi(generics.ListAPIView):
@@ -49,7 +42,7 @@ class UsageApi(TenantAPIView):
 
 
 class PortalApi(TenantAPIView):
-    membership_permission = IsTenantOwner
+    membership_permission = BillingOwner
 
     @extend_schema(request=None, responses={200: SessionUrlSerializer, **error_responses(409, 503)})
     def post(self, request: Request) -> Response:
@@ -60,7 +53,7 @@ class PortalApi(TenantAPIView):
 class CheckoutApi(TenantAPIView):
     """A fresh Checkout Session for an organisation still waiting for its first payment."""
 
-    membership_permission = IsTenantOwner
+    membership_permission = BillingOwner
 
     @extend_schema(request=None, responses={200: SessionUrlSerializer, **error_responses(409, 503)})
     def post(self, request: Request) -> Response:

@@ -12,10 +12,9 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from billing.api import IsTenantOwner
 from config.lifecycle import workspace_close_by_owner
 from config.serializers import WorkspaceClosedSerializer, WorkspaceCloseInputSerializer
-from core.platform.api import TenantAPIView
+from core.platform.api import IsTenantOwner, TenantAPIView
 from core.platform.exceptions import ApplicationError
 from core.platform.schema import error_responses
 from tenants.decorators import member_required

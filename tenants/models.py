@@ -122,6 +122,10 @@ class Membership(models.Model):
     def can_administer(self) -> bool:
         return self.role in (self.Role.OWNER, self.Role.ADMIN)
 
+    @property
+    def is_owner(self) -> bool:
+        return self.role == self.Role.OWNER
+
 
 class Invitation(models.Model):
     """An e-mail invited to join a tenant with a role. The link's token exists only in the e-mail:

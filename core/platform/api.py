@@ -139,6 +139,19 @@ class IsTenantAdmin(IsTenantMember):
         return request.membership is not None and request.membership.can_administer  # type: ignore[attr-defined]
 
 
+class IsTenantOwner(IsTenantMember):
+    """An owner of the host's tenant, in person: billing, sign-in, provisioning, closing. Views
+    say what they guard in their own ``message``."""
+
+    message = "Only owners of this organisation may do this."
+    api_keys_allowed = False
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        return request.membership is not None and request.membership.is_owner  # type: ignore[attr-defined]
+
+
 class IsTenantPerson(IsTenantMember):
     """A member of the host's tenant, in person (no API key): account and team pages and APIs."""
 

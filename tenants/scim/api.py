@@ -6,24 +6,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from core.models import User
-from core.platform.api import IsTenantPerson, TenantAPIView
+from core.platform.api import IsTenantOwner, TenantAPIView
 from core.platform.exceptions import ApplicationError
 from core.platform.schema import error_responses
-from tenants.models import Membership
 from tenants.scim.models import ScimToken
 from tenants.scim.services import scim_token_create, scim_token_revoke
-
-
-class IsTenantOwner(IsTenantPerson):
-    message = "Only owners of this organisation may do this."
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        if not super().has_permission(request, view):
-            return False
-        return request.membership is not None and request.membership.role == Membership.Role.OWNER  # type: ignore[attr-defined]
 
 
 class ScimTokenSerializer(serializers.ModelSerializer[ScimToken]):

@@ -8,26 +8,18 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from core.platform.api import IsTenantMember, TenantAPIView
+from core.platform.api import IsTenantOwner, TenantAPIView
 from core.platform.exceptions import ApplicationError
 from core.platform.fields import StorableCharField
 from core.platform.schema import error_responses
-from tenants.models import Membership
 from tenants.sso.models import SsoConfig
 from tenants.sso.saml import saml_service_provider
 from tenants.sso.services import SsoSettings, sso_config_delete, sso_config_get, sso_config_save
 
 
-class IsTenantOwner(IsTenantMember):
+class SsoOwner(IsTenantOwner):
     message = "Only owners of this organisation may change its single sign-on."
-    api_keys_allowed = False
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        if not super().has_permission(request, view):
-            return False
-        return request.membership is not None and request.membership.role == Membership.Role.OWNER  # type: ignore[attr-defined]
 
 
 class SsoConfigInputSerializer(serializers.Serializer[Any]):
@@ -89,7 +81,7 @@ class SsoConfigSerializer(serializers.ModelSerializer[SsoConfig]):
 
 
 class SsoConfigApi(TenantAPIView):
-    membership_permission = IsTenantOwner
+    membership_permission = SsoOwner
 
     @extend_schema(responses={200: SsoConfigSerializer, **error_responses(404)})
     def get(self, request: Request) -> Response:
