@@ -5,7 +5,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django_tenants.utils import tenant_context
 
-from ai.models import Message
+from ai.models import Conversation, Message
 from billing.models import TenantUsagePeriod, UsageEvent
 from billing.services import period_start
 from tests.ai.chat_client import ask, ws_connect
@@ -77,3 +77,28 @@ async def test_a_question_that_does_not_fit_the_allowance_left_is_refused_before
     assert [frame["type"] for frame in frames] == ["error"]
     assert frames[0]["error"]["code"] == "quota_exceeded"
     assert fake_anthropic.requests == []
+
+
+def _conversations_of(world) -> int:
+    with tenant_context(world.tenant):
+        return Conversation.objects.filter(user=world.member).count()
+
+
+async def test_a_question_whose_answer_would_have_no_room_is_refused_before_anything_is_stored(
+    live_worlds, asgi_server, fake_anthropic, settings
+):
+    settings.CHAT_CONTEXT_CHUNKS = 0  # a prompt of about 120 tokens: 200 left hold it, not an answer worth having
+    globex = live_worlds["globex"]
+    fake_anthropic.reply = " ".join(f"w{i}" for i in range(300))
+    before = await database_sync_to_async(_conversations_of)(globex)
+    previous = await database_sync_to_async(_leave_in_allowance)(globex, 200)
+    try:
+        async with await ws_connect(asgi_server, "globex", token=globex.member_token) as ws:
+            frames = await ask(ws, "What does the handbook say about holidays?")
+    finally:
+        await database_sync_to_async(_restore)(globex, previous)
+
+    assert [frame["type"] for frame in frames] == ["error"]
+    assert frames[0]["error"]["code"] == "quota_exceeded"
+    assert fake_anthropic.requests == []
+    assert await database_sync_to_async(_conversations_of)(globex) == before
