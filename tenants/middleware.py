@@ -17,6 +17,7 @@ from django_tenants.middleware.main import TenantMainMiddleware
 
 from core.platform.api import error_body
 from tenants.models import Membership, Tenant
+from tenants.scim.views import SCIM_PATH, scim_refusal
 from tenants.selectors import membership_get
 
 _BLOCKED = {
@@ -91,6 +92,8 @@ class TenantStatusMiddleware:
         message = message.format(contact=_support_contact(), deadline=tenant.delete_after)
         if request.path.startswith("/api/"):
             return JsonResponse(error_body(code, message), status=status)
+        if request.path.startswith(SCIM_PATH):  # an identity provider, which reads SCIM errors only
+            return scim_refusal(status=status, detail=message)
         context = {
             "tenant": tenant,
             "code": code,

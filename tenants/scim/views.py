@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.http import HttpResponse
 from django_scim import exceptions as scim_errors
 from django_scim import views
+
+# Where an identity provider calls (tenants/urls_tenant.py mounts django-scim2's routes here).
+SCIM_PATH = "/scim/"
 
 
 class _JsonObjectBody:
@@ -34,3 +38,9 @@ class ScimUserSearchView(_JsonObjectBody, views.UserSearchView):  # type: ignore
 
 class ScimGroupSearchView(_JsonObjectBody, views.GroupSearchView):  # type: ignore[misc]
     pass
+
+
+def scim_refusal(*, status: int, detail: str) -> HttpResponse:
+    """A refusal made before django-scim2's views, in the error shape its callers parse (RFC 7644 3.12)."""
+    body = scim_errors.SCIMException(detail, status=status).to_dict()
+    return HttpResponse(json.dumps(body), status=status, content_type="application/scim+json")

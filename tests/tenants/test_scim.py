@@ -26,6 +26,7 @@ from tenants.models import ApiKey, Membership
 from tenants.scim.models import ScimUser
 from tenants.scim.services import scim_token_create
 from tenants.services.api_keys import api_key_create
+from tenants.services.status import tenant_suspend
 from tests.ai.chat_client import receive
 from tests.ai.factories import world_create
 from tests.conftest import World, host_client
@@ -169,6 +170,17 @@ def test_the_token_is_stored_hashed(acme: World) -> None:
 
 
 # --- Who may call ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_suspended_workspace_answers_its_provider_in_scims_error_shape(acme: World) -> None:
+    scim = scim_for(acme)
+    tenant_suspend(tenant=acme.tenant, reason="Unpaid invoice.")
+
+    body = assert_scim_error(scim.send("POST", "Users", okta_user("later@acme.test")), 403)
+
+    assert "suspended" in body["detail"]
+    assert member_of(acme, "later@acme.test") is None
 
 
 @pytest.mark.django_db
