@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -12,7 +14,7 @@ from tenants.models import Membership
 from tenants.switch.services import workspaces_list
 
 
-class WorkspaceSerializer(serializers.Serializer):
+class WorkspaceSerializer(serializers.Serializer[Membership]):
     name = serializers.CharField(source="tenant.name")
     subdomain = serializers.CharField(source="tenant.subdomain")
     url = serializers.CharField(source="tenant.url")
@@ -23,7 +25,7 @@ class WorkspaceSerializer(serializers.Serializer):
         return bool(membership.tenant_id == self.context["request"].tenant.pk)
 
 
-class WorkspaceListSerializer(serializers.Serializer):
+class WorkspaceListSerializer(serializers.Serializer[Any]):
     results = WorkspaceSerializer(many=True)
 
 

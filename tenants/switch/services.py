@@ -114,12 +114,14 @@ def _redeem(*, tenant: Tenant, token: str) -> Handoff:
         raise invalid from None
     if not isinstance(data, dict) or data.get("t") != tenant.pk or not isinstance(data.get("at"), int):
         raise invalid
+    if not isinstance(data.get("u"), int):
+        raise invalid
     if not 0 <= timezone.now().timestamp() - data["at"] <= HANDOFF_MAX_AGE:
         raise ApplicationError(
             "That link to this workspace has expired: log in here.", code="handoff_expired", status=403
         )
     with transaction.atomic():
-        user = User.objects.select_for_update().filter(pk=data.get("u"), is_active=True).first()
+        user = User.objects.select_for_update().filter(pk=data["u"], is_active=True).first()
         if user is None or data.get("f") != _fingerprint(user):
             raise invalid
         if not Membership.objects.for_tenant(tenant).filter(user=user).exists():

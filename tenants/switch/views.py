@@ -42,7 +42,7 @@ def workspace_enter_page(request: HttpRequest, token: str) -> HttpResponse:
     """The hand-off's landing on the workspace's host: a session, then the workspace; anything else
     is the login page with a word on why. Someone already signed in here as a member stays so."""
     tenant = request.tenant  # type: ignore[attr-defined]
-    if request.user.is_authenticated and membership_get(user=request.user, tenant=tenant) is not None:  # type: ignore[arg-type]
+    if request.user.is_authenticated and membership_get(user=request.user, tenant=tenant) is not None:
         return redirect("/")
     try:
         handoff = workspace_handoff_redeem(tenant=tenant, token=token, request=request)

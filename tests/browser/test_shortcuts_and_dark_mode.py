@@ -89,6 +89,10 @@ def test_every_page_follows_the_system_colour_scheme_and_stays_readable(sized_pa
         "conversation_id"
     ]
 
+    for public in ("/", "/signup/"):  # the public site shares the stylesheet
+        page.goto(f"http://localhost:{asgi_server.port}{public}")
+        readable(page)
+        fits_width(page)
     page.goto(f"{base}/login/")
     login = readable(page)
     dark = scheme == "dark"
