@@ -33,6 +33,13 @@ class AccountLinkThrottle(AddressThrottle):
     scope = "account_link"
 
 
+class SsoThrottle(AddressThrottle):
+    """Single sign-on starts, callbacks and SAML responses: each costs a provider round trip or a
+    signature check, and an unauthenticated caller can send as many as it likes."""
+
+    scope = "sso"
+
+
 def address_throttle_check(request: Any, throttle_class: type[AddressThrottle]) -> None:
     """For page views: raise a 429 ApplicationError when the address is over the scope's rate."""
     throttle = throttle_class()

@@ -27,6 +27,8 @@ REST_FRAMEWORK = {
         # Requests that e-mail someone or use a link, per client address (pages and API alike).
         "account_mail": env.str("ACCOUNT_MAIL_THROTTLE_RATE", default="10/hour"),
         "account_link": env.str("ACCOUNT_LINK_THROTTLE_RATE", default="30/hour"),
+        # Single sign-on starts, callbacks and SAML responses, per client address.
+        "sso": env.str("SSO_THROTTLE_RATE", default="30/min"),
     },
 }
 REST_AUTH = {

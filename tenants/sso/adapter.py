@@ -9,7 +9,9 @@ found on another's host.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from allauth.core.exceptions import ImmediateHttpResponse
@@ -28,6 +30,7 @@ from tenants.sso.models import SsoConfig
 from tenants.sso.oidc import oidc_social_app
 from tenants.sso.saml import saml_identity, saml_social_app
 from tenants.sso.services import SsoIdentity, sso_config_get, sso_failure_record, sso_sign_in
+from tenants.throttles import SsoThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,23 @@ def social_app(config: SsoConfig) -> SocialApp | None:
 def sso_refusal(request: HttpRequest, *, code: str, message: str, status: int = 403) -> HttpResponse:
     """The page a refused sign-in ends on (never a 500)."""
     return render(request, "sso/refused.html", {"code": code, "message": message}, status=status)
+
+
+def sso_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Refuse the view's requests past SSO_THROTTLE_RATE from one address with a 429 refusal page."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        throttle = SsoThrottle()
+        if not throttle.allow_request(request, None):  # type: ignore[arg-type] # the scope is the class
+            refused = sso_refusal(
+                request, code="throttled", message="Too many sign-in attempts; try again in a minute.", status=429
+            )
+            refused["Retry-After"] = str(int(throttle.wait() or 60))
+            return refused
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 def safe_next(request: HttpRequest, next_url: str | None) -> str:

@@ -8,11 +8,12 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 
-from tenants.sso.adapter import sso_refusal
+from tenants.sso.adapter import sso_refusal, sso_throttled
 from tenants.sso.saml import SamlMetadataError
 from tenants.sso.services import sso_failure_record
 
 
+@sso_throttled
 def acs(request: HttpRequest, organization_slug: str) -> HttpResponse:
     """allauth's ACS keeps the posted response in a fresh session until the finishing step; only on
     the host whose tenant has this SAML configuration (no session rows for anyone's junk)."""

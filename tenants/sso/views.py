@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from core.platform.exceptions import ApplicationError
 from tenants.decorators import member_required
 from tenants.models import Membership
-from tenants.sso.adapter import safe_next, sso_refusal
+from tenants.sso.adapter import safe_next, sso_refusal, sso_throttled
 from tenants.sso.models import SsoConfig
 from tenants.sso.oidc import TenantOIDCAdapter, TenantOIDCCallbackView
 from tenants.sso.saml import saml_service_provider
@@ -41,12 +41,14 @@ def _redirect_to_provider(request: HttpRequest, *, next_url: str, test: bool) ->
 
 
 @require_GET
+@sso_throttled
 def sso_login(request: HttpRequest) -> HttpResponse:
     """``GET /sso/login/?next=``: off to the tenant's identity provider (code flow, PKCE S256, state, nonce)."""
     return _redirect_to_provider(request, next_url=safe_next(request, request.GET.get("next")), test=False)
 
 
 @require_GET
+@sso_throttled
 def sso_callback(request: HttpRequest) -> HttpResponse:
     """Where the provider sends the person back. The state is looked up in this host's session
     under this tenant's provider id only: a state or code from another tenant finds nothing."""

@@ -582,3 +582,17 @@ def test_the_whole_flow_on_the_live_server(
         # The same callback again (a replay) is refused with a page, not a 500.
         replay = client.get(str(done.history[-1].url))
         assert replay.status_code == 403 and "sso_failed" in replay.text
+
+
+@pytest.mark.django_db
+def test_sign_in_starts_past_the_rate_from_one_address_get_a_429_page(acme: World) -> None:
+    """Each start or callback costs a provider round trip: unauthenticated callers are limited per address
+    (SSO_THROTTLE_RATE, 30 a minute); another address is not held up."""
+    client = host_client(acme.host)
+    answers = [client.get("/sso/login/", REMOTE_ADDR="203.0.113.7").status_code for _ in range(31)]
+
+    assert answers[:30] == [404] * 30 and answers[30] == 429  # not set up here: refused, and counted
+    refused = client.get("/sso/callback/?code=x&state=y", REMOTE_ADDR="203.0.113.7")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert "Too many sign-in attempts" in refused.content.decode()
+    assert client.get("/sso/login/", REMOTE_ADDR="203.0.113.8").status_code == 404
