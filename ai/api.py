@@ -287,7 +287,7 @@ class ConversationViewSet(
         if getattr(self, "swagger_fake_view", False):  # the OpenAPI schema: no asker
             return Conversation.objects.none()
         query = self.request.query_params.get("q", "") if self.action == "list" else ""
-        queryset = conversations_listed(user_id=self.request.user.id, query=query)
+        queryset = conversations_listed(user_id=cast(int, self.request.user.pk), query=query)
         if self.action == "retrieve":
             queryset = queryset.prefetch_related(
                 Prefetch("messages", queryset=Message.objects.filter(superseded=False).order_by("created", "id"))

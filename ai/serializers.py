@@ -210,7 +210,7 @@ class ConversationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Conversation
-        fields = ("id", "title", "pinned", "created", "updated")
+        fields: tuple[str, ...] = ("id", "title", "pinned", "created", "updated")
         read_only_fields = ("id", "pinned", "created", "updated")
 
 

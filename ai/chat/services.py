@@ -451,8 +451,10 @@ def _turn_replaced(*, user: User, asked: Question) -> _Replaced:
             if answer is not None
             else None
         )
-    else:
+    elif asked.edit_of is not None:
         start = own.filter(id=asked.edit_of, role=Message.Role.USER).first()
+    else:
+        start = None
     if start is None:
         raise ApplicationError(MESSAGE_NOT_FOUND, code="message_not_found", status=404)
     question = asked.message if asked.edit_of is not None else start.content
@@ -520,7 +522,7 @@ def _turn_store(
     Plain SQL because it runs before every first token and building the three statements through
     the ORM cost three times more than running this one (1.5 ms against 0.5 ms, measured).
     """
-    if replaces is not None:
+    if replaces is not None and conversation_id is not None:
         with transaction.atomic():
             Message.objects.filter(conversation_id=conversation_id, id__gte=replaces, superseded=False).update(
                 superseded=True
