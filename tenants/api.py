@@ -105,20 +105,24 @@ class ThrottledLoginView(LoginView):
         return response
 
     def mfa_pending(self) -> Response | None:
-        """The code step's token instead of a key, for a person with two-factor sign-in on."""
-        user = self.serializer.validated_data["user"]
-        if not mfa_enabled(user=user):
-            return None
-        token = mfa_pending_issue(user=user, tenant=getattr(self.request, "tenant", None))
-        body = {
-            "mfa_required": True,
-            "mfa_token": token,
-            "expires_in": settings.MFA_LOGIN_MAX_AGE,
-            "methods": ["totp", "recovery_codes"],
-        }
-        response = Response(MfaPendingSerializer(body).data)
-        response["Cache-Control"] = "no-store"
-        return response
+        return mfa_pending_response(self.request, user=self.serializer.validated_data["user"])
+
+
+def mfa_pending_response(request: Request, *, user: User) -> Response | None:
+    """The code step's token instead of a key, for a person with two-factor sign-in on whose password
+    was right (a login, or an invitation accepted with the password); None: hand out the key."""
+    if not mfa_enabled(user=user):
+        return None
+    token = mfa_pending_issue(user=user, tenant=getattr(request, "tenant", None))
+    body = {
+        "mfa_required": True,
+        "mfa_token": token,
+        "expires_in": settings.MFA_LOGIN_MAX_AGE,
+        "methods": ["totp", "recovery_codes"],
+    }
+    response = Response(MfaPendingSerializer(body).data)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class PasswordResetApi(dj_rest_auth_views.PasswordResetView):  # type: ignore[misc]
@@ -187,13 +191,17 @@ class InvitationAcceptApi(APIView):
             raise ApplicationError("Not found.", code="not_found", status=404)
         data = InvitationAcceptSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        signed_in = request.user if request.user.is_authenticated else None
         accepted = invitation_accept(
             tenant=tenant,
             token=data.validated_data["token"],
-            user=request.user if request.user.is_authenticated else None,
+            user=signed_in,
             name=data.validated_data.get("name", ""),
             password=data.validated_data.get("password", ""),
         )
+        pending = mfa_pending_response(request, user=accepted.user) if signed_in is None else None
+        if pending is not None:
+            return pending  # joined; signing in takes the code (POST /api/auth/login/mfa/)
         token, _ = Token.objects.get_or_create(user=accepted.user)
         return Response(
             AcceptedSerializer({"key": token.key, "user": accepted.user}, context={"request": request}).data

@@ -28,6 +28,7 @@ from core.platform.exceptions import ApplicationError
 from core.platform.validators import ascii_integer
 from tenants import selectors
 from tenants.decorators import member_required
+from tenants.mfa.views import mfa_challenge_for
 from tenants.models import ApiKey, Membership
 from tenants.services.accounts import (
     email_change_confirm,
@@ -145,6 +146,10 @@ def invitation_accept_page(request: HttpRequest, token: str) -> HttpResponse:
                 request, "tenants/invitation_accept.html", {**context, "form": form, "error": exc.message}, status=400
             )
         if signed_in is None:
+            # Joined with the account's password: with two-factor sign-in on, the code comes first.
+            challenge = mfa_challenge_for(request, user=accepted.user, next_url="/")
+            if challenge is not None:
+                return challenge
             login(request, accepted.user, backend="tenants.backends.TenantMemberBackend")
         messages.success(request, f"Welcome to {tenant.name}.")
         return redirect("/")

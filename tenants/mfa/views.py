@@ -59,6 +59,15 @@ def _challenge(
     return response
 
 
+def mfa_challenge_for(request: HttpRequest, *, user: Any, next_url: str) -> HttpResponse | None:
+    """The code form, for a person with two-factor sign-in on whose password was right (a login, or an
+    invitation accepted with the password); None: sign them in now."""
+    if not mfa_enabled(user=user):
+        return None
+    token = mfa_pending_issue(user=user, tenant=getattr(request, "tenant", None))
+    return _challenge(request, mfa_token=token, next_url=next_url)
+
+
 class MfaLoginMixin:
     """For a Django ``LoginView``: a person with two-factor sign-in on gets the code form instead
     of a session; the session starts only once the code is right (``mfa_login_page``)."""
@@ -66,11 +75,8 @@ class MfaLoginMixin:
     request: HttpRequest
 
     def form_valid(self, form: Any) -> HttpResponse:
-        user = form.get_user()
-        if not mfa_enabled(user=user):
-            return super().form_valid(form)  # type: ignore[misc, no-any-return]
-        token = mfa_pending_issue(user=user, tenant=getattr(self.request, "tenant", None))
-        return _challenge(self.request, mfa_token=token, next_url=self.get_success_url())  # type: ignore[attr-defined]
+        challenge = mfa_challenge_for(self.request, user=form.get_user(), next_url=self.get_success_url())  # type: ignore[attr-defined]
+        return challenge or super().form_valid(form)  # type: ignore[misc, no-any-return]
 
 
 class MfaLoginView(MfaLoginMixin, auth_views.LoginView):

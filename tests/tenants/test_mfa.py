@@ -28,6 +28,7 @@ from tests.conftest import World, host_client
 from tests.factories import PASSWORD, UserFactory
 from tests.fakes.oidc_provider import FakeOidcProvider
 from tests.tenants.conftest import sent_to
+from tests.tenants.test_invitations import invitation_token, invite
 from tests.tenants.test_sso_oidc import CLIENT_ID, CLIENT_SECRET, sso_configure, sso_sign_in
 
 pytestmark = pytest.mark.django_db
@@ -420,3 +421,29 @@ def test_the_operators_admin_login_asks_for_the_code(acme):
     done = client.post("/login/mfa/", {"mfa_token": token, "code": code(enrolment.secret, 1), "next": "/admin/"})
     assert done["Location"] == "/admin/"
     assert client.get("/admin/").status_code == 200
+
+
+@pytest.mark.parametrize("surface", ["page", "api"])
+def test_an_account_with_two_factor_joins_by_invitation_with_its_password_but_signs_in_only_with_the_code(
+    acme, globex, jobs, surface
+):
+    user = person(globex)
+    secret, _ = enrol(globex, user)
+    invite(acme, acme.owner_token, user.email, jobs=jobs)
+    token = invitation_token(acme, user.email)
+    client = host_client(acme.host)
+
+    if surface == "api":
+        answer = client.post("/api/invitations/accept/", {"token": token, "password": PASSWORD}, format="json")
+        assert answer.status_code == 200 and answer.json()["mfa_required"] and "key" not in answer.json()
+        signed_in = code_step(acme, answer.json()["mfa_token"], code(secret, 1))
+        assert signed_in.status_code == 200 and signed_in.json()["key"]
+    else:
+        page = client.post(f"/invite/{token}/", {"password": PASSWORD})
+        assert page.status_code == 200 and b'id="mfa-login"' in page.content
+        assert "_auth_user_id" not in client.session
+        done = client.post(
+            "/login/mfa/", {"mfa_token": page.context["mfa_token"], "code": code(secret, 1), "next": "/"}
+        )
+        assert done.status_code == 302 and client.session["_auth_user_id"] == str(user.pk)
+    assert Membership.objects.filter(tenant=acme.tenant, user=user).exists()
