@@ -158,6 +158,10 @@ def test_the_build_context_is_an_allow_list_that_leaves_out_the_virtualenv_and_d
     assert rules[0] == "*"
     assert copied <= allowed
     assert not allowed & {".venv", ".data", ".git", "tests", "deploy"}
+    # Every package the wheel is built from reaches the build stage (the wheel builds without one
+    # it finds missing, and the image then fails at its first import).
+    packages = re.search(r"include = \[(.*?)\]", (ROOT / "pyproject.toml").read_text()).group(1)  # type: ignore[union-attr]
+    assert {name.strip('" *') for name in packages.split(",")} <= copied
 
 
 @pytest.mark.slow
