@@ -167,6 +167,8 @@ def chat_message_validate(payload: Any) -> Question:
             collection_ids=_ids(payload, "collection_ids"),
             document_ids=_ids(payload, "document_ids"),
         )
+    if kind == "message" and "message_id" in payload:
+        raise ApplicationError("'message_id' goes with 'type': 'regenerate' or 'edit'.", code="bad_request")
     edit_of = _count(payload, "message_id", least=1) if kind == "edit" else None
     message = payload.get("message")
     if not isinstance(message, str) or not message.strip():

@@ -107,6 +107,7 @@ async def test_editing_a_question_over_sse_continues_from_the_edited_question(
         {"type": "edit", "message_id": 1},
         {"type": "edit", "message_id": 1, "message": "  "},
         {"type": "dance", "message": "hi"},
+        {"message": "hi", "message_id": 3},  # a plain question names no message
     ],
 )
 async def test_a_malformed_regenerate_or_edit_is_a_bad_request(live_worlds, asgi_server, frame):
