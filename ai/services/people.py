@@ -67,6 +67,7 @@ def person_data_export(*, user_id: int) -> dict[str, list[dict[str, Any]]]:
                 "sources": message.sources,
                 "input_tokens": message.input_tokens,
                 "output_tokens": message.output_tokens,
+                "superseded": message.superseded,  # replaced by a regenerated or edited turn
                 "created": message.created,
             }
         )
@@ -74,6 +75,7 @@ def person_data_export(*, user_id: int) -> dict[str, list[dict[str, Any]]]:
         {
             "id": conversation.id,
             "title": conversation.title,
+            "pinned": conversation.pinned,
             "created": conversation.created,
             "updated": conversation.updated,
             "messages": messages_by_conversation.get(conversation.id, []),
