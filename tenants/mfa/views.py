@@ -76,7 +76,7 @@ class MfaLoginMixin:
 
     def form_valid(self, form: Any) -> HttpResponse:
         challenge = mfa_challenge_for(self.request, user=form.get_user(), next_url=self.get_success_url())  # type: ignore[attr-defined]
-        return challenge or super().form_valid(form)  # type: ignore[misc, no-any-return]
+        return challenge or super().form_valid(form)  # type: ignore[misc]
 
 
 class MfaLoginView(MfaLoginMixin, auth_views.LoginView):
