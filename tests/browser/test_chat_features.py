@@ -273,8 +273,12 @@ def test_an_open_chat_says_the_workspace_was_suspended(sized_page, own_world, as
 
 
 def show_conversations(page: Page) -> None:
+    """Open the conversations panel, which chat.js folds away on a phone once the page has loaded
+    (not on a page that answers a search of them)."""
     if page.viewport_size["width"] <= PHONE:
-        page.click("#conversations-panel summary")  # folded away on a phone
+        page.wait_for_load_state()
+        if not page.locator("#conversations-panel").evaluate("panel => panel.open"):
+            page.click("#conversations-panel summary")
 
 
 def test_conversations_are_searched_by_title_and_text_and_pinned_ones_come_first(sized_page, own_world, asgi_server):

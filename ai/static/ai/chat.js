@@ -387,7 +387,10 @@ if (inFlight && inFlight.conversationId === state.conversationId) {
   transport.open().catch((error) => { streaming(false); showError(error.message); });
 }
 
-if (panel && window.matchMedia("(max-width: 760px)").matches) panel.open = false; // folded on phones
+// Folded on phones, unless the page answers a search of the conversations: its results are the point.
+if (panel && window.matchMedia("(max-width: 760px)").matches && !document.getElementById("conversation-search")?.value) {
+  panel.open = false;
+}
 updateCounter();
 scrollToEnd();
 form.dataset.ready = "true";
