@@ -97,21 +97,40 @@ def _with_strict_csp(route: Route) -> None:
     route.fulfill(response=response, headers={**response.headers, "content-security-policy": STRICT_CSP})
 
 
-@pytest.fixture
-def sized_page(browser: Browser, width: int) -> Iterator[Page]:
-    """A page at 390 px (a phone) or 1280 px (a laptop): tests using it run at both widths.
-
-    Every page it opens is served with a strict Content-Security-Policy, and the test fails if
-    the browser reports a violation (an inline script or style that would be blocked)."""
+def _watched_page(browser: Browser, width: int, *, strict_csp: bool) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": width, "height": 900 if width > PHONE else 844})
     context.set_default_timeout(20_000)
-    context.route("**/*", _with_strict_csp)
+    if strict_csp:
+        context.route("**/*", _with_strict_csp)
     page = context.new_page()
     violations: list[str] = []
     page.on("console", lambda message: "Content Security Policy" in message.text and violations.append(message.text))
     yield page
     context.close()
     assert not violations, violations
+
+
+@pytest.fixture
+def sized_page(browser: Browser, width: int) -> Iterator[Page]:
+    """A page at 390 px (a phone) or 1280 px (a laptop): tests using it run at both widths.
+
+    Every page it opens is served with a strict Content-Security-Policy, and the test fails if
+    the browser reports a violation (an inline script or style that would be blocked)."""
+    yield from _watched_page(browser, width, strict_csp=True)
+
+
+@pytest.fixture
+def real_page(browser: Browser, width: int) -> Iterator[Page]:
+    """A page at the test's width under the policy the server sends (``sized_page`` replaces it with
+    a stricter one that has no form-action). The test fails if Chromium reports a violation."""
+    yield from _watched_page(browser, width, strict_csp=False)
+
+
+@pytest.fixture
+def site(asgi_server, settings):  # noqa: ANN001, ANN201
+    """Links the server builds (a workspace's address) point at the live server's port."""
+    settings.PORT = asgi_server.port
+    return asgi_server
 
 
 def fresh_world(name: str) -> World:
@@ -149,10 +168,23 @@ def shot(page: Page, name: str, *, full_page: bool = True) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}-{width}.png"), full_page=full_page)
 
 
+# What sticks out past the window's right edge, deepest first: the elements to look at.
+WIDEST_ELEMENTS = """(limit) => [...document.querySelectorAll('body *')]
+    .filter((node) => node.getBoundingClientRect().right > limit + 1)
+    .slice(-5)
+    .map((node) => `${node.tagName.toLowerCase()}${node.id ? '#' + node.id : ''}.${[...node.classList].join('.')}`
+        + ` right=${Math.round(node.getBoundingClientRect().right)}`)"""
+
+
 def fits_width(page: Page) -> None:
     """Nothing sticks out sideways: the page is no wider than the window."""
+    # A check on the page's text can pass while its stylesheet is still on its way: measure once
+    # the page has loaded, styled as a person sees it.
+    page.wait_for_load_state("load")
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert widths[0] <= widths[1], f"{page.url} is {widths[0]} px wide in a {widths[1]} px window"
+    if widths[0] > widths[1]:
+        wide = page.evaluate(WIDEST_ELEMENTS, widths[1])
+        raise AssertionError(f"{page.url} is {widths[0]} px wide in a {widths[1]} px window; sticking out: {wide}")
 
 
 def api(server: Any, world: World, method: str, path: str, *, as_member: bool = False, **kwargs: Any) -> Any:

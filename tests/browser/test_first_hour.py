@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import expect
 
 from billing.selectors import plans_offered
 from core.models import User
@@ -18,27 +17,6 @@ from tests.browser.conftest import PHONE, fresh_world, log_in, shot
 from tests.conftest import World
 from tests.factories import PASSWORD
 from tests.processes import committed
-
-
-@pytest.fixture
-def real_page(browser: Browser, width: int) -> Iterator[Page]:
-    """A page at the test's width under the policy the server sends (``sized_page`` replaces it with
-    a stricter one that has no form-action). The test fails if Chromium reports a violation."""
-    context = browser.new_context(viewport={"width": width, "height": 900 if width > PHONE else 844})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    violations: list[str] = []
-    page.on("console", lambda message: "Content Security Policy" in message.text and violations.append(message.text))
-    yield page
-    context.close()
-    assert not violations, violations
-
-
-@pytest.fixture
-def site(asgi_server, settings):  # noqa: ANN001
-    """Links the server builds (a workspace's address) point at the live server's port."""
-    settings.PORT = asgi_server.port
-    return asgi_server
 
 
 def test_the_go_box_lands_on_the_workspace_login_page(real_page, world, site):

@@ -4,13 +4,11 @@ the navigation, signed in without typing a password; a person in one sees no swi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from tenants.models import Membership
-from tests.browser.conftest import PHONE, fits_width, fresh_world, log_in, shot
+from tests.browser.conftest import fits_width, fresh_world, log_in, shot
 from tests.conftest import World
 
 
@@ -21,26 +19,6 @@ def pair(django_db_setup, django_db_blocker) -> tuple[World, World]:  # noqa: AN
         first, second = fresh_world("Northwind"), fresh_world("Southwind")
         Membership.objects.create(user=first.member, tenant=second.tenant, role=Membership.Role.ADMIN)
     return first, second
-
-
-@pytest.fixture
-def real_page(browser: Browser, width: int) -> Iterator[Page]:
-    """A page at the test's width under the policy the server sends (its form-action included)."""
-    context = browser.new_context(viewport={"width": width, "height": 900 if width > PHONE else 844})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    violations: list[str] = []
-    page.on("console", lambda message: "Content Security Policy" in message.text and violations.append(message.text))
-    yield page
-    context.close()
-    assert not violations, violations
-
-
-@pytest.fixture
-def site(asgi_server, settings):  # noqa: ANN001
-    """Links the server builds (a workspace's address) point at the live server's port."""
-    settings.PORT = asgi_server.port
-    return asgi_server
 
 
 def switch_to(page: Page, name: str) -> None:
