@@ -20,6 +20,7 @@ from ai.embedding.embedders import get_embedder
 from ai.ingestion.extraction import KIND_LABELS, kind_label, pdf_lines_reflowed
 from ai.models import Chunk, Conversation, Document, Message
 from ai.snippets import Snippet, snippets_nearest
+from core.platform.admission import connections_release
 from core.platform.database.base import session_setting
 from core.platform.sql_names import column, table
 from tenants.models import Tenant
@@ -88,6 +89,7 @@ def documents_search_grouped(
     come from fewer documents than asked for (one long document can hold many near passages),
     the search asks again for more, up to 16 passages a document."""
     embedder = get_embedder()
+    connections_release()  # embedding is CPU work: no pooled connection waits on it
     vector = embedder.embed_query(query)
     k = documents * 4
     while True:
@@ -98,6 +100,7 @@ def documents_search_grouped(
             break
         k *= 4
     shown = [group.passages[:passages_each] for group in grouped]
+    connections_release()  # the snippets' sentences are up to a few hundred embeddings
     snippets = iter(
         snippets_nearest(
             query_vector=vector,
