@@ -80,8 +80,10 @@ def test_a_dead_calls_reservation_is_billed_from_its_checkpoint_and_released(acm
     allowance_checkpoint(reservation_id=reservation.id, input_tokens=480, output_tokens=120)
     AllowanceReservation.objects.filter(pk=reservation.id).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
 
-    assert reservations_expire() == 1
-    assert reservations_expire() == 0  # settled once
+    # Other tests' killed processes may have left reservations of their own: count only this one.
+    assert reservations_expire() >= 1
+    assert not AllowanceReservation.objects.filter(pk=reservation.id).exists()
+    reservations_expire()  # settled once: a second run bills nothing twice
 
     event = UsageEvent.objects.get(tenant=acme.tenant, request_key=f"reservation:{reservation.id}")
     assert (event.input_tokens, event.output_tokens, event.user_id) == (480, 120, acme.member.pk)
@@ -95,7 +97,8 @@ def test_a_live_calls_checkpoint_keeps_its_reservation(acme):
     AllowanceReservation.objects.filter(pk=reservation.id).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
     allowance_checkpoint(reservation_id=reservation.id, input_tokens=500, output_tokens=10)
 
-    assert reservations_expire() == 0
+    reservations_expire()
+    assert AllowanceReservation.objects.filter(pk=reservation.id).exists()
     assert _period(acme).reserved_tokens == 1_500
 
 
