@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from tenants.models import Tenant
+from tenants.services.migration_replay import schemas_replay, schemas_verify
 from tenants.services.provisioning import spares_refill, tenant_public_ensure, tenant_template_ensure
 from tenants.services.schema_migrations import (
     PlatformPending,
@@ -32,10 +34,12 @@ class PlatformMigrateReport:
     public_migrated: bool
     template_migrated: bool
     tenants: SchemasMigrateReport
+    replayed: list[str] = field(default_factory=list)  # of tenants.migrated, those migrated by replayed SQL
+    differs: dict[str, str] = field(default_factory=dict)  # --verify: schema -> what differs from the template
 
     @property
     def ok(self) -> bool:
-        return not self.tenants.failed
+        return not self.tenants.failed and not self.differs
 
 
 def platform_migrate(
@@ -43,14 +47,19 @@ def platform_migrate(
     verbosity: int = 0,
     jobs: int | None = None,
     verify: bool = False,
+    replay: bool = True,
     progress: Callable[[str, str | None], None] | None = None,
 ) -> PlatformMigrateReport:
     """Migrate public, then the template, then every tenant schema that lags (see schema_migrations).
 
-    One run at a time per database (a session advisory lock: two deploys that start together take
-    turns, and the second finds nothing left to do). ``verify`` also checks the schemas whose
-    comment says they are current against their own django_migrations.
+    Tenant schemas get SQL-only migrations as the SQL computed once and replayed per schema
+    (migration_replay); the rest, or all with ``replay=False``, go through Django's migrate per
+    schema. One run at a time per database (a session advisory lock: two deploys that start
+    together take turns, and the second finds nothing left to do). ``verify`` also checks the
+    schemas whose comment says they are current against their own django_migrations, and then
+    compares every tenant schema with the template (catalogue and recorded migrations).
     """
+    jobs = jobs or settings.MIGRATE_PARALLEL_JOBS
     with platform_migrate_lock():
         pending = platform_pending()
         if pending.public:
@@ -64,12 +73,25 @@ def platform_migrate(
                 .order_by("schema_name")
                 .values_list("schema_name", flat=True)
             )
+        started = time.perf_counter()
+        replayed = schemas_replay(schema_names=schema_names, jobs=jobs, progress=progress) if replay else None
         report = schemas_migrate(
-            schema_names=schema_names, jobs=jobs or settings.MIGRATE_PARALLEL_JOBS, progress=progress
+            schema_names=replayed.remaining if replayed else schema_names, jobs=jobs, progress=progress
         )
+        if replayed is not None:
+            report.checked += len(replayed.migrated) + len(replayed.failed)
+            report.migrated = replayed.migrated + report.migrated
+            report.failed.update(replayed.failed)
+        report.seconds = time.perf_counter() - started
+        differs = schemas_verify(schema_names=schema_names) if verify else {}
         spares_refill()
     return PlatformMigrateReport(
-        pending=pending, public_migrated=bool(pending.public), template_migrated=template_migrated, tenants=report
+        pending=pending,
+        public_migrated=bool(pending.public),
+        template_migrated=template_migrated,
+        tenants=report,
+        replayed=replayed.migrated if replayed else [],
+        differs=differs,
     )
 
 

@@ -23,15 +23,28 @@ class Command(BaseCommand):
             "--jobs",
             type=int,
             default=settings.MIGRATE_PARALLEL_JOBS,
-            help="Tenant schemas migrated at once, one process and one connection each (MIGRATE_PARALLEL_JOBS).",
+            help=(
+                "Tenant schemas migrated at once, one connection each: threads replaying SQL, or processes "
+                "running Django's migrate (MIGRATE_PARALLEL_JOBS)."
+            ),
         )
         parser.add_argument(
             "--verify",
             action="store_true",
-            help="Also read every tenant's django_migrations, not only the schemas whose recorded state lags.",
+            help=(
+                "Also read every tenant's django_migrations, not only the schemas whose recorded state lags, "
+                "then prove every tenant schema equals the template (tables, columns, constraints, indexes, "
+                "recorded migrations)."
+            ),
+        )
+        parser.add_argument(
+            "--no-replay",
+            action="store_false",
+            dest="replay",
+            help="Migrate every lagging schema with Django's migrate, even when its new migrations are SQL only.",
         )
 
-    def handle(self, *args: Any, jobs: int, verify: bool, **options: Any) -> None:
+    def handle(self, *args: Any, jobs: int, verify: bool, replay: bool, **options: Any) -> None:
         verbosity = options["verbosity"]
 
         def progress(schema_name: str, error: str | None) -> None:
@@ -40,16 +53,23 @@ class Command(BaseCommand):
             elif verbosity >= 2:
                 self.stdout.write(f"{schema_name}: migrated")
 
-        report = platform_migrate(verbosity=verbosity, jobs=jobs, verify=verify, progress=progress)
+        report = platform_migrate(verbosity=verbosity, jobs=jobs, verify=verify, replay=replay, progress=progress)
         tenants = report.tenants
         self.stdout.write(
             f"public: {'migrated' if report.public_migrated else 'current'}; "
             f"template: {'migrated' if report.template_migrated else 'current'}; "
-            f"tenant schemas: {len(tenants.migrated)} migrated, {tenants.marked} already current, "
+            f"tenant schemas: {len(tenants.migrated)} migrated ({len(report.replayed)} by replayed SQL), "
+            f"{tenants.marked} already current, "
             f"{len(tenants.failed)} failed ({tenants.seconds:.1f} s)"
         )
         if tenants.failed:
             for schema_name, error in sorted(tenants.failed.items()):
                 self.stderr.write(f"  {schema_name}: {error}")
             raise CommandError(f"{len(tenants.failed)} tenant schema(s) failed to migrate (each was rolled back).")
+        if verify:
+            for schema_name, kinds in sorted(report.differs.items()):
+                self.stderr.write(f"  {schema_name}: differs from the template in {kinds}")
+            if report.differs:
+                raise CommandError(f"{len(report.differs)} tenant schema(s) differ from the template.")
+            self.stdout.write("Every tenant schema equals the template.")
         self.stdout.write(self.style.SUCCESS("Platform migrated."))
