@@ -120,7 +120,7 @@ def rows_written(worlds: dict, streamed: dict[str, dict[int, str]]) -> list[str]
 
 @pytest.mark.parametrize("flags, leaks", [((), False), (("--without-search-path-reset",), True)])
 def test_two_tenants_over_a_pool_of_one_connection_see_only_their_own_rows(handbooks, tmp_path, flags, leaks):
-    timeout = "5" if leaks else "60"
+    timeout = "2" if leaks else "60"
     env = {"DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "1", "DB_POOL_TIMEOUT": timeout, "TASK_MODE": "eager"}
     server = ServedProcess(*flags, env=env, log=tmp_path / "server.log").wait_ready()
     try:

@@ -31,21 +31,10 @@ class Up:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"up-{self.port}.log"
-        environment = {
-            **os.environ,
-            "STRATA_DATA_DIR": str(data_dir),
-            "PORT": str(self.port),
-            "PYTHONUNBUFFERED": "1",
-            "TASK_MODE": "queue",
-            "LOG_LEVEL": "INFO",
-            "EMBEDDING_TORCH_THREADS": "1",
-            **env,
-        }
-        environment.pop("DATABASE_URL", None)
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and manage.py
             [sys.executable, "manage.py", "up"],
             cwd=ROOT,
-            env=environment,
+            env=_up_environment(data_dir, PORT=str(self.port), **env),
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -136,12 +125,48 @@ def postgres_restart(data_dir: Path) -> None:
     )
 
 
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A data folder outside pytest's tmp tree (the server runs as another user that must traverse it)."""
+def _up_environment(data_dir: Path, **env: str) -> dict[str, str]:
+    environment = {
+        **os.environ,
+        "STRATA_DATA_DIR": str(data_dir),
+        "PYTHONUNBUFFERED": "1",
+        "TASK_MODE": "queue",
+        "LOG_LEVEL": "INFO",
+        "EMBEDDING_TORCH_THREADS": "1",
+        **env,
+    }
+    environment.pop("DATABASE_URL", None)
+    return environment
+
+
+@pytest.fixture(scope="module")
+def bootstrapped() -> Iterator[Path]:
+    """One data folder set up by ``manage.py up --no-serve`` (a database with the platform migrated
+    and the demo tenant, then stopped), copied for each test: these tests are about the runs after
+    the first (tests/core/test_up_command.py starts from nothing)."""
     with tempfile.TemporaryDirectory(prefix="strata-faults-") as folder:
         Path(folder).chmod(0o755)
         data = Path(folder) / "data"
+        subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+            [sys.executable, "manage.py", "up", "--no-serve"],
+            cwd=ROOT,
+            env=_up_environment(data),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=300,
+        )
+        assert not postgres_processes(data), "up --no-serve stops the database it started"
+        yield data
+
+
+@pytest.fixture
+def data_dir(bootstrapped: Path) -> Iterator[Path]:
+    """A copy of the bootstrapped folder outside pytest's tmp tree (the server runs as another user
+    that must traverse it; ``cp -a`` keeps the database files its own)."""
+    with tempfile.TemporaryDirectory(prefix="strata-faults-") as folder:
+        Path(folder).chmod(0o755)
+        data = Path(folder) / "data"
+        subprocess.run(["cp", "-a", str(bootstrapped), str(data)], check=True)  # noqa: S607 - coreutils
         yield data
         for proc in postgres_processes(data):  # whatever a failed test left behind
             proc.kill()
