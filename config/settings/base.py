@@ -192,8 +192,9 @@ TENANT_SPARES_CHECK_CRON = env.str("TENANT_SPARES_CHECK_CRON", default="*/5 * * 
 # schema and frees its subdomain (config.lifecycle).
 TENANT_DELETE_GRACE_DAYS = env.int("TENANT_DELETE_GRACE_DAYS", default=30)
 TENANT_DELETE_CRON = env.str("TENANT_DELETE_CRON", default="23 * * * *")
-# Tenant schemas migrated at once by migrate_platform (one worker process and one database
-# connection each); schemas already current are skipped without being opened.
+# Tenant schemas migrated at once by migrate_platform, one database connection each (threads
+# replaying SQL, or worker processes running Django's migrate); schemas already current are
+# skipped without being opened.
 MIGRATE_PARALLEL_JOBS = env.int("MIGRATE_PARALLEL_JOBS", default=2)
 # The audit log keeps entries this long; a periodic job deletes older ones (tenants.audit).
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=400)

@@ -166,9 +166,7 @@ def replay_script(*, schema_name: str) -> ReplayScript | None:
             for migration, _backwards in plan:
                 with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
                     state = migration.apply(state, editor, collect_sql=True)
-                statements += [
-                    sql.strip().removesuffix(";") for sql in editor.collected_sql if not sql.lstrip().startswith("--")
-                ]
+                statements += [sql.strip().removesuffix(";") for sql in editor.collected_sql if not _comment(sql)]
                 records += migration.replaces or [(migration.app_label, migration.name)]
     if any(_quote(schema_name) in sql or f"{schema_name}." in sql for sql in statements):
         logger.info("the migrations' SQL names schema %s: they go through Django's migrate", schema_name)
@@ -176,15 +174,20 @@ def replay_script(*, schema_name: str) -> ReplayScript | None:
     return ReplayScript(statements=tuple(statements), records=tuple(records))
 
 
+def _comment(sql: str) -> bool:
+    """The lines sqlmigrate puts around each operation (a statement that starts with one is kept)."""
+    return all(not line.strip() or line.lstrip().startswith("--") for line in sql.splitlines())
+
+
 def _not_replayable(migration: Migration, *, backwards: bool, tenant_app: bool) -> str | None:
     if backwards:
         return "a backwards plan"
-    if not tenant_app:
-        return None  # a shared app's migration does nothing in a tenant schema but be recorded
-    if not migration.atomic:
+    if tenant_app and not migration.atomic:
         return "not atomic"
     for operation in _database_operations(migration.operations):
-        if type(operation) not in _SQL_OPERATIONS:
+        # A shared app's Python code never runs in a tenant schema (the router says no to it there,
+        # and a collecting schema editor skips it): its migration is only recorded.
+        if type(operation) not in _SQL_OPERATIONS and (tenant_app or type(operation) is not operations.RunPython):
             return f"{type(operation).__name__} is not plain SQL"
     return None
 
@@ -223,7 +226,8 @@ def _replay_parallel(
             connection.close()
 
     threads = [
-        threading.Thread(target=work, name=f"replay-{n}", daemon=True) for n in range(min(jobs, len(schema_names)))
+        threading.Thread(target=work, name=f"replay-{n}", daemon=True)
+        for n in range(min(jobs, _pool_room(), len(schema_names)))
     ]
     for thread in threads:
         thread.start()
@@ -231,6 +235,16 @@ def _replay_parallel(
         yield done.get()
     for thread in threads:
         thread.join()
+
+
+def _pool_room() -> int:
+    """Connections the threads may hold at once: each keeps one from this process's pool while it
+    works, and this thread keeps one (a thread past the pool's size would time out waiting)."""
+    pool = connection.settings_dict.get("OPTIONS", {}).get("pool")
+    if not pool:
+        return 1_000
+    max_size = pool.get("max_size") or pool.get("min_size") if isinstance(pool, dict) else None
+    return max(1, int(max_size or 4) - 1)  # psycopg's default pool holds 4
 
 
 def schema_replay_one(script: ReplayScript, *, schema_name: str, state: str) -> str | None:
