@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.migrations import operations
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
@@ -159,7 +160,8 @@ def replay_script(*, schema_name: str) -> ReplayScript | None:
             if reason is not None:
                 logger.info("%s.%s goes through Django's migrate: %s", migration.app_label, migration.name, reason)
                 return None
-        state = executor._create_project_state(with_applied_migrations=True)
+        # The state Django's migrate starts from (every applied migration), not only the plan's ancestors.
+        state = executor._create_project_state(with_applied_migrations=True)  # type: ignore[attr-defined]
         statements: list[str] = []
         records: list[Node] = []
         with transaction.atomic():
@@ -273,11 +275,11 @@ def schemas_applied_all(schema_names: list[str]) -> dict[str, frozenset[Node] | 
                 )
             )
             for schema_name, nodes in cursor.fetchall():
-                result[schema_name] = frozenset(tuple(node.split(".", 1)) for node in nodes or ())  # type: ignore[misc]
+                result[schema_name] = frozenset(tuple(node.split(".", 1)) for node in nodes or ())
     return result
 
 
-def _with_migrations_table(cursor, schema_names: list[str]) -> list[str]:  # noqa: ANN001
+def _with_migrations_table(cursor: CursorWrapper, schema_names: list[str]) -> list[str]:
     cursor.execute(
         "SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
         "WHERE n.nspname = ANY(%s) AND c.relname = 'django_migrations' AND c.relkind = 'r' ORDER BY 1",

@@ -9,11 +9,13 @@ import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import connection, migrations, models, transaction
+from django.db.migrations.migration import Migration
+from django.db.migrations.operations.base import Operation
 from django_tenants.utils import schema_context
 
 from tenants.services.bootstrap import platform_migrate
-from tenants.services.migration_replay import schemas_replay, schemas_verify
+from tenants.services.migration_replay import _not_replayable, schemas_replay, schemas_verify
 from tenants.services.schema_migrations import platform_pending, tenant_migrations_state
 from tenants.services.template_snapshot import schema_clone
 from tests.migration_modules import ai_leaf, extra_ai_migrations, probe_migration
@@ -216,3 +218,27 @@ def test_schemas_are_replayed_over_parallel_connections_each_in_its_own_transact
         assert not column and ("ai", "9001_probe") not in records and comment != state
     finally:
         committed(drop)
+
+
+def test_only_plain_schema_operations_and_sql_are_replayed_and_a_shared_apps_python_is_only_recorded():
+    def migration(app: str, *ops: Operation, atomic: bool = True) -> Migration:
+        made = Migration("9001_x", app)
+        made.operations = list(ops)
+        made.atomic = atomic
+        return made
+
+    field = models.BooleanField(default=False)
+    python = migrations.RunPython(migrations.RunPython.noop)
+
+    assert (
+        _not_replayable(migration("ai", migrations.AddField("document", "x", field)), backwards=False, tenant_app=True)
+        is None
+    )
+    assert _not_replayable(migration("ai", migrations.RunSQL("SELECT 1")), backwards=False, tenant_app=True) is None
+    assert "RunPython" in _not_replayable(migration("ai", python), backwards=False, tenant_app=True)
+    hidden = migrations.SeparateDatabaseAndState(database_operations=[python])
+    assert "RunPython" in _not_replayable(migration("ai", hidden), backwards=False, tenant_app=True)
+    assert _not_replayable(
+        migration("ai", migrations.RunSQL("SELECT 1"), atomic=False), backwards=False, tenant_app=True
+    )
+    assert _not_replayable(migration("billing", python), backwards=False, tenant_app=False) is None
