@@ -22,6 +22,7 @@ from config.signup import tenant_signup
 from core.models import User
 from tenants.models import Membership, Tenant
 from tenants.services import tenant_public_ensure, tenant_template_ensure
+from tests import embedding_memo
 from tests.factories import PASSWORD, UserFactory
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.hashers import TEST_PASSWORD_HASHER
@@ -35,10 +36,22 @@ os.environ["PASSWORD_HASHER"] = TEST_PASSWORD_HASHER
 django_settings.PASSWORD_HASHERS = [TEST_PASSWORD_HASHER]
 get_hashers.cache_clear()
 get_hashers_by_algorithm.cache_clear()
+# And the local model embeds a text once per test process (tests/embedding_memo.py).
+embedding_memo.install()
 
 
 # The tools tests/run.sh installs; a test that needs a missing one skips, except under CI.
 INSTALLED_TOOLS = re.compile(r"chromium|redis|nginx|xmlsec1", re.IGNORECASE)
+
+
+@pytest.fixture(autouse=True)
+def _embedding_memo(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked ``real_embeddings`` (of the embedders themselves) run the model for every text."""
+    if request.node.get_closest_marker("real_embeddings") is None:
+        yield
+        return
+    with embedding_memo.bypassed():
+        yield
 
 
 @pytest.hookimpl(wrapper=True)

@@ -29,6 +29,9 @@ from ai.embedding.embedders import (
 from core.platform.exceptions import ApplicationError
 from tests.fakes.voyage_server import DEFAULT_API_KEY, FakeVoyage, fake_embedding
 
+# Tests of the embedders: the model runs for every text (no memo, tests/embedding_memo.py).
+pytestmark = pytest.mark.real_embeddings
+
 CAT = "The cat curled up on my lap and purred contentedly."
 TAX = "Capital gains tax is due when shares are sold at a profit."
 

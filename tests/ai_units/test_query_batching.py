@@ -9,6 +9,9 @@ import pytest
 from ai.embedding.batching import BatcherOverloaded, QueryBatcher
 from ai.embedding.embedders import LocalEmbedder, query_embedding
 
+# Tests of the embedders: the model runs for every text (no memo, tests/embedding_memo.py).
+pytestmark = pytest.mark.real_embeddings
+
 
 class RecordingModel:
     """Stands in for the model: records each batch; can be held to let questions pile up."""
