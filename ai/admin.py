@@ -19,7 +19,7 @@ from ai.services import review
 from ai.services.documents import document_delete, document_ingest_retry
 from ai.services.review import agent_actions_matching, agent_actions_search
 from ai.services.training_export import training_export_path, training_export_start
-from core.platform.admin_lists import DateRangeFilter, LargeTableAdmin, distinct_values
+from core.platform.admin_lists import DateRangeFilter, LargeTableAdmin, boolean_icon, distinct_values
 from tenants.admin import StorableTextModelForm, TenantModelAdmin, tenant_admin_site
 from tenants.models import ApiKey
 
@@ -194,8 +194,8 @@ class AgentActionAdmin(LargeTableAdmin, TenantModelAdmin):
         "latency_ms",
         "model",
         "feedback",
-        "reviewed",
-        "flagged_for_training",
+        "reviewed_icon",
+        "flagged_icon",
     )
     # Sorting needs an index to stay fast at millions of rows: these two have one.
     sortable_by = ("timestamp", "latency_ms")
@@ -301,6 +301,14 @@ class AgentActionAdmin(LargeTableAdmin, TenantModelAdmin):
     @admin.display(description="tokens")
     def token_count(self, action: AgentAction) -> int:
         return action.total_tokens
+
+    @admin.display(description="reviewed")
+    def reviewed_icon(self, action: AgentAction) -> str:
+        return boolean_icon(action.reviewed)
+
+    @admin.display(description="flagged for training")
+    def flagged_icon(self, action: AgentAction) -> str:
+        return boolean_icon(action.flagged_for_training)
 
     def _review(self, request: HttpRequest, queryset: QuerySet[AgentAction], kind: str, done: str) -> None:
         count, job = review.review_start(

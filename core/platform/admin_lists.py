@@ -11,20 +11,26 @@ in the opposite order, and a date range replaces ``date_hierarchy``.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, ChangeList
 from django.core.paginator import Page, Paginator
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.templatetags.static import static
 from django.utils import timezone
 from django.utils.dateparse import parse_date
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext
 
 CURSOR_VAR = "after"
 # Below this many rows a count is exact (and bounded: it stops here); above it, the estimate.
@@ -79,6 +85,13 @@ def date_range_q(field: str, *, since: date | None = None, until: date | None = 
     if until:
         condition &= Q(**{f"{field}__lt": datetime.combine(until + timedelta(days=1), time.min, zone)})
     return condition
+
+
+@functools.cache
+def boolean_icon(value: bool | None) -> SafeString:
+    """The admin's yes/no icon, built once: Django builds it (a static() lookup) per row and column."""
+    icon = {True: "yes", False: "no", None: "unknown"}[value]
+    return format_html('<img src="{}" alt="{}">', static(f"admin/img/icon-{icon}.svg"), value)
 
 
 # --- Keyset pages -------------------------------------------------------------------------------
@@ -253,6 +266,17 @@ class LargeTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def get_list_filter(self, request: HttpRequest) -> Any:
         return (*super().get_list_filter(request), KeysetCursorFilter)
+
+    def action_checkbox(self, obj: Any) -> SafeString:
+        # The input Django renders through the form-widget templates, written out: a template
+        # render per row took 40% of a 100-row page's time.
+        label = gettext("Select this object for an action - {}").format(obj)
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            label,
+        )
 
     def get_paginator(
         self,
