@@ -162,6 +162,14 @@ class DocumentVersion(models.Model):
 
 class Chunk(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    # The document's collection, copied so the permission-filtered vector search checks each
+    # candidate on the chunk row the index already fetched, with no join to its document
+    # (ai.selectors._search_sql). Kept true by the database: a foreign key (document, collection)
+    # onto the document's (id, collection) with ON UPDATE CASCADE (migration 0015) moves the chunks
+    # with their document, whoever moves it, and refuses a chunk filed under another collection.
+    collection = models.ForeignKey(
+        Collection, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     position = models.PositiveIntegerField()
     text = models.TextField()
     token_count = models.PositiveIntegerField(default=0)

@@ -140,10 +140,10 @@ def _search_sql(
     params: list[Any] = [Vector(vector).to_text()]
     if reader is not None:
         readable, readable_params = readable_collections_sql(reader)
-        filters += f" AND d.{names['collection']} = ANY(ARRAY({readable}))"
+        filters += f" AND c.{names['collection']} = ANY(ARRAY({readable}))"
         params += readable_params
         if reader.collection_ids is not None:
-            filters += f" AND d.{names['collection']} = ANY(%s)"
+            filters += f" AND c.{names['collection']} = ANY(%s)"
             params.append(list(reader.collection_ids))
         if reader.document_ids is not None:
             filters += f" AND c.{names['document']} = ANY(%s)"
@@ -172,7 +172,7 @@ def _search_names() -> dict[str, str]:
         "embedding": column(Chunk, "embedding"),
         "document_id": column(Document, "id"),
         "title": column(Document, "title"),
-        "collection": column(Document, "collection"),
+        "collection": column(Chunk, "collection"),
     }
 
 

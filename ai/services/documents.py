@@ -493,7 +493,13 @@ def _chunks_replace(*, document_id: int, revision: int, texts: list[str]) -> lis
             return []
         Chunk.objects.filter(document=current).delete()
         chunks = Chunk.objects.bulk_create(
-            Chunk(document=current, position=position, text=text, token_count=count_tokens(text))
+            Chunk(
+                document=current,
+                collection_id=current.collection_id,
+                position=position,
+                text=text,
+                token_count=count_tokens(text),
+            )
             for position, text in enumerate(texts)
         )
         current.chunk_count = len(chunks)

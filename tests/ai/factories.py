@@ -37,6 +37,7 @@ class ChunkFactory(factory.django.DjangoModelFactory):
         model = Chunk
 
     document = factory.SubFactory(DocumentFactory)
+    collection = factory.SelfAttribute("document.collection")  # as ingestion files it
     position = factory.Sequence(int)
     text = factory.Sequence(lambda n: f"Chunk number {n} talks about topic {n % 7}.")
     embedding = None
@@ -103,6 +104,7 @@ def chunks_insert(document: Document, vectors: np.ndarray, *, model: str = "test
         (
             Chunk(
                 document=document,
+                collection_id=document.collection_id,
                 position=i,
                 text=f"{document.title} part {i}",
                 embedding=v.tolist(),

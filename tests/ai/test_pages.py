@@ -81,7 +81,12 @@ def test_the_document_page_highlights_the_passage_asked_for(member, acme):
         document = DocumentFactory(
             title="Guide", content="Intro line.\n\nThe  parking   lottery\nruns monthly.\n\nEnd."
         )
-        chunk = Chunk.objects.create(document=document, position=0, text="The parking lottery runs monthly.")
+        chunk = Chunk.objects.create(
+            document=document,
+            collection_id=document.collection_id,
+            position=0,
+            text="The parking lottery runs monthly.",
+        )
 
     body = member.get(f"/documents/{document.id}/", {"passage": chunk.id}).content.decode()
 

@@ -69,7 +69,14 @@ class Library:
 
 def _embedded(document: Document, text: str) -> None:
     vector = get_embedder().embed_documents([text])[0]
-    Chunk.objects.create(document=document, position=0, text=text, embedding=list(vector), embedding_model="m")
+    Chunk.objects.create(
+        document=document,
+        collection_id=document.collection_id,
+        position=0,
+        text=text,
+        embedding=list(vector),
+        embedding_model="m",
+    )
     Document.objects.filter(pk=document.pk).update(chunk_count=1, status=Document.Status.READY)
 
 

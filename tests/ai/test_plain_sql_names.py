@@ -10,6 +10,7 @@ import pytest
 from django.db import models
 from rest_framework.authtoken.models import Token
 
+from ai.access import Reader
 from ai.chat import services as chat
 from ai.models import Chunk, Conversation, Document, Message
 from ai.selectors import _search_names, _search_sql
@@ -99,3 +100,10 @@ def test_the_reservation_statements_follow_the_models_columns(model, field_name)
 def test_the_period_total_statement_follows_the_models_columns(field_name):
     with renamed(TenantUsagePeriod, field_name, [usage._period_upsert_sql]) as name:
         assert name in usage._period_upsert_sql()
+
+
+@pytest.mark.parametrize(("model", "field_name"), [(Chunk, "collection"), (Document, "title")])
+def test_the_permission_filtered_knn_statement_follows_the_models_columns(model, field_name):
+    reader = Reader(tenant_id=1, user_id=2, collection_ids=(3,))
+    with renamed(model, field_name, [_search_names]) as name:
+        assert name in _search_sql([0.0, 1.0], k=3, document_ids=None, reader=reader)[0]

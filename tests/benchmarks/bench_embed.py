@@ -150,7 +150,13 @@ def test_embed_documents_on_onnx_runtime_is_never_slower_than_the_torch_bulk_pat
             document = Document.objects.create(title=f"Report {n}", content=text, status="pending")
             pieces = chunk_text(text, chunk_tokens=settings.CHUNK_TOKENS, overlap_tokens=settings.CHUNK_OVERLAP_TOKENS)
             Chunk.objects.bulk_create(
-                Chunk(document=document, position=i, text=piece, token_count=count_tokens(piece))
+                Chunk(
+                    document=document,
+                    collection_id=document.collection_id,
+                    position=i,
+                    text=piece,
+                    token_count=count_tokens(piece),
+                )
                 for i, piece in enumerate(pieces)
             )
             Document.objects.filter(pk=document.pk).update(chunk_count=len(pieces))

@@ -92,7 +92,13 @@ def test_knn_statement_raw_sql_against_the_orm(acme):
         vectors = rng.standard_normal((CHUNKS, settings.EMBEDDING_DIMENSIONS)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         Chunk.objects.bulk_create(
-            Chunk(document=document, position=i, text=f"chunk {i}", embedding=vector.tolist())
+            Chunk(
+                document=document,
+                collection_id=document.collection_id,
+                position=i,
+                text=f"chunk {i}",
+                embedding=vector.tolist(),
+            )
             for i, vector in enumerate(vectors)
         )
         query = rng.standard_normal(settings.EMBEDDING_DIMENSIONS)

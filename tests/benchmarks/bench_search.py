@@ -42,13 +42,15 @@ def synthetic_vectors(count: int, rng: np.random.Generator, centroids: np.ndarra
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def copy_chunks(schema: str, document_ids: list[int], vectors: np.ndarray, *, first_position: int = 0) -> None:
+def copy_chunks(schema: str, documents: list[Document], vectors: np.ndarray, *, first_position: int = 0) -> None:
     """Bulk-load chunks with one binary COPY per 10,000 rows, the rows built by numpy in one go."""
     row = np.dtype(
         [
             ("fields", ">i2"),
             ("document_len", ">i4"),
             ("document_id", ">i8"),
+            ("collection_len", ">i4"),
+            ("collection_id", ">i8"),
             ("position_len", ">i4"),
             ("position", ">i4"),
             ("text_len", ">i4"),
@@ -64,11 +66,18 @@ def copy_chunks(schema: str, document_ids: list[int], vectors: np.ndarray, *, fi
         ]
     )
     rows = np.zeros(len(vectors), dtype=row)
-    rows["fields"] = 6
-    rows["document_len"], rows["position_len"], rows["text_len"], rows["tokens_len"] = 8, 4, 12, 4
+    rows["fields"] = 7
+    rows["document_len"], rows["collection_len"], rows["position_len"], rows["text_len"], rows["tokens_len"] = (
+        8,
+        8,
+        4,
+        12,
+        4,
+    )
     rows["vector_len"], rows["dimensions"], rows["model_len"] = 4 + 4 * DIMENSIONS, DIMENSIONS, 12
     index = np.arange(len(vectors))
-    rows["document_id"] = np.asarray(document_ids)[index // CHUNKS_PER_DOCUMENT]
+    rows["document_id"] = np.asarray([d.id for d in documents])[index // CHUNKS_PER_DOCUMENT]
+    rows["collection_id"] = np.asarray([d.collection_id for d in documents])[index // CHUNKS_PER_DOCUMENT]
     rows["position"] = first_position + index % CHUNKS_PER_DOCUMENT
     rows["text"] = [f"chunk {i:06d}".encode() for i in index]
     rows["tokens"] = 12
@@ -76,8 +85,8 @@ def copy_chunks(schema: str, document_ids: list[int], vectors: np.ndarray, *, fi
     rows["model"] = b"bench/random"
     header = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
     sql = (
-        f'COPY "{schema}".ai_chunk (document_id, position, text, token_count, embedding, embedding_model) '
-        "FROM STDIN WITH (FORMAT BINARY)"
+        f'COPY "{schema}".ai_chunk (document_id, collection_id, position, text, token_count, embedding, '
+        "embedding_model) FROM STDIN WITH (FORMAT BINARY)"
     )
     connection.ensure_connection()
     with connection.connection.cursor() as cursor:
@@ -121,7 +130,7 @@ def test_hnsw_search_on_100k_chunks_is_fast_and_accurate(acme, settings):
         )
         with connection.schema_editor(atomic=False) as editor:
             editor.remove_index(Chunk, index)
-        load_ms, _ = timed(lambda: copy_chunks(schema, [d.id for d in documents], vectors))
+        load_ms, _ = timed(lambda: copy_chunks(schema, documents, vectors))
         setup_rows.append([f"COPY {CHUNKS:,} chunks (binary)", load_ms / 1000, CHUNKS / (load_ms / 1000)])
         with connection.cursor() as cursor:
             # Django's foreign keys are deferred; run their checks now, or CREATE INDEX refuses.
@@ -173,9 +182,7 @@ def test_hnsw_search_on_100k_chunks_is_fast_and_accurate(acme, settings):
         rows.append(["exact scan (enable_indexscan=off)", p50, p95, mean, float("nan"), "1.000"])
 
         extra = synthetic_vectors(5_000, rng, centroids, basis)
-        insert_ms, _ = timed(
-            lambda: copy_chunks(schema, [d.id for d in documents[:50]], extra, first_position=CHUNKS_PER_DOCUMENT)
-        )
+        insert_ms, _ = timed(lambda: copy_chunks(schema, documents[:50], extra, first_position=CHUNKS_PER_DOCUMENT))
         setup_rows.append(
             ["COPY 5,000 more chunks into the indexed table", insert_ms / 1000, 5_000 / (insert_ms / 1000)]
         )
@@ -231,7 +238,7 @@ def _loaded_in_collections(world, rng: np.random.Generator) -> tuple[np.ndarray,
     )
     with connection.schema_editor(atomic=False) as editor:
         editor.remove_index(Chunk, index)
-    copy_chunks(world.tenant.schema_name, [d.id for d in documents], vectors)
+    copy_chunks(world.tenant.schema_name, documents, vectors)
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")

@@ -78,7 +78,14 @@ def test_the_indexing_notice_goes_when_the_document_is_ready(sized_page, own_wor
 
     def finish(document_id: int) -> None:
         with tenant_context(own_world.tenant):
-            Chunk.objects.create(document_id=document_id, position=0, text="Revenue grew by a tenth.", token_count=6)
+            document = Document.objects.get(id=document_id)
+            Chunk.objects.create(
+                document=document,
+                collection_id=document.collection_id,
+                position=0,
+                text="Revenue grew by a tenth.",
+                token_count=6,
+            )
             Document.objects.filter(id=document_id).update(status=Document.Status.READY, chunk_count=1)
 
     document_id = committed(pending_document)
