@@ -294,17 +294,20 @@ def jobs_of(tenant, document_id: int) -> list[dict]:  # noqa: ANN001
 
 
 def test_sigterm_mid_ingestion_stops_the_worker_within_its_grace_and_the_next_worker_finishes(
-    tenants, queued, tmp_path
+    tenants, queued, voyage, tmp_path
 ):
     tenant = tenants[2].tenant
     grace = 4
+    # A slow upstream keeps the document embedding past the grace: 300 sections are about 200
+    # chunks, 25 batches of 8 at 0.2 s each.
+    voyage.latency = 0.2
     first = start_worker(
         tmp_path, "terminated", JOBS_SHUTDOWN_GRACE_SECONDS=str(grace), EMBEDDING_BATCH_SIZE="8", LOG_LEVEL="INFO"
     )
     try:
         warm = committed(create_document, tenant, "Warm-up", "The worker is up and embedding.")
         wait_until(lambda: committed(document_state, tenant, warm)[0] == Document.Status.READY, timeout=120)
-        document_id = committed(create_document, tenant, "Maintenance", long_text(1000))
+        document_id = committed(create_document, tenant, "Maintenance", long_text(300))
 
         def chunks_stored() -> bool:
             with tenant_context(tenant):
@@ -317,6 +320,7 @@ def test_sigterm_mid_ingestion_stops_the_worker_within_its_grace_and_the_next_wo
         stopped_after = time.monotonic() - started
     finally:
         process_stop(first)
+        voyage.latency = UPSTREAM_LATENCY_SECONDS
     print(f"\nthe worker stopped {stopped_after:.1f} s after SIGTERM (grace {grace} s)")
     assert stopped_after <= grace, f"the worker took {stopped_after:.1f} s against a {grace} s grace"
     assert "ended with status: Aborted, to retry" in (tmp_path / "terminated.log").read_text(), "it stopped itself"
