@@ -27,7 +27,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from ai.access import Reader, reader_of, scope_validate
-from ai.chat.stream_slots import StreamSlot
+from ai.chat.stream_slots import stream_slot
 from ai.embedding.embedders import query_embedding, query_embedding_soon
 from ai.llm import LLMProvider, LLMStream, Usage, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Conversation, Message
@@ -320,7 +320,7 @@ def _prepare(
     if still_allowed is not None and not still_allowed():
         raise ConnectionNotAllowed
     provider = get_llm_provider()
-    slot = Admission(StreamSlot(schema_name=tenant.schema_name, user_id=user.pk))
+    slot = Admission(stream_slot(schema_name=tenant.schema_name, user_id=user.pk))
     slot.acquire()
     try:
         with tenant_context(tenant):

@@ -12,7 +12,7 @@ import numpy as np
 from django.conf import settings
 from django.db import connection
 
-from ai.chat.stream_slots import StreamSlot
+from ai.chat.stream_slots import stream_slot
 from ai.embedding.embedders import get_embedder
 from ai.llm import LLMProvider, Usage, estimate_tokens, get_llm_provider
 from ai.models import AgentAction, Document
@@ -56,7 +56,7 @@ def document_summarise(*, user: User, document: Document) -> SummaryResult:
     if provider.name == "offline":
         return _summarise_extractive(tenant=tenant, user=user, document=document)
     admission = Admission(
-        StreamSlot(schema_name=tenant.schema_name, user_id=user.pk),
+        stream_slot(schema_name=tenant.schema_name, user_id=user.pk),
         tenant_slot(schema_name=tenant.schema_name, limit=allowance.concurrent_requests),
     )
     admission.acquire()

@@ -11,7 +11,7 @@ import time
 import pytest
 from django_tenants.utils import tenant_context
 
-from ai.chat.stream_slots import StreamSlot
+from ai.chat.stream_slots import stream_slot
 from ai.models import AgentAction
 from billing.models import Plan, Subscription
 from billing.services import quota_check
@@ -85,7 +85,7 @@ def test_admission_and_reservation_add_under_a_millisecond_per_chat_turn(acme, s
             # Before: the checked allowance and the person's stream slot.
             started = time.perf_counter()
             quota_check(tenant=acme.tenant, feature=AgentAction.AgentType.CHAT, model="claude-sonnet-4-6")
-            slot = StreamSlot(schema_name=acme.tenant.schema_name, user_id=acme.member.pk)
+            slot = stream_slot(schema_name=acme.tenant.schema_name, user_id=acme.member.pk)
             slot.acquire()
             slot.release()
             t_before = time.perf_counter() - started
@@ -93,7 +93,7 @@ def test_admission_and_reservation_add_under_a_millisecond_per_chat_turn(acme, s
             # Now: plus the tenant's share and a reserved allowance, given back.
             started = time.perf_counter()
             allowance = quota_check(tenant=acme.tenant, feature=AgentAction.AgentType.CHAT, model="claude-sonnet-4-6")
-            admission = Admission(StreamSlot(schema_name=acme.tenant.schema_name, user_id=acme.member.pk))
+            admission = Admission(stream_slot(schema_name=acme.tenant.schema_name, user_id=acme.member.pk))
             admission.acquire()
             admission.add(tenant_slot(schema_name=acme.tenant.schema_name, limit=allowance.concurrent_requests))
             reservation = allowance_reserve(
