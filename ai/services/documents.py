@@ -495,7 +495,7 @@ def _chunks_replace(*, document_id: int, revision: int, texts: list[str]) -> lis
         chunks = Chunk.objects.bulk_create(
             Chunk(
                 document=current,
-                collection_id=current.collection_id,
+                collection=current.collection,
                 position=position,
                 text=text,
                 token_count=count_tokens(text),
