@@ -31,8 +31,10 @@ from core.platform.mail import mail_defer
 from tenants.audit.services import Action, audit_record
 from tenants.mfa.models import MfaPolicy
 from tenants.models import Membership, Tenant, tenant_url
+from tenants.sign_in_tokens import SignInTokens, TokenExpired, TokenInvalid
 
-_PENDING_SALT = "strata.mfa.pending"
+# The step between a correct password and the code: retried until it expires, so not one-time.
+_PENDING = SignInTokens(salt="strata.mfa.pending", one_time=False)
 _ENROL_SALT = "strata.mfa.totp-enrol"
 _TYPES = (Authenticator.Type.TOTP, Authenticator.Type.RECOVERY_CODES)
 
@@ -214,32 +216,23 @@ def recovery_codes_regenerate(*, user: User, password: str = "", code: str = "")
 # --- The sign-in's second step ---------------------------------------------------------------
 
 
-def _fingerprint(user: User) -> str:
-    # Changes with the password and with "sign out everywhere" (User.get_session_auth_hash).
-    return user.get_session_auth_hash()[:20]
-
-
 def _tenant_id(tenant: Tenant | None) -> int:
     return 0 if tenant is None or tenant.is_public else int(tenant.pk)
 
 
 def mfa_pending_issue(*, user: User, tenant: Tenant | None) -> str:
     """After a correct password: the token the code step takes. Nothing is signed in yet."""
-    payload = {"u": user.pk, "t": _tenant_id(tenant), "f": _fingerprint(user)}
-    return signing.dumps(payload, salt=_PENDING_SALT)
+    return _PENDING.issue(user=user, tenant_id=_tenant_id(tenant))
 
 
 def mfa_pending_user(*, mfa_token: str, tenant: Tenant | None) -> User:
     """The person a pending token names, if it is fresh, made on this host and still current."""
     try:
-        data = signing.loads(mfa_token or "", salt=_PENDING_SALT, max_age=settings.MFA_LOGIN_MAX_AGE)
-    except signing.SignatureExpired as exc:
+        user, _ = _PENDING.read(token=mfa_token, tenant_id=_tenant_id(tenant), max_age=settings.MFA_LOGIN_MAX_AGE)
+    except TokenExpired as exc:
         raise ApplicationError("This sign-in has expired; log in again.", code="mfa_token_expired") from exc
-    except signing.BadSignature as exc:
+    except TokenInvalid as exc:
         raise ApplicationError("This sign-in is not valid; log in again.", code="mfa_token_invalid") from exc
-    user = User.objects.filter(pk=data.get("u"), is_active=True).first()
-    if user is None or data.get("t") != _tenant_id(tenant) or data.get("f") != _fingerprint(user):
-        raise ApplicationError("This sign-in is not valid; log in again.", code="mfa_token_invalid")
     return user
 
 

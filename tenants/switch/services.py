@@ -1,12 +1,10 @@
 """A person's workspaces, and the one-time hand-off that signs them in on another of them.
 
 Sessions live in each tenant's schema, so a session on one workspace's host means nothing on the
-next. The hand-off carries it over once: a signed token naming the person, the workspace it is
-for and the one it came from, valid for ``HANDOFF_MAX_AGE`` seconds, and holding a fingerprint of
-the person's password, sessions epoch and last sign-in. Signing in spends it (``last_login``
-changes), as does a new password or "sign out everywhere"; redeeming it checks a current
-membership and that workspace's sign-in rules, under a lock on the person's row so that two
-concurrent uses cannot both succeed.
+next. The hand-off carries it over once: a one-time sign-in token (tenants.sign_in_tokens) for the
+workspace, naming the one it came from, valid for ``HANDOFF_MAX_AGE`` seconds. Redeeming it checks
+a current membership and that workspace's sign-in rules and spends it, under a lock on the
+person's row so that two concurrent uses cannot both succeed.
 """
 
 from __future__ import annotations
@@ -15,24 +13,21 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.core import signing
 from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
-from django.utils import timezone
-from django.utils.crypto import salted_hmac
 
 from core.models import User
 from core.platform.exceptions import ApplicationError
 from tenants.audit.services import Action, audit_record
 from tenants.mfa.services import SSO_SESSION_KEY
 from tenants.models import Membership, Tenant
+from tenants.sign_in_tokens import SignInTokens, TokenExpired, TokenInvalid
 from tenants.sso.services import sso_password_check
 
 # The browser follows the link as soon as the switch page loads: a minute is plenty.
 HANDOFF_MAX_AGE = 60
-_SALT = "strata.tenants.workspace-handoff"
-_SIGNER = signing.Signer(salt=_SALT)
+_TOKENS = SignInTokens(salt="strata.tenants.workspace-handoff", one_time=True)
 
 
 def workspaces_list(*, user: User) -> QuerySet[Membership]:
@@ -71,9 +66,8 @@ def workspace_switch(*, user: User, source: Tenant, subdomain: str, session: Any
 
 def workspace_handoff_issue(*, user: User, source: Tenant, target: Tenant, at: dt.datetime | None = None) -> str:
     """The one-time link that signs ``user`` in on ``target`` (``at``: when it counts as issued)."""
-    issued = at or timezone.now()
-    payload = {"u": user.pk, "t": target.pk, "s": source.pk, "f": _fingerprint(user), "at": int(issued.timestamp())}
-    return f"{target.url}workspaces/enter/{_SIGNER.sign_object(payload)}/"
+    token = _TOKENS.issue(user=user, tenant_id=target.pk, at=at, s=source.pk)
+    return f"{target.url}workspaces/enter/{token}/"
 
 
 @dataclass(frozen=True)
@@ -108,22 +102,15 @@ def _redeem(*, tenant: Tenant, token: str) -> Handoff:
     invalid = ApplicationError(
         "That link to this workspace is not valid any more: log in here.", code="handoff_invalid", status=403
     )
-    try:
-        data = _SIGNER.unsign_object(token)
-    except signing.BadSignature:
-        raise invalid from None
-    if not isinstance(data, dict) or data.get("t") != tenant.pk or not isinstance(data.get("at"), int):
-        raise invalid
-    if not isinstance(data.get("u"), int):
-        raise invalid
-    if not 0 <= timezone.now().timestamp() - data["at"] <= HANDOFF_MAX_AGE:
-        raise ApplicationError(
-            "That link to this workspace has expired: log in here.", code="handoff_expired", status=403
-        )
     with transaction.atomic():
-        user = User.objects.select_for_update().filter(pk=data["u"], is_active=True).first()
-        if user is None or data.get("f") != _fingerprint(user):
-            raise invalid
+        try:
+            user, data = _TOKENS.read(token=token, tenant_id=tenant.pk, max_age=HANDOFF_MAX_AGE, lock=True)
+        except TokenExpired:
+            raise ApplicationError(
+                "That link to this workspace has expired: log in here.", code="handoff_expired", status=403
+            ) from None
+        except TokenInvalid:
+            raise invalid from None
         if not Membership.objects.for_tenant(tenant).filter(user=user).exists():
             raise ApplicationError(f"You are no longer a member of {tenant.name}.", code="membership_gone", status=403)
         if _sso_required(user=user, tenant=tenant):
@@ -131,18 +118,9 @@ def _redeem(*, tenant: Tenant, token: str) -> Handoff:
                 f"{tenant.name} signs in with single sign-on: use “Sign in with SSO”.", code="sso_required", status=403
             )
         # Spent now, before the session exists: a second use waits for this lock, then differs.
-        user.last_login = timezone.now()
-        user.save(update_fields=["last_login"])
+        _TOKENS.spend(user)
     source = Tenant.objects.filter(pk=data.get("s")).values_list("subdomain", flat=True).first()
     return Handoff(user=user, source_subdomain=source or "")
-
-
-def _fingerprint(user: User) -> str:
-    # Changes with the password and "sign out everywhere" (the session hash) and with every
-    # sign-in (last_login, to the microsecond): one sign-in spends every link issued before it.
-    last_login = user.last_login.isoformat() if user.last_login else ""
-    value = f"{user.get_session_auth_hash()}:{last_login}"
-    return salted_hmac(_SALT, value, algorithm="sha256").hexdigest()[:32]
 
 
 def _sso_required(*, user: User, tenant: Tenant) -> bool:
