@@ -350,6 +350,13 @@ class AgentAction(models.Model):
                 condition=models.Q(feedback="down", reviewed=False),
                 name="agent_action_review_queue_idx",
             ),
+            # Errors and interruptions nobody has reviewed yet (status and reviewed together): a
+            # queue reviewers empty, and without it an emptied queue reads every reviewed error.
+            models.Index(
+                fields=["status", "-timestamp"],
+                condition=models.Q(reviewed=False) & ~models.Q(status="ok"),
+                name="agent_action_unreviewed_idx",
+            ),
         ]
 
     def __str__(self) -> str:
