@@ -1,15 +1,52 @@
-"""``Authorization: Bearer <key>``: a tenant API key, on its own tenant's host only."""
+"""``Authorization: Bearer <key>``: a tenant API key, on its own tenant's host only; and
+``Authorization: Token <key>``: DRF's user token, read with the user's membership of the host's tenant."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import FilteredRelation, Q
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.authentication import BaseAuthentication, TokenAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from tenants.models import MEMBERSHIP_READ_WITH_USER
 from tenants.services.api_keys import api_key_authenticate
+
+
+class TenantTokenAuthentication(TokenAuthentication):
+    """DRF's token authentication, whose one query also reads the user's membership of the tenant
+    the host selected: the tenant API guard (``Tenant.membership_of``) then asks nothing more."""
+
+    tenant: Any = None
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        self.tenant = getattr(request, "tenant", None)  # DRF makes an authenticator per request
+        return super().authenticate(request)
+
+    def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
+        tenant = self.tenant
+        if tenant is None or tenant.is_public:
+            return super().authenticate_credentials(key)
+        try:
+            token = (
+                self.get_model()
+                .objects.annotate(
+                    host_membership=FilteredRelation("user__memberships", condition=Q(user__memberships__tenant=tenant))
+                )
+                .select_related("user", "host_membership")
+                .get(key=key)
+            )
+        except self.get_model().DoesNotExist as exc:
+            raise exceptions.AuthenticationFailed(_("Invalid token.")) from exc
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        # At most one row joins: a user has one membership per tenant (membership_unique_user_tenant);
+        # none joined leaves the attribute unset.
+        setattr(token.user, MEMBERSHIP_READ_WITH_USER, (tenant.pk, getattr(token, "host_membership", None)))
+        return token.user, token
 
 
 class ApiKeyAuthentication(BaseAuthentication):

@@ -73,7 +73,15 @@ class Tenant(TenantMixin):
         """The user's membership here, or None (the tenant API guard asks through the request's tenant)."""
         if not getattr(user, "is_authenticated", False):
             return None
+        # Read with the user by token authentication (tenants.authentication): used once, for this tenant only.
+        read = user.__dict__.pop(MEMBERSHIP_READ_WITH_USER, None)
+        if read is not None and read[0] == self.pk:
+            return read[1]  # type: ignore[no-any-return]
         return Membership.objects.for_tenant(self).filter(user=user).first()
+
+
+# The attribute of a user object holding (tenant id, membership or None) read in the same query.
+MEMBERSHIP_READ_WITH_USER = "_membership_read_with_user"
 
 
 def tenant_url(subdomain: str) -> str:

@@ -1,0 +1,98 @@
+"""What a plain API request costs the database: every statement the server's psycopg connections
+send for one token-authenticated ``GET /api/documents/`` on a tenant host, the search_path and
+pool statements included."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import psycopg
+import pytest
+from django.db import connections
+from psycopg_pool import ConnectionPool
+
+from core.platform.database.base import check_only_when_readable
+from tests.processes import wait_until
+from tests.tenants.test_isolation import make_document
+
+pytestmark = pytest.mark.django_db
+
+MAX_ROUND_TRIPS = 5
+
+
+@contextmanager
+def statements_sent_by_other_threads() -> Iterator[list[str]]:
+    """Every statement a psycopg cursor executes outside this (the test's) thread, in order."""
+    sent: list[str] = []
+    test_thread = threading.get_ident()
+    execute = psycopg.Cursor.execute
+
+    def counted(self, query, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if threading.get_ident() != test_thread:
+            sent.append(query if isinstance(query, str) else repr(query))
+        return execute(self, query, *args, **kwargs)
+
+    psycopg.Cursor.execute = counted  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+
+
+def pool_idle() -> bool:
+    """Every pooled connection but the test thread's own is back in the pool (its borrower's work,
+    any reset included, is done)."""
+    stats = connections["default"].pool.get_stats()
+    held_here = int(connections["default"].connection is not None)
+    return bool(stats["pool_size"] - stats["pool_available"] <= held_here)
+
+
+def test_a_token_request_for_the_document_list_makes_at_most_five_round_trips(live_worlds, asgi_server):
+    world = live_worlds["acme"]
+    headers = {"Host": "acme.localhost", "Authorization": f"Token {world.member_token}"}
+    url = f"{asgi_server.url}/api/documents/"
+    with httpx.Client(timeout=30) as client:
+        assert client.get(url, headers=headers).status_code == 200  # connections opened, caches warm
+        wait_until(pool_idle, timeout=10, every=0.01, what="the pool idle")
+        per_request = []
+        for _ in range(3):
+            with statements_sent_by_other_threads() as sent:
+                response = client.get(url, headers=headers)
+                wait_until(pool_idle, timeout=10, every=0.01, what="the pool idle")
+            assert response.status_code == 200
+            per_request.append(sent)
+    for sent in per_request:
+        assert len(sent) <= MAX_ROUND_TRIPS, "\n".join(sent)
+
+
+@pytest.mark.parametrize("documents, pages", [(0, 1), (19, 1), (20, 1), (21, 2)])
+def test_the_first_page_reports_the_count_whether_or_not_it_was_counted(acme, documents, pages):
+    for i in range(documents):
+        make_document(acme, title=f"Doc {i}")
+
+    body = acme.client(acme.member_token).get("/api/documents/").json()
+
+    assert body["count"] == documents
+    assert len(body["results"]) == min(documents, 20)
+    assert (body["next"] is not None) == (pages > 1)
+    if pages > 1:
+        second = acme.client(acme.member_token).get("/api/documents/?page=2").json()
+        assert second["count"] == documents and len(second["results"]) == documents - 20
+
+
+def test_a_pooled_connection_the_server_ended_is_replaced_at_checkout():
+    settings = connections["default"].get_connection_params()
+    check = check_only_when_readable(ConnectionPool.check_connection)
+    with ConnectionPool(kwargs={**settings, "autocommit": True}, min_size=1, max_size=1, check=check) as pool:
+        with pool.connection() as conn:
+            pid = conn.info.backend_pid
+        with psycopg.connect(**settings, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+            gone = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)"
+            wait_until(lambda: admin.execute(gone, [pid]).fetchone()[0], timeout=10, every=0.01, what="backend ended")
+        with pool.connection() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert conn.info.backend_pid != pid
