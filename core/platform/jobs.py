@@ -304,7 +304,7 @@ async def _worker(*, concurrency: int, queues: list[str] | None, name: str | Non
         started = time.monotonic()
         try:
             await _database_reachable(params)
-            connector = PsycopgConnector(kwargs=params, min_size=1, max_size=2, name="strata-jobs")
+            connector = worker_connector(params)
             with app.replace_connector(connector):
                 async with app.open_async():
                     worker = Worker(
@@ -345,6 +345,19 @@ async def _worker(*, concurrency: int, queues: list[str] | None, name: str | Non
     # rather than when the stalled-job check notices its silence.
     if shutdown.worker_ids:
         await sync_to_async(_workers_unregister)(shutdown.worker_ids)
+
+
+def worker_connector(params: dict[str, Any]) -> PsycopgConnector:
+    """The worker's own small pool (job fetching, status, heartbeat), planning each query afresh.
+
+    procrastinate fetches a job in a PL/pgSQL function, whose query plan PostgreSQL caches per
+    connection after a few calls. Cached while the jobs table was nearly empty (a quiet queue,
+    after pruning), it is a nested loop of sequential scans, quadratic in the queued jobs: a
+    burst of 1,000 jobs then costs 100-400 ms per fetch instead of 1-3 ms, until autovacuum's
+    next ANALYZE, up to a minute later. Planning each time costs well under a millisecond.
+    """
+    options = f"{params.get('options', '')} -c plan_cache_mode=force_custom_plan".strip()
+    return PsycopgConnector(kwargs={**params, "options": options}, min_size=1, max_size=2, name="strata-jobs")
 
 
 def _job_connections_fresh(call_next: Callable[[], R], context: Any, worker: Any) -> R:

@@ -186,5 +186,9 @@ def test_jobs_round_trip_throughput_and_upload_to_ready(db, settings, tmp_path):
         f" >= {GOAL_NOOP_PER_SECOND} no-op jobs/s with 2 workers -> "
         f"{'met' if results[2][1] >= GOAL_NOOP_PER_SECOND else 'NOT met'}"
     )
+    # Two workers must never be slower than one (issue 26, item 7: a fetch plan cached while the
+    # queue was empty made either phase 5-15x slower at random; core.platform.jobs.worker_connector).
+    ratio = results[2][1] / results[1][1]
+    print(f"no-op jobs/s, 2 workers / 1 worker: {ratio:.2f} -> {'met' if ratio >= 1 else 'NOT met'} (>= 1)")
     assert two_p50 < GOAL_ROUND_TRIP_MS
     assert results[2][1] >= GOAL_NOOP_PER_SECOND
