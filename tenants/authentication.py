@@ -30,16 +30,16 @@ class TenantTokenAuthentication(TokenAuthentication):
         tenant = self.tenant
         if tenant is None or tenant.is_public:
             return super().authenticate_credentials(key)
+        model: Any = self.get_model()
         try:
             token = (
-                self.get_model()
-                .objects.annotate(
+                model.objects.annotate(
                     host_membership=FilteredRelation("user__memberships", condition=Q(user__memberships__tenant=tenant))
                 )
                 .select_related("user", "host_membership")
                 .get(key=key)
             )
-        except self.get_model().DoesNotExist as exc:
+        except model.DoesNotExist as exc:
             raise exceptions.AuthenticationFailed(_("Invalid token.")) from exc
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))

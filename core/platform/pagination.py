@@ -9,7 +9,7 @@ from rest_framework import exceptions, pagination
 from rest_framework.request import Request
 
 
-class FirstPageCountingPaginator(Paginator):
+class FirstPageCountingPaginator(Paginator[Any]):
     """Django's paginator, which reads the first page before counting: a first page shorter than
     a page is the whole list, so its length is the count (one query, not a COUNT and a list)."""
 
@@ -19,7 +19,7 @@ class FirstPageCountingPaginator(Paginator):
         rows = list(self.object_list[: self.per_page])
         if len(rows) < self.per_page:
             self.__dict__["count"] = len(rows)  # the cached_property's value
-        return self._get_page(rows, 1, self)
+        return self._get_page(rows, 1, self)  # type: ignore[attr-defined]  # Django's hook, not in the stubs
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
