@@ -9,7 +9,7 @@ from rest_framework import exceptions, pagination
 from rest_framework.request import Request
 
 
-class FirstPageCountingPaginator(Paginator[Any]):
+class FirstPageCountingPaginator(Paginator):  # type: ignore[type-arg]
     """Django's paginator, which reads the first page before counting: a first page shorter than
     a page is the whole list, so its length is the count (one query, not a COUNT and a list)."""
 
