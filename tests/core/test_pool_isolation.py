@@ -58,7 +58,9 @@ def handbooks(django_db_setup, django_db_blocker):  # noqa: ANN001
         committed(remove)
 
 
-async def traffic(server: ServedProcess, worlds: dict, rounds: int) -> tuple[int, list[str], dict[str, dict[int, str]]]:
+async def traffic(
+    server: ServedProcess, worlds: dict, rounds: int, *, answer_timeout: float = 30
+) -> tuple[int, list[str], dict[str, dict[int, str]]]:
     """Interleaved document lists and chats for acme and globex; returns (answers, wrong rows seen,
     and per tenant the answers streamed: message id -> text)."""
     wrong: list[str] = []
@@ -81,7 +83,7 @@ async def traffic(server: ServedProcess, worlds: dict, rounds: int) -> tuple[int
             titles = [row["title"] for row in response.json()["results"]]
         else:
             async with await ws_connect(server, name, token=world.member_token) as ws:
-                frames = await ask(ws, "When does the office open?", timeout=30)
+                frames = await ask(ws, "When does the office open?", timeout=answer_timeout)
             if frames[-1]["type"] != "done":
                 wrong.append(f"{name}: {frames[-1]}")
                 return
@@ -124,8 +126,10 @@ def test_two_tenants_over_a_pool_of_one_connection_see_only_their_own_rows(handb
     env = {"DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "1", "DB_POOL_TIMEOUT": timeout, "TASK_MODE": "eager"}
     server = ServedProcess(*flags, env=env, log=tmp_path / "server.log").wait_ready()
     try:
-        # A broken server stalls on pool timeouts: a few rounds are enough to see it leak.
-        answers, wrong, streamed = asyncio.run(traffic(server, handbooks, 4 if leaks else ROUNDS))
+        # A broken server stalls (on pool timeouts, or an answer that never ends): a few rounds, each
+        # given a few seconds, are enough to see it leak.
+        rounds, answer_timeout = (4, 5) if leaks else (ROUNDS, 30)
+        answers, wrong, streamed = asyncio.run(traffic(server, handbooks, rounds, answer_timeout=answer_timeout))
     finally:
         server.stop()
     wrong += committed(rows_written, handbooks, streamed)
