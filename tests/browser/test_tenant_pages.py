@@ -31,6 +31,7 @@ def test_log_in_upload_ask_and_watch_the_answer_stream(
     expect(row.locator(".doc-status")).to_have_text("Ready", timeout=60_000)
 
     page.click("nav >> text=Chat")
+    expect(page.locator("#chat[data-ready=true]")).to_have_count(1)  # its module ran: typing is kept
     page.fill("#message", "When does the keeper write down the weather?")
     page.click("#send")
     answer = page.locator(".msg.assistant .text").last
@@ -48,6 +49,7 @@ def test_upstream_errors_are_shown_and_stop_cancels(page, live_worlds, asgi_serv
     base = asgi_server.host_url("globex")
     log_in(page, base, globex.member.email)
     page.click("nav >> text=Chat")
+    expect(page.locator("#chat[data-ready=true]")).to_have_count(1)
 
     fake_anthropic.reply = " ".join(f"word{i}" for i in range(400))
     fake_anthropic.token_delay = 0.03
