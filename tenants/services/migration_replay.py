@@ -35,6 +35,7 @@ from django_tenants.utils import schema_context
 
 from tenants.services.schema_migrations import (
     Node,
+    SchemaOutcomes,
     tenant_app_labels,
     tenant_migration_nodes,
     tenant_migrations_state,
@@ -98,9 +99,7 @@ class ReplayScript:
 
 
 @dataclass
-class ReplayReport:
-    migrated: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+class ReplayReport(SchemaOutcomes):
     remaining: list[str] = field(default_factory=list)  # left to Django's migrate (or already current)
     seconds: float = 0.0
 
@@ -132,13 +131,7 @@ def schemas_replay(
             report.remaining.extend(names)
             continue
         for schema_name, error in _replay_parallel(script, names, jobs=jobs, state=state):
-            if error is None:
-                report.migrated.append(schema_name)
-            else:
-                report.failed[schema_name] = error
-                logger.error("replaying migrations in schema %s failed: %s", schema_name, error)
-            if progress is not None:
-                progress(schema_name, error)
+            report.record(schema_name, error, how="replaying migrations", progress=progress)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -150,11 +150,29 @@ def schemas_applied(schema_names: list[str]) -> dict[str, set[Node] | None]:
 
 
 @dataclass
-class SchemasMigrateReport:
-    checked: int = 0  # schemas whose comment lagged and whose migrations were read
-    marked: int = 0  # of those, already current: only their comment was brought up to date
+class SchemaOutcomes:
+    """The schemas a run migrated and those that failed (each rolled back), told to ``progress``
+    as each one ends: the one account of a run, by Django's migrate or by replayed SQL."""
+
     migrated: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+
+    def record(
+        self, schema_name: str, error: str | None, *, how: str, progress: Callable[[str, str | None], None] | None
+    ) -> None:
+        if error is None:
+            self.migrated.append(schema_name)
+        else:
+            self.failed[schema_name] = error
+            logger.error("%s in schema %s failed: %s", how, schema_name, error)
+        if progress is not None:
+            progress(schema_name, error)
+
+
+@dataclass
+class SchemasMigrateReport(SchemaOutcomes):
+    checked: int = 0  # schemas whose comment lagged and whose migrations were read
+    marked: int = 0  # of those, already current: only their comment was brought up to date
     seconds: float = 0.0
 
 
@@ -184,13 +202,7 @@ def schemas_migrate(
         schema_state_mark(schema_names=current)
     report.marked = len(current)
     for schema_name, error in _run_parallel(lagging, jobs=jobs):
-        if error is None:
-            report.migrated.append(schema_name)
-        else:
-            report.failed[schema_name] = error
-            logger.error("migrating schema %s failed: %s", schema_name, error)
-        if progress is not None:
-            progress(schema_name, error)
+        report.record(schema_name, error, how="migrating", progress=progress)
     report.seconds = time.perf_counter() - started
     return report
 
