@@ -4,6 +4,9 @@ pool statements included."""
 
 from __future__ import annotations
 
+import os
+import resource
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,3 +105,42 @@ def test_a_pooled_connection_the_server_ended_is_replaced_at_checkout():
         with pool.connection() as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
             assert conn.info.backend_pid != pid
+
+
+class _Socket:
+    """What the check reads of a psycopg connection: its state and its socket's descriptor."""
+
+    closed = False
+    broken = False
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+def test_the_checkout_check_works_on_a_descriptor_past_1024():
+    """A web process with hundreds of open sockets (streams, Redis, the pool) hands the pool
+    descriptors past select()'s limit of 1024; the check must still answer, not raise."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    high = 2_000
+    if hard != resource.RLIM_INFINITY and hard <= high:
+        pytest.skip(f"this machine allows {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, high + 1), hard))
+    ours, theirs = socket.socketpair()
+    try:
+        os.dup2(ours.fileno(), high)
+        checked: list[int] = []
+        check = check_only_when_readable(lambda connection: checked.append(connection.fileno()))
+
+        check(_Socket(high))  # nothing to read: no round trip
+        theirs.sendall(b"N")  # the server said something (a notice, or it closed)
+        check(_Socket(high))
+
+        assert checked == [high]
+    finally:
+        os.close(high)
+        ours.close()
+        theirs.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -48,8 +48,10 @@ def check_only_when_readable(check: Callable[[Any], None]) -> Callable[[Any], No
     def check_when_readable(connection: Any) -> None:
         if connection.closed or connection.broken:
             raise psycopg.OperationalError("the pooled connection is closed")
-        readable, _, _ = select.select([connection.fileno()], [], [], 0)
-        if readable:
+        # poll(), not select(): a busy web process's sockets pass select()'s limit of 1024 descriptors.
+        poller = select.poll()
+        poller.register(connection.fileno(), select.POLLIN)
+        if poller.poll(0):  # readable, or hung up / in error (reported whatever was asked)
             check(connection)
 
     return check_when_readable
