@@ -163,6 +163,10 @@ def django_db_modify_db_settings_tox_suffix() -> None:
 def django_db_setup(django_db_setup, django_db_blocker):  # noqa: ANN001 - pytest-django fixture override
     with django_db_blocker.unblock():
         assert connection.settings_dict["NAME"].startswith("test_"), "refusing to set up tests on a real database"
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_database()")
+            (database,) = cursor.fetchone()
+        assert database == connection.settings_dict["NAME"], f"the worker's connections go to {database}"
         public_tables_guard()
         tenant_public_ensure()
         tenant_template_ensure()

@@ -10,6 +10,8 @@ django-tenants' backend, plus two things:
   its previous borrower set, possibly another tenant's. Every checkout forgets which path this
   wrapper believes is set, so django-tenants sets the borrower's before the first query (which is
   why a returned connection needs no ``RESET search_path``: one round trip a request less).
+* A pool always lends connections to the database the settings name now: one made for another
+  name (before a test database was created, say) is closed and made again.
 * The health check at checkout costs a round trip only when the connection's socket has something
   to read (a server that closed it, or a notice): an idle healthy connection has nothing to say.
 """
@@ -67,6 +69,13 @@ class DatabaseWrapper(TenantDatabaseWrapper):
     @property
     def pool(self) -> Any:
         pool = super().pool
+        if pool is not None and pool.kwargs.get("dbname") != (self.settings_dict["NAME"] or "postgres"):
+            # A pool lent connections to the database the settings named when it was made; Django's
+            # create_test_db renames the database without closing it, so a pool touched before the
+            # test database existed would have run the migrations and every test in the other one.
+            pool.close()
+            self._connection_pools.pop(self.alias, None)
+            pool = super().pool
         # Django passes its own check (CONN_HEALTH_CHECKS) to the pool's constructor: swap in ours.
         if pool is not None and pool._check is type(pool).check_connection:
             pool._check = check_only_when_readable(type(pool).check_connection)
