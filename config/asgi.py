@@ -1,13 +1,15 @@
-"""The one ASGI application: Django for HTTP (behind a limit on the body's size), Channels for
-WebSocket, both tenant-aware, and a lifespan handler that warms the embedding model when the server
-starts (not on import)."""
+"""The one ASGI application: Django for HTTP (behind a limit on the body's size; its middleware run
+in one hand-off to the request's thread, core.platform.asgi_handler), Channels for WebSocket, both
+tenant-aware, and a lifespan handler that warms the embedding model when the server starts (not on
+import)."""
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+
+from core.platform.asgi_handler import one_hop_asgi_application  # noqa: E402
+
+django_asgi_app = one_hop_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

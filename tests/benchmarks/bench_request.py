@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from collections import Counter
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,11 @@ import pytest
 
 from tests.benchmarks.conftest import print_table
 from tests.processes import ROOT, SPAWNED_APPLICATION_NAME, free_port, live_database_url, process_stop, wait_until
-from tests.tenants.test_request_round_trips import pool_idle, statements_sent_by_other_threads
+from tests.tenants.test_request_round_trips import (
+    hand_offs_to_threads,
+    pool_in_use,
+    statements_sent_by_other_threads,
+)
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db]
 
@@ -63,37 +68,21 @@ def _tree_of(ref: str, into: Path) -> Path:
     return into
 
 
-def _hand_offs_of_one_request(url: str, headers: dict[str, str]) -> dict[str, int]:
+def _hand_offs_of_one_request(url: str, headers: dict[str, str], idle: Any) -> dict[str, int]:
     """How often one request crosses between the event loop and a worker thread (asgiref)."""
-    from asgiref.sync import AsyncToSync, SyncToAsync
-
-    counts = {"sync_to_async": 0, "async_to_sync": 0}
-    originals = {"sync_to_async": SyncToAsync.__call__, "async_to_sync": AsyncToSync.__call__}
-
-    def counting(name: str) -> Any:
-        original = originals[name]
-
-        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-            counts[name] += 1
-            return original(self, *args, **kwargs)
-
-        return call
-
-    with httpx.Client(timeout=30) as client:
-        SyncToAsync.__call__ = counting("sync_to_async")  # type: ignore[method-assign]
-        AsyncToSync.__call__ = counting("async_to_sync")  # type: ignore[method-assign]
-        try:
-            client.get(url, headers=headers)
-            wait_until(pool_idle, timeout=10, every=0.01, what="the pool idle")
-        finally:
-            SyncToAsync.__call__ = originals["sync_to_async"]  # type: ignore[method-assign]
-            AsyncToSync.__call__ = originals["async_to_sync"]  # type: ignore[method-assign]
-    return counts
+    with httpx.Client(timeout=30) as client, hand_offs_to_threads() as handed:
+        client.get(url, headers=headers)
+        wait_until(idle, timeout=10, every=0.01, what="the pool idle")
+    return dict(Counter(direction for direction, _ in handed))
 
 
 def test_a_plain_request_costs_under_uvicorn_what_it_costs_under_wsgi(live_worlds, asgi_server, tmp_path):
     world = live_worlds["acme"]
     headers = {"Host": "acme.localhost", "Authorization": f"Token {world.member_token}"}
+    held_before = pool_in_use()
+
+    def pool_idle() -> bool:
+        return pool_in_use() <= held_before
 
     # Round trips of one request, counted at the psycopg level in this process's server.
     with httpx.Client(timeout=30) as client:
@@ -103,7 +92,7 @@ def test_a_plain_request_costs_under_uvicorn_what_it_costs_under_wsgi(live_world
             client.get(f"{asgi_server.url}/api/documents/", headers=headers)
             wait_until(pool_idle, timeout=10, every=0.01, what="the pool idle")
     round_trips = len(sent)
-    hand_offs = _hand_offs_of_one_request(f"{asgi_server.url}/api/documents/", headers)
+    hand_offs = _hand_offs_of_one_request(f"{asgi_server.url}/api/documents/", headers, pool_idle)
 
     trees = {"tree": ROOT}
     if ref := os.environ.get("BENCH_REQUEST_REF"):

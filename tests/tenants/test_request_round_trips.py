@@ -10,10 +10,12 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from asgiref.sync import AsyncToSync, SyncToAsync
 from django.db import connections
 from psycopg_pool import ConnectionPool
 
@@ -75,6 +77,50 @@ def test_a_token_request_for_the_document_list_makes_at_most_five_round_trips(li
             per_request.append(sent)
     for sent in per_request:
         assert len(sent) <= MAX_ROUND_TRIPS, "\n".join(sent)
+
+
+@contextmanager
+def hand_offs_to_threads() -> Iterator[list[tuple[str, str]]]:
+    """Every crossing between the event loop and a thread (asgiref), as (direction, function)."""
+    handed: list[tuple[str, str]] = []
+    originals = {SyncToAsync: SyncToAsync.__call__, AsyncToSync: AsyncToSync.__call__}
+
+    def counting(kind: type, direction: str) -> Any:
+        original = originals[kind]
+
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            function = getattr(self, "func", None) or getattr(self, "awaitable", None)
+            handed.append((direction, getattr(function, "__qualname__", repr(function))))
+            return original(self, *args, **kwargs)
+
+        return call
+
+    SyncToAsync.__call__ = counting(SyncToAsync, "to a thread")  # type: ignore[method-assign]
+    AsyncToSync.__call__ = counting(AsyncToSync, "to the loop")  # type: ignore[method-assign]
+    try:
+        yield handed
+    finally:
+        SyncToAsync.__call__ = originals[SyncToAsync]  # type: ignore[method-assign]
+        AsyncToSync.__call__ = originals[AsyncToSync]  # type: ignore[method-assign]
+
+
+def test_a_plain_request_hands_its_middleware_and_view_to_a_thread_once(live_worlds, asgi_server):
+    """Django's ASGI handler ran the middleware in async mode: each sync one a hand-off there and
+    back, 13 a request. core.platform.asgi_handler runs the chain in one: the request_started
+    signal, the chain with the view, and response.close() are the three."""
+    world = live_worlds["acme"]
+    headers = {"Host": "acme.localhost", "Authorization": f"Token {world.member_token}"}
+    before = pool_in_use()
+    with httpx.Client(timeout=30) as client:
+        assert client.get(f"{asgi_server.url}/api/documents/", headers=headers).status_code == 200
+        wait_until(lambda: pool_in_use() <= before, timeout=10, every=0.01, what="the first request over")
+        with hand_offs_to_threads() as handed:
+            response = client.get(f"{asgi_server.url}/api/documents/", headers=headers)
+            wait_until(lambda: pool_in_use() <= before, timeout=10, every=0.01, what="the request over")
+
+    assert response.status_code == 200
+    assert [direction for direction, _ in handed] == ["to a thread"] * 3, handed
+    assert any(function.endswith("get_response") for _, function in handed), handed
 
 
 @pytest.mark.parametrize("documents, pages", [(0, 1), (19, 1), (20, 1), (21, 2)])
