@@ -1,33 +1,92 @@
-"""Django's ASGI handler with the middleware chain run as one sync call: one thread hand-off a request.
+"""Django's ASGI handler with the middleware chain run as one sync call, on a thread kept for the next request.
 
 Django's own handler runs the middleware in async mode. Each sync-only middleware and each
 ``MiddlewareMixin`` one (Django's own, django-tenants', allauth's) then costs a hand-off to the
-request's thread and back, and a plain ``GET /api/documents/`` made 13 of them: it cost 1.5-1.7x
-the server CPU of the same app under a sync WSGI server (tests/benchmarks/bench_request.py). Every
-view of Strata is sync (the SSE answer is a sync view returning an async stream), so here the chain
-is loaded in sync mode, exactly as under WSGI, and called once on the request's thread
-(``thread_sensitive``: the same thread whose database connection ``response.close()`` later gives
-back). An async view would still work: Django's sync path runs it with ``async_to_sync``, which
-hands it to this server's event loop. The streaming body (an async iterator) is sent by the
-handler on the event loop, as before.
+request's thread and back: a plain ``GET /api/documents/`` made 12 of them. And each request got a
+thread of its own, started for it and joined by another thread started for that, two thread
+starts a request. Together they made the request cost 1.5-1.6x the server CPU of the same app
+under a sync WSGI server (tests/benchmarks/bench_request.py).
+
+Every view of Strata is sync (the SSE answer is a sync view returning an async stream), so here:
+
+* the chain is loaded in sync mode, exactly as under WSGI, and called once on the request's thread;
+* the request's thread is lent from ``RequestThreads``, threads kept between requests as a
+  WSGI server keeps its own. Thread-sensitive calls of one request (the request_started signal,
+  the chain, ``response.close()`` which gives the connection back) run on its one thread, as
+  Django requires, and per-thread state is what the middleware set for this request, as under
+  any threaded WSGI server.
+
+An async view would still work: Django's sync path runs it with ``async_to_sync``, which hands it
+to this server's event loop. A streaming body (an async iterator) is sent on the event loop, as
+before.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import django
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+
+# Idle request threads kept for the next requests (more in flight at once start threads of their
+# own, which end when their request does if this many are already idle).
+IDLE_THREADS_KEPT = 32
+
+
+class _RequestThread(ThreadPoolExecutor):
+    """One thread; knows whether it still runs something (a request whose client went away
+    leaves its sync call running, and the thread is not lent again until that call ends)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="request")
+        self._last: Future[Any] | None = None
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self._last = super().submit(fn, *args, **kwargs)
+        return self._last
+
+    @property
+    def idle(self) -> bool:
+        return self._last is None or self._last.done()
+
+
+class RequestThreads:
+    """Threads lent to one request at a time, on the event loop's own thread (no lock needed)."""
+
+    def __init__(self, keep: int = IDLE_THREADS_KEPT) -> None:
+        self._keep = keep
+        self._idle: list[_RequestThread] = []
+
+    def borrow(self) -> _RequestThread:
+        return self._idle.pop() if self._idle else _RequestThread()
+
+    def give_back(self, thread: _RequestThread) -> None:
+        if thread.idle and len(self._idle) < self._keep:
+            self._idle.append(thread)
+        else:
+            thread.shutdown(wait=False)  # ends when its last call does
 
 
 class OneHopASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         BaseHandler.__init__(self)  # not ASGIHandler's: it loads the chain in async mode
         self.load_middleware(is_async=False)
+        self.threads = RequestThreads()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        thread = self.threads.borrow()
+        try:
+            async with ThreadSensitiveContext(executor=thread):
+                await self.handle(scope, receive, send)
+        finally:
+            self.threads.give_back(thread)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         # BaseHandler.get_response: the urlconf, the chain, the request's closers and the log of a
