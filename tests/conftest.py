@@ -172,6 +172,11 @@ def django_db_setup(django_db_setup, django_db_blocker):  # noqa: ANN001 - pytes
         tenant_template_ensure()
         worlds = {name: make_world(name) for name in ("acme", "globex")}
     yield worlds
+    # pytest-django drops the test database next, which PostgreSQL refuses while anyone is connected
+    # (the processes and live servers tests started, this process's own pool): the database was left
+    # behind, a few hundred megabytes a run.
+    with django_db_blocker.unblock():
+        database_backends_end()
 
 
 PUBLIC_TABLES_GUARD = """
