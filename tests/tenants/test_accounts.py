@@ -4,6 +4,7 @@ changing one's e-mail, leaving. Answers never tell whether an address has an acc
 import re
 
 import pytest
+from django.core.cache import cache
 from django_tenants.utils import schema_context
 from rest_framework.authtoken.models import Token
 
@@ -112,6 +113,15 @@ def test_reset_mail_to_one_address_is_capped(acme, jobs, settings):
 
     assert answers == {200}
     assert len(sent_to(acme.member.email)) == 2
+
+
+def test_the_cap_keeps_no_address_in_the_cache(acme, jobs, settings):
+    settings.MAIL_PER_RECIPIENT_PER_HOUR = 2
+    reset_request(acme.host, acme.member.email, jobs)
+
+    keys = [key for key in cache._cache if ":strata:mail:" in key]  # type: ignore[attr-defined] # LocMemCache
+    assert keys, "the cap counted nothing"
+    assert not [key for key in keys if acme.member.email.split("@")[0] in key], keys
 
 
 # --- Password change ------------------------------------------------------------------------------
