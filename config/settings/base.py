@@ -199,6 +199,8 @@ MIGRATE_PARALLEL_JOBS = env.int("MIGRATE_PARALLEL_JOBS", default=2)
 # The audit log keeps entries this long; a periodic job deletes older ones (tenants.audit).
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=400)
 AUDIT_PRUNE_CRON = env.str("AUDIT_PRUNE_CRON", default="41 3 * * *")
+# Requests one organisation's SCIM token may make per minute (429 with Retry-After past it; 0 = off).
+SCIM_REQUESTS_PER_MINUTE = env.int("SCIM_REQUESTS_PER_MINUTE", default=600)
 # SCIM 2.0 (django-scim2): Strata's adapters scope every lookup to the host's tenant and admit
 # only that tenant's SCIM token (tenants.scim).
 SCIM_SERVICE_PROVIDER = {

@@ -209,6 +209,34 @@ def test_no_token_a_login_token_or_an_api_key_is_refused(acme: World) -> None:
 
 
 @pytest.mark.django_db
+def test_a_provider_past_its_organisations_rate_gets_a_scim_429_and_another_is_served(
+    acme: World, globex: World, settings: Any
+) -> None:
+    settings.SCIM_REQUESTS_PER_MINUTE = 3
+    acme_idp, globex_idp = scim_for(acme), scim_for(globex)
+
+    served = [acme_idp.get("Users").status_code for _ in range(3)]
+    refused = acme_idp.get("Users")
+
+    assert served == [200, 200, 200]
+    assert_scim_error(refused, 429)
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert globex_idp.get("Users").status_code == 200
+
+
+@pytest.mark.django_db
+def test_an_address_sending_bad_tokens_is_slowed_and_a_valid_token_still_passes(acme: World) -> None:
+    acme_idp = scim_for(acme)
+    guesser = Scim(acme.host, "guess.notthetoken")
+
+    answers = [guesser.get("Users").status_code for _ in range(31)]  # ACCOUNT_LINK_THROTTLE_RATE: 30/hour
+
+    assert answers == [401] * 30 + [429]
+    assert_scim_error(guesser.get("Users"), 429)
+    assert acme_idp.get("Users").status_code == 200
+
+
+@pytest.mark.django_db
 def test_the_user_list_holds_this_tenants_people_only(acme: World, globex: World) -> None:
     acme_idp, globex_idp = scim_for(acme), scim_for(globex)
     mine = acme_idp.send("POST", "Users", okta_user("ann@acme-idp.test")).json()
