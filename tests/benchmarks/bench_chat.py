@@ -90,7 +90,9 @@ def stack(tmp_path_factory):
         )
         dsn = f"postgresql://postgres@/strata?host={data_dir / 'postgres'}"
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("UPDATE billing_plan SET hard_limit = false")
+            # No allowance to run out, and the plan's share of concurrent answers (8) lifted: 200 chats
+            # at once would otherwise be refused as tenant_busy past the eighth.
+            conn.execute("UPDATE billing_plan SET hard_limit = false, concurrent_requests = 30000")
         time.sleep(3)  # let the background ingest finish
         # The same platform with retrieval off (isolates what the transport and bookkeeping add),
         # and with question embeddings one at a time (what batching saves under load).
