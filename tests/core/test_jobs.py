@@ -445,3 +445,40 @@ def test_one_tenants_pile_of_large_uploads_does_not_delay_another_tenants_small_
     # A bound that tells a turn of its own (seconds) from waiting for the pile (minutes), with the
     # other test worker busy beside it.
     assert waited < 30, f"the small document waited {waited:.1f} s behind the other tenant's pile"
+
+
+def test_a_tenants_queued_documents_are_ingested_back_to_back_not_one_per_polling_interval(
+    tenants, queued, tmp_path, instant_upstream
+):
+    """A tenant's ingestion jobs share a lock (one at a time). procrastinate fetches again only when
+    a job is inserted or its 5 s polling interval passes, and a job ending frees its lock without
+    either: each of a tenant's queued documents waited up to 5 s for the one before it. A job that
+    ends now says so on the queue's channel (core migration 0004), and the next one starts at once."""
+    tenant = tenants[5].tenant
+
+    def queue_up() -> list[int]:
+        with tenant_context(tenant), transaction.atomic():
+            return [
+                document_create(
+                    user=None, reader=owner_reader(tenant), title=f"Queued {n}", content=f"Short note {n}."
+                ).id
+                for n in range(6)
+            ]
+
+    ids = committed(queue_up)
+    worker = start_worker(tmp_path, "back-to-back")
+    try:
+
+        def ready() -> int:
+            with tenant_context(tenant):
+                return Document.objects.filter(id__in=ids, status=Document.Status.READY).count()
+
+        wait_until(lambda: committed(ready) >= 1, timeout=120, every=0.05, what="the first document ready")
+        first = time.monotonic()
+        wait_until(lambda: committed(ready) == len(ids), timeout=60, every=0.05, what="every document ready")
+        rest = time.monotonic() - first
+    finally:
+        process_stop(worker)
+    print(f"\nthe other {len(ids) - 1} documents were ready {rest:.1f} s after the first")
+    # Five polling intervals would be 25 s; back to back is well under a second of work each.
+    assert rest < 8, f"{len(ids) - 1} short documents took {rest:.1f} s after the first"
