@@ -29,22 +29,27 @@ def memory(process: psutil.Process) -> tuple[float, float, float]:
     return info.rss / 2**20, info.uss / 2**20, info.pss / 2**20
 
 
-@pytest.mark.benchmark
-@pytest.mark.timeout(3600)
-@pytest.mark.django_db
-def test_memory_of_a_web_worker_and_a_job_worker(django_db_setup, django_db_blocker):
-    acme = django_db_setup["acme"]
-    port = free_port()
-    env = {
+def deployed_env(*, port: int, web_workers: int) -> dict[str, str]:
+    """The Procfile's processes with production settings, on the test database."""
+    return {
         "DATABASE_URL": database_url(),
         "PORT": str(port),
-        "WEB_CONCURRENCY": str(WEB_WORKERS),
+        "WEB_CONCURRENCY": str(web_workers),
         "FORWARDED_ALLOW_IPS": "127.0.0.1",
         "JOBS_WORKER_CONCURRENCY": "2",
         "TASK_MODE": "queue",
         "DEBUG": "false",
         "LOG_LEVEL": "ERROR",
     }
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(3600)
+@pytest.mark.django_db
+def test_memory_of_a_web_worker_and_a_job_worker(django_db_setup, django_db_blocker):
+    acme = django_db_setup["acme"]
+    port = free_port()
+    env = deployed_env(port=port, web_workers=WEB_WORKERS)
     headers = {"Host": f"{acme.tenant.subdomain}.localhost", "Authorization": f"Token {acme.owner_token}"}
     web_argv = procfile_argv("web", env, overrides={"--host": "127.0.0.1"})
     rows = []
@@ -121,16 +126,7 @@ def test_a_job_workers_memory_stays_flat_over_a_thousand_documents(django_db_set
 
     acme = django_db_setup["acme"]
     port = free_port()
-    env = {
-        "DATABASE_URL": database_url(),
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "FORWARDED_ALLOW_IPS": "127.0.0.1",
-        "JOBS_WORKER_CONCURRENCY": "2",
-        "TASK_MODE": "queue",
-        "DEBUG": "false",
-        "LOG_LEVEL": "ERROR",
-    }
+    env = deployed_env(port=port, web_workers=1)
     headers = {"Host": f"{acme.tenant.subdomain}.localhost", "Authorization": f"Token {acme.owner_token}"}
     rows = []
     started = time.monotonic()
