@@ -26,6 +26,27 @@ from tests.benchmarks.conftest import percentile, print_table, summary
 from tests.processes import ROOT, free_port, wait_for
 
 
+def stack_env(*, data_dir, port: int, fake_port: int) -> dict[str, str]:  # noqa: ANN001
+    """The environment of a benchmark's own Strata (``manage.py up`` on a fresh data folder) whose
+    chats are one person's many sockets, against the fake Messages API on ``fake_port``."""
+    env = {
+        **os.environ,
+        "STRATA_DATA_DIR": str(data_dir),
+        "PORT": str(port),
+        "ANTHROPIC_API_KEY": "sk-ant-bench",
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{fake_port}",
+        "CHAT_MAX_STREAMS_PER_USER": "100000",
+        "SOCKET_MAX_PER_PERSON": "0",  # its concurrent chats are one person's sockets
+        "TENANT_RATE_LIMIT_PER_MINUTE": "0",
+        "DEBUG": "false",
+        "LOG_LEVEL": "ERROR",
+        # The ONNX export of the question model is made once, not once per benchmark run.
+        "EMBEDDING_CACHE_DIR": str(ROOT / ".data" / "models"),
+    }
+    env.pop("DATABASE_URL", None)
+    return env
+
+
 def up(status: int) -> bool:
     """Any answer short of a server error: the process is up."""
     return status < 500
@@ -52,21 +73,7 @@ def stack(tmp_path_factory):
     fake = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.anthropic_server", "--port", str(fake_port), "--reply", REPLY], cwd=ROOT
     )
-    env = {
-        **os.environ,
-        "STRATA_DATA_DIR": str(data_dir),
-        "PORT": str(port),
-        "ANTHROPIC_API_KEY": "sk-ant-bench",
-        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{fake_port}",
-        "CHAT_MAX_STREAMS_PER_USER": "100000",
-        "SOCKET_MAX_PER_PERSON": "0",  # its concurrent chats are one person's sockets
-        "TENANT_RATE_LIMIT_PER_MINUTE": "0",
-        "DEBUG": "false",
-        "LOG_LEVEL": "ERROR",
-        # The ONNX export of the question model is made once, not once per benchmark run.
-        "EMBEDDING_CACHE_DIR": str(ROOT / ".data" / "models"),
-    }
-    env.pop("DATABASE_URL", None)
+    env = stack_env(data_dir=data_dir, port=port, fake_port=fake_port)
     others: list[subprocess.Popen] = []
     server = subprocess.Popen(
         [sys.executable, "manage.py", "up", "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL

@@ -32,7 +32,7 @@ import pytest
 for _module in ("fastapi", "sqlalchemy.ext.asyncio", "asyncpg"):
     pytest.importorskip(_module, reason="the chat baseline needs the 'baseline' extra: pip install -e '.[baseline]'")
 
-from tests.benchmarks.bench_chat import REPLY, cpu_seconds, demo_socket, up  # noqa: E402
+from tests.benchmarks.bench_chat import REPLY, cpu_seconds, demo_socket, stack_env, up  # noqa: E402
 from tests.benchmarks.conftest import percentile, print_table  # noqa: E402
 from tests.processes import ROOT, free_port, wait_for, wait_until  # noqa: E402
 
@@ -79,20 +79,9 @@ def stack(tmp_path_factory):
     fake_port, port = free_port(), free_port()
     fake = _fake(fake_port)
     env = {
-        **os.environ,
-        "STRATA_DATA_DIR": str(data_dir),
-        "PORT": str(port),
-        "ANTHROPIC_API_KEY": "sk-ant-bench",
-        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{fake_port}",
-        "CHAT_MAX_STREAMS_PER_USER": "100000",
-        "SOCKET_MAX_PER_PERSON": "0",  # its concurrent chats are one person's sockets
-        "TENANT_RATE_LIMIT_PER_MINUTE": "0",
-        "DEBUG": "false",
-        "LOG_LEVEL": "ERROR",
-        "EMBEDDING_CACHE_DIR": str(ROOT / ".data" / "models"),  # the ONNX export, made once
+        **stack_env(data_dir=data_dir, port=port, fake_port=fake_port),
         "BASELINE_DATABASE_URL": f"postgresql+asyncpg://postgres@/strata?host={data_dir / 'postgres'}",
     }
-    env.pop("DATABASE_URL", None)
     up_process = subprocess.Popen(
         [sys.executable, "manage.py", "up", "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
     )
@@ -204,16 +193,24 @@ async def ws_chat(port: int, token: str, question: str, hold: asyncio.Event | No
         result = {"ttft": None, "types": [], "done": None}
         while True:
             frame = json.loads(await asyncio.wait_for(ws.recv(), 120))
-            result["types"].append(frame["type"])
-            if frame["type"] == "token" and result["ttft"] is None:
-                result["ttft"] = time.perf_counter() - started
-                if hold is not None:
-                    opened()
-                    await hold.wait()
-                    return result
-            elif frame["type"] in ("done", "error"):
-                result["done"] = frame
+            if await _frame_ends(result, frame, started, hold, opened):
                 return result
+
+
+async def _frame_ends(result: dict, frame: dict, started: float, hold: asyncio.Event | None, opened) -> bool:  # noqa: ANN001
+    """Record one frame of a chat; True when the chat is over for the client: its done or error
+    frame, or its first token when it is to be held open (after waiting for ``hold``)."""
+    result["types"].append(frame["type"])
+    if frame["type"] == "token" and result["ttft"] is None:
+        result["ttft"] = time.perf_counter() - started
+        if hold is not None:
+            opened()
+            await hold.wait()
+            return True
+    elif frame["type"] in ("done", "error"):
+        result["done"] = frame
+        return True
+    return False
 
 
 async def sse_chat(
@@ -232,16 +229,7 @@ async def sse_chat(
         async for line in response.aiter_lines():
             if not line.startswith("data: "):
                 continue
-            frame = json.loads(line[6:])
-            result["types"].append(frame["type"])
-            if frame["type"] == "token" and result["ttft"] is None:
-                result["ttft"] = time.perf_counter() - started
-                if hold is not None:
-                    opened()
-                    await hold.wait()
-                    return result
-            elif frame["type"] in ("done", "error"):
-                result["done"] = frame
+            if await _frame_ends(result, json.loads(line[6:]), started, hold, opened):
                 return result
     return result
 

@@ -300,13 +300,15 @@ def _json(raw: str | bytes) -> Any:
         return None
 
 
+async def _asker(headers: Any) -> Asker | None:
+    return await asker_of(services.engine, host=headers.get("host", ""), authorization=headers.get("authorization", ""))
+
+
 @app.websocket("/ws/chat/")
 async def chat_socket(websocket: WebSocket) -> None:
     """Strata's chat socket: refused at the handshake unless a member; then a question at a time."""
     headers = websocket.headers
-    asker = await asker_of(
-        services.engine, host=headers.get("host", ""), authorization=headers.get("authorization", "")
-    )
+    asker = await _asker(headers)
     if asker is None:
         await websocket.close(code=CLOSE_REFUSED)  # before accept: the handshake is refused (HTTP 403)
         return
@@ -331,9 +333,7 @@ async def chat_socket(websocket: WebSocket) -> None:
 async def chat_sse(request: Request) -> Response:
     """Strata's ``POST /api/chat/``: the turn's frames as server-sent events; refusals are JSON 4xx."""
     headers = request.headers
-    asker = await asker_of(
-        services.engine, host=headers.get("host", ""), authorization=headers.get("authorization", "")
-    )
+    asker = await _asker(headers)
     if asker is None:
         return JSONResponse({"error": {"code": "not_authenticated", "message": "Not a member."}}, status_code=401)
     try:
