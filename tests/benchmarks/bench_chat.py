@@ -47,6 +47,21 @@ def stack_env(*, data_dir, port: int, fake_port: int) -> dict[str, str]:  # noqa
     return env
 
 
+def demo_login(*, data_dir, port: int, fake_port: int) -> tuple[str, str]:  # noqa: ANN001
+    """Once the fake upstream and ``manage.py up`` answer: the demo tenant's host and its demo
+    person's login token."""
+    wait_for(f"http://127.0.0.1:{fake_port}/", timeout=20, every=0.1, healthy=up)
+    wait_for(f"http://127.0.0.1:{port}/healthz", headers={"Host": "localhost"}, timeout=90, every=0.1, healthy=up)
+    credentials = json.loads((data_dir / "credentials.json").read_text())
+    host = f"demo.localhost:{port}"
+    token = httpx.post(
+        f"http://127.0.0.1:{port}/api/auth/login/",
+        headers={"Host": host},
+        json={"email": credentials["demo_email"], "password": credentials["demo_password"]},
+    ).json()["key"]
+    return host, token
+
+
 def up(status: int) -> bool:
     """Any answer short of a server error: the process is up."""
     return status < 500
@@ -79,15 +94,7 @@ def stack(tmp_path_factory):
         [sys.executable, "manage.py", "up", "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
     )
     try:
-        wait_for(f"http://127.0.0.1:{fake_port}/", timeout=20, every=0.1, healthy=up)
-        wait_for(f"http://127.0.0.1:{port}/healthz", headers={"Host": "localhost"}, timeout=90, every=0.1, healthy=up)
-        credentials = json.loads((data_dir / "credentials.json").read_text())
-        host = f"demo.localhost:{port}"
-        token = httpx.post(
-            f"http://127.0.0.1:{port}/api/auth/login/",
-            headers={"Host": host},
-            json={"email": credentials["demo_email"], "password": credentials["demo_password"]},
-        ).json()["key"]
+        host, token = demo_login(data_dir=data_dir, port=port, fake_port=fake_port)
         auth = {"Host": host, "Authorization": f"Token {token}"}
         httpx.post(
             f"http://127.0.0.1:{port}/api/documents/",

@@ -32,7 +32,7 @@ import pytest
 for _module in ("fastapi", "sqlalchemy.ext.asyncio", "asyncpg"):
     pytest.importorskip(_module, reason="the chat baseline needs the 'baseline' extra: pip install -e '.[baseline]'")
 
-from tests.benchmarks.bench_chat import REPLY, cpu_seconds, demo_socket, stack_env, up  # noqa: E402
+from tests.benchmarks.bench_chat import REPLY, cpu_seconds, demo_login, demo_socket, stack_env, up  # noqa: E402
 from tests.benchmarks.conftest import percentile, print_table  # noqa: E402
 from tests.processes import ROOT, free_port, wait_for, wait_until  # noqa: E402
 
@@ -72,6 +72,20 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             process.wait(timeout=10)
 
 
+def _servers_ready(ports: dict[str, int], servers: list[subprocess.Popen]) -> None:
+    """Until Strata says ready (its model warm) and the baseline serves its schema."""
+    for name, process in zip(ports, servers, strict=True):
+        path = "/readyz" if name == "strata" else "/openapi.json"
+        wait_for(
+            f"http://127.0.0.1:{ports[name]}{path}",
+            headers={"Host": "localhost"},
+            timeout=240,
+            every=0.1,
+            healthy=up,
+            process=process,
+        )
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """Strata (`manage.py up`, and a uvicorn process for the chats) and the baseline, on one database."""
@@ -87,15 +101,7 @@ def stack(tmp_path_factory):
     )
     servers: list[subprocess.Popen] = []
     try:
-        wait_for(f"http://127.0.0.1:{fake_port}/", timeout=20, every=0.1, healthy=up)
-        wait_for(f"http://127.0.0.1:{port}/healthz", headers={"Host": "localhost"}, timeout=90, every=0.1, healthy=up)
-        credentials = json.loads((data_dir / "credentials.json").read_text())
-        host = f"demo.localhost:{port}"
-        token = httpx.post(
-            f"http://127.0.0.1:{port}/api/auth/login/",
-            headers={"Host": host},
-            json={"email": credentials["demo_email"], "password": credentials["demo_password"]},
-        ).json()["key"]
+        host, token = demo_login(data_dir=data_dir, port=port, fake_port=fake_port)
         httpx.post(
             f"http://127.0.0.1:{port}/api/documents/",
             headers={"Host": host, "Authorization": f"Token {token}"},
@@ -126,16 +132,7 @@ def stack(tmp_path_factory):
             _server(["config.asgi:application"], ports["strata"], env),
             _server(BASELINE_APP, ports["baseline"], env),
         ]
-        for name, process in zip(ports, servers, strict=True):
-            path = "/readyz" if name == "strata" else "/openapi.json"
-            wait_for(
-                f"http://127.0.0.1:{ports[name]}{path}",
-                headers={"Host": "localhost"},
-                timeout=240,
-                every=0.1,
-                healthy=up,
-                process=process,
-            )
+        _servers_ready(ports, servers)
         yield {
             "env": env,
             "token": token,
@@ -165,16 +162,7 @@ def slow_servers(stack):
     ]
     try:
         wait_for(f"http://127.0.0.1:{fake_port}/", timeout=20, every=0.1, healthy=up)
-        for name, process in zip(ports, servers, strict=True):
-            path = "/readyz" if name == "strata" else "/openapi.json"
-            wait_for(
-                f"http://127.0.0.1:{ports[name]}{path}",
-                headers={"Host": "localhost"},
-                timeout=240,
-                every=0.1,
-                healthy=up,
-                process=process,
-            )
+        _servers_ready(ports, servers)
         yield {"ports": ports, "pids": {name: process.pid for name, process in zip(ports, servers, strict=True)}}
     finally:
         _stop(servers)
