@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import logging
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -148,6 +149,24 @@ def _load_model(folder: Path, expected_sha256: str) -> OnnxMiniLM:
     return loaded
 
 
+# The model's intra-op threads in this process when it is not EMBEDDING_THREADS (a job worker's).
+_process_threads: int | None = None
+
+
+def embedding_threads_use(threads: int) -> None:
+    """Run this process's model calls on ``threads`` intra-op threads: call before the model loads
+    (``manage.py worker`` does, with ``worker_embedding_threads``)."""
+    global _process_threads
+    _process_threads = max(1, threads)
+
+
+def worker_embedding_threads() -> int:
+    """A job worker's model threads: EMBEDDING_WORKER_THREADS, else every core this process may use.
+    Jobs running at once share them (ONNX Runtime runs concurrent calls of one session on its one
+    thread pool), and one tenant's ingestion, which runs a job at a time, gets the whole machine."""
+    return settings.EMBEDDING_WORKER_THREADS or len(os.sched_getaffinity(0))
+
+
 def _read_model(folder: Path, expected_sha256: str) -> OnnxMiniLM:
     started = time.perf_counter()
     verify_weights(folder, expected_sha256)
@@ -155,7 +174,7 @@ def _read_model(folder: Path, expected_sha256: str) -> OnnxMiniLM:
         folder=folder,
         cache_dir=Path(settings.EMBEDDING_CACHE_DIR),
         weights_sha256=expected_sha256,
-        threads=max(1, settings.EMBEDDING_THREADS),
+        threads=_process_threads or max(1, settings.EMBEDDING_THREADS),
     )
     logger.info("Loaded embedding model from %s in %.2f s", folder, time.perf_counter() - started)
     return model

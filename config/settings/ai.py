@@ -8,9 +8,12 @@ EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 EMBEDDING_DIMENSIONS = env.int("EMBEDDING_DIMENSIONS", default=384)
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
 # The local model runs on ONNX Runtime, built once from the checked weights into EMBEDDING_CACHE_DIR.
-# Intra-op threads per model call in a web or job process (embed_documents picks its own by measuring):
+# Intra-op threads per model call in a web process (embed_documents picks its own by measuring):
 # one, since a process serves many calls at once.
 EMBEDDING_THREADS = env.int("EMBEDDING_THREADS", default=1)
+# A job worker's (manage.py worker): 0 is every core the process may use. A tenant's ingestion runs
+# one job at a time, and on one thread it embedded at 0.56x what the machine can (bench_embed.py).
+EMBEDDING_WORKER_THREADS = env.int("EMBEDDING_WORKER_THREADS", default=0)
 EMBEDDING_CACHE_DIR = env.path("EMBEDDING_CACHE_DIR", default=str(DATA_DIR / "models"))
 # Chat questions arriving within this many milliseconds of each other share one model call of at
 # most EMBEDDING_QUERY_BATCH_MAX questions (1 turns batching off); a lone question never waits.

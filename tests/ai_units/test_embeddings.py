@@ -135,6 +135,26 @@ def test_the_model_is_loaded_once_even_when_threads_race(monkeypatch: pytest.Mon
     assert calls == [tmp_path]
 
 
+def test_a_job_workers_model_runs_on_every_core_the_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A web process's model calls run on one thread (it serves many calls at once); a job worker's
+    on all its cores, which its jobs share (one tenant's ingestion runs a job at a time)."""
+    import os
+
+    from django.conf import settings
+
+    monkeypatch.setattr(embeddings, "_process_threads", None)
+    monkeypatch.setattr(settings, "EMBEDDING_WORKER_THREADS", 0)
+    assert embeddings.worker_embedding_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(settings, "EMBEDDING_WORKER_THREADS", 3)
+    assert embeddings.worker_embedding_threads() == 3
+
+    assert embeddings._read_model(model_folder(), WEIGHTS_SHA256).threads == settings.EMBEDDING_THREADS == 1
+    embeddings.embedding_threads_use(embeddings.worker_embedding_threads())
+    worker_model = embeddings._read_model(model_folder(), WEIGHTS_SHA256)
+    assert worker_model.threads == 3
+    assert len(worker_model.embed([CAT, TAX])) == 2
+
+
 def test_instances_share_one_loaded_model(local: LocalEmbedder) -> None:
     local.load()
     before = dict(embeddings._models)

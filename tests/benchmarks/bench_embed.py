@@ -13,6 +13,7 @@ import os
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from django.core.management import call_command
@@ -212,3 +213,83 @@ def test_embed_documents_on_onnx_runtime_is_never_slower_than_the_torch_bulk_pat
     assert recall >= 0.99
     assert command_rate >= NEVER_SLOWER * torch_rate, "embed_documents must never be slower than the torch bulk path"
     assert command_rate >= NEVER_SLOWER * naive_rate, "embed_documents must never be slower than the naive loop"
+
+
+INGESTED = int(os.environ.get("BENCH_INGEST_DOCUMENTS", "60"))
+FLOOR_THREADS = 2
+
+
+def report_text(n: int) -> str:
+    """A 5-20 KB report of its own (``document_text``'s paragraphs, as many as the size needs)."""
+    paragraphs = 16 + (n * 7) % 50
+    return "\n\n".join(document_text(n * 100 + p).split("\n\n")[0] for p in range(paragraphs))
+
+
+def _extra_env() -> dict[str, str]:
+    return dict(item.split("=", 1) for item in os.environ.get("BENCH_INGEST_ENV", "").split() if "=" in item)
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(3600)
+@pytest.mark.django_db
+def test_a_job_worker_ingests_one_tenants_upload_near_the_machines_floor(django_db_setup, django_db_blocker):
+    """One job worker (concurrency 2, as deployed) ingests one tenant's INGESTED reports of 5-20 KB
+    uploaded through the API, against the floor: the same chunks embedded in this process by the
+    same ONNX model with FLOOR_THREADS threads, in batches of EMBEDDING_BATCH_SIZE. Chunks a second
+    from the first document ready to the last (the model's load and warm-up left out)."""
+    from django.conf import settings as django_settings
+
+    from ai.embedding.embedders import _load_model
+    from tests.benchmarks.bench_memory import deployed_env
+    from tests.processes import database_backends_end, free_port, procfile_argv, running, wait_for
+
+    acme = django_db_setup["acme"]
+    port = free_port()
+    env = {**deployed_env(port=port, web_workers=1), **_extra_env()}
+    headers = {"Host": f"{acme.tenant.subdomain}.localhost", "Authorization": f"Token {acme.owner_token}"}
+
+    def ready() -> list[tuple[int, float]]:
+        with tenant_context(acme.tenant):
+            return list(
+                Document.objects.filter(title__startswith="Ingest ", status="ready").values_list("id", "updated")
+            )
+
+    with django_db_blocker.unblock():
+        try:
+            with running(procfile_argv("web", env, overrides={"--host": "127.0.0.1"}), env=env):
+                wait_for(f"http://127.0.0.1:{port}/readyz", headers={"Host": "127.0.0.1"}, timeout=240)
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as http:
+                    for n in range(INGESTED):
+                        body = {"title": f"Ingest {n}", "content": report_text(n)}
+                        assert http.post("/api/documents/", json=body).status_code == 201
+                with running(procfile_argv("worker", env), env=env):
+                    deadline = time.monotonic() + 1800
+                    while len(ready()) < INGESTED:
+                        assert time.monotonic() < deadline, f"{len(ready())} of {INGESTED} ingested"
+                        time.sleep(0.5)
+            done = sorted(ready(), key=lambda row: row[1])
+            with tenant_context(acme.tenant):
+                later = [document_id for document_id, _ in done[1:]]
+                texts = list(Chunk.objects.filter(document_id__in=later).values_list("text", flat=True))
+        finally:
+            database_backends_end()
+    seconds = (done[-1][1] - done[0][1]).total_seconds()
+    worker_rate = len(texts) / seconds
+
+    model = _load_model(model_folder(), WEIGHTS_SHA256)
+    model.embed(texts[:8], threads=FLOOR_THREADS)  # warm the two-thread session
+    batch = django_settings.EMBEDDING_BATCH_SIZE
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        model.embed(texts[start : start + batch], threads=FLOOR_THREADS)
+    floor_rate = len(texts) / (time.perf_counter() - started)
+
+    print_table(
+        f"One tenant's {INGESTED} reports of 5-20 KB ({len(texts)} chunks after the first document), chunks/s",
+        ["path", "chunks/s", "/ floor"],
+        [
+            ["job worker (concurrency 2), one tenant's queue", worker_rate, worker_rate / floor_rate],
+            [f"floor: the same chunks, this process, {FLOOR_THREADS} threads", floor_rate, 1.0],
+        ],
+    )
+    print(f"goal: >= 0.9x the floor -> {'met' if worker_rate >= 0.9 * floor_rate else 'NOT met'}")

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from ai.embedding.embedders import embedder_warm
+from ai.embedding.embedders import embedder_warm, embedding_threads_use, worker_embedding_threads
 from core.platform.jobs import worker_process_exit, worker_run
 
 
@@ -27,7 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--name", default=None, help="Worker name shown in logs and the admin.")
 
     def handle(self, *args: Any, concurrency: int, queues: str, name: str | None, **options: Any) -> None:
-        # Ingestion jobs embed: load the model while the worker connects, not in the first job.
+        # Ingestion jobs embed: on every core (not a web process's one thread), and the model loads
+        # while the worker connects, not in the first job.
+        embedding_threads_use(worker_embedding_threads())
         threading.Thread(target=embedder_warm, name="embedder-warm", daemon=True).start()
         worker_run(concurrency=concurrency, queues=[q for q in queues.split(",") if q] or None, name=name)
         worker_process_exit()
