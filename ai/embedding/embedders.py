@@ -164,7 +164,21 @@ def worker_embedding_threads() -> int:
     """A job worker's model threads: EMBEDDING_WORKER_THREADS, else every core this process may use.
     Jobs running at once share them (ONNX Runtime runs concurrent calls of one session on its one
     thread pool), and one tenant's ingestion, which runs a job at a time, gets the whole machine."""
-    return settings.EMBEDDING_WORKER_THREADS or len(os.sched_getaffinity(0))
+    return settings.EMBEDDING_WORKER_THREADS or cores_usable()
+
+
+def cores_usable(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may use: its CPU affinity, and no more than its container's CPU quota
+    (cgroup v2 ``cpu.max``; a Kubernetes or compose CPU limit), which affinity does not show: a
+    pod limited to 2 CPUs on a 64-core node sees 64 in its affinity."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores  # no cgroup v2 quota to read
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
 
 
 def _read_model(folder: Path, expected_sha256: str) -> OnnxMiniLM:

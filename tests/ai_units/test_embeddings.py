@@ -138,13 +138,12 @@ def test_the_model_is_loaded_once_even_when_threads_race(monkeypatch: pytest.Mon
 def test_a_job_workers_model_runs_on_every_core_the_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
     """A web process's model calls run on one thread (it serves many calls at once); a job worker's
     on all its cores, which its jobs share (one tenant's ingestion runs a job at a time)."""
-    import os
 
     from django.conf import settings
 
     monkeypatch.setattr(embeddings, "_process_threads", None)
     monkeypatch.setattr(settings, "EMBEDDING_WORKER_THREADS", 0)
-    assert embeddings.worker_embedding_threads() == len(os.sched_getaffinity(0))
+    assert embeddings.worker_embedding_threads() == embeddings.cores_usable()
     monkeypatch.setattr(settings, "EMBEDDING_WORKER_THREADS", 3)
     assert embeddings.worker_embedding_threads() == 3
 
@@ -153,6 +152,21 @@ def test_a_job_workers_model_runs_on_every_core_the_process_may_use(monkeypatch:
     worker_model = embeddings._read_model(model_folder(), WEIGHTS_SHA256)
     assert worker_model.threads == 3
     assert len(worker_model.embed([CAT, TAX])) == 2
+
+
+def test_the_cores_usable_are_capped_by_the_containers_cpu_quota(tmp_path: Path) -> None:
+    import os
+
+    cpu_max = tmp_path / "cpu.max"
+    affinity = len(os.sched_getaffinity(0))
+
+    assert embeddings.cores_usable(tmp_path / "absent") == affinity
+    cpu_max.write_text("max 100000\n")
+    assert embeddings.cores_usable(cpu_max) == affinity
+    cpu_max.write_text("50000 100000\n")  # half a CPU: one thread
+    assert embeddings.cores_usable(cpu_max) == 1
+    cpu_max.write_text(f"{(affinity + 8) * 100000} 100000\n")  # a quota above the affinity
+    assert embeddings.cores_usable(cpu_max) == affinity
 
 
 def test_instances_share_one_loaded_model(local: LocalEmbedder) -> None:
