@@ -32,6 +32,7 @@ from channels.layers import get_channel_layer
 from ai.chat.stream_log import stream_log
 
 BURST = {BURST}
+MAX = {MAX_CONNECTIONS}
 barrier = threading.Barrier(BURST)
 done = []
 
@@ -73,7 +74,12 @@ async def followers():
             except TimeoutError:
                 pass
         return await log.info(f"burst:{{n}}") is None
-    return sum(await asyncio.gather(*(follower(n) for n in range(BURST))))
+    found = sum(await asyncio.gather(*(follower(n) for n in range(BURST))))
+    # Then more followers than the pool holds, each blocked half a second in XREAD: the pool's
+    # named connections stay open long enough for a sampler on a busy machine to see them (the
+    # burst above is over in a few milliseconds).
+    await asyncio.gather(*(log.read(f"burst:held{{n}}", after=0, wait=0.5) for n in range(MAX + 4)))
+    return found
 
 print("stream_log", asyncio.run(followers()), flush=True)
 """
