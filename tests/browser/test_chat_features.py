@@ -155,7 +155,7 @@ def test_a_new_conversation_shows_in_the_header_and_sidebar_as_soon_as_it_starts
 ):
     page = sized_page
     fake_anthropic.reply = " ".join(f"word{i}" for i in range(80))
-    fake_anthropic.token_delay = 0.05
+    fake_anthropic.token_delay = 0.02  # the title must show while the answer still streams (1.6 s)
     base = asgi_server.host_url(own_world.tenant.subdomain)
     open_chat(page, base, own_world)
     page.evaluate(WATCH_ANSWER)
