@@ -275,10 +275,12 @@ async def test_slow_tokens_arrive_one_at_a_time(fake: FakeAnthropic, provider: A
         async for _ in stream:
             arrivals.append(time.monotonic())
 
-    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
     assert len(arrivals) == 6
     assert 5 * 0.08 * 0.8 < arrivals[-1] - arrivals[0] < 5 * 0.08 + 0.3
-    assert min(gaps) > 0.04
+    # No token arrives before its time. (A gap between two arrivals is no measure on a busy machine:
+    # a client stalled for half a second reads the tokens sent meanwhile in one go.)
+    for position, arrival in enumerate(arrivals):
+        assert arrival - arrivals[0] >= position * 0.08 * 0.8, (position, arrivals)
 
 
 @pytest.mark.asyncio
