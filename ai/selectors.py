@@ -22,6 +22,7 @@ from ai.models import Chunk, Conversation, Document, Message
 from ai.snippets import Snippet, snippets_nearest
 from core.platform.admission import connections_release
 from core.platform.database.base import session_setting
+from core.platform.database.prepared import prepared_rows
 from core.platform.sql_names import column, table
 from tenants.models import Tenant
 from tenants.selectors import invitations_open, members_list
@@ -139,8 +140,10 @@ def _search_sql(
     database), so a candidate costs no probe of its document: a member reading 5 of 50
     collections passes over ~130 candidates for k=10, which cost ~135 document probes (414
     buffers) when the check joined the document; the join is left for the title of the k rows
-    kept. The rest of the filter's cost is those candidates' index and heap reads (~1,460 buffers
-    against ~1,100 unfiltered) and planning the readable-collections subquery (~0.3 ms)
+    kept. The rest of the filter's cost is those candidates' index and heap reads (~1,270 buffers
+    against ~1,160 unfiltered). Planning the readable-collections subquery (0.3-0.6 ms against
+    0.1-0.3 unfiltered) is paid once per pooled connection: an ordinary search is a prepared
+    statement (``chunks_nearest``), so k is part of the text, not a parameter
     (tests/benchmarks/bench_search.py, docs/benchmarks.md)."""
     names = _search_names()
     filters = f"c.{names['embedding']} IS NOT NULL"
@@ -162,10 +165,11 @@ def _search_sql(
         f"SELECT c.{names['id']}, c.{names['document']}, d.{names['title']}, c.{names['text']},"
         f" c.{names['embedding']} <=> %s::vector AS distance"
         f" FROM {names['chunks']} c JOIN {names['documents']} d ON d.{names['document_id']} = c.{names['document']}"
-        f" WHERE {filters} ORDER BY distance LIMIT %s"
+        f" WHERE {filters} ORDER BY distance LIMIT {int(k)}"
     )
-    # The vector is the first placeholder, in the SELECT list; the filters' come after it.
-    return sql, [*params, k]
+    # The vector is the first placeholder, in the SELECT list; the filters' come after it. k is
+    # part of the text: a kept plan for "LIMIT $n" would be costed for a tenth of the table.
+    return sql, params
 
 
 @functools.cache
@@ -184,7 +188,7 @@ def _search_names() -> dict[str, str]:
 
 
 @contextmanager
-def _search_settings(*, k: int, exact: bool) -> Iterator[None]:
+def _search_settings(*, k: int, exact: bool) -> Iterator[bool]:
     """The planner settings of one search. Every connection opens with HNSW_EF_SEARCH and iterative
     scans (DATABASE_SESSION_SETTINGS), so an ordinary search sets nothing; an exact one, a k past
     ef_search, or a connection opened before the setting changed sets them with SET LOCAL, undone
@@ -193,11 +197,15 @@ def _search_settings(*, k: int, exact: bool) -> Iterator[None]:
     A search writes nothing, so its transaction, or its savepoint inside a caller's transaction,
     is rolled back: a released savepoint would leave the settings (``enable_indexscan = off``
     above all) on every later query of the caller's transaction.
+
+    Yields whether the search may run as a prepared statement: only an ordinary one. A kept plan
+    ignores planner settings (an exact search would still use the index), and the rollback here
+    drops the connection's prepared statements (psycopg deallocates them on any rollback).
     """
     ef_search = max(settings.HNSW_EF_SEARCH, k)
     connection.ensure_connection()
     if not exact and _session_has(ef_search):
-        yield
+        yield True
         return
     with transaction.atomic():
         try:
@@ -210,7 +218,7 @@ def _search_settings(*, k: int, exact: bool) -> Iterator[None]:
                     " set_config('enable_indexscan', %s, true)",
                     [str(ef_search), "off" if exact else "on"],
                 )
-            yield
+            yield False
         finally:
             transaction.set_rollback(True)
 
@@ -233,9 +241,14 @@ def chunks_nearest(
     """The k chunks nearest ``vector`` in the current tenant's schema (HNSW unless ``exact``) that
     ``reader`` may read (no reader: the whole schema, for tools and benchmarks, never a request)."""
     sql, params = _search_sql(vector, k=k, document_ids=document_ids, reader=reader)
-    with _search_settings(k=k, exact=exact), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        chunks = [NearChunk(*row) for row in cursor.fetchall()]
+    with _search_settings(k=k, exact=exact) as ordinary:
+        if ordinary:
+            rows = prepared_rows(sql, params)
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+    chunks = [NearChunk(*row) for row in rows]
     # relaxed_order may return neighbours slightly out of order; restore it.
     return sorted(chunks, key=lambda chunk: chunk.distance)
 

@@ -36,6 +36,9 @@ DATABASES = {
         },
     }
 }
+# The kNN search runs as a prepared statement, planned once per pooled connection
+# (core.platform.database.prepared); off for a pooler in transaction mode that cannot keep them.
+DATABASE_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads per process for the database steps of WebSocket handshakes and chat turns (each holds a
 # pooled connection while it runs); half as many again record finished answers.

@@ -370,3 +370,81 @@ def test_several_passages_of_one_document_are_one_entry_with_its_passages(acme, 
 )
 def test_relevance_is_a_0_to_100_score_against_the_threshold(distance, relevance):
     assert relevance_score(distance, max_distance=0.65) == relevance
+
+
+# Prepared: the kNN statement is planned once per pooled connection, never across tenants or settings
+
+
+def _prepared_searches() -> dict[str, int]:
+    """Executions of each prepared kNN statement on this connection (custom and generic plans)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%<=>%"],
+        )
+        return dict(cursor.fetchall())
+
+
+def test_an_ordinary_search_is_planned_once_per_connection_not_once_per_search(acme, corpus):
+    vector = get_embedder().embed_query("anything")
+    with tenant_context(acme.tenant):
+        first = [chunk.id for chunk in chunks_nearest(vector=vector, k=3)]
+        for _ in range(9):
+            assert [chunk.id for chunk in chunks_nearest(vector=vector, k=3)] == first
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT generic_plans FROM pg_prepared_statements WHERE statement LIKE %s", ["%<=>%"])
+            (generic_plans,) = cursor.fetchone()
+    # PostgreSQL plans the first five executions for their values, then keeps one plan.
+    assert sum(_prepared_searches().values()) == 10
+    assert generic_plans >= 1
+
+
+def test_one_connection_alternating_tenants_searches_each_tenants_own_chunks(acme, globex, twins):
+    vector = get_embedder().embed_query("How did furniture sales do?")
+    for _ in range(8):  # past the five custom plans: a kept plan, re-planned when the schema changes
+        for world, region in ((acme, "north"), (globex, "south")):
+            with tenant_context(world.tenant):
+                (chunk,) = chunks_nearest(vector=vector, k=1)
+            assert chunk.text == TWIN.format(name=world.tenant.name, region=region)
+    assert sum(_prepared_searches().values()) == 16
+
+
+def test_an_exact_search_never_runs_a_kept_plan_made_for_the_index(acme, corpus):
+    def hnsw_scans() -> int:  # this transaction's scans of the chunks' HNSW index
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_stat_get_xact_numscans(%s::regclass)", [f'"{acme.tenant.schema_name}".chunk_embedding_hnsw']
+            )
+            return cursor.fetchone()[0]
+
+    vector = get_embedder().embed_query("anything")
+    with tenant_context(acme.tenant):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_sort = off")  # the index, not a sort of a table this small
+        for _ in range(7):
+            ordinary = chunks_nearest(vector=vector, k=3)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_sort = on")
+        assert _prepared_searches() != {}
+        scans = hnsw_scans()
+        assert scans == 7
+        exact = chunks_nearest(vector=vector, k=3, exact=True)
+        # A kept plan ignores planner settings (enable_indexscan = off): the exact search plans its own.
+        assert hnsw_scans() == scans
+        assert [chunk.id for chunk in exact] == [chunk.id for chunk in ordinary]
+
+
+def test_without_prepared_statements_a_search_is_planned_each_time(acme, corpus, settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    assert connection.get_connection_params()["prepare_threshold"] is None
+    vector = get_embedder().embed_query("anything")
+    with tenant_context(acme.tenant):
+        chunks_nearest(vector=vector, k=3)
+        threshold = connection.connection.prepare_threshold
+        connection.connection.prepare_threshold = None  # as a connection opened under the setting
+        try:
+            before = _prepared_searches()
+            assert len(chunks_nearest(vector=vector, k=3)) == 3
+            assert _prepared_searches() == before
+        finally:
+            connection.connection.prepare_threshold = threshold
