@@ -37,7 +37,7 @@ DATABASES = {
     }
 }
 # The kNN search runs as a prepared statement, planned once per pooled connection
-# (core.platform.database.prepared); off for a pooler in transaction mode that cannot keep them.
+# (core.platform.database.prepared); off for a proxy that cannot keep them.
 DATABASE_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads per process for the database steps of WebSocket handshakes and chat turns (each holds a

@@ -1,4 +1,4 @@
-"""Statements run as prepared statements: parsed once per pooled connection, and planned once once
+"""Statements run as prepared statements: parsed once per pooled connection, and planned once
 PostgreSQL finds a kept plan as good as one made for the values (after five executions).
 
 Django binds parameters on the client and never prepares. For a statement run before every first
@@ -10,7 +10,7 @@ Safe across tenants: PostgreSQL plans again when the search_path differs from th
 was made under, and django-tenants sets the borrower's search_path before the statement (the
 Django cursor opened first). Not for statements whose plan depends on planner settings changed
 with SET (``enable_indexscan``): a kept plan ignores them. ``DATABASE_PREPARED_STATEMENTS = False``
-(``DB_PREPARED_STATEMENTS``) turns it off, for a pooler in transaction mode that cannot keep them.
+(``DB_PREPARED_STATEMENTS``) turns it off, for a proxy that cannot keep them.
 """
 
 from __future__ import annotations
