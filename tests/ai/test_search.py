@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
+import psycopg
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from ai.embedding.embedders import get_embedder
-from ai.models import Chunk
+from ai.models import Chunk, Document
 from ai.selectors import chunks_nearest, chunks_nearest_plan, relevance_score
 from tests.ai.factories import DocumentFactory, chunks_insert, ids_align, near
 
@@ -448,3 +451,45 @@ def test_without_prepared_statements_a_search_is_planned_each_time(acme, corpus,
             assert _prepared_searches() == before
         finally:
             connection.connection.prepare_threshold = threshold
+
+
+def test_a_search_prepared_before_a_migration_changed_a_column_it_returns_runs_again(acme):
+    """A kept statement may not change the columns it returns: after another connection altered one
+    (a migration on a running platform), a pooled connection's next search prepares it again."""
+    vector = get_embedder().embed_query("anything")
+    document_table = f'"{acme.tenant.schema_name}"."{Document._meta.db_table}"'
+    prepared, altered, results, errors = threading.Event(), threading.Event(), [], []
+
+    def searches() -> None:  # a connection of its own, outside the test's transaction, as a request's
+        try:
+            with tenant_context(acme.tenant):
+                for _ in range(6):
+                    chunks_nearest(vector=vector, k=3)
+                prepared.set()
+                altered.wait(30)
+                results.append(chunks_nearest(vector=vector, k=3))
+                with connection.cursor() as cursor:
+                    cursor.execute("DEALLOCATE ALL")  # the connection goes back to the pool as it came
+        except Exception as exc:  # noqa: BLE001 - asserted in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=searches)
+    thread.start()
+    try:
+        assert prepared.wait(30)
+        with psycopg.connect(**_raw_connection_params(), autocommit=True) as migration:
+            migration.execute(f"ALTER TABLE {document_table} ALTER COLUMN title TYPE varchar(301)")
+            altered.set()
+            thread.join(30)
+            migration.execute(f"ALTER TABLE {document_table} ALTER COLUMN title TYPE varchar(300)")
+    finally:
+        altered.set()
+        thread.join(30)
+    assert errors == [] and len(results) == 1
+
+
+def _raw_connection_params() -> dict[str, object]:
+    params = connection.get_connection_params()
+    return {name: params[name] for name in ("dbname", "user", "host") if params.get(name)}

@@ -25,6 +25,7 @@ from django.db import connection
 # psycopg prepares a statement when told to, or after this many executions of it: never, here.
 # (Django's cursors bind on the client and never prepare whatever the threshold.)
 PREPARE_WHEN_ASKED_ONLY = 2**31 - 1
+_RESULT_TYPE_CHANGED = "cached plan must not change result type"
 
 
 def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -38,7 +39,17 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
             return list(cursor.fetchall())
         started = time.monotonic()
         with connection.wrap_database_errors, psycopg.Cursor(raw) as prepared:
-            prepared.execute(sql, params, prepare=True)
+            try:
+                prepared.execute(sql, params, prepare=True)
+            except psycopg.errors.FeatureNotSupported as exc:
+                # A migration changed a column the statement returns since this connection prepared
+                # it: PostgreSQL plans a kept statement again but cannot change the columns it
+                # promised. Unless the failure ended the caller's transaction, the connection's
+                # statements are dropped (psycopg forgets them too) and this one is prepared anew.
+                if _RESULT_TYPE_CHANGED not in str(exc) or connection.in_atomic_block:
+                    raise
+                prepared.execute("DEALLOCATE ALL")
+                prepared.execute(sql, params, prepare=True)
             rows = prepared.fetchall()
         if connection.queries_logged:
             connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
