@@ -199,8 +199,7 @@ def _search_settings(*, k: int, exact: bool) -> Iterator[bool]:
     above all) on every later query of the caller's transaction.
 
     Yields whether the search may run as a prepared statement: only an ordinary one. A kept plan
-    ignores planner settings (an exact search would still use the index), and the rollback here
-    drops the connection's prepared statements (psycopg deallocates them on any rollback).
+    ignores planner settings: an exact search would still use the index.
     """
     ef_search = max(settings.HNSW_EF_SEARCH, k)
     connection.ensure_connection()

@@ -12,8 +12,7 @@ django-tenants' backend, plus two things:
   why a returned connection needs no ``RESET search_path``: one round trip a request less).
 * A pool always lends connections to the database the settings name now: one made for another
   name (before a test database was created, say) is closed and made again.
-* Prepared statements are on for the statements that ask for one (``prepared_rows``), off for
-  every other (Django's default).
+* Prepared statements only for the statements that ask for one (``prepared.prepared_rows``).
 * The health check at checkout costs a round trip only when the connection's socket has something
   to read (a server that closed it, or a notice): an idle healthy connection has nothing to say.
 """
@@ -31,7 +30,6 @@ from django.conf import settings
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantDatabaseWrapper
 
 from core.platform.database.embedded import embedded_server_socket_dir
-from core.platform.database.prepared import PREPARE_WHEN_ASKED_ONLY
 
 # What each physical connection was given from DATABASE_SESSION_SETTINGS when it opened: a setting
 # changed since (by a test) is told apart from the connection's.
@@ -67,12 +65,7 @@ class DatabaseWrapper(TenantDatabaseWrapper):
         pgdata = self.settings_dict.get("EMBEDDED_PGDATA")
         if pgdata and not self.settings_dict.get("HOST"):
             self.settings_dict["HOST"] = embedded_server_socket_dir(Path(pgdata), database="strata")
-        params = super().get_connection_params()
-        # Django turns psycopg's prepared statements off (prepare_threshold None); the statements
-        # that ask for one (core.platform.database.prepared) may have it, no others.
-        if params.get("prepare_threshold") is None and getattr(settings, "DATABASE_PREPARED_STATEMENTS", True):
-            params["prepare_threshold"] = PREPARE_WHEN_ASKED_ONLY
-        return params
+        return super().get_connection_params()
 
     @property
     def pool(self) -> Any:

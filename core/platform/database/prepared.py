@@ -6,6 +6,10 @@ token whose planning is a large part of its cost (the permission-filtered kNN se
 planning against ~2 ms in all), ``prepared_rows`` sends it through a server-binding psycopg cursor
 on the same connection, in the same transaction, instead.
 
+psycopg's preparing is on only for that call. Left on, it would also count every other statement
+the connection runs, keyed by its text, which with client-side binding holds the values: the last
+hundred statements, bulk inserts of chunks and documents among them, kept per pooled connection.
+
 Safe across tenants: PostgreSQL plans again when the search_path differs from the one a kept plan
 was made under, and django-tenants sets the borrower's search_path before the statement (the
 Django cursor opened first). Not for statements whose plan depends on planner settings changed
@@ -20,12 +24,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db import connection
 
 # psycopg prepares a statement when told to, or after this many executions of it: never, here.
-# (Django's cursors bind on the client and never prepare whatever the threshold.)
-PREPARE_WHEN_ASKED_ONLY = 2**31 - 1
-_RESULT_TYPE_CHANGED = "cached plan must not change result type"
+_PREPARE_WHEN_ASKED_ONLY = 2**31 - 1
 
 
 def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -33,24 +36,34 @@ def prepared_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
 
     Counted in Django's query log like any other query, and failing with Django's exceptions."""
     with connection.cursor() as cursor:  # connects, and sets the borrower's search_path (django-tenants)
-        raw = connection.connection
-        if raw.prepare_threshold is None:  # prepared statements are off on this connection
+        if not settings.DATABASE_PREPARED_STATEMENTS:
             cursor.execute(sql, params)
             return list(cursor.fetchall())
+        raw = connection.connection
         started = time.monotonic()
-        with connection.wrap_database_errors, psycopg.Cursor(raw) as prepared:
-            try:
-                prepared.execute(sql, params, prepare=True)
-            except psycopg.errors.FeatureNotSupported as exc:
-                # A migration changed a column the statement returns since this connection prepared
-                # it: PostgreSQL plans a kept statement again but cannot change the columns it
-                # promised. Unless the failure ended the caller's transaction, the connection's
-                # statements are dropped (psycopg forgets them too) and this one is prepared anew.
-                if _RESULT_TYPE_CHANGED not in str(exc) or connection.in_atomic_block:
-                    raise
-                prepared.execute("DEALLOCATE ALL")
-                prepared.execute(sql, params, prepare=True)
-            rows = prepared.fetchall()
+        raw.prepare_threshold = _PREPARE_WHEN_ASKED_ONLY
+        try:
+            with connection.wrap_database_errors, psycopg.Cursor(raw) as prepared:
+                _execute(prepared, sql, params)
+                rows = prepared.fetchall()
+        finally:
+            raw.prepare_threshold = None  # Django's setting: nothing else is counted or prepared
         if connection.queries_logged:
             connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
         return rows
+
+
+def _execute(prepared: psycopg.Cursor[Any], sql: str, params: Sequence[Any]) -> None:
+    try:
+        prepared.execute(sql, params, prepare=True)
+    except (psycopg.errors.FeatureNotSupported, psycopg.errors.InvalidSqlStatementName) as exc:
+        # A migration changed a column the statement returns since this connection prepared it
+        # (PostgreSQL plans a kept statement again but cannot change the columns it promised), or
+        # the statement is gone (DISCARD ALL). Unless the failure ended the caller's transaction,
+        # the connection's statements are dropped, psycopg's record of them too, and this one is
+        # prepared anew.
+        changed = isinstance(exc, psycopg.errors.InvalidSqlStatementName) or "must not change result type" in str(exc)
+        if not changed or connection.in_atomic_block:
+            raise
+        prepared.execute("DEALLOCATE ALL")
+        prepared.execute(sql, params, prepare=True)
