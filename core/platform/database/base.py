@@ -12,7 +12,6 @@ django-tenants' backend, plus two things:
   why a returned connection needs no ``RESET search_path``: one round trip a request less).
 * A pool always lends connections to the database the settings name now: one made for another
   name (before a test database was created, say) is closed and made again.
-* Prepared statements only for the statements that ask for one (``prepared.prepared_rows``).
 * The health check at checkout costs a round trip only when the connection's socket has something
   to read (a server that closed it, or a notice): an idle healthy connection has nothing to say.
 """
