@@ -193,3 +193,25 @@ def test_a_source_opens_the_passage_and_an_unrelated_question_cites_nothing(size
     last = page.locator(".msg.assistant").last
     expect(last.locator(".no-sources")).to_contain_text("No passage of your documents matched", timeout=20_000)
     expect(last.locator(".text")).to_contain_text("no passages from your documents")
+
+
+def test_a_question_sent_before_the_chat_script_has_run_is_kept(page, own_world, asgi_server):
+    """On a slow connection the page shows before chat.js has run: Send waits for it, so a click
+    then neither reloads the page (the form's own submission) nor loses the question."""
+    base = asgi_server.host_url(own_world.tenant.subdomain)
+    log_in(page, base, own_world.member.email)
+    held: list = []
+    page.route("**/chat*.js*", lambda route: held.append(route) if len(held) < 1 else route.continue_())
+    page.goto(f"{base}/chat/", wait_until="commit")  # the page, its script still on its way
+    page.locator("#send").wait_for(state="attached")
+    page.fill("#message", "Asked early")
+
+    expect(page.locator("#send")).to_be_disabled()
+    page.locator("#send").click(force=True)  # a person clicking it at once
+    assert page.url == f"{base}/chat/"
+    expect(page.locator("#message")).to_have_value("Asked early")
+
+    held[0].continue_()
+    expect(page.locator("#chat[data-ready=true]")).to_have_count(1)
+    expect(page.locator("#send")).to_be_enabled()
+    expect(page.locator("#message")).to_have_value("Asked early")

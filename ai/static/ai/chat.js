@@ -385,6 +385,8 @@ const inFlight = window.StrataResumableSocket.pending();
 if (inFlight && inFlight.conversationId === state.conversationId) {
   streaming(true);
   transport.open().catch((error) => { streaming(false); showError(error.message); });
+} else {
+  streaming(false); // Send starts disabled (chat.html) until this module has run
 }
 
 // Folded on phones, unless the page answers a search of the conversations: its results are the point.
