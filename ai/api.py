@@ -31,6 +31,7 @@ from ai.serializers import (
     CollectionMembersSerializer,
     CollectionSerializer,
     ConversationDetailSerializer,
+    ConversationQuerySerializer,
     ConversationSerializer,
     ConversationUpdateSerializer,
     DocumentCreateSerializer,
@@ -286,7 +287,11 @@ class ConversationViewSet(
     def get_queryset(self) -> QuerySet[Conversation]:
         if getattr(self, "swagger_fake_view", False):  # the OpenAPI schema: no asker
             return Conversation.objects.none()
-        query = self.request.query_params.get("q", "") if self.action == "list" else ""
+        query = ""
+        if self.action == "list":
+            params = ConversationQuerySerializer(data=self.request.query_params)
+            params.is_valid(raise_exception=True)  # text PostgreSQL cannot store is a 400, not a 500
+            query = params.validated_data.get("q", "")
         queryset = conversations_listed(user_id=cast(int, self.request.user.pk), query=query)
         if self.action == "retrieve":
             queryset = queryset.prefetch_related(
@@ -298,7 +303,8 @@ class ConversationViewSet(
         return ConversationDetailSerializer if self.action == "retrieve" else ConversationSerializer
 
     @extend_schema(
-        parameters=[OpenApiParameter("q", str, description="Only conversations whose title or messages contain this.")]
+        parameters=[ConversationQuerySerializer],
+        responses={200: ConversationSerializer(many=True), **error_responses(400)},
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)

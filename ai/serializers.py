@@ -205,6 +205,15 @@ class MessageSerializer(serializers.ModelSerializer):
         return citations_link(markdown_html(message.content), message.sources)  # [n] markers link to passages
 
 
+class ConversationQuerySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    q = StorableCharField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="Only conversations whose title or messages contain this (blank: all).",
+    )
+
+
 class ConversationSerializer(serializers.ModelSerializer):
     title = StorableCharField(max_length=200, required=False, allow_blank=True)
 

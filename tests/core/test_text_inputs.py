@@ -54,6 +54,14 @@ def test_a_lone_surrogate_in_an_api_text_field_is_a_400(acme, path, template):
     assert _documents(acme) == before
 
 
+@pytest.mark.parametrize("query", [NUL, "\x1b\x00Uy\u00cfH"])  # the second, schemathesis's find
+def test_a_nul_in_the_conversation_search_query_is_a_400_naming_the_parameter(acme, query):
+    response = acme.client(acme.member_token).get("/api/conversations/", {"q": query, "page": "2"})
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"]["q"][0] == "Text may not contain the character U+0000."
+
+
 def test_signup_refuses_a_nul_in_the_organisation_name(public_client):
     response = public_client.post(
         "/api/signup/",
