@@ -36,6 +36,9 @@ DATABASES = {
         },
     }
 }
+# A pooled connection that has served more schemas than this is replaced when it is returned: a
+# backend keeps every schema's catalogue entries it has read (0: never replaced for that).
+DATABASE_CONNECTION_MAX_SCHEMAS = env.int("DB_CONNECTION_MAX_SCHEMAS", default=100)
 # The kNN search runs as a prepared statement, planned once per pooled connection
 # (core.platform.database.prepared); off for a proxy that cannot keep them.
 DATABASE_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -293,3 +294,82 @@ def test_a_job_worker_ingests_one_tenants_upload_near_the_machines_floor(django_
         ],
     )
     print(f"goal: >= 0.9x the floor -> {'met' if worker_rate >= 0.9 * floor_rate else 'NOT met'}")
+
+
+WORKERS_DOCUMENTS = int(os.environ.get("BENCH_WORKERS_DOCUMENTS", "40"))
+# (job worker processes, model threads per worker: 0 is every core)
+WORKER_LAYOUTS = [(1, 1), (2, 1), (1, 0), (2, 0)]
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(3600)
+@pytest.mark.django_db
+def test_ingestion_throughput_grows_with_job_workers(django_db_setup, django_db_blocker):
+    """Two tenants each upload half of WORKERS_DOCUMENTS reports through the API (a tenant's
+    ingestion runs one job at a time, so one tenant alone cannot use a second worker); then 1 or 2
+    job workers ingest them, with one model thread each (a worker per core, as on a bigger machine)
+    and with every core each. Chunks a second from the first document ready to the last."""
+    from tests.benchmarks.bench_memory import deployed_env
+    from tests.processes import database_backends_end, free_port, procfile_argv, running, wait_for
+
+    worlds = [django_db_setup["acme"], django_db_setup["globex"]]
+    port = free_port()
+    base_env = deployed_env(port=port, web_workers=1)
+
+    def ready() -> list[tuple[int, float, int]]:
+        rows = []
+        for world in worlds:
+            with tenant_context(world.tenant):
+                done = Document.objects.filter(title__startswith="Workers ", status="ready")
+                rows += [
+                    (pk, updated, Chunk.objects.filter(document_id=pk).count())
+                    for pk, updated in done.values_list("id", "updated")
+                ]
+        return rows
+
+    def clear() -> None:
+        for world in worlds:
+            with tenant_context(world.tenant):
+                Document.objects.filter(title__startswith="Workers ").delete()
+
+    results = []
+    with django_db_blocker.unblock():
+        try:
+            for workers, threads in WORKER_LAYOUTS:
+                clear()
+                env = {**base_env, "EMBEDDING_WORKER_THREADS": str(threads)}
+                with running(procfile_argv("web", env, overrides={"--host": "127.0.0.1"}), env=env):
+                    wait_for(f"http://127.0.0.1:{port}/readyz", headers={"Host": "127.0.0.1"}, timeout=240)
+                    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+                        for n in range(WORKERS_DOCUMENTS):
+                            world = worlds[n % 2]
+                            headers = {"Host": world.host, "Authorization": f"Token {world.owner_token}"}
+                            body = {"title": f"Workers {n}", "content": report_text(n)}
+                            assert http.post("/api/documents/", json=body, headers=headers).status_code == 201
+                with ExitStack() as stack:
+                    for _ in range(workers):
+                        stack.enter_context(running(procfile_argv("worker", env), env=env))
+                    deadline = time.monotonic() + 1800
+                    while len(ready()) < WORKERS_DOCUMENTS:
+                        assert time.monotonic() < deadline, f"{len(ready())} of {WORKERS_DOCUMENTS} ingested"
+                        time.sleep(0.5)
+                done = sorted(ready(), key=lambda row: row[1])
+                chunks = sum(row[2] for row in done[1:])
+                seconds = (done[-1][1] - done[0][1]).total_seconds()
+                results.append((workers, threads, chunks / seconds))
+        finally:
+            clear()
+            database_backends_end()
+
+    one_thread = {workers: rate for workers, threads, rate in results if threads == 1}
+    every_core = {workers: rate for workers, threads, rate in results if threads == 0}
+    print_table(
+        f"{WORKERS_DOCUMENTS} reports of 5-20 KB from two tenants, chunks/s, {os.cpu_count()} cores",
+        ["job workers", "model threads each", "chunks/s", "/ one worker, same threads"],
+        [
+            [workers, threads or "every core", rate, rate / (one_thread if threads == 1 else every_core)[1]]
+            for workers, threads, rate in results
+        ],
+    )
+    assert one_thread[2] >= 1.5 * one_thread[1], "a second worker on a free core must add throughput"
+    assert every_core[2] >= 0.9 * every_core[1], "two workers must never be slower than one"

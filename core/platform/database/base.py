@@ -14,6 +14,10 @@ django-tenants' backend, plus two things:
   name (before a test database was created, say) is closed and made again.
 * The health check at checkout costs a round trip only when the connection's socket has something
   to read (a server that closed it, or a notice): an idle healthy connection has nothing to say.
+* A backend keeps the catalogue entries (relations, indexes, plans) of every schema it has read for
+  as long as it lives, so a pooled connection that has served many tenants grows without end. One
+  that has set the search_path of more than DATABASE_CONNECTION_MAX_SCHEMAS schemas is closed when
+  it is returned, and the pool opens a fresh one in its place.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from core.platform.database.embedded import embedded_server_socket_dir
 # What each physical connection was given from DATABASE_SESSION_SETTINGS when it opened: a setting
 # changed since (by a test) is told apart from the connection's.
 _session_settings: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+# The schemas each physical connection has set its search_path to since it opened.
+_schemas_seen: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 def session_setting(connection: Any, name: str) -> str | None:
@@ -93,6 +99,20 @@ class DatabaseWrapper(TenantDatabaseWrapper):
             _session_settings[connection] = wanted
             commit = True
         return commit
+
+    def _handle_search_path(self, cursor: Any = None) -> None:
+        was = self.search_path_set_schemas
+        super()._handle_search_path(cursor)
+        if self.search_path_set_schemas and self.search_path_set_schemas is not was and self.connection is not None:
+            _schemas_seen.setdefault(self.connection, set()).add(self.schema_name)
+
+    def _close(self) -> None:
+        raw, most = self.connection, settings.DATABASE_CONNECTION_MAX_SCHEMAS
+        # Only a pooled connection has an expiry; psycopg_pool closes one returned past it, quietly,
+        # and opens another in its place (closing it here would log a warning as a lost connection).
+        if raw is not None and most and len(_schemas_seen.get(raw, ())) > most and hasattr(raw, "_expire_at"):
+            raw._expire_at = 0.0
+        super()._close()
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         connection = super().get_new_connection(conn_params)
