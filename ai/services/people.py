@@ -112,5 +112,6 @@ def person_data_erase(*, user_id: int) -> None:
             rows.update(**{field.attname: None})
         else:
             rows.delete()
-    # The tenant admin's change history has a real foreign key to the user (Django's own table).
+    # The tenant admin's change history (Django's own table) names the user too; since ai 0017 without a
+    # database key to public, so nothing else removes these rows.
     LogEntry.objects.filter(user_id=user_id).delete()

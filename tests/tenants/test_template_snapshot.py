@@ -136,3 +136,25 @@ def test_an_object_the_clone_cannot_copy_is_refused_by_name(db):
 
     with pytest.raises(TemplateNotClonable, match="function tenant_helper"):
         clone("t_snapshot_refused")
+
+
+def test_no_tenant_table_has_a_database_key_into_public(db):
+    """A key from a tenant schema to a public table puts triggers on that table, one pair per tenant:
+    at 10,000 tenants every signup, login and account deletion paid for all of them (ai 0017)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.conrelid::regclass::text, c.conname, c.confrelid::regclass::text
+            FROM pg_constraint c
+            WHERE c.contype = 'f' AND c.connamespace = %s::regnamespace
+              AND (SELECT relnamespace FROM pg_class WHERE oid = c.confrelid) <> c.connamespace
+            """,
+            [settings.TENANT_BASE_SCHEMA],
+        )
+        assert cursor.fetchall() == []
+        cursor.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.core_user'::regclass")
+        triggers_before = cursor.fetchone()[0]
+    clone("t_keys_probe")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.core_user'::regclass")
+        assert cursor.fetchone()[0] == triggers_before
