@@ -1,6 +1,6 @@
 """The database backend (``ENGINE = "core.platform.database"``).
 
-django-tenants' backend, plus two things:
+django-tenants' backend, plus:
 
 * With ``EMBEDDED_PGDATA`` in the database settings, the embedded PostgreSQL starts on the first
   connection this process makes (not when settings are imported), and HOST becomes its socket.
@@ -107,7 +107,7 @@ class DatabaseWrapper(TenantDatabaseWrapper):
             _schemas_seen.setdefault(self.connection, set()).add(self.schema_name)
 
     def _close(self) -> None:
-        raw, most = self.connection, settings.DATABASE_CONNECTION_MAX_SCHEMAS
+        raw, most = self.connection, getattr(settings, "DATABASE_CONNECTION_MAX_SCHEMAS", 0)
         # Only a pooled connection has an expiry; psycopg_pool closes one returned past it, quietly,
         # and opens another in its place (closing it here would log a warning as a lost connection).
         if raw is not None and most and len(_schemas_seen.get(raw, ())) > most and hasattr(raw, "_expire_at"):
