@@ -57,9 +57,8 @@ def _server_join(pgdata: Path) -> Any:
     # Made here, not by the wheel: its check-then-mkdir fails in all but one of several processes
     # starting on a fresh folder at once. Initialising it (initdb) happens under the wheel's lock.
     pgdata.mkdir(parents=True, exist_ok=True)
-    if pgdata.exists():
-        with PostgresServer._lock:
-            _handles_prune(pgdata)
+    with PostgresServer._lock:
+        _handles_prune(pgdata)
     deadline = time.monotonic() + _TRANSITION_TIMEOUT_SECONDS
     while True:
         _wait_while_in_transition(pgdata, deadline=deadline)
