@@ -1,4 +1,10 @@
-"""The provider the settings ask for: Anthropic when a key is set, offline otherwise."""
+"""The provider the settings ask for: Anthropic when a key is set, offline otherwise.
+
+The Anthropic SDK is imported when the first Anthropic provider is made, not with this module: it
+is 3,300 modules and 1.2 s of CPU, half of what starting any Strata process costs, and a job
+worker that only embeds, a ``manage.py`` command, or a platform without a key never uses it. A
+web process makes its provider while it warms up (``llm_warm``, config.lifespan), before it
+reports ready, so no chat waits for the import."""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ from typing import NamedTuple
 
 from django.conf import settings
 
-from ai.llm.claude import AnthropicProvider
 from ai.llm.offline import OfflineProvider
 from ai.llm.types import LLMProvider
 
@@ -37,6 +42,8 @@ def provider_for(config: ProviderConfig) -> LLMProvider:
     """One provider (and so one set of HTTP clients) per distinct configuration."""
     if not config.api_key:
         return OfflineProvider()
+    from ai.llm.claude import AnthropicProvider  # the SDK loads only when it is used (above)
+
     return AnthropicProvider(
         api_key=config.api_key,
         base_url=config.base_url,
@@ -44,3 +51,8 @@ def provider_for(config: ProviderConfig) -> LLMProvider:
         max_retries=config.max_retries,
         timeout=config.timeout,
     )
+
+
+def llm_warm() -> None:
+    """Make the configured provider (importing its SDK), so the first chat of a process does not."""
+    get_llm_provider()

@@ -1,12 +1,13 @@
-"""The one domain exception and its translation into Strata's JSON error shape."""
+"""The one domain exception and its translation into Strata's JSON error shape.
+
+Importing it loads neither Django's database layer nor the Redis client: the extraction child
+(``python -m ai.ingestion.extraction``, a fresh interpreter for every uploaded file) imports this
+module and nothing else of the platform, and those two were half its start-up (70 of 140 ms).
+"""
 
 from __future__ import annotations
 
 from typing import Any
-
-from django.conf import settings
-from django.db import InterfaceError, OperationalError
-from redis.exceptions import RedisError
 
 
 class ApplicationError(Exception):
@@ -40,6 +41,10 @@ def outage_error(exc: BaseException) -> ApplicationError | None:
     """A 503 ``service_unavailable`` (with ``retry_after``) when ``exc`` says the database or the
     shared cache is unreachable or out of connections: the platform's failure, not the caller's,
     and one that passes. None for any other exception."""
+    from django.conf import settings
+    from django.db import InterfaceError, OperationalError
+    from redis.exceptions import RedisError
+
     if not isinstance(exc, OperationalError | InterfaceError | RedisError):
         return None
     return ApplicationError(

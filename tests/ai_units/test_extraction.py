@@ -323,3 +323,17 @@ def test_a_parse_that_takes_longer_than_the_limit_is_killed() -> None:
 
     assert refused.value.status == 413
     assert "took too long to read" in refused.value.message
+
+
+def test_the_child_starts_without_django_redis_or_a_parser_it_does_not_need() -> None:
+    """A fresh interpreter per uploaded file: what it imports before parsing is paid on every upload."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, ai.ingestion.extraction;"
+        " print(' '.join(m for m in ('django', 'redis', 'docx', 'pypdf', 'bs4') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+
+    assert done.stdout.strip() == ""
