@@ -3,7 +3,22 @@ from django.db import transaction
 from django_tenants.utils import tenant_context
 
 from ai.models import Document
-from tests.conftest import host_client
+from tests.ai.factories import world_create
+from tests.conftest import World, host_client
+from tests.factories import PASSWORD
+
+
+@pytest.fixture(scope="module")
+def worlds(django_db_setup, django_db_blocker) -> dict[str, World]:  # noqa: ANN001
+    """A pair of its own (as tests/ai/conftest.py gives every AI module): these tests count a
+    tenant's documents, and live-server tests commit documents into the session's acme and globex.
+    The owners log in with PASSWORD, as the session's do."""
+    with django_db_blocker.unblock():
+        worlds = {"acme": world_create("Acme"), "globex": world_create("Globex")}
+        for world in worlds.values():
+            world.owner.set_password(PASSWORD)
+            world.owner.save(update_fields=["password"])
+        return worlds
 
 
 def make_document(world, title="Quarterly plan", content="Grow revenue.", **fields):
@@ -61,9 +76,7 @@ def test_anonymous_requests_get_401(acme):
 
 
 def test_a_session_cookie_from_one_tenant_is_not_honoured_on_another(acme, globex):
-    login = acme.client().post(
-        "/api/auth/login/", {"email": acme.owner.email, "password": "s3cret-Passw0rd!"}, format="json"
-    )
+    login = acme.client().post("/api/auth/login/", {"email": acme.owner.email, "password": PASSWORD}, format="json")
     assert login.status_code == 200
     session_cookie = login.cookies["sessionid"]
     assert not session_cookie["domain"], "session cookies must be host-only"
