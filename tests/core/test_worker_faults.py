@@ -4,6 +4,7 @@ behind, so an immediate second start works."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -102,11 +103,28 @@ class Up:
 
 
 def postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    """Every process of a server on ``data_dir``: the postmaster names the folder on its command
+    line; its children (checkpointer, WAL writer, backends) do not, but run in it."""
     found = []
-    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
-        if proc.info["name"] == "postgres" and str(data_dir) in " ".join(proc.info["cmdline"] or []):
+    for proc in psutil.process_iter(attrs=["name", "cmdline", "cwd"]):
+        if proc.info["name"] != "postgres":
+            continue
+        if str(data_dir) in " ".join(proc.info["cmdline"] or []) or str(proc.info["cwd"] or "").startswith(
+            str(data_dir)
+        ):
             found.append(proc)
     return found
+
+
+def postgres_kill(data_dir: Path) -> None:
+    """Kill the server on ``data_dir`` and wait until all of its processes are gone: its
+    checkpointer and WAL writer outlive a killed postmaster for a moment, and a WAL file they
+    write then makes removing the folder fail."""
+    processes = postgres_processes(data_dir)
+    for proc in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(processes, timeout=30)
 
 
 def postgres_restart(data_dir: Path) -> None:
@@ -168,8 +186,7 @@ def data_dir(bootstrapped: Path) -> Iterator[Path]:
         data = Path(folder) / "data"
         subprocess.run(["cp", "-a", str(bootstrapped), str(data)], check=True)  # noqa: S607 - coreutils
         yield data
-        for proc in postgres_processes(data):  # whatever a failed test left behind
-            proc.kill()
+        postgres_kill(data)  # whatever the test left behind (a server pg_ctl restarted is no child of up)
 
 
 def test_jobs_go_on_after_a_postgresql_restart_and_after_the_worker_is_killed(data_dir):
