@@ -19,6 +19,7 @@ from tenants.models import Membership, Tenant
 from tenants.services import tenant_provision
 from tenants.validators import schema_name_for
 from tests.conftest import World
+from tests.factories import PASSWORD
 
 DIMENSIONS = 384
 
@@ -82,6 +83,15 @@ def world_create(name: str = "Initech") -> World:
         Membership.objects.create(user=member, tenant=tenant, role=Membership.Role.MEMBER)
         owner_token, member_token = Token.objects.create(user=owner), Token.objects.create(user=member)
     return World(tenant, owner, member, owner_token.key, member_token.key)
+
+
+def fresh_world(name: str) -> World:
+    """A committed tenant with an owner and a member who can log in with PASSWORD."""
+    world = world_create(name)
+    for user in (world.owner, world.member):
+        user.set_password(PASSWORD)
+        user.save(update_fields=["password"])
+    return world
 
 
 def unit_vectors(count: int, *, seed: int = 0, dimensions: int = DIMENSIONS) -> np.ndarray:

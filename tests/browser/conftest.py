@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from tests.ai.factories import world_create
+from tests.ai.factories import fresh_world
 from tests.conftest import World
 from tests.factories import PASSWORD
 
@@ -131,15 +131,6 @@ def site(asgi_server, settings):  # noqa: ANN001, ANN201
     """Links the server builds (a workspace's address) point at the live server's port."""
     settings.PORT = asgi_server.port
     return asgi_server
-
-
-def fresh_world(name: str) -> World:
-    """A committed tenant with an owner and a member who can log in with PASSWORD."""
-    world = world_create(name)
-    for user in (world.owner, world.member):
-        user.set_password(PASSWORD)
-        user.save(update_fields=["password"])
-    return world
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from django.db import transaction
 from django_tenants.utils import tenant_context
 
 from ai.models import Document
-from tests.ai.factories import world_create
+from tests.ai.factories import fresh_world
 from tests.conftest import World, host_client
 from tests.factories import PASSWORD
 
@@ -12,13 +12,9 @@ from tests.factories import PASSWORD
 def worlds(django_db_setup, django_db_blocker) -> dict[str, World]:  # noqa: ANN001
     """A pair of its own (as tests/ai/conftest.py gives every AI module): these tests count a
     tenant's documents, and live-server tests commit documents into the session's acme and globex.
-    The owners log in with PASSWORD, as the session's do."""
+    Its people log in with PASSWORD, as the session's do."""
     with django_db_blocker.unblock():
-        worlds = {"acme": world_create("Acme"), "globex": world_create("Globex")}
-        for world in worlds.values():
-            world.owner.set_password(PASSWORD)
-            world.owner.save(update_fields=["password"])
-        return worlds
+        return {"acme": fresh_world("Acme"), "globex": fresh_world("Globex")}
 
 
 def make_document(world, title="Quarterly plan", content="Grow revenue.", **fields):
