@@ -14,7 +14,6 @@ import functools
 from collections.abc import Callable
 
 
-
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
