@@ -107,7 +107,13 @@ class CollectionViewSet(TenantModelViewSet):
     def get_queryset(self) -> QuerySet[Collection]:
         if getattr(self, "swagger_fake_view", False):  # the OpenAPI schema: no asker
             return Collection.objects.none()
-        return collections_readable(_reader(self.request)).annotate(document_count=Count("documents"))
+        # Counting groups the rows, and a grouped query drops Meta.ordering: order it again, or pages
+        # come in whatever order the grouping left (rows missed or repeated between pages).
+        return (
+            collections_readable(_reader(self.request))
+            .annotate(document_count=Count("documents"))
+            .order_by(*Collection._meta.ordering)
+        )
 
     def get_serializer_class(self) -> type:
         return CollectionSerializer

@@ -176,6 +176,25 @@ def test_members_list_the_collections_they_may_read_admins_all(acme, new_member)
     assert {"Secret", "Theirs", "Everyone"} <= names(admin_token)
 
 
+def test_the_list_comes_default_first_then_by_name_on_every_page(acme):
+    """Counting each collection's documents groups the rows, which drops the model's ordering: the
+    pages must not be in whatever order the grouping left them (rows missed or repeated)."""
+    names = [f"Shelf {n:02d}" for n in range(30)]
+    for name in reversed(names):
+        _create(acme, acme.owner_token, name=name)
+    client = acme.client(acme.owner_token)
+
+    seen, url = [], "/api/collections/"
+    while url:
+        page = client.get(url).json()
+        seen += [c["name"] for c in page["results"]]
+        url = page["next"]
+
+    with tenant_context(acme.tenant):
+        default = Collection.objects.get(is_default=True).name
+    assert seen == [default, *names]  # two pages of 20: none missed, none twice
+
+
 def test_the_collection_list_takes_a_constant_number_of_queries(acme, django_assert_max_num_queries):
     for i in range(5):
         _create(acme, acme.owner_token, name=f"C{i}", member_ids=[acme.member.id])
