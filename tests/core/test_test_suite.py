@@ -68,13 +68,14 @@ def test_skipped_for_another_reason():
 
 # A skip at setup (a skipif mark) that fails is reported as an error; either fails the run.
 @pytest.mark.parametrize(("ci", "outcome"), [("true", "1 failed, 1 skipped, 1 error"), ("", "3 skipped")])
-def test_under_ci_a_test_skipped_for_a_missing_tool_fails(tmp_path, ci, outcome):
+def test_under_ci_a_test_skipped_for_a_missing_tool_fails(tmp_path, ci, outcome, pytestconfig):
     (tmp_path / "conftest.py").write_text("from tests.conftest import pytest_runtest_makereport  # noqa: F401\n")
     (tmp_path / "test_probes.py").write_text(PROBES)
     env = {**os.environ, "CI": ci, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "config.settings"}
     env.pop("PYTEST_XDIST_WORKER", None)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", str(tmp_path)],
+        # The suite's own options (pyproject.toml: the plugins it leaves unloaded, too).
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *pytestconfig.getini("addopts"), str(tmp_path)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
