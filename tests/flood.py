@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from tests.processes import TLS
+
 FLOOD_KINDS = ("sse_chats", "slow_summaries", "anonymous_logins", "mixed")
 
 
@@ -48,7 +50,9 @@ def _sse_chat(url: str, host: str, key: str, answers: Answers) -> None:
     headers = {"Host": host, "Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
     try:
         question = {"message": "Tell me a long story."}
-        with httpx.stream("POST", f"{url}/api/chat/", json=question, headers=headers, timeout=60) as response:
+        with httpx.stream(
+            "POST", f"{url}/api/chat/", json=question, headers=headers, timeout=60, verify=TLS
+        ) as response:
             for _ in response.iter_lines():
                 pass
             answers.add(response)
@@ -59,14 +63,16 @@ def _sse_chat(url: str, host: str, key: str, answers: Answers) -> None:
 def _summary(url: str, host: str, key: str, document_id: int, answers: Answers) -> None:
     headers = {"Host": host, "Authorization": f"Bearer {key}"}
     try:
-        answers.add(httpx.post(f"{url}/api/documents/{document_id}/summarise/", headers=headers, timeout=60))
+        answers.add(
+            httpx.post(f"{url}/api/documents/{document_id}/summarise/", headers=headers, timeout=60, verify=TLS)
+        )
     except httpx.HTTPError as exc:
         answers.fail(exc)
 
 
 def _login(url: str, host: str, number: int, answers: Answers) -> None:
     # Each from its own loopback address, as a botnet's would come from many: no per-address limit helps.
-    transport = httpx.HTTPTransport(local_address=f"127.0.{number // 250}.{number % 250 + 2}")
+    transport = httpx.HTTPTransport(local_address=f"127.0.{number // 250}.{number % 250 + 2}", verify=TLS)
     try:
         with httpx.Client(transport=transport, timeout=60) as client:
             response = client.post(

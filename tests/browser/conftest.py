@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from tests.ai.factories import fresh_world
 from tests.conftest import World
 from tests.factories import PASSWORD
+from tests.processes import TLS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -184,7 +185,7 @@ def api(server: Any, world: World, method: str, path: str, *, as_member: bool = 
         "Host": f"{world.tenant.subdomain}.localhost:{server.port}",
         "Authorization": f"Token {world.member_token if as_member else world.owner_token}",
     }
-    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
+    with httpx.Client(base_url=server.url, headers=headers, timeout=60, verify=TLS) as client:
         response = client.request(method, path, **kwargs)
     assert response.status_code < 400, response.text
     return response
