@@ -112,7 +112,7 @@ class CollectionViewSet(TenantModelViewSet):
         return (
             collections_readable(_reader(self.request))
             .annotate(document_count=Count("documents"))
-            .order_by(*Collection._meta.ordering)
+            .order_by(*(Collection._meta.ordering or ()))
         )
 
     def get_serializer_class(self) -> type:
