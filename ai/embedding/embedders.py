@@ -27,7 +27,6 @@ from ai.embedding.batching import BatcherOverloaded, QueryBatcher
 from ai.embedding.bulk import BulkConfig, BulkPlan, candidate_configs
 from ai.embedding.onnx import OnnxMiniLM, onnx_model_load
 from core.platform.exceptions import ApplicationError
-from core.platform.memory import heap_trim
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +190,6 @@ def _read_model(folder: Path, expected_sha256: str) -> OnnxMiniLM:
         weights_sha256=expected_sha256,
         threads=_process_threads or max(1, settings.EMBEDDING_THREADS),
     )
-    heap_trim()  # the graph's parse buffers, freed but kept by malloc: ~35 MB of a web worker
     logger.info("Loaded embedding model from %s in %.2f s", folder, time.perf_counter() - started)
     return model
 
