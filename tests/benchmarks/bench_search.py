@@ -305,10 +305,16 @@ def test_permission_filtered_search_against_unfiltered_at_the_same_recall(acme, 
         settings.HNSW_EF_SEARCH = configured_ef_search
         settings.TENANT_RATE_LIMIT_PER_MINUTE = 0  # 300 turns in a few seconds: measured, not limited
         turn_rows = _turns_before_the_upstream(acme, modes, queries)
+        with connection.cursor() as cursor:  # the index and rows fit in them, or candidates come from the OS
+            cursor.execute("SHOW shared_buffers")
+            shared_buffers = cursor.fetchone()[0]
+            cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('ai_chunk'))")
+            chunks_size = cursor.fetchone()[0]
 
     print_table(
         f"Permission-filtered vs unfiltered search: {CHUNKS:,} chunks in {COLLECTIONS} collections, "
-        f"{QUERIES} queries, k={K} (ms, chunks_nearest wall time; recall@{K} against the exact answer "
+        f"{QUERIES} queries, k={K}; the chunks' table and its indexes {chunks_size}, shared_buffers "
+        f"{shared_buffers} (ms, chunks_nearest wall time; recall@{K} against the exact answer "
         f"for the same reader; at an ef_search other than the configured {configured_ef_search}, a search "
         "also sets it with SET LOCAL in a savepoint, three more round trips, and is planned each time)",
         ["ef_search", "search", "p50", "p95", f"recall@{K}", "p50 / unfiltered"],

