@@ -14,7 +14,7 @@ fi
 
 # Debian packages for the browser, scale-out and SAML tests, when we may install them.
 missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromium-headless-shell >/dev/null 2>&1 || missing+=(chromium-headless-shell)  # tests/browser/conftest.py
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v xmlsec1 >/dev/null 2>&1 || missing+=(xmlsec1)  # the SAML IdP of the SSO tests signs with it (pysaml2)

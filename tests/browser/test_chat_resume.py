@@ -12,7 +12,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db,
     pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (tests/run.sh installs it)"
+        not Path(CHROMIUM).exists(), reason="Debian chromium-headless-shell is not installed (tests/run.sh installs it)"
     ),
 ]
 # Remembers the page's WebSockets, so a test can drop one as a network failure would.

@@ -24,7 +24,7 @@ from tests.processes import wait_until
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium-headless-shell is not installed"),
 ]
 NEW_PASSWORD = "Fresh-Passw0rd-42!"
 

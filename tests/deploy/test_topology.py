@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.ai.chat_client import ask, frames_until_end, receive
+from tests.browser.conftest import CHROMIUM
 from tests.factories import PASSWORD
 from tests.processes import (
     ROOT,
@@ -36,7 +37,6 @@ from tests.processes import live_database_url as database_url
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LOGIN_RATE = 5  # per minute and client address, for the throttle check
 pytestmark = [
     pytest.mark.slow,
@@ -255,7 +255,7 @@ def test_plain_http_is_redirected_to_https(topology):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is installed by tests/run.sh")
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium-headless-shell is installed by tests/run.sh")
 def test_a_browser_logs_in_over_https_with_secure_cookies_and_csrf(topology, signed_up):
     from playwright.sync_api import expect, sync_playwright
 

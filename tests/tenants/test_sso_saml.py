@@ -452,7 +452,7 @@ def test_the_whole_flow_in_chromium(asgi_server: Any, live_world: World, saml_id
     from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (tests/run.sh installs it)")
+        pytest.skip("Debian chromium-headless-shell is not installed (tests/run.sh installs it)")
     domain = live_domain
     saml_idp.configure(user={"email": f"grace@{domain}", "first_name": "Grace", "last_name": "Hopper"})
     base = asgi_server.host_url(live_world.tenant.subdomain)
