@@ -191,6 +191,8 @@ async def chat_answer_open(*, turn: ChatTurn) -> AsyncGenerator[Frame, None]:
     # One turn of the loop: the task has opened the log and is inside chat_stream, so a follower
     # finds the log and a cancel finds the task where it can stop it.
     await asyncio.sleep(0)
+    # The start frame names the answer; a client holding it may resume it on another process at once.
+    await log.visible(key)
     return _follow(log, key, after=0)
 
 

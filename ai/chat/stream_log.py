@@ -15,6 +15,7 @@ was attached, and a cancel request that the producing process picks up on its ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import heapq
 import json
@@ -37,6 +38,9 @@ Frame = dict[str, Any]
 TERMINAL_TYPES = frozenset({"done", "error"})
 # A Redis write that fails is retried; an ending answer waits this long for its last frames to land.
 FLUSH_TIMEOUT_SECONDS = 5.0
+# A new answer's first frame waits at most this long for its log to reach Redis (a Redis that
+# refuses connections answers at once; one that does not answer must not hold the answer up).
+VISIBLE_TIMEOUT_SECONDS = 1.0
 
 
 def stream_key(*, schema_name: str, message_id: int) -> str:
@@ -65,6 +69,11 @@ class StreamLog(Protocol):
 
     def append(self, key: str, frame: Frame) -> None:
         """Add the next frame (its ``seq`` is one more than the last); never blocks."""
+
+    async def visible(self, key: str) -> None:
+        """Return once another process can find this new log (its first write has landed, or failed:
+        Redis is down), or after VISIBLE_TIMEOUT_SECONDS. Its first frame reaches a client only then,
+        so a client holding it can resume the answer anywhere."""
 
     async def close(self, key: str) -> None:
         """The answer ended: write out what is pending and let the log expire after the TTL."""
@@ -132,6 +141,9 @@ class MemoryStreamLog:
             raise RuntimeError(f"stream log {key} is not open")
         log.frames.append(frame)
         log.wake()
+
+    async def visible(self, key: str) -> None:
+        return  # one process: found as soon as it is opened
 
     async def close(self, key: str) -> None:
         log = self._logs.get(key)
@@ -253,6 +265,12 @@ class RedisStreamLog:
         self._local.append(key, frame)
         self._writers[key].push(frame)
 
+    async def visible(self, key: str) -> None:
+        writer = self._writers.get(key)
+        if writer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(writer.first_write.wait(), VISIBLE_TIMEOUT_SECONDS)
+
     async def close(self, key: str) -> None:
         writer = self._writers.pop(key, None)
         await self._local.close(key)
@@ -322,6 +340,7 @@ class _RedisWriter:
         self.pending: list[Frame] = []
         self.ending = False
         self.wake = asyncio.Event()
+        self.first_write = asyncio.Event()  # set once the first write has landed or failed
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     def push(self, frame: Frame) -> None:
@@ -338,7 +357,7 @@ class _RedisWriter:
         opened = False
         failures = 0
         while True:
-            if not self.pending and not self.ending:
+            if opened and not self.pending and not self.ending:  # the first write goes at once
                 try:
                     await asyncio.wait_for(self.wake.wait(), presence_interval())
                 except TimeoutError:
@@ -349,6 +368,7 @@ class _RedisWriter:
             try:
                 cancel = await self._write(batch, opened=opened, ending=ending)
             except Exception as exc:  # a Redis outage must not end the answer: retry, keep the frames
+                self.first_write.set()  # nobody elsewhere can find it now: not worth waiting for
                 failures += 1
                 logger.warning("stream log %s: Redis write failed (%r), retrying", self.key, exc)
                 self.pending[:0] = batch
@@ -358,6 +378,7 @@ class _RedisWriter:
                 continue
             failures = 0
             opened = True
+            self.first_write.set()
             if cancel and self.on_cancel is not None and not ending:
                 self.on_cancel(self.key)
             if ending and not self.pending:

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+import redis
 
 from ai.chat.stream_log import MemoryStreamLog, RedisStreamLog
 from tests.redis_server import REDIS_AVAILABLE, RedisServer
@@ -140,3 +141,31 @@ async def test_a_follower_elsewhere_is_seen_by_the_producer_and_cannot_revive_an
     await asyncio.sleep(0.5)
     await elsewhere.touch(name)
     assert await elsewhere.info(name) is None
+
+
+@needs_redis
+async def test_a_new_log_can_be_found_elsewhere_once_it_is_visible(redis_url, settings):
+    """A client holding an answer's first frame may resume it on another process at once, so the
+    producer hands that frame out only once its log is in Redis (``visible``). Before, another process
+    asked within milliseconds of the start frame could find no log: "not found", and the client waited
+    for frames that never came (tests/deploy/test_resume_across_processes.py, under load)."""
+    settings.CHAT_RESUME_GRACE_SECONDS = 4  # a heartbeat only every second: the first write must not wait for it
+    producer = RedisStreamLog(redis_url)
+    name = key()
+    producer.open(name, user_id=7)
+    producer.append(name, frame(1, "start"))
+
+    await producer.visible(name)
+
+    # What another process sees at this moment, asked without giving the producer's loop a turn.
+    meta = redis.Redis.from_url(redis_url, decode_responses=True).hgetall(RedisStreamLog.keys(name)[1])
+    assert meta["user"] == "7"
+    await producer.close(name)
+
+
+async def test_a_log_in_memory_is_visible_at_once(settings):
+    log = MemoryStreamLog()
+    name = key()
+    log.open(name, user_id=7)
+    await asyncio.wait_for(log.visible(name), 0.1)
+    assert (await log.info(name)).user_id == 7
