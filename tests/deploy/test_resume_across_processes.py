@@ -307,6 +307,7 @@ def test_a_follower_elsewhere_learns_that_the_producing_process_died(stack, acme
             async with connect(stack["ports"][1], acme.member_token) as ws:
                 await ws.send(json.dumps({"type": "resume", "message_id": start["message_id"], "after": 1}))
                 first = await receive(ws)
+                assert first.get("seq") == 2, first  # found at once, though its process is new to Redis
                 doomed.kill()  # no shutdown, no drain: the log stops growing and its heartbeat stops
                 return [first, *await frames_until_end(ws)]
 
