@@ -7,8 +7,9 @@ socket that keeps sending regardless is closed (4429). A person's open sockets a
 processes through the cache: each socket holds one of SOCKET_MAX_PER_PERSON places (keys taken with
 an atomic ``add``, with a TTL its process refreshes), so a crashed process's places free themselves.
 When the cache (Redis) is unreachable the count falls back to this process's own rather than
-refusing the handshake. A socket with no frame either way for SOCKET_IDLE_TIMEOUT_SECONDS is closed
-(4408): a streaming answer sends frames, so only idle sockets are.
+refusing the handshake; places taken that way count against the cap once the cache is back. A
+socket with no frame either way for SOCKET_IDLE_TIMEOUT_SECONDS is closed (4408): a streaming
+answer sends frames, so only idle sockets are.
 """
 
 from __future__ import annotations
@@ -65,10 +66,14 @@ def _places_prefix(scope: dict[str, Any]) -> str | None:
     return f"strata:sockets:{tenant.schema_name}:{user.pk}"
 
 
-def _shared_take(prefix: str, token: str) -> str | None:
-    """Sync: take a free place in the cache (one read, then an atomic add per free place tried)."""
+def _shared_take(prefix: str, token: str, *, held_here: int = 0) -> str | None:
+    """Sync: take a free place in the cache (one read, then an atomic add per free place tried).
+    ``held_here``: places this process counts on its own, taken while the cache was unreachable
+    and still open; they count against the cap too."""
     keys = [f"{prefix}:{index}" for index in range(settings.SOCKET_MAX_PER_PERSON)]
     taken = cache.get_many(keys)
+    if len(taken) + held_here >= settings.SOCKET_MAX_PER_PERSON:
+        return None
     for key in keys:
         if key not in taken and cache.add(key, token, timeout=settings.SOCKET_SLOT_TTL_SECONDS):
             return key
@@ -92,7 +97,7 @@ async def _place_take(prefix: str) -> _Place | None:
     if time.monotonic() >= _cache_down_until:
         try:
             # In a thread: the cache may be Redis, which must not hold up the event loop.
-            key = await asyncio.to_thread(_shared_take, prefix, token)
+            key = await asyncio.to_thread(_shared_take, prefix, token, held_here=_local_places[prefix])
         except Exception:
             _cache_failed()
         else:

@@ -166,7 +166,7 @@ def _tenant_authentication_classes() -> list[type[BaseAuthentication]]:
     """The default classes plus TENANT_API_KEY_AUTHENTICATION: named in settings, so this layer
     needs no import of the app that stores keys, and only tenant API views accept keys (never
     the account endpoints: a key cannot change a password or read a profile)."""
-    classes: list[type[BaseAuthentication]] = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)  # type: ignore[arg-type]
+    classes: list[type[BaseAuthentication]] = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
     key_class = getattr(settings, "TENANT_API_KEY_AUTHENTICATION", "")
     if key_class:
         classes.insert(1, import_string(key_class))

@@ -51,7 +51,7 @@ class JSONParser(parsers.JSONParser):
     """DRF's JSON parser (the default in settings, and any view's ``parser_classes``), bounded in depth."""
 
     def parse(self, stream: IO[bytes], media_type: str | None = None, parser_context: Any = None) -> Any:
-        encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]
+        encoding = parsers.get_encoding(parser_context or {})
         try:
             text = stream.read().decode(encoding)
             return json_loads(text, parse_constant=drf_json.strict_constant if self.strict else None)

@@ -10,6 +10,7 @@ import pytest
 import websockets
 from django.test import override_settings
 
+from tenants import socket_limits
 from tests.ai.chat_client import ask, receive, ws_connect
 from tests.processes import free_port
 
@@ -101,6 +102,35 @@ async def test_a_persons_21st_socket_on_a_tenant_is_refused_and_a_closed_one_fre
             assert codes([await receive(again)]) == ["bad_request"]
 
 
+@pytest.fixture(autouse=True)
+def cache_up():
+    """Each test starts with the cache taken for reachable (a test that brought it down leaves this
+    process counting on its own for CACHE_RETRY_SECONDS)."""
+    socket_limits._cache_down_until = 0.0
+    yield
+    socket_limits._cache_down_until = 0.0
+
+
+async def test_places_taken_while_the_cache_was_down_still_count_once_it_is_back(live_worlds, asgi_server, settings):
+    settings.SOCKET_MAX_PER_PERSON = 2
+    acme = live_worlds["acme"]
+    dead_redis = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        }
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        with override_settings(CACHES=dead_redis):
+            await stack.enter_async_context(await ws_connect(asgi_server, "acme", token=acme.member_token))
+        socket_limits._cache_down_until = 0.0  # the cache is back and tried again
+        await stack.enter_async_context(await ws_connect(asgi_server, "acme", token=acme.member_token))
+
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await ws_connect(asgi_server, "acme", token=acme.member_token)
+        assert_too_many_sockets(refused.value)
+
+
 async def test_with_the_cache_down_the_cap_still_holds_within_the_process(live_worlds, asgi_server, settings):
     settings.SOCKET_MAX_PER_PERSON = 2
     acme = live_worlds["acme"]
@@ -126,11 +156,14 @@ async def test_with_the_cache_down_the_cap_still_holds_within_the_process(live_w
 async def test_an_idle_socket_is_closed_but_not_while_an_answer_streams(
     live_worlds, asgi_server, fake_anthropic, settings
 ):
-    settings.SOCKET_IDLE_TIMEOUT_SECONDS = 1.0
     settings.CHAT_CONTEXT_CHUNKS = 0
+    acme = live_worlds["acme"]
+    async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:
+        # A process's first answer loads the SDK and starts threads: more than the 1 s below alone.
+        assert (await ask(ws, "Warm up."))[-1]["type"] == "done"
+    settings.SOCKET_IDLE_TIMEOUT_SECONDS = 1.0
     fake_anthropic.reply = " ".join(f"w{i}" for i in range(25))
     fake_anthropic.token_delay = 0.1  # two and a half seconds of answer, no client frame meanwhile
-    acme = live_worlds["acme"]
     async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:
         frames = await ask(ws, "Take your time.")
         assert frames[-1]["type"] == "done"
