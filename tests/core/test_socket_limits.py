@@ -102,6 +102,17 @@ async def test_a_persons_21st_socket_on_a_tenant_is_refused_and_a_closed_one_fre
             assert codes([await receive(again)]) == ["bad_request"]
 
 
+def dead_cache() -> dict:
+    """Redis as the cache, and nothing listening where it should be (``override_settings`` restores the
+    real one before the fixtures clear the cache)."""
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        }
+    }
+
+
 @pytest.fixture(autouse=True)
 def cache_up():
     """Each test starts with the cache taken for reachable (a test that brought it down leaves this
@@ -114,14 +125,8 @@ def cache_up():
 async def test_places_taken_while_the_cache_was_down_still_count_once_it_is_back(live_worlds, asgi_server, settings):
     settings.SOCKET_MAX_PER_PERSON = 2
     acme = live_worlds["acme"]
-    dead_redis = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
-        }
-    }
     async with contextlib.AsyncExitStack() as stack:
-        with override_settings(CACHES=dead_redis):
+        with override_settings(CACHES=dead_cache()):
             await stack.enter_async_context(await ws_connect(asgi_server, "acme", token=acme.member_token))
         socket_limits._cache_down_until = 0.0  # the cache is back and tried again
         await stack.enter_async_context(await ws_connect(asgi_server, "acme", token=acme.member_token))
@@ -134,14 +139,7 @@ async def test_places_taken_while_the_cache_was_down_still_count_once_it_is_back
 async def test_with_the_cache_down_the_cap_still_holds_within_the_process(live_worlds, asgi_server, settings):
     settings.SOCKET_MAX_PER_PERSON = 2
     acme = live_worlds["acme"]
-    # Redis as the cache, and nothing listening where it should be (restored before the fixtures clear the cache).
-    dead_redis = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
-        }
-    }
-    with override_settings(CACHES=dead_redis):
+    with override_settings(CACHES=dead_cache()):
         async with (
             await ws_connect(asgi_server, "acme", token=acme.member_token) as first,
             await ws_connect(asgi_server, "acme", token=acme.member_token),
