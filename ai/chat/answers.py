@@ -314,8 +314,12 @@ async def _follow(log: StreamLog, key: str, *, after: int) -> AsyncGenerator[Fra
         while True:
             frames = await log.read(key, after=after, wait=interval)
             if frames is None:
-                return  # expired while we were away
+                yield _lost(after, LOG_GONE)  # expired while we were away
+                return
             for frame in frames:
+                if frame["seq"] != after + 1:  # frames missing (Redis lost them): it cannot be replayed whole
+                    yield _lost(after, LOG_GONE)
+                    return
                 yield frame
                 after = frame["seq"]
                 if frame["type"] in TERMINAL_TYPES:
@@ -325,14 +329,13 @@ async def _follow(log: StreamLog, key: str, *, after: int) -> AsyncGenerator[Fra
                 touched = time.monotonic()
             if not frames:
                 info = await log.info(key)
-                if info is None or (info.ended and info.last_seq <= after):
-                    return  # expired, or ended with nothing more to send
+                if info is None:  # expired, or Redis restarted without it: the saved message is the answer
+                    yield _lost(after, LOG_GONE)
+                    return
+                if info.ended and info.last_seq <= after:
+                    return  # ended with nothing more to send
                 if answer is None and not info.ended and time.time() - info.alive_at > lost_after:
-                    yield {
-                        "type": "error",
-                        "seq": after + 1,
-                        "error": {"code": "stream_lost", "message": "The answer stopped before it was finished."},
-                    }
+                    yield _lost(after, "The answer stopped before it was finished.")
                     return
     finally:
         if answer is not None:
@@ -340,6 +343,14 @@ async def _follow(log: StreamLog, key: str, *, after: int) -> AsyncGenerator[Fra
         elif touched:
             with contextlib.suppress(Exception):
                 await log.touch(key)  # the grace period of the producing process counts from now
+
+
+LOG_GONE = "The answer's stream is gone; the conversation has the answer as it was saved."
+
+
+def _lost(after: int, message: str) -> Frame:
+    """A follower's last frame when it cannot go on: the client reads the saved message instead."""
+    return {"type": "error", "seq": after + 1, "error": {"code": "stream_lost", "message": message}}
 
 
 async def chat_answer_cancel(*, tenant: Any, user: User, message_id: int) -> bool:

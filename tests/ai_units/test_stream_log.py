@@ -169,3 +169,34 @@ async def test_a_log_in_memory_is_visible_at_once(settings):
     log.open(name, user_id=7)
     await asyncio.wait_for(log.visible(name), 0.1)
     assert (await log.info(name)).user_id == 7
+
+
+@needs_redis
+async def test_a_follower_whose_log_redis_lost_says_so_instead_of_waiting_in_silence(redis_url, settings):
+    """Redis restarted without its data (deploy/compose.yaml keeps none) mid-answer: a follower on
+    another process ends with ``stream_lost`` (the saved message is the answer), whether it was
+    waiting for the next frame or is behind and would skip the frames that were lost."""
+    from ai.chat.answers import _follow
+
+    settings.CHAT_RESUME_GRACE_SECONDS = 0.4
+    producer, elsewhere = RedisStreamLog(redis_url), RedisStreamLog(redis_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    waiting, behind = key(), key()
+    for name in (waiting, behind):
+        producer.open(name, user_id=7)
+        for seq in (1, 2, 3):
+            producer.append(name, frame(seq, "start" if seq == 1 else "token"))
+    await read_all(elsewhere, behind, after=0, until_seq=3)
+
+    following = _follow(elsewhere, waiting, after=0)
+    assert [(await anext(following))["seq"] for _ in range(3)] == [1, 2, 3]
+    client.flushall()  # the restart
+    producer.append(behind, frame(4))  # written again after the restart, without frames 2 and 3
+
+    last = await asyncio.wait_for(anext(following), 5)
+    assert (last["type"], last["seq"], last["error"]["code"]) == ("error", 4, "stream_lost")
+    behind_frames = [frame async for frame in _follow(elsewhere, behind, after=1)]
+    assert [(f["type"], f["seq"]) for f in behind_frames] == [("error", 2)]
+    assert behind_frames[-1]["error"]["code"] == "stream_lost"
+    for name in (waiting, behind):
+        await producer.close(name)
