@@ -66,7 +66,7 @@ def _places_prefix(scope: dict[str, Any]) -> str | None:
     return f"strata:sockets:{tenant.schema_name}:{user.pk}"
 
 
-def _shared_take(prefix: str, token: str, *, held_here: int = 0) -> str | None:
+def _shared_take(prefix: str, token: str, *, held_here: int) -> str | None:
     """Sync: take a free place in the cache (one read, then an atomic add per free place tried).
     ``held_here``: places this process counts on its own, taken while the cache was unreachable
     and still open; they count against the cap too."""

@@ -48,6 +48,8 @@ STOPPED = "Stopped by the user."
 ABANDONED = "The client went away and did not resume the answer."
 SHUTDOWN = "The server stopped before the answer was finished."
 REVOKED = "Access was revoked while the answer was streaming."
+PRODUCER_LOST = "The answer stopped before it was finished."
+LOG_GONE = "The answer's stream is gone; the conversation has the answer as it was saved."
 PRODUCER_LOST_AFTER_INTERVALS = 10
 CANCEL_WAIT_SECONDS = 5.0
 # How often the answers of a process look for revocations: one cache read for all of them.
@@ -302,6 +304,11 @@ async def chat_answer_follow(
     return _follow(log, key, after=after)
 
 
+def _lost(after: int, message: str) -> Frame:
+    """A follower's last frame when it cannot go on: the client reads the saved message instead."""
+    return {"type": "error", "seq": after + 1, "error": {"code": "stream_lost", "message": message}}
+
+
 async def _follow(log: StreamLog, key: str, *, after: int) -> AsyncGenerator[Frame, None]:
     answer = _running.get(key)
     if answer is not None:
@@ -335,7 +342,7 @@ async def _follow(log: StreamLog, key: str, *, after: int) -> AsyncGenerator[Fra
                 if info.ended and info.last_seq <= after:
                     return  # ended with nothing more to send
                 if answer is None and not info.ended and time.time() - info.alive_at > lost_after:
-                    yield _lost(after, "The answer stopped before it was finished.")
+                    yield _lost(after, PRODUCER_LOST)
                     return
     finally:
         if answer is not None:
@@ -343,14 +350,6 @@ async def _follow(log: StreamLog, key: str, *, after: int) -> AsyncGenerator[Fra
         elif touched:
             with contextlib.suppress(Exception):
                 await log.touch(key)  # the grace period of the producing process counts from now
-
-
-LOG_GONE = "The answer's stream is gone; the conversation has the answer as it was saved."
-
-
-def _lost(after: int, message: str) -> Frame:
-    """A follower's last frame when it cannot go on: the client reads the saved message instead."""
-    return {"type": "error", "seq": after + 1, "error": {"code": "stream_lost", "message": message}}
 
 
 async def chat_answer_cancel(*, tenant: Any, user: User, message_id: int) -> bool:
