@@ -21,6 +21,8 @@ from tests.processes import (
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
+POOL_TIMEOUT = 5  # seconds a request waits for one of the pool's two connections
+
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, anthropic_server, django_db_blocker, tmp_path_factory):  # noqa: ANN001
@@ -28,7 +30,7 @@ def server(django_db_setup, anthropic_server, django_db_blocker, tmp_path_factor
         anthropic_server.base_url,
         DB_POOL_MAX_SIZE=2,
         DB_POOL_MIN_SIZE=1,
-        DB_POOL_TIMEOUT=5,
+        DB_POOL_TIMEOUT=POOL_TIMEOUT,
         DB_APPLICATION_NAME=SPAWNED_APPLICATION_NAME,
     )
     logs = tmp_path_factory.mktemp("fair")
@@ -68,6 +70,6 @@ def test_a_flood_of_slow_work_on_a_pool_of_two_never_fails_another_tenant(server
     assert answers.without_retry_after == []
     # Slow work holds no connection: the quiet tenant's requests stay near their own baseline (a pool
     # starved by the flood made them wait for the pool's whole timeout, then fail). The 2x figure
-    # is bench_fairness's, on a quiet machine; here the other test worker shares the two cores, so
-    # the bound only has to tell a short wait from a starved pool.
-    assert timings.p95 < max(3 * baseline.p95, baseline.p95 + 1.0), (baseline.p95, timings.p95)
+    # is bench_fairness's, on a quiet machine; here the other test workers share the two cores, so
+    # the bound only has to tell a short wait from a starved pool: well under its 5 s timeout.
+    assert timings.p95 < max(3 * baseline.p95, baseline.p95 + POOL_TIMEOUT / 2), (baseline.p95, timings.p95)
