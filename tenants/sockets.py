@@ -70,13 +70,17 @@ def _same_origin(origin: str, host: str) -> bool:
 
 
 def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
-    """Sync: the tenant, user and membership for a handshake (each may be None / anonymous)."""
+    """Sync: the tenant, user and membership for a handshake (each may be None / anonymous).
+
+    A member with a login token, the common case, costs two statements after the search_path: the
+    host's domain with its tenant and two-factor policy, and the membership with its user."""
     host = _header(scope, b"host")
     hostname = remove_www(host.split(":")[0]).lower()  # as tenants.middleware.TenantHostMiddleware
     resolved: dict[str, Any] = {"tenant": None, "user": AnonymousUser(), "membership": None, "api_key": None}
     authorization = _header(scope, b"authorization")
     with schema_context(get_public_schema_name()):
-        domain = Domain.objects.select_related("tenant").filter(domain=hostname).first()
+        # The policy with the tenant, as the HTTP middleware reads it: mfa_required_by needs no query.
+        domain = Domain.objects.select_related("tenant", "tenant__mfa_policy").filter(domain=hostname).first()
         tenant = domain.tenant if domain is not None else None
         if authorization[:7].lower() == "bearer ":
             # A program's key: valid on its own tenant's host only; anything else is a 401.
@@ -89,22 +93,33 @@ def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
             return resolved
         resolved["tenant"] = tenant
         key = _token_key(authorization)
-        user = _user_from_token(key)
+        membership = _membership_by_token(tenant, key)
+        user = membership.user if membership is not None else _user_from_token(key)
         credential, session = ("token", key), None
-    if user is None:
-        cookie = SimpleCookie(_header(scope, b"cookie")).get(settings.SESSION_COOKIE_NAME)
-        if cookie and _same_origin(_header(scope, b"origin"), host):
-            with tenant_context(tenant):
-                user, session = _user_from_session(cookie.value)
-            credential = ("session", cookie.value)
-    if user is not None:
+        if user is None:
+            cookie = SimpleCookie(_header(scope, b"cookie")).get(settings.SESSION_COOKIE_NAME)
+            if cookie and _same_origin(_header(scope, b"origin"), host):
+                with tenant_context(tenant):
+                    user, session = _user_from_session(cookie.value)
+                credential = ("session", cookie.value)
+        if user is None:
+            return resolved
         resolved["user"] = user
-        with schema_context(get_public_schema_name()):
-            resolved["membership"] = Membership.objects.for_tenant(tenant).filter(user=user).first()
-            if resolved["membership"] is not None and mfa_enrolment_required(user=user, tenant=tenant, session=session):
-                resolved["membership"] = None  # two-factor sign-in first, as on every page (tenants.mfa)
-        resolved["reauthorise"] = _reauthorise(tenant, user, credential)
+        if membership is None:
+            membership = Membership.objects.for_tenant(tenant).filter(user=user).first()
+        if membership is not None and mfa_enrolment_required(user=user, tenant=tenant, session=session):
+            membership = None  # two-factor sign-in first, as on every page (tenants.mfa)
+        resolved["membership"] = membership
+    resolved["reauthorise"] = _reauthorise(tenant, user, credential)
     return resolved
+
+
+def _membership_by_token(tenant: Tenant, key: str) -> Membership | None:
+    """The membership here, with its user, of the active person whose login token ``key`` is."""
+    if not key:
+        return None
+    members = Membership.objects.for_tenant(tenant).select_related("user")
+    return members.filter(user__auth_token__key=key, user__is_active=True).first()
 
 
 def _reauthorise(tenant: Any, user: Any, credential: tuple[str, str]) -> Any:

@@ -13,7 +13,9 @@ from tenants.models import Tenant
 from tenants.selectors import api_key_id_of
 
 
-@transaction.atomic
+# No savepoint of its own (two round trips on every chat answer): inside the caller's transaction a
+# failure rolls the whole call back, as billing.services.usage_record's does.
+@transaction.atomic(savepoint=False)
 def agent_action_record(
     *,
     tenant: Tenant,

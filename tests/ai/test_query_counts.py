@@ -19,7 +19,7 @@ from ai.models import Message
 from billing.models import TenantUsagePeriod
 from core.models import User
 from tenants.services.api_keys import api_key_create
-from tenants.sockets import connection_authorised
+from tenants.sockets import connection_authorised, resolve_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -77,6 +77,19 @@ def test_a_turn_in_a_long_conversation_costs_one_more_query_whatever_its_length(
     turn.slot.release()
 
 
+def test_a_members_websocket_handshake_with_a_login_token_is_three_statements(acme, django_assert_num_queries):
+    scope = {"headers": [(b"host", acme.host.encode()), (b"authorization", f"Token {acme.member_token}".encode())]}
+    resolve_connection(scope)  # the first reads the session settings and caches SQL
+    connection.search_path_set_schemas = None  # as on a connection fresh from the pool
+
+    # The search_path; the domain with its tenant and two-factor policy; the membership with its user.
+    with django_assert_num_queries(3):
+        resolved = resolve_connection(scope)
+
+    assert resolved["tenant"] == acme.tenant
+    assert resolved["user"] == resolved["membership"].user == acme.member
+
+
 def test_the_socket_reauthorisation_is_one_query_for_a_token_or_a_key(acme, django_assert_num_queries):
     token = Token.objects.get_or_create(user=acme.member)[0].key
     key, _ = api_key_create(tenant=acme.tenant, created_by=acme.owner, name="bot", scope="read")
@@ -110,11 +123,11 @@ def test_an_answer_is_settled_in_a_fixed_number_of_queries(acme, request, django
     stream.text, stream.usage = "Soup.", Usage(input_tokens=40, output_tokens=3)
 
     # search_path, the transaction (2 here: a savepoint and its release inside the test's own), the
-    # AgentAction and its savepoint pair, the Message, and the asker's API key (none: a person),
+    # AgentAction (no savepoint of its own), the Message, and the asker's API key (none: a person),
     # which a model turn already read when it reserved its allowance; then the ledger row, the period
     # total and the reservation's release (an offline answer's row has no tokens and costs nothing,
     # so operators see the activity).
-    expected = {"offline": 10, "anthropic": 10}[model]
+    expected = {"offline": 8, "anthropic": 8}[model]
     with django_assert_num_queries(expected):
         _finish(
             turn=turn, prompt=NO_PROMPT, stream=stream, status=Message.Status.OK, error="", started=time.perf_counter()

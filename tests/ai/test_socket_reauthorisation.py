@@ -52,6 +52,17 @@ async def assert_refused(ws):
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
 
 
+async def test_a_deactivated_members_token_opens_no_socket(asgi_server, newcomer):
+    globex, user, key = newcomer
+    async with await ws_connect(asgi_server, "globex", token=key):
+        pass  # the token opens one while its person is active
+    await db(lambda: type(user).objects.filter(pk=user.pk).update(is_active=False))
+
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await ws_connect(asgi_server, "globex", token=key)
+    assert refused.value.response.status_code == 403
+
+
 async def test_a_socket_whose_token_was_deleted_by_logout_is_closed_on_its_next_frame(asgi_server, newcomer):
     globex, _, key = newcomer
     async with await ws_connect(asgi_server, "globex", token=key) as ws:
