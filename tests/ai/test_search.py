@@ -427,7 +427,8 @@ def test_an_exact_search_never_runs_a_kept_plan_made_for_the_index(acme, corpus)
             cursor.execute("SET LOCAL enable_sort = on")
         assert _prepared_searches() != {}
         scans = hnsw_scans()
-        assert scans == 7
+        # Each search scanned the index (a plan may rescan it: runs saw 8 and 10 for 7 searches).
+        assert scans >= 7
         exact = chunks_nearest(vector=vector, k=3, exact=True)
         # A kept plan ignores planner settings (enable_indexscan = off): the exact search plans its own.
         assert hnsw_scans() == scans
