@@ -12,8 +12,8 @@ unset PYTHONDONTWRITEBYTECODE
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-# Installed again only when pyproject.toml changed since the last install into this .venv (pip
-# takes 15 s to find nothing to do: it builds the editable wheel each time).
+# Installed again only when pyproject.toml or this script changed since the last install into this
+# .venv (pip takes 15 s to find nothing to do: it builds the editable wheel each time).
 installed=.venv/strata-installed
 wanted=$(cat pyproject.toml tests/run.sh | sha256sum)
 if [ ! -f "$installed" ] || [ "$(cat "$installed")" != "$wanted" ]; then
