@@ -410,6 +410,9 @@ class Message(models.Model):
         ASSISTANT = "assistant", "Assistant"
 
     Status = CallStatus
+    # An answer's ``error`` from the moment it is stored until its stream settles it: if its process
+    # dies meanwhile, the message is left with its last checkpoint and this reason.
+    UNFINISHED = "The answer did not finish: the server stopped while it was being written."
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
@@ -433,3 +436,8 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+    @property
+    def unsettled(self) -> bool:
+        """An answer its stream has not settled: still streaming, or left by a process that died."""
+        return self.role == self.Role.ASSISTANT and self.agent_action_id is None and self.error == self.UNFINISHED

@@ -53,9 +53,6 @@ from tenants.selectors import api_key_id_of
 Frame = dict[str, Any]
 logger = logging.getLogger(__name__)
 
-# An answer's message says this from the moment it is stored until its stream settles it: if its
-# process dies meanwhile, the message is left with its last checkpoint and this reason.
-UNFINISHED_REASON = "The answer did not finish: the server stopped while it was being written."
 NOT_SAVED_REASON = "The answer could not be saved when it ended; this is the text it had then."
 CUT_OFF_MESSAGE = "The answer was cut off: the language model's stream ended before the answer was finished."
 ANSWER_FAILED_MESSAGE = "The answer could not be completed."
@@ -543,7 +540,7 @@ def _turn_store(
                 "assistant_role": Message.Role.ASSISTANT,
                 "ok": Message.Status.OK,
                 "interrupted": Message.Status.INTERRUPTED,
-                "unfinished": UNFINISHED_REASON,
+                "unfinished": Message.UNFINISHED,
             },
         )
         row = cursor.fetchone()
@@ -727,7 +724,7 @@ class _Keeper:
     async def _write(self, text: str, usage: dict[str, int]) -> None:
         try:
             await database_step(_checkpoint, lane="records")(
-                turn=self.turn, text=text, usage=Usage(**usage), reason=UNFINISHED_REASON
+                turn=self.turn, text=text, usage=Usage(**usage), reason=Message.UNFINISHED
             )
         except Exception:
             logger.warning("checkpoint of chat answer %s failed", self.turn.message_id, exc_info=True)

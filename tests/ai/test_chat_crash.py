@@ -16,7 +16,6 @@ import websockets
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from ai.chat.services import UNFINISHED_REASON
 from ai.llm import estimate_tokens
 from ai.models import Message
 from billing.models import AllowanceReservation, UsageEvent
@@ -151,7 +150,7 @@ def test_an_answer_whose_process_is_killed_keeps_its_checkpoint_and_frees_the_sl
 
     assert accepted_after is not None and accepted_after < FREED_WITHIN_SECONDS, accepted_after
     assert message.status == Message.Status.INTERRUPTED and message.agent_action_id is None
-    assert message.error == UNFINISHED_REASON
+    assert message.error == Message.UNFINISHED
     assert message.content and seen.startswith(message.content)
     # At most one checkpoint period (and the time to write it) of what was shown is lost.
     lost = len(split_tokens(seen)) - len(split_tokens(message.content))

@@ -126,14 +126,24 @@ def test_the_summarise_button_returns_the_summary_or_says_why_not(member, acme):
 def test_a_conversation_page_shows_how_each_answer_ended(member, acme):
     with tenant_context(acme.tenant):
         conversation = Conversation.objects.create(user=acme.member, title="Status check")
-        for content, status in (("A **full** answer.", "ok"), ("Half an", "interrupted"), ("", "error")):
+        for content, status, error in (
+            ("A **full** answer.", "ok", ""),
+            ("Half an", "interrupted", "Stopped by the user."),
+            ("", "error", "The answer could not be completed."),
+            ("Still being wr", "interrupted", Message.UNFINISHED),  # not settled: streaming, or its process died
+        ):
             Message.objects.create(conversation=conversation, role="user", content="Question?")
-            Message.objects.create(conversation=conversation, role="assistant", content=content, status=status)
+            Message.objects.create(
+                conversation=conversation, role="assistant", content=content, status=status, error=error
+            )
 
     body = member.get(f"/chat/{conversation.id}/").content.decode()
 
     assert "<strong>full</strong>" in body
-    assert body.count(">Stopped<") == 1 and body.count(">Failed<") == 1
+    assert body.count(">Stopped<") == 2 and body.count(">Failed<") == 1
+    # The page follows the unsettled one over the socket (ai/static/ai/chat.js); its saved text meanwhile.
+    assert body.count('data-unsettled="true"') == 1
+    assert "Still being wr" in body.split('data-unsettled="true">')[1].split("</div>")[0]
     assert (
         f'href="/chat/{conversation.id}/" data-id="{conversation.id}" title="Status check" aria-current="page"' in body
     )

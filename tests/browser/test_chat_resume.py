@@ -73,3 +73,41 @@ def test_a_dropped_connection_mid_answer_reconnects_and_resumes_without_gap_or_r
     expect(answer).to_have_text(fake_anthropic.reply, timeout=20_000)
     assert chat.evaluate("window.__sockets.length") == 2
     assert fake_anthropic.disconnects == 0
+
+
+def test_a_page_served_while_its_answer_still_streams_follows_it_to_the_end(chat, fake_anthropic):
+    """A page that shows an answer not yet settled, with no record of it in its tab (a second tab; a
+    reload whose old page saw ``done`` after the new one was served), follows it rather than leaving
+    it shown as stopped."""
+    ask(chat, "A story for two tabs")
+    other = chat.context.new_page()  # a tab of its own: its sessionStorage is empty
+    other.goto(chat.url)
+
+    expect(other.locator(".msg.assistant .text").last).to_have_text(fake_anthropic.reply, timeout=20_000)
+    expect(other.locator(".msg.assistant")).to_have_count(1)
+    expect(other.locator(".msg-status")).to_have_count(0)
+    expect(other.locator("#send")).to_be_enabled()
+    expect(chat.locator(".msg.assistant .text").last).to_have_text(fake_anthropic.reply, timeout=20_000)
+    assert fake_anthropic.disconnects == 0
+
+
+def test_a_reload_whose_answer_is_gone_shows_it_as_saved_and_the_page_can_ask_again(chat, fake_anthropic):
+    """The answer the tab remembers has no log any more (its process died and the log expired): the
+    page shows the message as saved, and Send works."""
+    fake_anthropic.token_delay = 0.0
+    ask(chat, "A short one")
+    expect(chat.locator("#send")).to_be_enabled(timeout=20_000)
+    message_id = chat.locator(".msg.assistant").last.get_attribute("data-message-id")
+    conversation_id = chat.evaluate("Number(document.getElementById('messages').dataset.conversationId)")
+    chat.evaluate(
+        "([m, c]) => sessionStorage.setItem('strata.chat.answer', JSON.stringify({messageId: m + 1000, conversationId: c, seq: 3}))",
+        [int(message_id), conversation_id],
+    )
+
+    chat.reload()
+
+    expect(chat.locator(".msg.assistant .text").last).to_have_text(fake_anthropic.reply)
+    expect(chat.locator("#send")).to_be_enabled()
+    expect(chat.locator("#stop")).to_be_disabled()
+    expect(chat.locator("#chat-error")).to_have_text("")
+    assert chat.evaluate("sessionStorage.getItem('strata.chat.answer')") is None

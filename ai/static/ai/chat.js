@@ -184,11 +184,13 @@ function renderFrame(frame) {
 const transport = {
   socket: null,
 
-  open() {
+  // follow: an answer to replay and follow from its start (see StrataResumableSocket).
+  open(follow = null) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new window.StrataResumableSocket(`${scheme}://${location.host}/ws/chat/`);
+    const socket = new window.StrataResumableSocket(`${scheme}://${location.host}/ws/chat/`, follow);
     this.socket = socket;
     socket.onmessage = (event) => renderFrame(JSON.parse(event.data));
+    socket.onresumerefused = () => streaming(false); // the saved message shown is the answer
     socket.onclose = async (event) => {
       this.socket = null;
       if (!socket.opened) return; // a refused handshake: open() says why
@@ -380,11 +382,17 @@ stopButton.addEventListener("click", () => {
   }, 800);
 });
 
-// An answer was streaming when this tab reloaded: the socket replays it from its start.
+// An answer was streaming when this tab reloaded, or the page shows an answer not settled yet (it
+// was served while the answer streamed or settled, maybe to another tab): the socket replays it
+// from its start and follows it. One whose process died has no log left: its saved text stands.
 const inFlight = window.StrataResumableSocket.pending();
-if (inFlight && inFlight.conversationId === state.conversationId) {
+const lastAnswer = [...messages.querySelectorAll(".msg.assistant")].at(-1);
+const unsettled = lastAnswer && lastAnswer.dataset.unsettled === "true"
+  ? {messageId: Number(lastAnswer.dataset.messageId), conversationId: state.conversationId}
+  : null;
+if (unsettled || (inFlight && inFlight.conversationId === state.conversationId)) {
   streaming(true);
-  transport.open().catch((error) => { streaming(false); showError(error.message); });
+  transport.open(unsettled).catch((error) => { streaming(false); showError(error.message); });
 } else {
   streaming(false); // Send starts disabled (chat.html) until this module has run
 }

@@ -6,8 +6,11 @@
 // tab and per tenant host); when the socket drops mid-answer it reconnects with backoff and sends
 // {"type": "resume", "message_id", "after": <last seq seen>}, so the page gets the missed frames
 // once each. After a reload, a new socket replays the pending answer from its start (the page
-// has lost what it showed). The page's onclose is called only when nothing was in flight, or when
-// the server refused the connection (close code 4403: access ended), with the close event.
+// has lost what it showed); so does one given an answer to follow (a page that shows an answer
+// still unsettled, which this tab has no record of). The page's onclose is called only when
+// nothing was in flight, or when the server refused the connection (close code 4403: access
+// ended), with the close event; its onresumerefused when the answer to replay has no log left
+// (the saved message is then the answer).
 (() => {
   const STORAGE_KEY = "strata.chat.answer";
   const RETRY_MS = [200, 500, 1000, 2000, 4000, 8000];
@@ -30,11 +33,12 @@
     // The answer this tab was streaming when the page went away, if any: {messageId, conversationId, seq}.
     static pending() { return loadPending(); }
 
-    constructor(url) {
+    // follow: an answer to replay from its start, {messageId, conversationId}, in place of the pending one.
+    constructor(url, follow = null) {
       this.url = url;
       this.readyState = StrataResumableSocket.CONNECTING;
-      this.onopen = this.onmessage = this.onclose = this.onerror = null;
-      this.answer = loadPending();
+      this.onopen = this.onmessage = this.onclose = this.onerror = this.onresumerefused = null;
+      this.answer = follow ? {...follow} : loadPending();
       if (this.answer) this.answer.seq = 0; // a reload: replay the whole answer
       this.resuming = false;
       this.queue = [];
@@ -70,7 +74,10 @@
           this.resuming = false;
           this.answer = null;
           savePending(null);
-          if (frame.error && frame.error.code === "not_found") return;
+          if (frame.error && frame.error.code === "not_found") {
+            if (this.onresumerefused) this.onresumerefused();
+            return;
+          }
         }
       } else {
         this.resuming = false;
