@@ -19,17 +19,17 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
-from django.db import connection
 from django.utils.module_loading import import_string
 from django_tenants.utils import get_public_schema_name, remove_www, schema_context, tenant_context
 from rest_framework.authtoken.models import Token
 
 from core.models import User
+from core.platform.database.base import qualified_cursor
 from core.platform.database_steps import database_step
 from core.platform.exceptions import ApplicationError, outage_error
 from core.platform.handshake import handshake_refuse
-from core.platform.sql_names import column
-from core.platform.sql_names import table as sql_table
+from core.platform.sql_names import Selected, column, public_table
+from tenants.mfa.models import MfaPolicy
 from tenants.mfa.services import mfa_enrolment_required
 from tenants.models import ApiKey, Domain, Membership, Tenant
 from tenants.services.api_keys import api_key_authenticate
@@ -50,13 +50,6 @@ def _token_key(authorization: str) -> str:
     return key.strip() if keyword == "Token" else ""
 
 
-def _user_from_token(key: str) -> Any:
-    if not key:
-        return None
-    token = Token.objects.select_related("user").filter(key=key).first()
-    return token.user if token and token.user.is_active else None
-
-
 def _user_from_session(session_key: str) -> tuple[Any, Any]:
     engine = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
     session = engine(session_key)
@@ -72,17 +65,17 @@ def _same_origin(origin: str, host: str) -> bool:
 def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
     """Sync: the tenant, user and membership for a handshake (each may be None / anonymous).
 
-    A member with a login token, the common case, costs two statements after the search_path: the
-    host's domain with its tenant and two-factor policy, and the membership with its user."""
+    A person with a login token, the common case, costs one statement (``_HostAndToken``): the
+    host's domain with its tenant and two-factor policy, and the token's user with their
+    membership here and API key (none: a person)."""
     host = _header(scope, b"host")
     hostname = remove_www(host.split(":")[0]).lower()  # as tenants.middleware.TenantHostMiddleware
     resolved: dict[str, Any] = {"tenant": None, "user": AnonymousUser(), "membership": None, "api_key": None}
     authorization = _header(scope, b"authorization")
+    bearer = authorization[:7].lower() == "bearer "
+    tenant, user, membership = _host_and_token(hostname, "" if bearer else _token_key(authorization))
     with schema_context(get_public_schema_name()):
-        # The policy with the tenant, as the HTTP middleware reads it: mfa_required_by needs no query.
-        domain = Domain.objects.select_related("tenant", "tenant__mfa_policy").filter(domain=hostname).first()
-        tenant = domain.tenant if domain is not None else None
-        if authorization[:7].lower() == "bearer ":
+        if bearer:
             # A program's key: valid on its own tenant's host only; anything else is a 401.
             api_key = api_key_authenticate(raw=authorization[7:], tenant=tenant)
             if api_key is None:
@@ -92,21 +85,17 @@ def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
         if tenant is None or tenant.schema_name == get_public_schema_name():
             return resolved
         resolved["tenant"] = tenant
-        key = _token_key(authorization)
-        membership = _membership_by_token(tenant, key)
-        user = membership.user if membership is not None else _user_from_token(key)
-        credential, session = ("token", key), None
+        credential, session = ("token", _token_key(authorization)), None
         if user is None:
             cookie = SimpleCookie(_header(scope, b"cookie")).get(settings.SESSION_COOKIE_NAME)
             if cookie and _same_origin(_header(scope, b"origin"), host):
                 with tenant_context(tenant):
                     user, session = _user_from_session(cookie.value)
                 credential = ("session", cookie.value)
-        if user is None:
-            return resolved
-        resolved["user"] = user
-        if membership is None:
+            if user is None:
+                return resolved
             membership = Membership.objects.for_tenant(tenant).filter(user=user).first()
+        resolved["user"] = user
         if membership is not None and mfa_enrolment_required(user=user, tenant=tenant, session=session):
             membership = None  # two-factor sign-in first, as on every page (tenants.mfa)
         resolved["membership"] = membership
@@ -114,12 +103,65 @@ def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def _membership_by_token(tenant: Tenant, key: str) -> Membership | None:
-    """The membership here, with its user, of the active person whose login token ``key`` is."""
-    if not key:
-        return None
-    members = Membership.objects.for_tenant(tenant).select_related("user")
-    return members.filter(user__auth_token__key=key, user__is_active=True).first()
+class _HostAndToken:
+    """The handshake's one statement, in schema-qualified SQL built once from the models' ``_meta``
+    (the ORM took three times as long to build it as the database to run it): the domain with its
+    tenant and two-factor policy; the active user whose login token is given (if any), with their
+    membership of that tenant and their API key. As ``Domain``, ``Tenant.mfa_policy``,
+    ``Token.user``, ``Membership`` and ``User.api_key`` read them, with the same filters."""
+
+    def __init__(self) -> None:
+        self.domain = Selected(Domain, "d")
+        self.tenant = Selected(Tenant, "t")
+        self.policy = Selected(MfaPolicy, "p")
+        self.user = Selected(User, "u")
+        self.membership = Selected(Membership, "m")
+        self.api_key = Selected(ApiKey, "k")
+        self.parts = (self.tenant, self.policy, self.user, self.membership, self.api_key)
+        self.sql = (
+            f"SELECT {', '.join(part.sql for part in self.parts)}"
+            f" FROM {public_table(Domain)} d"
+            f" JOIN {public_table(Tenant)} t ON t.{column(Tenant, 'id')} = d.{column(Domain, 'tenant')}"
+            f" LEFT JOIN {public_table(MfaPolicy)} p ON p.{column(MfaPolicy, 'tenant')} = t.{column(Tenant, 'id')}"
+            f" LEFT JOIN {public_table(Token)} tok ON tok.{column(Token, 'key')} = %(key)s"
+            f" LEFT JOIN {public_table(User)} u ON u.{column(User, 'id')} = tok.{column(Token, 'user')}"
+            f" AND u.{column(User, 'is_active')}"
+            f" LEFT JOIN {public_table(Membership)} m ON m.{column(Membership, 'tenant')} = t.{column(Tenant, 'id')}"
+            f" AND m.{column(Membership, 'user')} = u.{column(User, 'id')}"
+            f" LEFT JOIN {public_table(ApiKey)} k ON k.{column(ApiKey, 'user')} = u.{column(User, 'id')}"
+            f" WHERE d.{column(Domain, 'domain')} = %(host)s LIMIT 1"
+        )
+
+    def read(self, hostname: str, key: str) -> tuple[Tenant | None, User | None, Membership | None]:
+        with qualified_cursor() as cursor:
+            cursor.execute(self.sql, {"host": hostname, "key": key or None})
+            row = cursor.fetchone()
+        if row is None:
+            return None, None, None
+        values, start = [], 0
+        for part in self.parts:
+            values.append(part.instance(row[start : start + len(part)]))
+            start += len(part)
+        tenant, policy, user, membership, api_key = values
+        assert isinstance(tenant, Tenant)
+        Tenant._meta.get_field("mfa_policy").set_cached_value(tenant, policy)
+        if user is None:
+            return tenant, None, None
+        User._meta.get_field("api_key").set_cached_value(user, api_key)
+        if membership is not None:
+            Membership._meta.get_field("user").set_cached_value(membership, user)
+            Membership._meta.get_field("tenant").set_cached_value(membership, tenant)
+        return tenant, user, membership  # type: ignore[return-value]
+
+
+@functools.cache
+def _host_and_token_statement() -> _HostAndToken:
+    return _HostAndToken()
+
+
+def _host_and_token(hostname: str, key: str) -> tuple[Tenant | None, User | None, Membership | None]:
+    """The host's tenant and, for a login token ``key``, its active user and their membership here."""
+    return _host_and_token_statement().read(hostname, key)
 
 
 def _reauthorise(tenant: Any, user: Any, credential: tuple[str, str]) -> Any:
@@ -139,7 +181,7 @@ def connection_authorised(*, tenant: Tenant, user_id: int, credential: tuple[str
     kind, secret = credential
     if kind not in ("api_key", "token", "session"):
         return False
-    with connection.cursor() as cursor:
+    with qualified_cursor() as cursor:
         cursor.execute(_authorised_sql(kind), {"tenant": tenant.pk, "user": user_id, "secret": secret})
         row = cursor.fetchone()
     if not (row and row[0]):
@@ -155,31 +197,26 @@ def connection_authorised(*, tenant: Tenant, user_id: int, credential: tuple[str
 def _authorised_sql(kind: str) -> str:
     """One statement: the tenant is active and (for a key) the key is live and its user active,
     or (for a person) the user is an active member and (for a login token) the token is theirs."""
-
-    def table(model: Any) -> str:
-        return f"{connection.ops.quote_name(get_public_schema_name())}.{sql_table(model)}"
-
     tenant_id, status = column(Tenant, "id"), column(Tenant, "status")
     user_id, user_active = column(User, "id"), column(User, "is_active")
-    active = (
-        f"EXISTS (SELECT 1 FROM {table(Tenant)} WHERE {tenant_id} = %(tenant)s AND {status} = '{Tenant.Status.ACTIVE}')"
-    )
+    tenants, live = public_table(Tenant), Tenant.Status.ACTIVE
+    active = f"EXISTS (SELECT 1 FROM {tenants} WHERE {tenant_id} = %(tenant)s AND {status} = '{live}')"
     if kind == "api_key":
         return (
-            f"SELECT {active} AND EXISTS (SELECT 1 FROM {table(ApiKey)} k"
-            f" JOIN {table(User)} u ON u.{user_id} = k.{column(ApiKey, 'user')}"
+            f"SELECT {active} AND EXISTS (SELECT 1 FROM {public_table(ApiKey)} k"
+            f" JOIN {public_table(User)} u ON u.{user_id} = k.{column(ApiKey, 'user')}"
             f" WHERE k.{column(ApiKey, 'id')} = %(secret)s::bigint AND k.{column(ApiKey, 'tenant')} = %(tenant)s"
             f" AND k.{column(ApiKey, 'revoked')} IS NULL AND u.{user_active})"
         )
     member = (
-        f"EXISTS (SELECT 1 FROM {table(Membership)} m"
-        f" JOIN {table(User)} u ON u.{user_id} = m.{column(Membership, 'user')}"
+        f"EXISTS (SELECT 1 FROM {public_table(Membership)} m"
+        f" JOIN {public_table(User)} u ON u.{user_id} = m.{column(Membership, 'user')}"
         f" WHERE m.{column(Membership, 'tenant')} = %(tenant)s AND m.{column(Membership, 'user')} = %(user)s"
         f" AND u.{user_active})"
     )
     if kind == "token":
         token = (
-            f"EXISTS (SELECT 1 FROM {table(Token)} WHERE {column(Token, 'key')} = %(secret)s"
+            f"EXISTS (SELECT 1 FROM {public_table(Token)} WHERE {column(Token, 'key')} = %(secret)s"
             f" AND {column(Token, 'user')} = %(user)s)"
         )
         return f"SELECT {active} AND {member} AND {token}"

@@ -18,6 +18,8 @@ from ai.llm import LLMStream, Usage
 from ai.models import Message
 from billing.models import TenantUsagePeriod
 from core.models import User
+from tenants.mfa.services import mfa_required_by
+from tenants.selectors import api_key_id_of
 from tenants.services.api_keys import api_key_create
 from tenants.sockets import connection_authorised, resolve_connection
 
@@ -77,23 +79,59 @@ def test_a_turn_in_a_long_conversation_costs_one_more_query_whatever_its_length(
     turn.slot.release()
 
 
-def test_a_members_websocket_handshake_with_a_login_token_is_three_statements(acme, django_assert_num_queries):
-    scope = {"headers": [(b"host", acme.host.encode()), (b"authorization", f"Token {acme.member_token}".encode())]}
-    resolve_connection(scope)  # the first reads the session settings and caches SQL
+def _handshake(world, token: str, host: str | None = None) -> dict:  # noqa: ANN001
+    headers = [(b"host", (host or world.host).encode()), (b"authorization", f"Token {token}".encode())]
+    return resolve_connection({"headers": headers})
+
+
+def test_a_members_websocket_handshake_with_a_login_token_is_one_statement(acme, django_assert_num_queries):
+    _handshake(acme, acme.member_token)  # the first reads the session settings and builds the SQL
     connection.search_path_set_schemas = None  # as on a connection fresh from the pool
 
-    # The search_path; the domain with its tenant and two-factor policy; the membership with its user.
-    with django_assert_num_queries(3):
-        resolved = resolve_connection(scope)
+    # The domain with its tenant and two-factor policy, the token's user with their membership and
+    # API key, in schema-qualified SQL: no search_path to set.
+    with django_assert_num_queries(1):
+        resolved = _handshake(acme, acme.member_token)
 
     assert resolved["tenant"] == acme.tenant
     assert resolved["user"] == resolved["membership"].user == acme.member
+    assert resolved["membership"].tenant == acme.tenant and resolved["membership"].role == "member"
+    # What the turn reads of them later costs nothing more: the policy, and the asker's API key (none).
+    with django_assert_num_queries(0):
+        assert not mfa_required_by(tenant=resolved["tenant"])
+        assert api_key_id_of(user=resolved["user"]) is None
+    assert not connection.search_path_set_schemas  # the next ordinary cursor sets the borrower's path
+
+
+def test_a_handshake_with_a_token_of_no_member_or_no_token_finds_no_membership(acme, globex, django_assert_num_queries):
+    _handshake(acme, acme.member_token)
+    with django_assert_num_queries(1):
+        outsider = _handshake(acme, globex.member_token)  # a person, but not of this tenant
+    assert outsider["tenant"] == acme.tenant and outsider["user"] == globex.member
+    assert outsider["membership"] is None
+
+    with django_assert_num_queries(1):
+        unknown = _handshake(acme, "0" * 40)
+    assert unknown["tenant"] == acme.tenant and not unknown["user"].is_authenticated
+    assert unknown["membership"] is None
+
+    with django_assert_num_queries(1):
+        nowhere = _handshake(acme, acme.member_token, host="nowhere.localhost")
+    assert nowhere["tenant"] is None and nowhere["membership"] is None
+
+
+def test_a_turn_asked_through_a_socket_reads_no_api_key(acme, fake_anthropic, django_assert_num_queries):
+    _warm(acme)
+    user = _handshake(acme, acme.member_token)["user"]
+    with django_assert_num_queries(5):  # as above with a model, less the API key the handshake read
+        _turn(acme, user).slot.release()
 
 
 def test_the_socket_reauthorisation_is_one_query_for_a_token_or_a_key(acme, django_assert_num_queries):
     token = Token.objects.get_or_create(user=acme.member)[0].key
     key, _ = api_key_create(tenant=acme.tenant, created_by=acme.owner, name="bot", scope="read")
 
+    connection.search_path_set_schemas = None  # as on a connection fresh from the pool: schema-qualified SQL needs none
     with django_assert_num_queries(1):
         assert connection_authorised(tenant=acme.tenant, user_id=acme.member.pk, credential=("token", token))
     with django_assert_num_queries(1):
@@ -105,10 +143,9 @@ def test_the_socket_reauthorisation_of_a_session_reads_the_session_too(acme, dja
     credential = ("session", session_key)
     assert connection_authorised(tenant=acme.tenant, user_id=acme.member.pk, credential=credential)
 
-    # The one statement; then in the tenant's schema (sessions live there) the search_path, the
-    # session and its user (a changed password ends it); and the search_path back to public,
-    # which the previous frame's check left on the tenant's: 5.
-    with django_assert_num_queries(5):
+    # The one statement (schema-qualified); then in the tenant's schema (sessions live there) the
+    # search_path, the session and its user (a changed password ends it): 4.
+    with django_assert_num_queries(4):
         assert connection_authorised(tenant=acme.tenant, user_id=acme.member.pk, credential=credential)
 
 

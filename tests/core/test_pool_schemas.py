@@ -1,22 +1,27 @@
-"""A backend keeps the catalogue entries of every schema it has read, so a pooled connection that
-has served many tenants is replaced when it is returned (DATABASE_CONNECTION_MAX_SCHEMAS). The
-memory this bounds is measured in tests/benchmarks/bench_tenants.py."""
+"""A pooled connection and the schemas it has served: it is replaced once it has served many
+(a backend keeps the catalogue entries of every schema it has read; DATABASE_CONNECTION_MAX_SCHEMAS;
+the memory this bounds is measured in tests/benchmarks/bench_tenants.py), and a borrower's
+schema-qualified statement sets no search_path without leaving the next query in the last borrower's."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import connection
 
-from core.platform.database.base import DatabaseWrapper
+from core.platform.database.base import DatabaseWrapper, qualified_cursor
 
 pytestmark = pytest.mark.django_db
+
+
+def pool_of_one(settings) -> DatabaseWrapper:  # noqa: ANN001
+    options = {**connection.settings_dict["OPTIONS"], "pool": {"min_size": 1, "max_size": 1, "timeout": 10}}
+    return DatabaseWrapper({**connection.settings_dict, "OPTIONS": options}, alias="pool_schemas")
 
 
 def backend_pids(schemas: list[str], *, most: int, settings) -> list[int]:  # noqa: ANN001
     """Borrow a connection from a pool of one for each schema in turn; the backend that served each."""
     settings.DATABASE_CONNECTION_MAX_SCHEMAS = most
-    options = {**connection.settings_dict["OPTIONS"], "pool": {"min_size": 1, "max_size": 1, "timeout": 10}}
-    wrapper = DatabaseWrapper({**connection.settings_dict, "OPTIONS": options}, alias="pool_schemas")
+    wrapper = pool_of_one(settings)
     pids = []
     try:
         for schema in schemas:
@@ -50,3 +55,29 @@ def test_with_no_limit_one_connection_serves_every_schema(django_db_setup, setti
     pids = backend_pids(schemas * 2, most=0, settings=settings)
 
     assert len(set(pids)) == 1
+
+
+def test_a_qualified_cursor_sets_no_search_path_and_the_next_query_runs_in_the_borrowers_schema(
+    django_db_setup,  # noqa: ANN001
+    settings,  # noqa: ANN001
+):
+    acme, globex = django_db_setup["acme"].tenant.schema_name, django_db_setup["globex"].tenant.schema_name
+    wrapper = pool_of_one(settings)
+    try:
+        wrapper.set_schema(globex)
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT current_schema()")
+            assert cursor.fetchone() == (globex,)
+        wrapper.close()  # back to the pool, still on globex's search_path
+
+        wrapper.set_schema(acme)  # the next borrower
+        with qualified_cursor(wrapper) as cursor:
+            cursor.execute("SELECT current_schema(), count(*) FROM public.tenants_tenant")
+            left, tenants = cursor.fetchone()
+        assert left == globex and tenants >= 2  # no SET: the path is the last borrower's, and unread
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT current_schema()")
+            assert cursor.fetchone() == (acme,)
+    finally:
+        wrapper.close()
+        wrapper.close_pool()
