@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import FilteredRelation, Q
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, TokenAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from tenants.credentials import token_holder
 from tenants.models import MEMBERSHIP_READ_WITH_USER
 from tenants.services.api_keys import api_key_authenticate
 
 
 class TenantTokenAuthentication(TokenAuthentication):
-    """DRF's token authentication, whose one query also reads the user's membership of the tenant
-    the host selected: the tenant API guard (``Tenant.membership_of``) then asks nothing more."""
+    """DRF's token authentication, whose one statement (``tenants.credentials.token_holder``) also
+    reads the user's membership of the tenant the host selected and their API key: the tenant API
+    guard (``Tenant.membership_of``) then asks nothing more."""
 
     tenant: Any = None
 
@@ -30,23 +31,13 @@ class TenantTokenAuthentication(TokenAuthentication):
         tenant = self.tenant
         if tenant is None or tenant.is_public:
             return super().authenticate_credentials(key)
-        model: Any = self.get_model()
-        try:
-            token = (
-                model.objects.annotate(
-                    host_membership=FilteredRelation("user__memberships", condition=Q(user__memberships__tenant=tenant))
-                )
-                .select_related("user", "host_membership")
-                .get(key=key)
-            )
-        except model.DoesNotExist as exc:
-            raise exceptions.AuthenticationFailed(_("Invalid token.")) from exc
-        if not token.user.is_active:
+        holder = token_holder(key=key, tenant=tenant)
+        if holder is None:
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        if not holder.user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        # At most one row joins: a user has one membership per tenant (membership_unique_user_tenant);
-        # none joined leaves the attribute unset.
-        setattr(token.user, MEMBERSHIP_READ_WITH_USER, (tenant.pk, getattr(token, "host_membership", None)))
-        return token.user, token
+        setattr(holder.user, MEMBERSHIP_READ_WITH_USER, (tenant.pk, holder.membership))
+        return holder.user, holder.token
 
 
 class ApiKeyAuthentication(BaseAuthentication):

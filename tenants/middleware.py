@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django_tenants.middleware.main import TenantMainMiddleware
 
 from core.platform.api import error_body
+from tenants.credentials import tenant_by_host
 from tenants.models import Membership, Tenant
 from tenants.scim.views import SCIM_PATH, scim_refusal
 from tenants.selectors import membership_get
@@ -73,8 +74,12 @@ class TenantHostMiddleware(TenantMainMiddleware):  # type: ignore[misc]
         return str(TenantMainMiddleware.hostname_from_request(request)).lower()
 
     def get_tenant(self, domain_model: Any, hostname: str) -> Any:
-        # The tenant's two-factor policy in the same query (tenants.mfa reads it on every request).
-        return domain_model.objects.select_related("tenant", "tenant__mfa_policy").get(domain=hostname).tenant
+        # One schema-qualified statement, with the tenant's two-factor policy (tenants.mfa reads it
+        # on every request); django-tenants answers DoesNotExist as an unknown host.
+        tenant = tenant_by_host(hostname)
+        if tenant is None:
+            raise domain_model.DoesNotExist(hostname)
+        return tenant
 
 
 class TenantStatusMiddleware:

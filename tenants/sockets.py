@@ -28,10 +28,10 @@ from core.platform.database.base import qualified_cursor
 from core.platform.database_steps import database_step
 from core.platform.exceptions import ApplicationError, outage_error
 from core.platform.handshake import handshake_refuse
-from core.platform.sql_names import Selected, column, public_table
-from tenants.mfa.models import MfaPolicy
+from core.platform.sql_names import column, public_table
+from tenants.credentials import host_and_token
 from tenants.mfa.services import mfa_enrolment_required
-from tenants.models import ApiKey, Domain, Membership, Tenant
+from tenants.models import ApiKey, Membership, Tenant
 from tenants.services.api_keys import api_key_authenticate
 from tenants.socket_limits import SocketLimitsMiddleware
 
@@ -65,7 +65,7 @@ def _same_origin(origin: str, host: str) -> bool:
 def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
     """Sync: the tenant, user and membership for a handshake (each may be None / anonymous).
 
-    A person with a login token, the common case, costs one statement (``_HostAndToken``): the
+    A person with a login token, the common case, costs one statement (``host_and_token``): the
     host's domain with its tenant and two-factor policy, and the token's user with their
     membership here and API key (none: a person)."""
     host = _header(scope, b"host")
@@ -73,7 +73,10 @@ def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
     resolved: dict[str, Any] = {"tenant": None, "user": AnonymousUser(), "membership": None, "api_key": None}
     authorization = _header(scope, b"authorization")
     bearer = authorization[:7].lower() == "bearer "
-    tenant, user, membership = _host_and_token(hostname, "" if bearer else _token_key(authorization))
+    tenant, holder = host_and_token(hostname=hostname, key="" if bearer else _token_key(authorization))
+    user, membership = (
+        (holder.user, holder.membership) if holder is not None and holder.user.is_active else (None, None)
+    )
     with schema_context(get_public_schema_name()):
         if bearer:
             # A program's key: valid on its own tenant's host only; anything else is a 401.
@@ -101,67 +104,6 @@ def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
         resolved["membership"] = membership
     resolved["reauthorise"] = _reauthorise(tenant, user, credential)
     return resolved
-
-
-class _HostAndToken:
-    """The handshake's one statement, in schema-qualified SQL built once from the models' ``_meta``
-    (the ORM took three times as long to build it as the database to run it): the domain with its
-    tenant and two-factor policy; the active user whose login token is given (if any), with their
-    membership of that tenant and their API key. As ``Domain``, ``Tenant.mfa_policy``,
-    ``Token.user``, ``Membership`` and ``User.api_key`` read them, with the same filters."""
-
-    def __init__(self) -> None:
-        self.domain = Selected(Domain, "d")
-        self.tenant = Selected(Tenant, "t")
-        self.policy = Selected(MfaPolicy, "p")
-        self.user = Selected(User, "u")
-        self.membership = Selected(Membership, "m")
-        self.api_key = Selected(ApiKey, "k")
-        self.parts = (self.tenant, self.policy, self.user, self.membership, self.api_key)
-        self.sql = (
-            f"SELECT {', '.join(part.sql for part in self.parts)}"
-            f" FROM {public_table(Domain)} d"
-            f" JOIN {public_table(Tenant)} t ON t.{column(Tenant, 'id')} = d.{column(Domain, 'tenant')}"
-            f" LEFT JOIN {public_table(MfaPolicy)} p ON p.{column(MfaPolicy, 'tenant')} = t.{column(Tenant, 'id')}"
-            f" LEFT JOIN {public_table(Token)} tok ON tok.{column(Token, 'key')} = %(key)s"
-            f" LEFT JOIN {public_table(User)} u ON u.{column(User, 'id')} = tok.{column(Token, 'user')}"
-            f" AND u.{column(User, 'is_active')}"
-            f" LEFT JOIN {public_table(Membership)} m ON m.{column(Membership, 'tenant')} = t.{column(Tenant, 'id')}"
-            f" AND m.{column(Membership, 'user')} = u.{column(User, 'id')}"
-            f" LEFT JOIN {public_table(ApiKey)} k ON k.{column(ApiKey, 'user')} = u.{column(User, 'id')}"
-            f" WHERE d.{column(Domain, 'domain')} = %(host)s LIMIT 1"
-        )
-
-    def read(self, hostname: str, key: str) -> tuple[Tenant | None, User | None, Membership | None]:
-        with qualified_cursor() as cursor:
-            cursor.execute(self.sql, {"host": hostname, "key": key or None})
-            row = cursor.fetchone()
-        if row is None:
-            return None, None, None
-        values, start = [], 0
-        for part in self.parts:
-            values.append(part.instance(row[start : start + len(part)]))
-            start += len(part)
-        tenant, policy, user, membership, api_key = values
-        assert isinstance(tenant, Tenant)
-        Tenant._meta.get_field("mfa_policy").set_cached_value(tenant, policy)
-        if user is None:
-            return tenant, None, None
-        User._meta.get_field("api_key").set_cached_value(user, api_key)
-        if membership is not None:
-            Membership._meta.get_field("user").set_cached_value(membership, user)
-            Membership._meta.get_field("tenant").set_cached_value(membership, tenant)
-        return tenant, user, membership  # type: ignore[return-value]
-
-
-@functools.cache
-def _host_and_token_statement() -> _HostAndToken:
-    return _HostAndToken()
-
-
-def _host_and_token(hostname: str, key: str) -> tuple[Tenant | None, User | None, Membership | None]:
-    """The host's tenant and, for a login token ``key``, its active user and their membership here."""
-    return _host_and_token_statement().read(hostname, key)
 
 
 def _reauthorise(tenant: Any, user: Any, credential: tuple[str, str]) -> Any:
