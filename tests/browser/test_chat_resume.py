@@ -99,10 +99,8 @@ def test_a_reload_whose_answer_is_gone_shows_it_as_saved_and_the_page_can_ask_ag
     expect(chat.locator("#send")).to_be_enabled(timeout=20_000)
     message_id = chat.locator(".msg.assistant").last.get_attribute("data-message-id")
     conversation_id = chat.evaluate("Number(document.getElementById('messages').dataset.conversationId)")
-    chat.evaluate(
-        "([m, c]) => sessionStorage.setItem('strata.chat.answer', JSON.stringify({messageId: m + 1000, conversationId: c, seq: 3}))",
-        [int(message_id), conversation_id],
-    )
+    gone = {"messageId": int(message_id) + 1000, "conversationId": conversation_id, "seq": 3}
+    chat.evaluate("(answer) => sessionStorage.setItem('strata.chat.answer', JSON.stringify(answer))", gone)
 
     chat.reload()
 
