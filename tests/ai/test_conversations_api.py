@@ -54,10 +54,10 @@ def test_reading_a_conversation_takes_a_constant_number_of_queries(acme, django_
     conversation = make_conversation(acme, acme.member, turns=turns)
     client = acme.client(acme.member_token)
 
-    # tenant, token+user+membership (one query: tenants.authentication), conversation, its messages,
-    # which cited documents the reader can no longer read (one query, however many), and one SET
-    # search_path per schema
-    with django_assert_num_queries(7):
+    # tenant, token+user+membership (schema-qualified, no search_path: tenants.credentials), the
+    # tenant's SET search_path, conversation, its messages, and which cited documents the reader can
+    # no longer read (one query, however many)
+    with django_assert_num_queries(6):
         assert client.get(f"/api/conversations/{conversation.id}/").status_code == 200
 
 
