@@ -15,6 +15,8 @@ import json
 from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
 
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from ai.chat.answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
@@ -47,6 +49,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
     message_id: int | None = None  # the answer this socket follows or last followed
     tenant_group: str | None = None
     closed = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """As channels' ``AsyncConsumer.dispatch``, without its ``close_old_connections`` before each
+        message: a hop to asgiref's one sync thread (shared by every socket of the process) and
+        back, to close connections this consumer never opens there. Its database work runs in
+        database steps (core.platform.database_steps), whose threads give their connections back
+        after each step."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """As channels' (whose ``groups`` this consumer leaves empty: it leaves its tenant group in
+        ``disconnect``), without the same hop."""
+        await self.disconnect(message["code"])
+        raise StopConsumer
 
     async def connect(self) -> None:
         tenant = self.scope.get("tenant")

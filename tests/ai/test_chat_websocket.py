@@ -12,6 +12,7 @@ from ai.chat import services as chat_service
 from ai.models import AgentAction, Conversation, Message
 from billing.models import UsageEvent
 from tests.ai.chat_client import answer_text, ask, frames_until_end, receive, ws_connect
+from tests.tenants.test_request_round_trips import hand_offs_to_threads
 
 # django_db: makes pytest-django create the test database; the live server commits on its own connections.
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db]
@@ -55,6 +56,24 @@ async def test_a_member_chats_over_the_websocket_token_by_token(live_worlds, asg
     request = fake_anthropic.requests[-1]
     assert request["stream"] is True
     assert "refund" in request["messages"][-1]["content"]
+
+
+async def test_a_chat_over_the_websocket_hands_nothing_to_asgirefs_sync_thread(
+    live_worlds, asgi_server, fake_anthropic
+):
+    """The consumer's database work runs in database steps, on threads of their own that give their
+    connections back after each step. Channels' consumer would also hop to asgiref's one sync thread
+    (shared by every socket of the process) before each frame, to close connections it never opened."""
+    acme = live_worlds["acme"]
+    async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:
+        await ask(ws, "Warming up: is there a refund window?")
+
+    with hand_offs_to_threads() as handed:
+        async with await ws_connect(asgi_server, "acme", token=acme.member_token) as ws:
+            frames = await ask(ws, "How long do customers have to ask for a refund?")
+            assert frames[-1]["type"] == "done"
+
+    assert handed == []
 
 
 async def test_the_conversation_history_goes_to_the_model(live_worlds, asgi_server, fake_anthropic):
