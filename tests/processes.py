@@ -93,6 +93,32 @@ def procfile() -> dict[str, list[str]]:
     return processes
 
 
+def ready_or_restarted(
+    start: Callable[[int], subprocess.Popen],
+    port: int,
+    process: subprocess.Popen,
+    *,
+    headers: Mapping[str, str],
+    timeout: float = 300,
+    attempts: int = 3,
+) -> tuple[int, subprocess.Popen]:
+    """A server ``start``-ed on ``port`` as ``process``, once its ``/readyz`` says ready: its port and
+    process. A port is free when chosen and may be taken before the server binds it (the suite's
+    other workers start processes and open connections all the time): a process that exits before
+    it is ready is started again on another port, at once, not after ``timeout``."""
+    for attempt in range(attempts):
+        try:
+            wait_for(f"http://127.0.0.1:{port}/readyz", headers=headers, timeout=timeout, process=process)
+            return port, process
+        except AssertionError:
+            if process.poll() is None or attempt == attempts - 1:
+                process_stop(process, timeout=10)  # not ready in time: stopped, not left behind
+                raise
+            port = free_port()
+            process = start(port)
+    raise AssertionError("unreachable")
+
+
 def procfile_argv(name: str, values: Mapping[str, str], *, overrides: Mapping[str, str] | None = None) -> list[str]:
     """The Procfile's ``name`` command with its placeholders filled in, run by this interpreter's
     environment; ``overrides`` replaces the values of named options (``--host`` for loopback)."""

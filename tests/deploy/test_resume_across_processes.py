@@ -18,7 +18,14 @@ from django_tenants.utils import tenant_context
 
 from ai.models import Message
 from tests.ai.chat_client import frames_until_end, receive
-from tests.processes import ROOT, SPAWNED_APPLICATION_NAME, database_backends_end, free_port, process_stop, wait_for
+from tests.processes import (
+    ROOT,
+    SPAWNED_APPLICATION_NAME,
+    database_backends_end,
+    free_port,
+    process_stop,
+    ready_or_restarted,
+)
 from tests.processes import live_database_url as database_url_for_processes
 from tests.redis_server import REDIS_AVAILABLE, RedisServer
 
@@ -28,6 +35,12 @@ pytestmark = [
     pytest.mark.django_db,
     pytest.mark.skipif(not REDIS_AVAILABLE, reason="redis-server is installed by tests/run.sh"),
 ]
+
+
+def ready_uvicorn(env: dict[str, str]) -> tuple[int, subprocess.Popen]:
+    """A server of its own for one test, ready: its port and process."""
+    port = free_port()
+    return ready_or_restarted(lambda port: uvicorn(port, env), port, uvicorn(port, env), headers={"Host": "localhost"})
 
 
 def uvicorn(port: int, env: dict[str, str]) -> subprocess.Popen:
@@ -68,14 +81,20 @@ def stack(django_db_setup, django_db_blocker, anthropic_server):
         "DEBUG": "false",
         "LOG_LEVEL": "ERROR",
     }
-    ports = (free_port(), free_port())
-    servers = [uvicorn(port, env) for port in ports]
+    servers: list[subprocess.Popen] = []
+
+    def start(port: int) -> subprocess.Popen:
+        servers.append(uvicorn(port, env))
+        return servers[-1]
+
+    started = [(port, start(port)) for port in (free_port(), free_port())]
     try:
         with django_db_blocker.unblock():
-            for port in ports:
-                # the lifespan warms the embedding model
-                wait_for(f"http://127.0.0.1:{port}/readyz", headers={"Host": "localhost"})
-            yield {"ports": ports, "env": env}
+            # The lifespan warms the embedding model.
+            ready = [
+                ready_or_restarted(start, port, process, headers={"Host": "localhost"}) for port, process in started
+            ]
+            yield {"ports": tuple(port for port, _ in ready), "env": env}
     finally:
         for server in servers:
             process_stop(server, timeout=15)
@@ -259,11 +278,9 @@ def test_a_process_that_is_stopped_mid_answer_finishes_it_for_a_client_that_move
     stack, acme, fake, django_db_blocker
 ):
     """A deploy: the process closes its sockets (1012) and drains; the client resumes elsewhere."""
-    port = free_port()
-    leaving = uvicorn(port, stack["env"])
+    with django_db_blocker.unblock():
+        port, leaving = ready_uvicorn(stack["env"])
     try:
-        with django_db_blocker.unblock():
-            wait_for(f"http://127.0.0.1:{port}/readyz", headers={"Host": "localhost"})
         fake.token_delay = 0.03
 
         async def scenario():
@@ -292,11 +309,9 @@ def test_a_process_that_is_stopped_mid_answer_finishes_it_for_a_client_that_move
 
 
 def test_a_follower_elsewhere_learns_that_the_producing_process_died(stack, acme, fake, django_db_blocker):
-    port = free_port()
-    doomed = uvicorn(port, stack["env"])
+    with django_db_blocker.unblock():
+        port, doomed = ready_uvicorn(stack["env"])
     try:
-        with django_db_blocker.unblock():
-            wait_for(f"http://127.0.0.1:{port}/readyz", headers={"Host": "localhost"})
         fake.reply = " ".join(f"w{i}" for i in range(1000))
         fake.token_delay = 0.05
 

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -29,7 +30,9 @@ from tests.processes import (
     SPAWNED_APPLICATION_NAME,
     database_backends_end,
     free_port,
+    process_stop,
     procfile_argv,
+    ready_or_restarted,
     running,
     wait_for,
 )
@@ -127,7 +130,7 @@ def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_fact
     signup_subdomain = f"topo{uuid.uuid4().hex[:8]}"
     hosts = ["localhost", "acme.localhost", "globex.localhost", "nowhere.localhost", f"{signup_subdomain}.localhost"]
     cert, key = self_signed_certificate(tmp, *hosts)
-    redis_port, http_port, https_port, port_a, port_b = (free_port() for _ in range(5))
+    redis_port, http_port, https_port = (free_port() for _ in range(3))
     env = {
         "STRATA_PRODUCTION": "true",
         "SECRET_KEY": "topology-" + uuid.uuid4().hex,
@@ -156,21 +159,32 @@ def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_fact
         check=True,
         timeout=120,
     )
-    main = nginx_configuration(
-        tmp, upstreams=[port_a, port_b], http_port=http_port, https_port=https_port, cert=cert, key=key
-    )
     redis = [REDIS, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     with django_db_blocker.unblock(), ExitStack() as stack:
         try:
             stack.enter_context(running(redis, env={}))
-            for port in (port_a, port_b):
+
+            def web(port: int) -> subprocess.Popen:
                 argv = procfile_argv("web", {**env, "PORT": str(port)}, overrides={"--host": "127.0.0.1"})
-                stack.enter_context(running(argv, env={**env, "PORT": str(port)}))
+                return stack.enter_context(running(argv, env={**env, "PORT": str(port)}))
+
+            backends = [(port, web(port)) for port in (free_port(), free_port())]
             stack.enter_context(running(procfile_argv("worker", env), env=env))
-            stack.enter_context(running([NGINX, "-c", str(main), "-g", "daemon off;"], env={}))
-            for port in (port_a, port_b):  # ready: database answers, model warm
-                wait_for(f"http://127.0.0.1:{port}/readyz", headers={"Host": "127.0.0.1"}, timeout=300)
-            wait_for(f"https://localhost:{https_port}/healthz", verify=ssl.create_default_context(cafile=str(cert)))
+            # Ready: the database answers, the model is warm.
+            ready = [
+                ready_or_restarted(web, port, process, headers={"Host": "127.0.0.1"}) for port, process in backends
+            ]
+            ports = [port for port, _ in ready]
+            port_a, port_b = ports
+            main = nginx_configuration(
+                tmp, upstreams=ports, http_port=http_port, https_port=https_port, cert=cert, key=key
+            )
+            proxy = stack.enter_context(running([NGINX, "-c", str(main), "-g", "daemon off;"], env={}))
+            wait_for(
+                f"https://localhost:{https_port}/healthz",
+                verify=ssl.create_default_context(cafile=str(cert)),
+                process=proxy,
+            )
             yield {
                 "port": https_port,
                 "http_port": http_port,
@@ -182,6 +196,42 @@ def topology(django_db_setup, django_db_blocker, anthropic_server, tmp_path_fact
         finally:
             stack.close()
             database_backends_end(spawned_only=True)
+
+
+# A stand-in web process for the test below: answers 200 to anything, on the port it is given.
+READY_SERVER = """
+import http.server, sys
+class Ready(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Ready).serve_forever()
+"""
+
+
+def test_a_web_process_whose_port_was_taken_meanwhile_starts_again_on_another():
+    """What made a fresh clone's run wait 300 s and lose the module: the port chosen for a web
+    process was taken (by another worker's process) before it bound it, so it exited at once."""
+    started: list[subprocess.Popen] = []
+
+    def start(port: int) -> subprocess.Popen:
+        started.append(subprocess.Popen([sys.executable, "-c", READY_SERVER, str(port)], stderr=subprocess.DEVNULL))
+        return started[-1]
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            began = time.monotonic()
+            ready, process = ready_or_restarted(start, port, start(port), headers={})
+            assert ready != port and process is started[1] and started[0].returncode not in (None, 0)
+            assert httpx.get(f"http://127.0.0.1:{ready}/readyz").status_code == 200
+            assert time.monotonic() - began < 30
+        finally:
+            for process in started:
+                process_stop(process, timeout=5)
 
 
 def via_nginx(topology, subdomain: str | None = None, *, source: str | None = None) -> httpx.Client:
