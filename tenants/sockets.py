@@ -32,6 +32,7 @@ from core.platform.sql_names import column, public_table
 from tenants.credentials import host_and_token
 from tenants.mfa.services import mfa_enrolment_required
 from tenants.models import ApiKey, Membership, Tenant
+from tenants.selectors import membership_get
 from tenants.services.api_keys import api_key_authenticate
 from tenants.socket_limits import SocketLimitsMiddleware
 
@@ -97,7 +98,7 @@ def resolve_connection(scope: dict[str, Any]) -> dict[str, Any]:
                 credential = ("session", cookie.value)
             if user is None:
                 return resolved
-            membership = Membership.objects.for_tenant(tenant).filter(user=user).first()
+            membership = membership_get(user=user, tenant=tenant)
         resolved["user"] = user
         if membership is not None and mfa_enrolment_required(user=user, tenant=tenant, session=session):
             membership = None  # two-factor sign-in first, as on every page (tenants.mfa)
@@ -141,8 +142,8 @@ def _authorised_sql(kind: str) -> str:
     or (for a person) the user is an active member and (for a login token) the token is theirs."""
     tenant_id, status = column(Tenant, "id"), column(Tenant, "status")
     user_id, user_active = column(User, "id"), column(User, "is_active")
-    tenants, live = public_table(Tenant), Tenant.Status.ACTIVE
-    active = f"EXISTS (SELECT 1 FROM {tenants} WHERE {tenant_id} = %(tenant)s AND {status} = '{live}')"
+    tenant_table, live = public_table(Tenant), Tenant.Status.ACTIVE
+    active = f"EXISTS (SELECT 1 FROM {tenant_table} WHERE {tenant_id} = %(tenant)s AND {status} = '{live}')"
     if kind == "api_key":
         return (
             f"SELECT {active} AND EXISTS (SELECT 1 FROM {public_table(ApiKey)} k"
