@@ -6,7 +6,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django_tenants.utils import tenant_context
 
-from ai.models import Message
+from ai.models import Message, PromptTemplate
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db]
 
@@ -165,3 +165,65 @@ async def test_too_many_streams_over_sse_is_a_429_with_retry_after(live_worlds, 
     assert second.status_code == 429
     assert second.json()["error"]["code"] == "too_many_streams"
     assert int(second.headers["Retry-After"]) > 0
+
+
+def _chat_prompts(world, *, activate: str | None = None):  # noqa: ANN001
+    """Within ``world``'s schema: every chat prompt made inactive, then ``activate`` (if given) added
+    as the new active version; returns a function that puts the prompts back as they were."""
+    with tenant_context(world.tenant):
+        before = list(PromptTemplate.objects.filter(name="chat").values("id", "active"))
+        PromptTemplate.objects.filter(name="chat").update(active=False)
+        added = None
+        if activate is not None:
+            newest = max(p.version for p in PromptTemplate.objects.filter(name="chat"))
+            added = PromptTemplate.objects.create(name="chat", version=newest + 1, system_prompt=activate)
+
+    def restore():
+        with tenant_context(world.tenant):
+            if added is not None:
+                added.delete()
+            for prompt in before:
+                PromptTemplate.objects.filter(id=prompt["id"]).update(active=prompt["active"])
+
+    return restore
+
+
+async def test_each_tenant_chats_with_its_own_active_prompt(live_worlds, asgi_server, fake_anthropic):
+    acme, globex = live_worlds["acme"], live_worlds["globex"]
+    fake_anthropic.reply = "Noted."
+    restore = await database_sync_to_async(_chat_prompts)(acme, activate="Answer as Acme's pirate.")
+    try:
+        for world, subdomain in ((acme, "acme"), (globex, "globex")):
+            async with (
+                client(asgi_server, subdomain, world.member_token) as http,
+                http.stream("POST", "/api/chat/", json={"message": "Who are you?"}) as response,
+            ):
+                assert (await read_events(response))[-1]["type"] == "done"
+    finally:
+        await database_sync_to_async(restore)()
+
+    acme_system, globex_system = (str(request["system"]) for request in fake_anthropic.requests[-2:])
+    assert "Answer as Acme's pirate." in acme_system
+    assert "pirate" not in globex_system and globex_system.strip()
+
+
+async def test_without_an_active_chat_prompt_a_chat_is_a_409_and_stores_nothing(
+    live_worlds, asgi_server, fake_anthropic
+):
+    acme = live_worlds["acme"]
+
+    def messages() -> int:
+        with tenant_context(acme.tenant):
+            return Message.objects.count()
+
+    restore = await database_sync_to_async(_chat_prompts)(acme)
+    try:
+        stored = await database_sync_to_async(messages)()
+        async with client(asgi_server, "acme", acme.member_token) as http:
+            response = await http.post("/api/chat/", json={"message": "Hello?"}, headers={"Accept": "text/event-stream"})
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "prompt_missing"
+        assert await database_sync_to_async(messages)() == stored
+    finally:
+        await database_sync_to_async(restore)()
+    assert fake_anthropic.requests == []
