@@ -220,7 +220,9 @@ async def test_without_an_active_chat_prompt_a_chat_is_a_409_and_stores_nothing(
     try:
         stored = await database_sync_to_async(messages)()
         async with client(asgi_server, "acme", acme.member_token) as http:
-            response = await http.post("/api/chat/", json={"message": "Hello?"}, headers={"Accept": "text/event-stream"})
+            response = await http.post(
+                "/api/chat/", json={"message": "Hello?"}, headers={"Accept": "text/event-stream"}
+            )
         assert response.status_code == 409
         assert response.json()["error"]["code"] == "prompt_missing"
         assert await database_sync_to_async(messages)() == stored
