@@ -46,7 +46,7 @@ from core.models import User
 from core.platform.admission import Admission, tenant_slot
 from core.platform.database_steps import database_step
 from core.platform.exceptions import ApplicationError
-from core.platform.sql_names import column, table
+from core.platform.sql_names import Updated, column, table
 from core.platform.validators import UNSTORABLE_CODE, text_unstorable_reason
 from tenants.selectors import api_key_id_of
 
@@ -646,15 +646,17 @@ def _finish(*, turn: ChatTurn, prompt: ChatPrompt, stream: LLMStream, status: st
             conversation_id=turn.conversation_id,
             reservation_id=turn.reservation.id if turn.reservation is not None else None,
         )
-        Message.objects.filter(id=turn.message_id).update(
-            content=stream.text,
-            status=status,
-            error=error,
-            sources=prompt.sources,
-            input_tokens=_message_input_tokens(usage),
-            output_tokens=usage.output_tokens,
-            agent_action=action,
+        _answer_settled().run(
+            turn.message_id,
+            [stream.text, status, error, prompt.sources, _message_input_tokens(usage), usage.output_tokens, action.pk],
         )
+
+
+@functools.cache
+def _answer_settled() -> Updated[Message]:
+    """The settled answer's columns, in ``_finish``'s order."""
+    fields = ("content", "status", "error", "sources", "input_tokens", "output_tokens", "agent_action_id")
+    return Updated(Message, fields)
 
 
 def _message_input_tokens(usage: Usage) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.db import transaction
 
 from ai.llm import Usage
@@ -9,6 +11,7 @@ from ai.models import AgentAction, Document
 from billing.services import usage_record
 from billing.services.reservations import allowance_settle
 from core.models import User
+from core.platform.sql_names import Inserted
 from tenants.models import Tenant
 from tenants.selectors import api_key_id_of
 
@@ -42,7 +45,7 @@ def agent_action_record(
     is settled in the same transaction.
     """
     api_key_id = api_key_id_of(user=user)
-    action = AgentAction.objects.create(
+    action = _inserted().create(
         agent_type=agent_type,
         user=user,
         api_key_id=api_key_id,
@@ -76,3 +79,8 @@ def agent_action_record(
     if reservation_id is not None:
         allowance_settle(reservation_id=reservation_id)
     return action
+
+
+@functools.cache
+def _inserted() -> Inserted[AgentAction]:
+    return Inserted(AgentAction)

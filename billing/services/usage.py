@@ -13,7 +13,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import Subscription, TenantUsagePeriod, UsageEvent
-from core.platform.sql_names import column, table
+from core.platform.sql_names import Inserted, column, table
 from tenants.models import Tenant
 
 
@@ -69,7 +69,7 @@ def usage_record(
     cost = cost_micros(model=model, **counts) if billable else 0
     # No savepoint of our own: inside the caller's transaction a failure rolls the whole call back.
     with transaction.atomic(savepoint=False):
-        event = UsageEvent.objects.create(
+        event = _inserted().create(
             tenant_id=tenant_id,
             user_id=user_id,
             api_key_id=api_key_id,
@@ -85,6 +85,11 @@ def usage_record(
         )
         _period_total_add(tenant_id=tenant_id, start=period_start(event.created), total=total, cost=cost)
     return event
+
+
+@functools.cache
+def _inserted() -> Inserted[UsageEvent]:
+    return Inserted(UsageEvent)
 
 
 _PERIOD_UPSERT = """

@@ -12,9 +12,10 @@ from rest_framework.authtoken.models import Token
 
 from ai.access import Reader
 from ai.chat import services as chat
-from ai.models import Chunk, Conversation, Document, Message
+from ai.models import AgentAction, Chunk, Conversation, Document, Message
 from ai.selectors import _search_names, _search_sql
-from billing.models import AllowanceReservation, Plan, Subscription, TenantUsagePeriod
+from ai.services import actions
+from billing.models import AllowanceReservation, Plan, Subscription, TenantUsagePeriod, UsageEvent
 from billing.services import reservations, usage
 from billing.services.quota import _plan_and_usage_sql
 from core.models import User
@@ -107,3 +108,16 @@ def test_the_permission_filtered_knn_statement_follows_the_models_columns(model,
     reader = Reader(tenant_id=1, user_id=2, collection_ids=(3,))
     with renamed(model, field_name, [_search_names]) as name:
         assert name in _search_sql([0.0, 1.0], k=3, document_ids=None, reader=reader)[0]
+
+
+@pytest.mark.parametrize(
+    ("model", "field_name", "statement"),
+    [
+        (AgentAction, "output_text", lambda: actions._inserted().sql),
+        (UsageEvent, "request_key", lambda: usage._inserted().sql),
+        (Message, "agent_action", lambda: chat._answer_settled().sql),
+    ],
+)
+def test_the_statements_writing_an_answers_rows_follow_the_models_columns(model, field_name, statement):
+    with renamed(model, field_name, [actions._inserted, usage._inserted, chat._answer_settled]) as name:
+        assert name in statement()
