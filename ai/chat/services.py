@@ -669,12 +669,9 @@ def _checkpoint(*, turn: ChatTurn, text: str, usage: Usage, reason: str) -> None
     ``reason``; an answer settled meanwhile (it has its AgentAction) is left alone. The usage goes
     on its allowance reservation too, whose expiry bills it if this process dies before settling."""
     with tenant_context(turn.tenant), transaction.atomic():
-        unsettled = Message.objects.filter(id=turn.message_id, agent_action__isnull=True).update(
-            content=text,
-            status=Message.Status.INTERRUPTED,
-            error=reason,
-            input_tokens=_message_input_tokens(usage),
-            output_tokens=usage.output_tokens,
+        unsettled = _answer_checkpointed().run(
+            turn.message_id,
+            [text, Message.Status.INTERRUPTED, reason, _message_input_tokens(usage), usage.output_tokens],
         )
         if unsettled and turn.reservation is not None:
             allowance_checkpoint(
@@ -682,6 +679,13 @@ def _checkpoint(*, turn: ChatTurn, text: str, usage: Usage, reason: str) -> None
                 input_tokens=_message_input_tokens(usage),
                 output_tokens=usage.output_tokens,
             )
+
+
+@functools.cache
+def _answer_checkpointed() -> Updated[Message]:
+    """An unsettled answer's columns, in ``_checkpoint``'s order."""
+    fields = ("content", "status", "error", "input_tokens", "output_tokens")
+    return Updated(Message, fields, still_null=("agent_action_id",))
 
 
 class _Keeper:

@@ -96,15 +96,16 @@ class Inserted(Generic[_Model]):
 class Updated(Generic[_Model]):
     """``UPDATE`` of some of a model's columns by primary key, built once: what
     ``Model.objects.filter(pk=...).update(...)`` sends, each value prepared by its field as the ORM
-    prepares it (a related row is given by its id: ``agent_action_id``). No signals: the ORM's
+    prepares it (a related row is given by its id: ``agent_action_id``). ``still_null``: only while
+    these columns are NULL (``.filter(pk=..., agent_action__isnull=True)``). No signals: the ORM's
     ``update`` sends none either."""
 
-    def __init__(self, model: type[_Model], field_names: Sequence[str]) -> None:
-        meta = model._meta
+    def __init__(self, model: type[_Model], field_names: Sequence[str], *, still_null: Sequence[str] = ()) -> None:
         self.fields = [_field(model, name) for name in field_names]
         assignments = ", ".join(f"{connection.ops.quote_name(str(field.column))} = %s" for field in self.fields)
-        pk = connection.ops.quote_name(str(meta.pk.column))
-        self.sql = f"UPDATE {table(model)} SET {assignments} WHERE {pk} = %s"
+        conditions = [f"{connection.ops.quote_name(str(model._meta.pk.column))} = %s"]
+        conditions += [f"{column(model, name)} IS NULL" for name in still_null]
+        self.sql = f"UPDATE {table(model)} SET {assignments} WHERE {' AND '.join(conditions)}"
 
     def run(self, pk: Any, values: Sequence[Any]) -> int:
         """Rows updated (0 or 1); ``values`` in the order of the field names."""

@@ -97,3 +97,17 @@ def test_an_update_by_primary_key_writes_what_the_orms_update_writes(acme):  # n
         assert _columns(Message, first.pk) == _columns(Message, second.pk)
         assert Message.objects.get(pk=first.pk).sources == sources
         assert settled.run(0, ["", Message.Status.OK, [], 0, None]) == 0
+
+
+def test_an_update_that_needs_a_column_still_null_leaves_a_row_where_it_is_set(acme):  # noqa: ANN001
+    with tenant_context(acme.tenant):
+        conversation = Conversation.objects.create(user=acme.member)
+        action = AgentAction.objects.create(user=acme.member, **ACTION)
+        open_, settled = (
+            Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, content="") for _ in range(2)
+        )
+        Message.objects.filter(pk=settled.pk).update(content="Settled.", agent_action=action)
+        checkpoint = Updated(Message, ["content"], still_null=["agent_action_id"])
+
+        assert [checkpoint.run(message.pk, ["So far"]) for message in (open_, settled)] == [1, 0]
+        assert [Message.objects.get(pk=m.pk).content for m in (open_, settled)] == ["So far", "Settled."]
