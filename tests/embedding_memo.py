@@ -16,13 +16,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from ai.embedding.embedders import LocalEmbedder
 
 # About 1.5 KB a vector: the memo stays under 30 MB.
 LIMIT = 20_000
 
-_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+# By (the questions' int8 graph or not, text): a question's vector is not a document's.
+_vectors: OrderedDict[tuple[bool, str], np.ndarray] = OrderedDict()
 _lock = threading.Lock()
 _off = threading.Event()  # set while a test of the embedders themselves runs
 
@@ -37,21 +39,21 @@ def bypassed() -> Iterator[None]:
         _off.clear()
 
 
-def _remembered(texts: list[str]) -> dict[str, np.ndarray]:
+def _remembered(graph: bool, texts: list[str]) -> dict[str, np.ndarray]:
     with _lock:
         found = {}
         for text in texts:
-            vector = _vectors.get(text)
+            vector = _vectors.get((graph, text))
             if vector is not None:
-                _vectors.move_to_end(text)
+                _vectors.move_to_end((graph, text))
                 found[text] = vector
         return found
 
 
-def _remember(texts: list[str], vectors: list[list[float]]) -> None:
+def _remember(graph: bool, texts: list[str], vectors: list[list[float]]) -> None:
     with _lock:
         for text, vector in zip(texts, vectors, strict=True):
-            _vectors[text] = np.asarray(vector, dtype=np.float32)
+            _vectors[(graph, text)] = np.asarray(vector, dtype=np.float32)
         while len(_vectors) > LIMIT:
             _vectors.popitem(last=False)
 
@@ -59,14 +61,15 @@ def _remember(texts: list[str], vectors: list[list[float]]) -> None:
 def install() -> None:
     encode = LocalEmbedder._encode
 
-    def memoised(self: LocalEmbedder, texts: list[str], *, threads: int | None = None) -> Any:
+    def memoised(self: LocalEmbedder, texts: list[str], *, threads: int | None = None, questions: bool = False) -> Any:
         if _off.is_set():
-            return encode(self, texts, threads=threads)
-        known = _remembered(texts)
+            return encode(self, texts, threads=threads, questions=questions)
+        graph = questions and settings.EMBEDDING_QUERY_INT8
+        known = _remembered(graph, texts)
         missing = [text for text in dict.fromkeys(texts) if text not in known]
         if missing:
-            computed = encode(self, missing, threads=threads)
-            _remember(missing, computed)
+            computed = encode(self, missing, threads=threads, questions=questions)
+            _remember(graph, missing, computed)
             known.update(zip(missing, (np.asarray(v, dtype=np.float32) for v in computed), strict=True))
         return [known[text].tolist() for text in texts]
 

@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ai.embedding.batching import BatcherOverloaded, QueryBatcher
 from ai.embedding.bulk import BulkConfig, BulkPlan, candidate_configs
-from ai.embedding.onnx import OnnxMiniLM, onnx_model_load
+from ai.embedding.onnx import OnnxMiniLM, onnx_model_load, query_model_load
 from core.platform.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -132,19 +132,22 @@ def verify_weights(folder: Path, expected_sha256: str) -> Path:
     return path
 
 
-_models: dict[tuple[str, str], OnnxMiniLM] = {}
+_models: dict[tuple[str, str, bool], OnnxMiniLM] = {}
 _models_lock = threading.Lock()
 
 
-def _load_model(folder: Path, expected_sha256: str) -> OnnxMiniLM:
-    key = (str(folder.resolve()), expected_sha256.lower())
+def _load_model(folder: Path, expected_sha256: str, *, questions: bool = False) -> OnnxMiniLM:
+    """The model of ``folder``, loaded once per process; ``questions``: the graph questions are
+    embedded with (EMBEDDING_QUERY_INT8), which a process that never embeds one never loads."""
+    int8 = questions and settings.EMBEDDING_QUERY_INT8
+    key = (str(folder.resolve()), expected_sha256.lower(), int8)
     loaded = _models.get(key)
     if loaded is not None:
         return loaded
     with _models_lock:
         loaded = _models.get(key)
         if loaded is None:
-            loaded = _read_model(folder, expected_sha256)
+            loaded = _read_model(folder, expected_sha256, int8=int8)
             _models[key] = loaded
     return loaded
 
@@ -181,16 +184,16 @@ def cores_usable(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, min(cores, math.ceil(int(quota) / int(period))))
 
 
-def _read_model(folder: Path, expected_sha256: str) -> OnnxMiniLM:
+def _read_model(folder: Path, expected_sha256: str, *, int8: bool = False) -> OnnxMiniLM:
     started = time.perf_counter()
     verify_weights(folder, expected_sha256)
-    model = onnx_model_load(
+    model = (query_model_load if int8 else onnx_model_load)(
         folder=folder,
         cache_dir=Path(settings.EMBEDDING_CACHE_DIR),
         weights_sha256=expected_sha256,
         threads=_process_threads or max(1, settings.EMBEDDING_THREADS),
     )
-    logger.info("Loaded embedding model from %s in %.2f s", folder, time.perf_counter() - started)
+    logger.info("Loaded embedding model %s in %.2f s", model.onnx_path.name, time.perf_counter() - started)
     return model
 
 
@@ -258,10 +261,11 @@ class LocalEmbedder:
     def embed_queries(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        return self._encode(list(texts))
+        return self._encode(list(texts), questions=True)
 
-    def _encode(self, texts: list[str], *, threads: int | None = None) -> list[list[float]]:
-        vectors = _load_model(self.model_path, self.expected_sha256).embed(list(texts), threads=threads)
+    def _encode(self, texts: list[str], *, threads: int | None = None, questions: bool = False) -> list[list[float]]:
+        model = _load_model(self.model_path, self.expected_sha256, questions=questions)
+        vectors = model.embed(list(texts), threads=threads)
         _warm.set()
         rows: list[list[float]] = vectors.tolist()
         return rows
@@ -464,11 +468,17 @@ def _query_threads() -> ThreadPoolExecutor:
 _warm = threading.Event()
 
 
-def embedder_warm() -> None:
-    """Load the configured embedder's model and run one embedding, so no user waits for it."""
+def embedder_warm(*, documents: bool = False) -> None:
+    """Load the configured embedder's model and run one embedding, so no user waits for it: the
+    graph questions are embedded with (a web process), or with ``documents`` the documents' (a job
+    worker, which embeds no question and so never loads the questions' graph)."""
     started = time.perf_counter()
-    if isinstance(get_embedder(), LocalEmbedder):
-        get_embedder().embed_query("Strata warms up its embedding model.")
+    embedder = get_embedder()
+    if isinstance(embedder, LocalEmbedder):
+        if documents:
+            embedder.embed_documents(["Strata warms up its embedding model."])
+        else:
+            embedder.embed_query("Strata warms up its embedding model.")
     _warm.set()
     logger.info("embedding model warm in %.2f s", time.perf_counter() - started)
 

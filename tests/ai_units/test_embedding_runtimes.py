@@ -1,5 +1,6 @@
 """One runtime, ONNX Runtime, for questions and bulk embedding: the PyTorch reference's vectors
-without torch, a graph built from the checked weights, and bulk batches that pick what is fastest here."""
+without torch, a graph built from the checked weights (and the questions' int8 graph quantized from
+it), and bulk batches that pick what is fastest here."""
 
 import json
 import os
@@ -11,7 +12,7 @@ import numpy as np
 
 from ai.embedding.bulk import BulkConfig, BulkPlan
 from ai.embedding.embedders import WEIGHTS_SHA256, LocalEmbedder, bulk_embedding, model_folder
-from ai.embedding.onnx import onnx_model_load, reference_vectors
+from ai.embedding.onnx import onnx_model_load, query_model_load, reference_vectors
 
 QUESTIONS = [
     "How long do customers have to ask for a refund?",
@@ -30,7 +31,8 @@ def cosines(a, b):
     return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def test_questions_and_documents_get_the_vectors_of_the_pytorch_reference():
+def test_questions_and_documents_get_the_vectors_of_the_pytorch_reference(settings):
+    settings.EMBEDDING_QUERY_INT8 = False  # questions by the float graph too: the reference's vectors
     texts, expected = reference_vectors(WEIGHTS_SHA256)
     embedder = LocalEmbedder()
 
@@ -43,6 +45,24 @@ def test_questions_and_documents_get_the_vectors_of_the_pytorch_reference():
     for vectors in (as_questions, as_documents, in_bulk):
         assert cosines(vectors, expected).min() > 0.99999
         assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # One question alone, or among others of other lengths, gets the same vector.
+    assert cosines([embedder.embed_query(QUESTIONS[2])], [as_questions[texts.index(QUESTIONS[2])]]).min() > 0.99999
+
+
+def test_questions_get_the_int8_graphs_vectors_near_the_references_and_documents_the_references(settings):
+    assert settings.EMBEDDING_QUERY_INT8  # the default
+    texts, expected = reference_vectors(WEIGHTS_SHA256)
+    embedder = LocalEmbedder()
+
+    as_questions = embedder.embed_queries(texts)
+    as_documents = embedder.embed_documents(texts)
+
+    assert cosines(as_documents, expected).min() > 0.99999  # nothing stored changes
+    near = cosines(as_questions, expected)
+    assert 0.97 <= near.min() and near.max() < 0.99999  # the int8 graph, not the float one
+    assert np.allclose(np.linalg.norm(as_questions, axis=1), 1.0, atol=1e-5)
+    short = [question for question in QUESTIONS if len(question) < 200]
+    assert cosines(embedder.embed_queries(short), embedder.embed_documents(short)).min() > 0.98
     # One question alone, or among others of other lengths, gets the same vector.
     assert cosines([embedder.embed_query(QUESTIONS[2])], [as_questions[texts.index(QUESTIONS[2])]]).min() > 0.99999
 
@@ -68,7 +88,8 @@ print(json.dumps({"question": len(question), "documents": len(documents)}))
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"question": 384, "documents": 20}
-    assert len(list(tmp_path.glob("*.onnx"))) == 1
+    # The float graph, and the questions' int8 graph quantized from it.
+    assert sorted(path.name.endswith("-int8q1.onnx") for path in tmp_path.glob("*.onnx")) == [False, True]
 
 
 def test_a_corrupt_onnx_file_is_built_again_and_never_served(tmp_path):
@@ -77,6 +98,20 @@ def test_a_corrupt_onnx_file_is_built_again_and_never_served(tmp_path):
     path.write_bytes(b"not a model")
 
     again = onnx_model_load(folder=model_folder(), cache_dir=tmp_path, weights_sha256=WEIGHTS_SHA256)
+
+    assert path.stat().st_size > 1_000_000
+    assert cosines(again.embed(QUESTIONS[:2]), first.embed(QUESTIONS[:2])).min() > 0.99999
+
+
+def test_a_corrupt_question_graph_is_quantized_again_and_never_served(tmp_path):
+    first = query_model_load(folder=model_folder(), cache_dir=tmp_path, weights_sha256=WEIGHTS_SHA256)
+    (path,) = tmp_path.glob("*-int8q1.onnx")
+    built = path.stat().st_mtime_ns
+    assert query_model_load(folder=model_folder(), cache_dir=tmp_path, weights_sha256=WEIGHTS_SHA256)
+    assert path.stat().st_mtime_ns == built  # a good file is loaded, not made again
+    path.write_bytes(b"not a model")
+
+    again = query_model_load(folder=model_folder(), cache_dir=tmp_path, weights_sha256=WEIGHTS_SHA256)
 
     assert path.stat().st_size > 1_000_000
     assert cosines(again.embed(QUESTIONS[:2]), first.embed(QUESTIONS[:2])).min() > 0.99999

@@ -76,8 +76,9 @@ SEQUENTIAL = 60
 CONCURRENT = 200
 RESUMES = 40
 WORKERS = 2
-GOAL_CONCURRENT_TTFT_P50_MS = 500
-GOAL_ADDED_TTFT_MS = 10
+# Issue 26's goals (an earlier issue asked for 500 and 10 ms).
+GOAL_CONCURRENT_TTFT_P50_MS = 600
+GOAL_ADDED_TTFT_MS = 5
 GOAL_RESUME_MS = 50
 
 
@@ -225,6 +226,7 @@ def test_added_latency_of_a_chat_through_strata(stack):
 
     direct, strata, plain = asyncio.run(run())
     ms = lambda values: [v * 1000 for v in values]  # noqa: E731
+    embedding = ms(question_embedding_seconds([f"What is the refund window? {i}" for i in range(SEQUENTIAL)]))
     d_ttft, d_total = ms([d[0] for d in direct]), ms([d[1] for d in direct])
     s_ttft, s_total = ms([s[0] for s in strata]), ms([s[1] for s in strata])
     p_ttft, p_total = ms([p[0] for p in plain]), ms([p[1] for p in plain])
@@ -259,10 +261,26 @@ def test_added_latency_of_a_chat_through_strata(stack):
             summary(p_total)[1] - summary(d_total)[1],
             summary(p_total)[2] - summary(d_total)[2],
         ],
+        ["the question's embedding alone (same model and thread count, this process)", *summary(embedding)],
     ]
     print_table(f"Chat latency, {SEQUENTIAL} sequential chats of 30 tokens (ms)", ["path", "p50", "p95", "mean"], rows)
     added = summary(s_ttft)[0] - summary(d_ttft)[0]
     goal(f"added to first token with retrieval < {GOAL_ADDED_TTFT_MS} ms", added < GOAL_ADDED_TTFT_MS)
+
+
+def question_embedding_seconds(questions: list[str]) -> list[float]:
+    """Each question embedded by the graph a web process embeds questions with (one intra-op
+    thread), in this process: the part of retrieval's added latency that no server change removes."""
+    from ai.embedding.embedders import WEIGHTS_SHA256, _load_model, model_folder
+
+    model = _load_model(model_folder(), WEIGHTS_SHA256, questions=True)
+    model.embed(["warm up"], threads=1)
+    seconds = []
+    for question in questions:
+        started = time.perf_counter()
+        model.embed([question], threads=1)
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def cpu_seconds(pid: int) -> float:

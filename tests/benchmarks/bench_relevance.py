@@ -2,7 +2,8 @@
 on the labelled handbook set (tests/ai/relevance_set.py), with the bundled embedding model.
 
 Each question keeps its TOP_K nearest passages (what chat retrieves), then those within the
-threshold; the default is the threshold with the best F1 over (question, passage) pairs.
+threshold; the default is a threshold with the best F1 over (question, passage) pairs, with questions
+embedded as chat embeds them (EMBEDDING_QUERY_INT8=false: by the float graph, as documents are).
 No database: the passages are single chunks, so their embeddings are the chunks' embeddings.
 """
 
@@ -37,6 +38,9 @@ def test_relevance_threshold_sweep(settings) -> None:  # noqa: ANN001
         ["max distance", "precision", "recall", "F1", "answered", "silent"],
         rows,
     )
-    best = max(rows, key=lambda row: (round(row[3], 3), row[0]))
-    print(f"best F1 {best[3]:.3f} at {best[0]}")
-    assert best[0] == settings.SEARCH_MAX_DISTANCE
+    best = max(round(row[3], 3) for row in rows)
+    tied = [row[0] for row in rows if round(row[3], 3) == best]
+    print(f"best F1 {best:.3f} at {', '.join(map(str, tied))}")
+    # Questions embedded by the int8 graph (EMBEDDING_QUERY_INT8) tie 0.65 with 0.66; the float
+    # graph has 0.65 alone. Both give the same precision, recall and F1 at 0.65.
+    assert settings.SEARCH_MAX_DISTANCE in tied

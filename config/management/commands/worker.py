@@ -3,6 +3,7 @@ reaches the database)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -30,6 +31,7 @@ class Command(BaseCommand):
         # Ingestion jobs embed: on every core (not a web process's one thread), and the model loads
         # while the worker connects, not in the first job.
         embedding_threads_use(worker_embedding_threads())
-        threading.Thread(target=embedder_warm, name="embedder-warm", daemon=True).start()
+        warm = functools.partial(embedder_warm, documents=True)
+        threading.Thread(target=warm, name="embedder-warm", daemon=True).start()
         worker_run(concurrency=concurrency, queues=[q for q in queues.split(",") if q] or None, name=name)
         worker_process_exit()

@@ -51,7 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ai.embedding.batching import QueryBatcher
 from ai.embedding.embedders import WEIGHTS_SHA256, model_folder
-from ai.embedding.onnx import onnx_model_load
+from ai.embedding.onnx import onnx_model_load, query_model_load
 
 # Strata's defaults for the same steps (config/settings/ai.py, llm.py, database.py, billing.py).
 MODEL = os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-6")
@@ -100,7 +100,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout=60.0,
         http_client=anthropic.DefaultAioHttpClient(),
     )
-    model = onnx_model_load(
+    # The graph Strata embeds questions with (EMBEDDING_QUERY_INT8, on by default).
+    load = onnx_model_load if os.environ.get("EMBEDDING_QUERY_INT8", "true").lower() == "false" else query_model_load
+    model = load(
         folder=model_folder(), cache_dir=Path(os.environ["EMBEDDING_CACHE_DIR"]), weights_sha256=WEIGHTS_SHA256
     )
     services.questions = QueryBatcher(lambda texts: model.embed(list(texts)).tolist(), max_batch_size=32, max_wait_ms=2)
