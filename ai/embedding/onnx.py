@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import struct
 import tempfile
 import threading
@@ -297,20 +298,26 @@ def query_model_load(*, folder: Path, cache_dir: Path, weights_sha256: str, thre
 
 
 def quantized_export(source: Path, target: Path) -> Path:
-    """Write ``source``'s graph with int8 MatMul weights (per output channel) to ``target``."""
+    """Write ``source``'s graph with int8 MatMul weights (per output channel) to ``target``.
+
+    In a folder of its own beside ``target``: onnxruntime writes a shape-inferred copy beside its
+    input under a fixed name (``...-inferred.onnx``), which processes starting together on a fresh
+    cache shared, deleting it under each other."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
-    os.close(handle)
-    try:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".quantizing-") as folder:
+        work = Path(folder)
+        private = work / source.name
+        try:
+            os.link(source, private)  # the same file system: no copy
+        except OSError:  # one without hard links
+            shutil.copyfile(source, private)
+        quantized = work / target.name
         quantize_dynamic(
-            str(source), temporary, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+            private, quantized, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
         )
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        os.replace(quantized, target)
     return target
 
 

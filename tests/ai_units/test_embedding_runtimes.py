@@ -117,6 +117,41 @@ def test_a_corrupt_question_graph_is_quantized_again_and_never_served(tmp_path):
     assert cosines(again.embed(QUESTIONS[:2]), first.embed(QUESTIONS[:2])).min() > 0.99999
 
 
+def test_processes_starting_together_on_a_fresh_cache_each_get_the_question_graph(tmp_path):
+    # Web processes of one machine start at once on an empty model folder (CI's topology test has
+    # two): each quantizes, and neither may trip over the other's files.
+    onnx_model_load(folder=model_folder(), cache_dir=tmp_path, weights_sha256=WEIGHTS_SHA256)
+    probe = """
+import django, sys
+django.setup()
+from pathlib import Path
+from ai.embedding.embedders import WEIGHTS_SHA256, model_folder
+from ai.embedding.onnx import query_model_load
+model = query_model_load(folder=model_folder(), cache_dir=Path(sys.argv[1]), weights_sha256=WEIGHTS_SHA256)
+print(model.embed(["How long do customers have to ask for a refund?"]).shape)
+"""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    starts = [
+        subprocess.Popen(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", probe, str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [(process.wait(timeout=300), *process.communicate()) for process in starts]
+
+    for returncode, stdout, stderr in results:
+        assert returncode == 0, stderr[-2000:]
+        assert stdout.strip().endswith("(1, 384)")
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(path.name for path in tmp_path.glob("*.onnx")), (
+        "nothing left behind but the two graphs"
+    )
+    assert len(list(tmp_path.glob("*.onnx"))) == 2
+
+
 def test_bulk_embedding_settles_on_the_fastest_configuration_never_slower_than_one_text_per_call():
     naive = BulkConfig(1, 1)
     slow_batches = BulkConfig(1, 32)
