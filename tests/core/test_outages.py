@@ -152,3 +152,29 @@ def test_a_redis_outage_degrades_limits_to_the_process_and_heals_without_a_resta
             server.stop()
             redis.stop()
             database_backends_end(spawned_only=True)
+
+
+def test_a_web_process_whose_embedding_model_cannot_load_at_first_becomes_ready_once_it_can(
+    django_db_blocker, tmp_path: Path
+):
+    """Its warm-up fails (here the model folder's path is taken by a file, as a full or read-only
+    disk would fail it), is logged at once, and is tried again: the process reports not ready, then
+    ready once the model loads, without a restart."""
+    models = tmp_path / "models"
+    models.write_text("a file where the model folder should be")
+    log = tmp_path / "web.log"
+    with django_db_blocker.unblock():
+        server = ServedProcess(
+            env={"EMBEDDING_CACHE_DIR": str(models), "DB_APPLICATION_NAME": SPAWNED_APPLICATION_NAME}, log=log
+        )
+        try:
+            wait_until(lambda: "could not be loaded" in log.read_text(), timeout=90, what="the failed load logged")
+            readiness = httpx.get(f"{server.url}/readyz", headers={"Host": "localhost"}, timeout=10)
+            assert readiness.status_code == 503
+            assert readiness.json()["embeddings"]["ready"] is False
+
+            models.unlink()
+            server.wait_ready(timeout=120)
+            assert server.process.poll() is None  # the same process, never restarted
+        finally:
+            server.stop()
