@@ -80,13 +80,17 @@ def test_a_value_that_is_an_expression_is_written_by_the_orm(acme):  # noqa: ANN
         assert AgentAction.objects.get(pk=written.pk).output_text == "SHOUT"
 
 
+def _an_action_and_two_answers(world):  # noqa: ANN001, ANN202
+    """In ``world``'s schema (the caller's tenant_context): an AgentAction and two empty answers."""
+    conversation = Conversation.objects.create(user=world.member)
+    action = AgentAction.objects.create(user=world.member, **ACTION)
+    answers = [Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT) for _ in range(2)]
+    return action, *answers
+
+
 def test_an_update_by_primary_key_writes_what_the_orms_update_writes(acme):  # noqa: ANN001
     with tenant_context(acme.tenant):
-        conversation = Conversation.objects.create(user=acme.member)
-        action = AgentAction.objects.create(user=acme.member, **ACTION)
-        first, second = (
-            Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, content="") for _ in range(2)
-        )
+        action, first, second = _an_action_and_two_answers(acme)
         sources = [{"document_id": 7, "title": "Menu", "chunks": [{"index": 0, "snippet": "Soup"}]}]
         settled = Updated(Message, ["content", "status", "sources", "output_tokens", "agent_action_id"])
 
@@ -101,11 +105,7 @@ def test_an_update_by_primary_key_writes_what_the_orms_update_writes(acme):  # n
 
 def test_an_update_that_needs_a_column_still_null_leaves_a_row_where_it_is_set(acme):  # noqa: ANN001
     with tenant_context(acme.tenant):
-        conversation = Conversation.objects.create(user=acme.member)
-        action = AgentAction.objects.create(user=acme.member, **ACTION)
-        open_, settled = (
-            Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, content="") for _ in range(2)
-        )
+        action, open_, settled = _an_action_and_two_answers(acme)
         Message.objects.filter(pk=settled.pk).update(content="Settled.", agent_action=action)
         checkpoint = Updated(Message, ["content"], still_null=["agent_action_id"])
 
