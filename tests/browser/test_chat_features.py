@@ -273,8 +273,8 @@ def test_an_open_chat_says_the_workspace_was_suspended(sized_page, own_world, as
 
 
 def show_conversations(page: Page) -> None:
-    """Open the conversations panel, which chat.js folds away on a phone once the page has loaded
-    (not on a page that answers a search of them)."""
+    """Open the conversations panel, which is folded away on a phone (ai/static/ai/chat-fold.js; not
+    on a page that answers a search of them)."""
     if page.viewport_size["width"] <= PHONE:
         page.wait_for_load_state()
         if not page.locator("#conversations-panel").evaluate("panel => panel.open"):

@@ -165,6 +165,30 @@ def test_conversations_are_highlighted_renamed_and_deleted(sized_page, own_world
     expect(page.locator(f'#conversations a[data-id="{first}"]')).to_have_count(1)
 
 
+def test_on_a_phone_the_conversations_fold_before_the_page_below_them_is_drawn(sized_page, own_world, asgi_server):
+    """Folded after load (by chat.js, a module), the panel moved the page up under a tap already aimed
+    at Rename: CI's run clicked the menu's summary just before the fold and the menu never showed."""
+    page = sized_page
+    base = asgi_server.host_url(own_world.tenant.subdomain)
+    conversation = chat_over_sse(asgi_server, own_world, "Where is the office?", as_member=True)[0]["conversation_id"]
+    # Whether the panel is open when the parser reaches the conversation's header, below it.
+    page.add_init_script(
+        """new MutationObserver((_, observer) => {
+             if (!document.querySelector(".thread-head")) return;
+             window.panelOpenAtThread = document.getElementById("conversations-panel").open;
+             observer.disconnect();
+           }).observe(document, {childList: true, subtree: true});"""
+    )
+    log_in(page, base, own_world.member.email, next_path=f"/chat/{conversation}/")
+    expect(page.locator("#conversation-title")).to_have_text("Where is the office?")
+
+    phone = page.viewport_size["width"] <= 760
+    assert page.evaluate("window.panelOpenAtThread") is not phone
+    assert page.locator("#conversations-panel").evaluate("panel => panel.open") is not phone
+    page.click("#rename summary")
+    expect(page.locator("#rename-title")).to_be_visible()
+
+
 def test_a_source_opens_the_passage_and_an_unrelated_question_cites_nothing(sized_page, own_world, asgi_server):
     page = sized_page
     base = asgi_server.host_url(own_world.tenant.subdomain)

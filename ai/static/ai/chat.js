@@ -20,7 +20,6 @@ const sendButton = document.getElementById("send");
 const stopButton = document.getElementById("stop");
 const counter = document.getElementById("char-count");
 const maxChars = Number(form.dataset.maxChars);
-const panel = document.getElementById("conversations-panel");
 
 const state = {
   conversationId: messages.dataset.conversationId ? Number(messages.dataset.conversationId) : null,
@@ -397,10 +396,6 @@ if (unsettled || (inFlight && inFlight.conversationId === state.conversationId))
   streaming(false); // Send starts disabled (chat.html) until this module has run
 }
 
-// Folded on phones, unless the page answers a search of the conversations: its results are the point.
-if (panel && window.matchMedia("(max-width: 760px)").matches && !document.getElementById("conversation-search")?.value) {
-  panel.open = false;
-}
 updateCounter();
 scrollToEnd();
 form.dataset.ready = "true";
