@@ -225,7 +225,7 @@ def test_a_question_sent_before_the_chat_script_has_run_is_kept(page, own_world,
     base = asgi_server.host_url(own_world.tenant.subdomain)
     log_in(page, base, own_world.member.email)
     held: list = []
-    page.route("**/chat*.js*", lambda route: held.append(route) if len(held) < 1 else route.continue_())
+    page.route("**/ai/chat.js*", lambda route: held.append(route) if len(held) < 1 else route.continue_())
     page.goto(f"{base}/chat/", wait_until="commit")  # the page, its script still on its way
     page.locator("#send").wait_for(state="attached")
     page.fill("#message", "Asked early")
