@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import environ
 from chat_sql import Accepted, Asker, QuotaExceeded, asker_of, in_tenant, passages_nearest, turn_accept, turn_settle
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -100,8 +101,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout=60.0,
         http_client=anthropic.DefaultAioHttpClient(),
     )
-    # The graph Strata embeds questions with (EMBEDDING_QUERY_INT8, on by default).
-    load = onnx_model_load if os.environ.get("EMBEDDING_QUERY_INT8", "true").lower() == "false" else query_model_load
+    # The graph Strata embeds questions with (EMBEDDING_QUERY_INT8, read as its settings read it).
+    load = query_model_load if environ.Env().bool("EMBEDDING_QUERY_INT8", default=True) else onnx_model_load
     model = load(
         folder=model_folder(), cache_dir=Path(os.environ["EMBEDDING_CACHE_DIR"]), weights_sha256=WEIGHTS_SHA256
     )
