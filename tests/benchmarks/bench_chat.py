@@ -62,6 +62,23 @@ def demo_login(*, data_dir, port: int, fake_port: int) -> tuple[str, str]:  # no
     return host, token
 
 
+def handbook_and_no_limits(*, data_dir, port: int, host: str, token: str) -> str:  # noqa: ANN001
+    """The demo tenant's one document (ingested), no allowance to run out, and the plan's share of
+    concurrent answers (8) lifted: 200 chats at once would otherwise be refused as tenant_busy past
+    the eighth. Returns the database's DSN."""
+    httpx.post(
+        f"http://127.0.0.1:{port}/api/documents/",
+        headers={"Host": host, "Authorization": f"Token {token}"},
+        json={"title": "Handbook", "content": "Refunds are accepted within thirty days of delivery. " * 20},
+        timeout=60,
+    )
+    dsn = f"postgresql://postgres@/strata?host={data_dir / 'postgres'}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE billing_plan SET hard_limit = false, concurrent_requests = 30000")
+    time.sleep(3)  # let the background ingest finish
+    return dsn
+
+
 def up(status: int) -> bool:
     """Any answer short of a server error: the process is up."""
     return status < 500
@@ -96,19 +113,7 @@ def stack(tmp_path_factory):
     )
     try:
         host, token = demo_login(data_dir=data_dir, port=port, fake_port=fake_port)
-        auth = {"Host": host, "Authorization": f"Token {token}"}
-        httpx.post(
-            f"http://127.0.0.1:{port}/api/documents/",
-            headers=auth,
-            json={"title": "Handbook", "content": "Refunds are accepted within thirty days of delivery. " * 20},
-            timeout=60,
-        )
-        dsn = f"postgresql://postgres@/strata?host={data_dir / 'postgres'}"
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            # No allowance to run out, and the plan's share of concurrent answers (8) lifted: 200 chats
-            # at once would otherwise be refused as tenant_busy past the eighth.
-            conn.execute("UPDATE billing_plan SET hard_limit = false, concurrent_requests = 30000")
-        time.sleep(3)  # let the background ingest finish
+        dsn = handbook_and_no_limits(data_dir=data_dir, port=port, host=host, token=token)
         # The same platform with retrieval off (isolates what the transport and bookkeeping add),
         # and with question embeddings one at a time (what batching saves under load).
         # The production topology on this machine: as many uvicorn workers as cores (WEB_CONCURRENCY).
