@@ -147,7 +147,7 @@ def _search_sql(
     (tests/benchmarks/bench_search.py, docs/benchmarks.md)."""
     names = _search_names()
     filters = f"c.{names['embedding']} IS NOT NULL"
-    params: list[Any] = [Vector(vector).to_text()]
+    params: list[Any] = [Vector(vector)]  # binary (core.platform.database.base)
     if reader is not None:
         readable, readable_params = readable_collections_sql(reader)
         filters += f" AND c.{names['collection']} = ANY(ARRAY({readable}))"

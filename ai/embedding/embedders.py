@@ -136,11 +136,18 @@ _models: dict[tuple[str, str, bool], OnnxMiniLM] = {}
 _models_lock = threading.Lock()
 
 
+@functools.lru_cache(maxsize=16)
+def _resolved(folder: Path) -> str:
+    """``folder`` with its links resolved, once: every question looks its model up (the file system's
+    calls cost a question more than the lookup, and hand the GIL over twice)."""
+    return str(folder.resolve())
+
+
 def _load_model(folder: Path, expected_sha256: str, *, questions: bool = False) -> OnnxMiniLM:
     """The model of ``folder``, loaded once per process; ``questions``: the graph questions are
     embedded with (EMBEDDING_QUERY_INT8), which a process that never embeds one never loads."""
     int8 = questions and settings.EMBEDDING_QUERY_INT8
-    key = (str(folder.resolve()), expected_sha256.lower(), int8)
+    key = (_resolved(folder), expected_sha256.lower(), int8)
     loaded = _models.get(key)
     if loaded is not None:
         return loaded

@@ -14,6 +14,8 @@ django-tenants' backend, plus:
   name (before a test database was created, say) is closed and made again.
 * The health check at checkout costs a round trip only when the connection's socket has something
   to read (a server that closed it, or a notice): an idle healthy connection has nothing to say.
+* pgvector's ``Vector`` is a parameter every connection takes, in binary where it can
+  (``vector_parameters_binary``).
 * A statement whose every name is schema-qualified needs no search_path: ``qualified_cursor``
   opens a cursor that sets none (one round trip less on a fresh checkout), and leaves the next
   ordinary cursor to set the borrower's as before.
@@ -36,6 +38,8 @@ import psycopg
 from django.conf import settings
 from django.db import connection as default_connection
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantDatabaseWrapper
+from pgvector import Vector
+from pgvector.psycopg.vector import VectorBinaryDumper, VectorDumper
 
 from core.platform.database.embedded import embedded_server_socket_dir
 
@@ -84,6 +88,17 @@ def qualified_cursor(connection: Any = default_connection) -> Iterator[Any]:
         connection.schema_qualified_only = was
 
 
+def vector_parameters_binary(connection: psycopg.Connection[Any]) -> None:
+    """Let ``connection`` take pgvector's ``Vector`` as a parameter: in binary (1.5 KB for 384
+    dimensions, made in 2 us) where the statement is bound by the server, as text where psycopg
+    binds it itself (Django's default cursor). No type is named (oid 0): PostgreSQL infers
+    ``vector`` from the statement, so this needs no lookup and works before the extension exists.
+    Text made by ``Vector.to_text`` cost a question's search 0.19 ms of CPU to write, and
+    PostgreSQL as much again to read."""
+    connection.adapters.register_dumper(Vector, VectorDumper)
+    connection.adapters.register_dumper(Vector, VectorBinaryDumper)  # the last one registered is the default
+
+
 class DatabaseWrapper(TenantDatabaseWrapper):
     schema_qualified_only = False  # inside qualified_cursor: no search_path to set
 
@@ -110,6 +125,7 @@ class DatabaseWrapper(TenantDatabaseWrapper):
 
     def _configure_connection(self, connection: Any) -> bool:
         commit: bool = super()._configure_connection(connection)
+        vector_parameters_binary(connection)
         wanted = {name: str(value) for name, value in getattr(settings, "DATABASE_SESSION_SETTINGS", {}).items()}
         if wanted:
             with connection.cursor() as cursor:

@@ -48,6 +48,8 @@ from chat_sql import Accepted, Asker, QuotaExceeded, asker_of, in_tenant, passag
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pgvector import Vector
+from pgvector.asyncpg import register_vector
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ai.embedding.batching import QueryBatcher
@@ -85,6 +87,10 @@ class Services:
 services = Services()
 
 
+def _vector_codec(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.run_async(register_vector)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services.engine = create_async_engine(
@@ -94,6 +100,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool_timeout=10,
         connect_args={"server_settings": SESSION_SETTINGS},
     )
+    # pgvector's binary codec on every connection (its documented set-up for SQLAlchemy + asyncpg),
+    # as Strata's connections send a question's vector in binary.
+    event.listen(services.engine.sync_engine, "connect", _vector_codec)
     services.llm = anthropic.AsyncAnthropic(
         api_key=os.environ["ANTHROPIC_API_KEY"],
         base_url=os.environ.get("ANTHROPIC_BASE_URL"),
@@ -212,7 +221,7 @@ async def turn_frames(
     # Until the answer ends one way or another: the client went away (or the server failed) meanwhile.
     status, error, final = "interrupted", "The answer did not finish.", None
     try:
-        vector = Vector(await embedding).to_text()
+        vector = Vector(await embedding)
         async with in_tenant(services.engine, asker.schema_name) as conn:
             rows = await passages_nearest(conn, asker=asker, vector=vector, k=CONTEXT_CHUNKS)
         hits = [row for row in rows if row.distance <= MAX_DISTANCE]

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from pgvector import Vector
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -212,7 +213,7 @@ SEARCH = text(
 )
 
 
-async def passages_nearest(conn: AsyncConnection, *, asker: Asker, vector: str, k: int) -> list[Any]:
+async def passages_nearest(conn: AsyncConnection, *, asker: Asker, vector: Vector, k: int) -> list[Any]:
     rows = await conn.execute(SEARCH, {"vector": vector, "tenant": asker.tenant_id, "user": asker.user_id, "k": k})
     return sorted(rows.all(), key=lambda row: row.distance)  # relaxed_order: restore the order
 
