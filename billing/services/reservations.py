@@ -24,7 +24,7 @@ from billing.models import AllowanceReservation, TenantUsagePeriod
 from billing.services.quota import Allowance, quota_exceeded_error
 from billing.services.usage import period_start, usage_record
 from core.platform.exceptions import ApplicationError
-from core.platform.sql_names import column, table
+from core.platform.sql_names import Inserted, column, table
 from tenants.models import Tenant
 
 
@@ -117,7 +117,7 @@ def allowance_reserve(
     start = period_start(now)
     expires = now + dt.timedelta(seconds=settings.ALLOWANCE_RESERVATION_TTL_SECONDS)
     if remaining is None:
-        row = AllowanceReservation.objects.create(
+        row = _reservation_inserted().create(
             tenant_id=tenant_id,
             period_start=start,
             tokens=0,
@@ -154,6 +154,12 @@ def allowance_reserve(
     if row is None:
         raise _not_enough(remaining=remaining, prompt_tokens=prompt_tokens, included=included)
     return Reservation(id=int(row[0]), tokens=int(row[1]))
+
+
+@functools.cache
+def _reservation_inserted() -> Inserted[AllowanceReservation]:
+    """The row of a call in flight on a plan without a hard allowance, before every turn: built once."""
+    return Inserted(AllowanceReservation)
 
 
 def _not_enough(*, remaining: int, prompt_tokens: int, included: int) -> ApplicationError:

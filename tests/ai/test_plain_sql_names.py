@@ -115,13 +115,13 @@ def test_the_permission_filtered_knn_statement_follows_the_models_columns(model,
     [
         (AgentAction, "output_text", lambda: actions._inserted().sql),
         (UsageEvent, "request_key", lambda: usage._inserted().sql),
+        (AllowanceReservation, "expires_at", lambda: reservations._reservation_inserted().sql),
         (Message, "agent_action", lambda: chat._answer_settled().sql),
         (Message, "agent_action", lambda: chat._answer_checkpointed().sql),
         (Message, "output_tokens", lambda: chat._answer_checkpointed().sql),
     ],
 )
 def test_the_statements_writing_an_answers_rows_follow_the_models_columns(model, field_name, statement):
-    with renamed(
-        model, field_name, [actions._inserted, usage._inserted, chat._answer_settled, chat._answer_checkpointed]
-    ) as name:
+    caches = [actions._inserted, usage._inserted, reservations._reservation_inserted]
+    with renamed(model, field_name, [*caches, chat._answer_settled, chat._answer_checkpointed]) as name:
         assert name in statement()

@@ -111,3 +111,39 @@ def test_an_update_that_needs_a_column_still_null_leaves_a_row_where_it_is_set(a
 
         assert [checkpoint.run(message.pk, ["So far"]) for message in (open_, settled)] == [1, 0]
         assert [Message.objects.get(pk=m.pk).content for m in (open_, settled)] == ["So far", "Settled."]
+
+
+def test_a_call_in_flight_on_a_plan_without_a_hard_allowance_is_recorded_as_the_orm_records_it(acme):  # noqa: ANN001
+    """The reservation row of an unlimited plan's turn (built once, before every such turn): the row
+    the ORM writes, in the public ledger, holding nothing."""
+    from billing.models import AllowanceReservation
+    from billing.services.quota import Allowance
+    from billing.services.reservations import allowance_reserve
+
+    allowance = Allowance(remaining=None, included=1000, concurrent_requests=8)
+    with tenant_context(acme.tenant):
+        reservation = allowance_reserve(
+            tenant=acme.tenant,
+            allowance=allowance,
+            feature="chat",
+            model="claude-test",
+            prompt_tokens=300,
+            max_tokens=1024,
+            user_id=acme.member.pk,
+            api_key_id=None,
+        )
+        written = AllowanceReservation.objects.get(pk=reservation.id)
+        by_orm = AllowanceReservation.objects.create(
+            tenant_id=acme.tenant.pk,
+            period_start=written.period_start,
+            tokens=0,
+            feature="chat",
+            model="claude-test",
+            user_id=acme.member.pk,
+            api_key_id=None,
+            expires_at=written.expires_at,
+        )
+    assert reservation.tokens is None
+    assert _columns(AllowanceReservation, written.pk) == _columns(AllowanceReservation, by_orm.pk)
+    assert abs(written.created - timezone.now()) < dt.timedelta(seconds=5)
+    assert written.expires_at > written.created
