@@ -71,6 +71,7 @@ class QueryBatcher:
         max_wait_ms: float = 3.0,
         max_pending: int = 1024,
         name: str = "strata-query-embed",
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_pending < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size and max_pending must be at least 1, max_wait_ms at least 0")
@@ -79,6 +80,7 @@ class QueryBatcher:
         self.max_wait = max_wait_ms / 1000
         self.max_pending = max_pending
         self.name = name
+        self._on_start = on_start  # run first on the worker thread (its priority, say)
         self.stats = BatcherStats()
         self._reset()
         _batchers.add(self)
@@ -105,6 +107,8 @@ class QueryBatcher:
         return future
 
     def _run(self) -> None:
+        if self._on_start is not None:
+            self._on_start()
         while True:
             self._process(self._next_batch())
 

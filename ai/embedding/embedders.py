@@ -27,6 +27,7 @@ from ai.embedding.batching import BatcherOverloaded, QueryBatcher
 from ai.embedding.bulk import BulkConfig, BulkPlan, candidate_configs
 from ai.embedding.onnx import OnnxMiniLM, onnx_model_load, query_model_load
 from core.platform.exceptions import ApplicationError
+from core.platform.priority import thread_run_below
 
 logger = logging.getLogger(__name__)
 
@@ -462,14 +463,26 @@ def _query_batcher(embedder: Embedder, max_batch_size: int, max_wait_ms: float) 
     with _query_batchers_lock:
         batcher = _query_batchers.get(key)
         if batcher is None:
-            batcher = QueryBatcher(embedder.embed_queries, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+            batcher = QueryBatcher(
+                embedder.embed_queries,
+                max_batch_size=max_batch_size,
+                max_wait_ms=max_wait_ms,
+                on_start=_query_thread_started,
+            )
             _query_batchers[key] = batcher
     return batcher
 
 
 @functools.cache
 def _query_threads() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="strata-embed")
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="strata-embed", initializer=_query_thread_started)
+
+
+def _query_thread_started() -> None:
+    """Questions are embedded below the priority of the turn's own steps (EMBEDDING_QUERY_NICENESS):
+    a question's vector is computed while its turn is accepted, and on two cores the two slowed each
+    other down, the database step most (bench_chat_phases.py)."""
+    thread_run_below(settings.EMBEDDING_QUERY_NICENESS)
 
 
 _warm = threading.Event()

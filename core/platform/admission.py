@@ -12,10 +12,8 @@ this process's memory (core.platform.cache): a per-process limit, rather than a 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import os
 import random
 import secrets
 import threading
@@ -33,6 +31,7 @@ from django.http.response import HttpResponseBase
 from django.utils.deprecation import MiddlewareMixin
 
 from core.platform.exceptions import ApplicationError
+from core.platform.priority import thread_run_below
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -158,8 +157,7 @@ HASHING_NICENESS = 10
 
 
 def _hashing_thread_started() -> None:
-    with contextlib.suppress(OSError):  # Linux: a thread's own nice value; elsewhere it runs as is
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+    thread_run_below(HASHING_NICENESS)
 
 
 @functools.cache

@@ -1,5 +1,6 @@
 """The question-embedding batcher: questions that arrive together share a model call; a lone one never waits."""
 
+import os
 import threading
 import time
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from ai.embedding.batching import BatcherOverloaded, QueryBatcher
+from ai.embedding import embedders
 from ai.embedding.embedders import LocalEmbedder, query_embedding
 
 # Tests of the embedders: the model runs for every text (no memo, tests/embedding_memo.py).
@@ -113,3 +115,35 @@ def test_with_batching_off_each_question_is_its_own_call(settings):
     embedder = LocalEmbedder()
     vector = query_embedding("Where is the warehouse?").result(30)
     assert np.allclose(vector, embedder.embed_query("Where is the warehouse?"), atol=1e-6)
+
+
+def _niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+class NicenessEmbedder:
+    """Stands in for an embedder: each question's "vector" is the niceness of the thread embedding it."""
+
+    def embed_query(self, text: str) -> list[float]:
+        return [float(_niceness())]
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        return [self.embed_query(text) for text in texts]
+
+
+@pytest.mark.parametrize("batch_max", [16, 1])
+def test_questions_are_embedded_below_the_priority_of_serving(settings, monkeypatch, batch_max):
+    """The thread computing a question's vector runs EMBEDDING_QUERY_NICENESS steps nicer than the
+    threads serving (the turn's database step, the event loop), batched or not; the asker's own
+    thread is untouched."""
+    settings.EMBEDDING_QUERY_NICENESS = 7
+    settings.EMBEDDING_QUERY_BATCH_MAX = batch_max
+    monkeypatch.setattr(embedders, "get_embedder", NicenessEmbedder)
+    monkeypatch.setattr(embedders, "_query_batchers", {})  # a worker thread started afresh, under these settings
+    embedders._query_threads.cache_clear()
+    try:
+        serving = _niceness()
+        assert query_embedding("Who signs off refunds?").result(10) == [float(serving + 7)]
+        assert _niceness() == serving
+    finally:
+        embedders._query_threads.cache_clear()
