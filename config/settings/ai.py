@@ -25,7 +25,7 @@ EMBEDDING_QUERY_BATCH_WAIT_MS = env.float("EMBEDDING_QUERY_BATCH_WAIT_MS", defau
 EMBEDDING_QUERY_INT8 = env.bool("EMBEDDING_QUERY_INT8", default=True)
 # How much nicer (Linux nice steps) than serving the thread embedding questions runs: a question's
 # vector is computed while its turn is accepted, and that turn's database step comes first.
-EMBEDDING_QUERY_NICENESS = env.int("EMBEDDING_QUERY_NICENESS", default=15)
+EMBEDDING_QUERY_NICENESS = env.int("EMBEDDING_QUERY_NICENESS", default=10)
 VOYAGE_API_KEY = env.str("VOYAGE_API_KEY", default="")
 VOYAGE_BASE_URL = env.str("VOYAGE_BASE_URL", default="") or None
 
