@@ -246,11 +246,12 @@ def chat_prepare(*, tenant: Any, user: User, question: Question) -> ChatTurn:
     """Accept a chat turn or refuse it (ApplicationError): stream slot, quota, conversation,
     history; stores the question and a placeholder answer. Sync, in the tenant's schema.
 
-    The question's embedding starts first (batched with other questions, on the embedding
-    thread): it is CPU work that needs no database, so it runs while this waits on PostgreSQL.
-    The passages are searched here when it is ready in time, otherwise after the start frame.
+    The question's embedding starts first (on the embedding thread, below the priority of this
+    one): it is CPU work that needs no database, so it runs while this waits on PostgreSQL. A
+    regenerated answer's question is read from the database, and embedded then. The passages are
+    searched here when the vector is ready in time, otherwise after the start frame.
     """
-    return _prepare(tenant=tenant, user=user, **_prepare_arguments(question), embedding=_embedding(question.message))
+    return _prepare(tenant=tenant, user=user, **_prepare_arguments(question))
 
 
 async def chat_prepare_async(
@@ -263,32 +264,19 @@ async def chat_prepare_async(
     """``chat_prepare`` for async callers (the WebSocket consumer), in one database step.
 
     ``still_allowed`` (the connection's re-authorisation, sync) runs first in that step; when it
-    says no, nothing is stored or spent and ConnectionNotAllowed is raised. The question's
-    embedding starts before the step, so it is computed while the step waits on PostgreSQL.
+    says no, nothing is stored or spent and ConnectionNotAllowed is raised.
     """
-    embedding = _embedding(question.message)
-    try:
-        # Cancelled meanwhile (the socket closed), the accepted turn gives its stream slot back:
-        # it would hold it until the slot's TTL.
-        return await database_step(_prepare, abandoned=_slot_release)(
-            tenant=tenant,
-            user=user,
-            **_prepare_arguments(question),
-            embedding=embedding,
-            still_allowed=still_allowed,
-        )
-    except BaseException:
-        if embedding is not None:
-            embedding.cancel()  # not computed if it has not started: the batcher skips it
-        raise
+    # Cancelled meanwhile (the socket closed), the accepted turn gives its stream slot back: it
+    # would hold it until the slot's TTL.
+    return await database_step(_prepare, abandoned=_abandoned)(
+        tenant=tenant, user=user, **_prepare_arguments(question), still_allowed=still_allowed
+    )
 
 
-def _slot_release(turn: ChatTurn) -> None:
+def _abandoned(turn: ChatTurn) -> None:
     turn.slot.release()
-
-
-def _embedding(message: str) -> Future[list[float]] | None:
-    return query_embedding(message) if settings.CHAT_CONTEXT_CHUNKS else None
+    if turn.embedding is not None:
+        turn.embedding.cancel()  # not computed if it has not started: the batcher skips it
 
 
 def _prepare_arguments(question: Question) -> dict[str, Any]:
@@ -308,38 +296,61 @@ def _prepare(
     user: User,
     message: str,
     conversation_id: int | None,
-    embedding: Future[list[float]] | None,
     collection_ids: Sequence[int] | None = None,
     document_ids: Sequence[int] | None = None,
     regenerate_of: int | None = None,
     edit_of: int | None = None,
     still_allowed: Callable[[], bool] | None = None,
 ) -> ChatTurn:
-    if still_allowed is not None and not still_allowed():
-        raise ConnectionNotAllowed
-    provider = get_llm_provider()
-    slot = Admission(stream_slot(schema_name=tenant.schema_name, user_id=user.pk))
-    slot.acquire()
+    # A question, or an edited one: its embedding starts first. A regenerate carries no text.
+    embedding = _Embedding(message if regenerate_of is None else None)
     try:
-        with tenant_context(tenant):
-            return _prepare_in_schema(
-                tenant=tenant,
-                user=user,
-                asked=Question(
-                    message=message,
-                    conversation_id=conversation_id,
-                    collection_ids=tuple(collection_ids) if collection_ids is not None else None,
-                    document_ids=tuple(document_ids) if document_ids is not None else None,
-                    regenerate_of=regenerate_of,
-                    edit_of=edit_of,
-                ),
-                provider=provider,
-                slot=slot,
-                embedding=embedding,
-            )
+        if still_allowed is not None and not still_allowed():
+            raise ConnectionNotAllowed
+        provider = get_llm_provider()
+        slot = Admission(stream_slot(schema_name=tenant.schema_name, user_id=user.pk))
+        slot.acquire()
+        try:
+            with tenant_context(tenant):
+                return _prepare_in_schema(
+                    tenant=tenant,
+                    user=user,
+                    asked=Question(
+                        message=message,
+                        conversation_id=conversation_id,
+                        collection_ids=tuple(collection_ids) if collection_ids is not None else None,
+                        document_ids=tuple(document_ids) if document_ids is not None else None,
+                        regenerate_of=regenerate_of,
+                        edit_of=edit_of,
+                    ),
+                    provider=provider,
+                    slot=slot,
+                    embedding=embedding,
+                )
+        except BaseException:
+            slot.release()
+            raise
     except BaseException:
-        slot.release()
+        embedding.cancel()
         raise
+
+
+class _Embedding:
+    """A turn's question's embedding (CHAT_CONTEXT_CHUNKS=0: none), started as soon as its text is
+    known, and cancelled if the turn is refused."""
+
+    def __init__(self, text: str | None) -> None:
+        self.future: Future[list[float]] | None = None
+        if text is not None:
+            self.start(text)
+
+    def start(self, text: str) -> None:
+        if self.future is None and settings.CHAT_CONTEXT_CHUNKS:
+            self.future = query_embedding(text)
+
+    def cancel(self) -> None:
+        if self.future is not None:
+            self.future.cancel()  # not computed if it has not started: the batcher skips it
 
 
 def _prepare_in_schema(
@@ -349,7 +360,7 @@ def _prepare_in_schema(
     asked: Question,
     provider: LLMProvider,
     slot: Admission,
-    embedding: Future[list[float]] | None,
+    embedding: _Embedding,
 ) -> ChatTurn:
     question, conversation_id = asked.message, asked.conversation_id
     reader = reader_of(tenant=tenant, user=user)
@@ -366,6 +377,7 @@ def _prepare_in_schema(
         # its answer replace that question and everything after it.
         replaced = _turn_replaced(user=user, asked=asked)
         question, conversation_id, replaces = replaced.question, replaced.conversation_id, replaced.id
+        embedding.start(question)  # a regenerated answer's question, read just now
         history = _history(replaced.conversation, before_id=replaced.id)
     elif conversation_id is not None:
         conversation = Conversation.objects.filter(id=conversation_id, user=user).first()
@@ -403,7 +415,7 @@ def _prepare_in_schema(
     # Computed while the rows above were written, and ready by now or in a few milliseconds unless
     # the embedder has a queue: searching on this connection then saves the answer a database step
     # of its own before the first token. Under load the step ends at once and searches later.
-    vector = query_embedding_soon(embedding, wait=EMBEDDING_WAIT_SECONDS) if embedding is not None else None
+    vector = query_embedding_soon(embedding.future, wait=EMBEDDING_WAIT_SECONDS) if embedding.future else None
     if vector is not None:
         hits = documents_search(reader=reader, query=question, k=settings.CHAT_CONTEXT_CHUNKS, vector=vector)
     return ChatTurn(
@@ -419,7 +431,7 @@ def _prepare_in_schema(
         question=question,
         history=history,
         slot=slot,
-        embedding=embedding,
+        embedding=embedding.future,
         hits=hits,
         reservation=reservation,
     )

@@ -402,3 +402,30 @@ def test_ask_about_this_document_opens_a_chat_scoped_to_it(library):
     assert chat.status_code == 200
     assert f'name="document_ids" value="{library.secret}" checked' in _text(chat)
     assert refused.status_code == 404 and "Board minutes" not in _text(refused)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+async def test_a_regenerated_answer_finds_the_passages_of_its_question_again(
+    library, asgi_server, fake_anthropic, transport
+):
+    """A regenerate frame carries no text: the passages are searched for the question it answers
+    again (with the asker's access now), not for an empty question."""
+    fake_anthropic.reply = "The board approved it."
+    first = await _ws_ask(asgi_server, library, "insider", {"message": QUESTION})
+    assert "Board minutes" in json.dumps(first[-1]["sources"])
+    fake_anthropic.requests.clear()
+
+    regenerate = {"type": "regenerate", "message_id": first[0]["message_id"]}
+    if transport == "websocket":
+        again = await _ws_ask(asgi_server, library, "insider", regenerate)
+        sources = again[-1]["sources"]
+        assert again[0]["replaces"] == first[0]["question_id"]
+    else:
+        status, body = await _sse(asgi_server, library, "insider", "POST", "/api/chat/", json=regenerate)
+        assert status == 200
+        sources = json.loads(body.rsplit("data: ", 1)[1].split("\n")[0])["sources"]
+
+    assert [source["document_id"] for source in sources] == [s["document_id"] for s in first[-1]["sources"]]
+    assert SECRET in _sent_upstream(fake_anthropic)

@@ -26,6 +26,12 @@ from tenants.sockets import connection_authorised, resolve_connection
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _no_passages(settings):  # noqa: ANN001
+    """The turn's own statements, counted without passages (the kNN search is one more, bench_search's)."""
+    settings.CHAT_CONTEXT_CHUNKS = 0
+
+
 def _member(world) -> User:  # noqa: ANN001
     """The member's row as a request or a socket loads it (the world's own caches what earlier tests read)."""
     return User.objects.get(pk=world.member.pk)
@@ -37,7 +43,6 @@ def _turn(world, user: User | None = None, *, conversation_id: int | None = None
         user=user or _member(world),
         message="What is on the menu?",
         conversation_id=conversation_id,
-        embedding=None,
     )
     connection.set_schema_to_public()
     return turn

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from ai.embedding.batching import BatcherOverloaded, QueryBatcher
 from ai.embedding import embedders
+from ai.embedding.batching import BatcherOverloaded, QueryBatcher
 from ai.embedding.embedders import LocalEmbedder, query_embedding
 
 # Tests of the embedders: the model runs for every text (no memo, tests/embedding_memo.py).

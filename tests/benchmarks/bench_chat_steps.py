@@ -60,6 +60,7 @@ def _statements(step: Callable[[], object], *, fresh: bool = True) -> int:
 
 def test_the_database_steps_of_a_chat_turn(acme, fake_anthropic, settings):  # noqa: ANN001
     settings.TENANT_RATE_LIMIT_PER_MINUTE = 0
+    settings.CHAT_CONTEXT_CHUNKS = 0  # the kNN search is bench_search's
     settings.CHAT_MAX_STREAMS_PER_USER = CALLS * 10
     # Room for every call's reservation and usage (rolled back with the test's transaction).
     Plan.objects.filter(subscriptions__tenant=acme.tenant).update(included_tokens=10**12, concurrent_requests=1000)
@@ -76,9 +77,7 @@ def test_the_database_steps_of_a_chat_turn(acme, fake_anthropic, settings):  # n
             cursor.fetchone()
 
     def accept() -> None:
-        turn = _prepare(
-            tenant=acme.tenant, user=user, message="What is on the menu?", conversation_id=None, embedding=None
-        )
+        turn = _prepare(tenant=acme.tenant, user=user, message="What is on the menu?", conversation_id=None)
         connection.set_schema_to_public()
         turn.slot.release()
         turns.append(turn)

@@ -354,7 +354,7 @@ def _turns_before_the_upstream(world, modes: dict[str, Any], queries: np.ndarray
 
     users = {None: world.member}
     timings: dict[str, list[float]] = {name: [] for name in modes}
-    search = chat.documents_search
+    search, embedding = chat.documents_search, chat.query_embedding
     try:
         for i, query in enumerate(queries):
             names = list(modes)
@@ -364,16 +364,15 @@ def _turns_before_the_upstream(world, modes: dict[str, Any], queries: np.ndarray
                 chat.documents_search = search if reader is not None else _unfiltered(search)
                 vector: Future[list[float]] = Future()
                 vector.set_result(query.tolist())
+                chat.query_embedding = lambda text, vector=vector: vector  # type: ignore[misc]
                 started = time.perf_counter()
-                turn = chat._prepare(
-                    tenant=world.tenant, user=user, message="A question", conversation_id=None, embedding=vector
-                )
+                turn = chat._prepare(tenant=world.tenant, user=user, message="A question", conversation_id=None)
                 chat._prompt(turn.question, turn.hits or [])
                 timings[name].append((time.perf_counter() - started) * 1000)
                 turn.slot.release()
                 assert turn.hits is not None  # searched inside the turn, on its connection
     finally:
-        chat.documents_search = search
+        chat.documents_search, chat.query_embedding = search, embedding
     base = summary(timings[next(iter(modes))])[0]
     return [[name, *summary(values)[:2], summary(values)[0] / base] for name, values in timings.items()]
 
