@@ -15,6 +15,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import anthropic
 import httpx
@@ -99,21 +103,57 @@ GOAL_ADDED_TTFT_MS = 5
 GOAL_RESUME_MS = 50
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("bench-chat")
+@dataclass
+class DemoStack:
+    """A benchmark's own Strata: ``manage.py up`` on a fresh data folder, its demo tenant holding the
+    handbook with no limits, and the fake Messages API; ``servers`` started beside it (on the same
+    database) are stopped with it."""
+
+    data_dir: Path
+    port: int
+    fake_port: int
+    env: dict[str, str]
+    token: str = ""
+    dsn: str = ""
+    servers: list[subprocess.Popen] = field(default_factory=list)
+
+    def serve(self, command: list[str], **overrides: str) -> subprocess.Popen:
+        """Start a web process of this stack (``python -m ...``) with settings of its own."""
+        process = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env={**self.env, **overrides})
+        self.servers.append(process)
+        return process
+
+
+@contextmanager
+def demo_stack(data_dir: Path) -> Iterator[DemoStack]:
     fake_port, port = free_port(), free_port()
     fake = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.anthropic_server", "--port", str(fake_port), "--reply", REPLY], cwd=ROOT
     )
-    env = stack_env(data_dir=data_dir, port=port, fake_port=fake_port)
-    others: list[subprocess.Popen] = []
+    stack = DemoStack(data_dir, port, fake_port, stack_env(data_dir=data_dir, port=port, fake_port=fake_port))
     server = subprocess.Popen(
-        [sys.executable, "manage.py", "up", "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "manage.py", "up", "--port", str(port)], cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL
     )
     try:
-        host, token = demo_login(data_dir=data_dir, port=port, fake_port=fake_port)
-        dsn = handbook_and_no_limits(data_dir=data_dir, port=port, host=host, token=token)
+        host, stack.token = demo_login(data_dir=data_dir, port=port, fake_port=fake_port)
+        stack.dsn = handbook_and_no_limits(data_dir=data_dir, port=port, host=host, token=stack.token)
+        yield stack
+    finally:
+        for process in [*stack.servers, server]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=30)
+        fake.terminate()
+        fake.wait(timeout=10)
+
+
+def ready(port: int) -> None:
+    wait_for(f"http://127.0.0.1:{port}/readyz", headers={"Host": "localhost"}, timeout=240, every=0.1, healthy=up)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with demo_stack(tmp_path_factory.mktemp("bench-chat")) as demo:
         # The same platform with retrieval off (isolates what the transport and bookkeeping add),
         # and with question embeddings one at a time (what batching saves under load).
         # The production topology on this machine: as many uvicorn workers as cores (WEB_CONCURRENCY).
@@ -125,48 +165,22 @@ def stack(tmp_path_factory):
             "unbatched_port": ({"EMBEDDING_QUERY_BATCH_MAX": "1"}, 1),
             "workers_port": ({}, WORKERS),
         }
-        servers = {name: (free_port(), overrides, workers) for name, (overrides, workers) in extra.items()}
-        for port_, overrides, workers in servers.values():
-            others.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "config.asgi:application",
-                        "--port",
-                        str(port_),
-                        "--workers",
-                        str(workers),
-                        "--ws",
-                        "websockets-sansio",
-                        "--ws-per-message-deflate",
-                        "false",
-                        "--log-level",
-                        "error",
-                    ],
-                    cwd=ROOT,
-                    env={**env, **overrides},
-                )
-            )
-        for port_, _, _ in servers.values():
-            wait_for(
-                f"http://127.0.0.1:{port_}/readyz", headers={"Host": "localhost"}, timeout=240, every=0.1, healthy=up
-            )
+        ports = {name: free_port() for name in extra}
+        pids = {}
+        for name, (overrides, workers) in extra.items():
+            command = ["uvicorn", "config.asgi:application", "--port", str(ports[name]), "--workers", str(workers)]
+            command += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--log-level", "error"]
+            pids[name] = demo.serve(command, **overrides).pid
+        for port in ports.values():
+            ready(port)
         yield {
-            "port": port,
-            "pids": {name: process.pid for name, process in zip(servers, others, strict=True)},
-            **{name: port_ for name, (port_, _, _) in servers.items()},
-            "fake_url": f"http://127.0.0.1:{fake_port}",
-            "token": token,
-            "dsn": dsn,
+            "port": demo.port,
+            "pids": pids,
+            **ports,
+            "fake_url": f"http://127.0.0.1:{demo.fake_port}",
+            "token": demo.token,
+            "dsn": demo.dsn,
         }
-    finally:
-        for process in [*others, server]:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
-        fake.terminate()
-        fake.wait(timeout=10)
 
 
 def demo_socket(port: int, token: str) -> websockets.connect:

@@ -16,25 +16,15 @@ import asyncio
 import json
 import signal
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import anthropic
 import pytest
 
-from tests.benchmarks.bench_chat import (
-    REPLY,
-    demo_login,
-    handbook_and_no_limits,
-    sdk_chat,
-    stack_env,
-    up,
-    ws_chat,
-)
+from tests.benchmarks.bench_chat import demo_stack, ready, sdk_chat, ws_chat
 from tests.benchmarks.conftest import print_table, summary
-from tests.processes import ROOT, free_port, wait_for
+from tests.processes import free_port
 
 pytestmark = pytest.mark.benchmark
 
@@ -44,42 +34,20 @@ WARM_UP = 5  # turns left out: the first loads the model, the next warm the pool
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("bench-chat-phases")
-    fake_port, port = free_port(), free_port()
-    fake = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.anthropic_server", "--port", str(fake_port), "--reply", REPLY], cwd=ROOT
-    )
-    env = stack_env(data_dir=data_dir, port=port, fake_port=fake_port)
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "up", "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
-    )
-    tracers: list[subprocess.Popen] = []
-    try:
-        host, token = demo_login(data_dir=data_dir, port=port, fake_port=fake_port)
-        handbook_and_no_limits(data_dir=data_dir, port=port, host=host, token=token)
+    with demo_stack(tmp_path_factory.mktemp("bench-chat-phases")) as demo:
         variants = {}
         for name, overrides in [("retrieval", {}), ("no retrieval", {"CHAT_CONTEXT_CHUNKS": "0"})]:
-            trace, port_ = data_dir / f"{name.replace(' ', '-')}.jsonl", free_port()
-            tracers.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "tests.benchmarks.chat_trace", "--port", str(port_), "--trace", str(trace)],
-                    cwd=ROOT,
-                    env={**env, **overrides},
-                )
-            )
-            variants[name] = (port_, trace)
-        for port_, _ in variants.values():
-            wait_for(
-                f"http://127.0.0.1:{port_}/readyz", headers={"Host": "localhost"}, timeout=240, every=0.1, healthy=up
-            )
-        yield {"variants": variants, "token": token, "fake_url": f"http://127.0.0.1:{fake_port}", "tracers": tracers}
-    finally:
-        for process in [*tracers, server]:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                process.wait(timeout=30)
-        fake.terminate()
-        fake.wait(timeout=10)
+            trace, port = demo.data_dir / f"{name.replace(' ', '-')}.jsonl", free_port()
+            demo.serve(["tests.benchmarks.chat_trace", "--port", str(port), "--trace", str(trace)], **overrides)
+            variants[name] = (port, trace)
+        for port, _ in variants.values():
+            ready(port)
+        yield {
+            "variants": variants,
+            "token": demo.token,
+            "fake_url": f"http://127.0.0.1:{demo.fake_port}",
+            "demo": demo,
+        }
 
 
 def phases(trace: Path) -> list[list[object]]:
@@ -124,7 +92,7 @@ def test_where_the_first_token_waits(traced):
         return first
 
     first = asyncio.run(run())
-    for process in traced["tracers"]:  # each writes its last turn as it stops
+    for process in traced["demo"].servers:  # each writes its last turn as it stops
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     time.sleep(0.1)
