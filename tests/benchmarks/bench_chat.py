@@ -3,7 +3,8 @@ with and without batched question embeddings, on one process and on two; resumin
 
 Strata runs as its own processes (`manage.py up` on a fresh embedded database, plus uvicorn
 processes on the same database: one as it ships, one with retrieval off, one with batching off,
-and one with two workers), the fake Messages API as another, and the clients here, so they don't
+one embedding questions at the priority of serving, and one with two workers), the fake Messages
+API as another, and the clients here, so they don't
 share one interpreter. The concurrent runs also report the server's CPU time per chat, which is
 what bounds them on a small machine.
 """
@@ -163,6 +164,8 @@ def stack(tmp_path_factory):
             "single_port": ({}, 1),
             "plain_port": ({"CHAT_CONTEXT_CHUNKS": "0"}, 1),
             "unbatched_port": ({"EMBEDDING_QUERY_BATCH_MAX": "1"}, 1),
+            # Questions embedded at the priority of serving (the default runs them 10 nice steps below).
+            "same_priority_port": ({"EMBEDDING_QUERY_NICENESS": "0"}, 1),
             "workers_port": ({}, WORKERS),
         }
         ports = {name: free_port() for name in extra}
@@ -367,6 +370,7 @@ async def concurrent_chats(port: int, token: str, dsn: str, pid: int) -> dict:
 def test_200_concurrent_websocket_chats_with_and_without_batching(stack):
     configurations = (
         ("1 process, batched", "single_port"),
+        ("the same, questions at serving priority", "same_priority_port"),
         ("1 process, one at a time", "unbatched_port"),
         (f"{WORKERS} worker processes, batched", "workers_port"),
     )
