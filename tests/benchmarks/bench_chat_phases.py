@@ -42,12 +42,7 @@ def traced(tmp_path_factory):
             variants[name] = (port, trace)
         for port, _ in variants.values():
             ready(port)
-        yield {
-            "variants": variants,
-            "token": demo.token,
-            "fake_url": f"http://127.0.0.1:{demo.fake_port}",
-            "demo": demo,
-        }
+        yield demo, variants
 
 
 def phases(trace: Path) -> list[list[object]]:
@@ -75,29 +70,31 @@ def phases(trace: Path) -> list[list[object]]:
 
 
 def test_where_the_first_token_waits(traced):
+    demo, variants = traced
+
     async def run() -> dict[str, list[float]]:
-        client = anthropic.AsyncAnthropic(api_key="sk-ant-bench", base_url=traced["fake_url"])
+        client = anthropic.AsyncAnthropic(api_key="sk-ant-bench", base_url=f"http://127.0.0.1:{demo.fake_port}")
         first: dict[str, list[float]] = {"SDK direct": []}
         for _ in range(WARM_UP):
-            for port, _ in traced["variants"].values():
-                await ws_chat(port, traced["token"], "warm up")
+            for port, _ in variants.values():
+                await ws_chat(port, demo.token, "warm up")
         for i in range(CHATS):
             question = f"What is the refund window? {i}"
             first["SDK direct"].append((await sdk_chat(client, question))[0] * 1000)
-            for name, (port, _) in traced["variants"].items():
-                ttft, _, _, ok = await ws_chat(port, traced["token"], question)
+            for name, (port, _) in variants.items():
+                ttft, _, _, ok = await ws_chat(port, demo.token, question)
                 assert ok
                 first.setdefault(name, []).append(ttft * 1000)
         await client.close()
         return first
 
     first = asyncio.run(run())
-    for process in traced["demo"].servers:  # each writes its last turn as it stops
+    for process in demo.servers:  # each writes its last turn as it stops
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     time.sleep(0.1)
     direct = summary(first["SDK direct"])[0]
-    for name, (_, trace) in traced["variants"].items():
+    for name, (_, trace) in variants.items():
         rows = phases(trace)
         assert len(json.loads(trace.read_text().splitlines()[-1])) > 3
         print_table(
