@@ -35,8 +35,11 @@ def open_chat(page: Page, base: str, world: World) -> None:
 
 
 def answer_is_safe(page: Page) -> None:
+    expect(page.locator(".msg.assistant").last).to_have_attribute(
+        "data-status", "ok", timeout=90_000
+    )  # the whole answer, which may include loading the model
     answer = page.locator(".msg.assistant .text").last
-    expect(answer.locator("strong")).to_have_text("bold", timeout=90_000)  # may include loading the model
+    expect(answer.locator("strong")).to_have_text("bold")
     expect(answer.locator("pre code")).to_contain_text("print('hello')")
     expect(answer).to_contain_text("<script>window.pwned = 'script'</script>")  # shown as text, not run
     assert page.evaluate("window.pwned") is None
