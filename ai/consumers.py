@@ -12,17 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import Awaitable
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from ai.chat.answers import chat_answer_cancel, chat_answer_follow, chat_answer_open
+from ai.chat.answers import Frames, chat_answer_cancel, chat_answer_follow, chat_answer_open
 from ai.chat.services import (
     ConnectionNotAllowed,
-    Frame,
     Question,
     chat_message_validate,
     chat_prepare_async,
@@ -149,10 +148,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.closed = True
             await self.close(code=code)
 
-    def _follow(self, opening: Awaitable[AsyncGenerator[Frame, None]]) -> None:
+    def _follow(self, opening: Awaitable[Frames]) -> None:
         self.following = asyncio.create_task(self._relay(opening))
 
-    async def _ask(self, question: Question) -> AsyncGenerator[Frame, None]:
+    async def _ask(self, question: Question) -> Frames:
         turn = await chat_prepare_async(
             tenant=self.scope["tenant"],
             user=self.scope["user"],
@@ -162,14 +161,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.message_id = turn.message_id
         return await chat_answer_open(turn=turn)
 
-    async def _resume(self, message_id: int, after: int) -> AsyncGenerator[Frame, None]:
+    async def _resume(self, message_id: int, after: int) -> Frames:
         frames = await chat_answer_follow(
             tenant=self.scope["tenant"], user=self.scope["user"], message_id=message_id, after=after
         )
         self.message_id = message_id
         return frames
 
-    async def _relay(self, opening: Awaitable[AsyncGenerator[Frame, None]]) -> None:
+    async def _relay(self, opening: Awaitable[Frames]) -> None:
         try:
             frames = await opening
         except ConnectionNotAllowed:
@@ -179,15 +178,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._send_error(exc)  # a refusal (quota, unknown conversation or answer): the socket stays usable
             return
         try:
-            async for frame in frames:
-                await self.send(text_data=json.dumps(frame))
-                if frame["type"] == "error":
-                    code = frame["error"]["code"]
-                    if code == "access_revoked":
-                        await self._close(CLOSE_REFUSED)
-                    elif code != "quota_exceeded":  # a refusal keeps the socket usable
-                        await self._close(CLOSE_UPSTREAM_ERROR)
-                    return
+            async for batch in frames:
+                for frame in batch:
+                    await self.send(text_data=json.dumps(frame))
+                    if frame["type"] == "error":
+                        code = frame["error"]["code"]
+                        if code == "access_revoked":
+                            await self._close(CLOSE_REFUSED)
+                        elif code != "quota_exceeded":  # a refusal keeps the socket usable
+                            await self._close(CLOSE_UPSTREAM_ERROR)
+                        return
         except OSError:
             return  # the client went away mid-frame (uvicorn's ClientDisconnected); the answer goes on
         finally:

@@ -170,6 +170,10 @@ class _Answer:
             self._told.cancel()
 
 
+# What a follower receives: the frames in order, in the batches they were read from the log (the
+# frames published while it waited), so a transport may write a batch at once.
+Frames = AsyncGenerator[list[Frame], None]
+
 # The answers this process is producing, by stream key. Holding the tasks here also keeps them alive.
 _running: dict[str, _Answer] = {}
 
@@ -180,7 +184,7 @@ def _cancel_requested(key: str) -> None:
         answer.cancel(STOPPED)
 
 
-async def chat_answer_open(*, turn: ChatTurn) -> AsyncGenerator[Frame, None]:
+async def chat_answer_open(*, turn: ChatTurn) -> Frames:
     """Start answering an accepted turn in a task of this process, and follow it from its start."""
     key = stream_key(schema_name=turn.tenant.schema_name, message_id=turn.message_id)
     log = stream_log()
@@ -284,9 +288,7 @@ async def _revocation_check(answer: _Answer, revoked_at: float) -> None:
         answer.revoke()
 
 
-async def chat_answer_follow(
-    *, tenant: Any, user: User, message_id: int, after: int = 0
-) -> AsyncGenerator[Frame, None]:
+async def chat_answer_follow(*, tenant: Any, user: User, message_id: int, after: int = 0) -> Frames:
     """Resume one of ``user``'s answers: the frames after ``after`` replayed, then live ones until
     ``done`` or ``error``. A finished answer replays the rest and its final frame.
 
@@ -309,7 +311,7 @@ def _lost(after: int, message: str) -> Frame:
     return {"type": "error", "seq": after + 1, "error": {"code": "stream_lost", "message": message}}
 
 
-async def _follow(log: StreamLog, key: str, *, after: int) -> AsyncGenerator[Frame, None]:
+async def _follow(log: StreamLog, key: str, *, after: int) -> Frames:
     answer = _running.get(key)
     if answer is not None:
         answer.attach()
@@ -321,28 +323,32 @@ async def _follow(log: StreamLog, key: str, *, after: int) -> AsyncGenerator[Fra
         while True:
             frames = await log.read(key, after=after, wait=interval)
             if frames is None:
-                yield _lost(after, LOG_GONE)  # expired while we were away
+                yield [_lost(after, LOG_GONE)]  # expired while we were away
                 return
+            batch: list[Frame] = []
             for frame in frames:
                 if frame["seq"] != after + 1:  # frames missing (Redis lost them): it cannot be replayed whole
-                    yield _lost(after, LOG_GONE)
+                    yield [*batch, _lost(after, LOG_GONE)]
                     return
-                yield frame
+                batch.append(frame)
                 after = frame["seq"]
                 if frame["type"] in TERMINAL_TYPES:
+                    yield batch
                     return
+            if batch:
+                yield batch
             if answer is None and time.monotonic() - touched >= interval:
                 await log.touch(key)  # produced on another process: say we are here
                 touched = time.monotonic()
             if not frames:
                 info = await log.info(key)
                 if info is None:  # expired, or Redis restarted without it: the saved message is the answer
-                    yield _lost(after, LOG_GONE)
+                    yield [_lost(after, LOG_GONE)]
                     return
                 if info.ended and info.last_seq <= after:
                     return  # ended with nothing more to send
                 if answer is None and not info.ended and time.time() - info.alive_at > lost_after:
-                    yield _lost(after, PRODUCER_LOST)
+                    yield [_lost(after, PRODUCER_LOST)]
                     return
     finally:
         if answer is not None:

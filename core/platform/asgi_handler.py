@@ -15,6 +15,12 @@ Every view of Strata is sync (the SSE answer is a sync view returning an async s
   the chain, ``response.close()`` which gives the connection back) run on its one thread, as
   Django requires, and per-thread state is what the middleware set for this request, as under
   any threaded WSGI server.
+* a streaming response (an SSE answer, an export) gives its thread back as soon as it is made:
+  its body is sent on the event loop for as long as it streams, and a thread held idle for that
+  long would make every open stream a thread (200 answers streaming, 200 threads, each started
+  and ended for its request). Its pooled connection was given back before (admission's
+  StreamingConnectionsReleaseMiddleware), so its ``close()`` at the end of the stream borrows
+  whichever thread is idle: it sends ``request_finished``, which finds no connection to close.
 
 An async view would still work: Django's sync path runs it with ``async_to_sync``, which hands it
 to this server's event loop. A streaming body (an async iterator) is sent on the event loop, as
@@ -23,7 +29,8 @@ before.
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any
 
 import django
@@ -72,6 +79,34 @@ class RequestThreads:
             thread.shutdown(wait=False)  # ends when its last call does
 
 
+class ThreadLease(Executor):
+    """The executor of one request's thread-sensitive calls: a thread borrowed at its first call
+    and kept for the calls after it, until ``give_back``. One call at a time, as
+    ThreadSensitiveContext requires: the request awaits each."""
+
+    def __init__(self, threads: RequestThreads) -> None:
+        self._threads = threads
+        self._thread: _RequestThread | None = None
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if self._thread is None:
+            self._thread = self._threads.borrow()
+        return self._thread.submit(fn, *args, **kwargs)
+
+    @property
+    def thread(self) -> _RequestThread | None:
+        return self._thread
+
+    def give_back(self) -> None:
+        if self._thread is not None:
+            self._threads.give_back(self._thread)
+            self._thread = None
+
+
+# The lease of the request being handled (a task's context: each request has its own).
+_lease: ContextVar[ThreadLease] = ContextVar("request_thread_lease")
+
+
 class OneHopASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         BaseHandler.__init__(self)  # not ASGIHandler's: it loads the chain in async mode
@@ -81,17 +116,21 @@ class OneHopASGIHandler(ASGIHandler):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        thread = self.threads.borrow()
+        lease = ThreadLease(self.threads)
+        token = _lease.set(lease)
         try:
-            async with ThreadSensitiveContext(executor=thread):
+            async with ThreadSensitiveContext(executor=lease):
                 await self.handle(scope, receive, send)
         finally:
-            self.threads.give_back(thread)
+            _lease.reset(token)
+            lease.give_back()
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         # BaseHandler.get_response: the urlconf, the chain, the request's closers and the log of a
         # 4xx/5xx, all on the request's thread.
         response: HttpResponseBase = await sync_to_async(self.get_response, thread_sensitive=True)(request)
+        if response.streaming:
+            _lease.get().give_back()  # its body streams on the event loop (see the module's docstring)
         return response
 
 
