@@ -491,6 +491,9 @@ def test_memory_per_open_stream(stack, slow_servers):
     def rss(pid: int) -> int:
         return psutil.Process(pid).memory_info().rss
 
+    def threads(pid: int) -> int:
+        return psutil.Process(pid).num_threads()
+
     async def held(variant: str, client: httpx.AsyncClient, hold: asyncio.Event, count: int) -> tuple[list, int]:
         """``count`` chats started and waited for until each is past its first token (or one failed)."""
         opened = []
@@ -521,18 +524,18 @@ def test_memory_per_open_stream(stack, slow_servers):
                 # Warm: a few streams of each kind held open, so what a first chat loads is not counted.
                 warm = [await held(f"{app} {transport}", client, hold, 4) for transport in ("WS", "SSE")]
                 await asyncio.sleep(0.5)
-                before = rss(pid)
+                before, threads_before = rss(pid), threads(pid)
                 tasks_ws, open_ws = await held(f"{app} WS", client, hold, OPEN_STREAMS)
                 await asyncio.sleep(0.5)
-                after_ws = rss(pid)
+                after_ws, threads_ws = rss(pid), threads(pid)
                 tasks_sse, open_sse = await held(f"{app} SSE", client, hold, OPEN_STREAMS)
                 await asyncio.sleep(0.5)
-                after_sse = rss(pid)
+                after_sse, threads_sse = rss(pid), threads(pid)
                 hold.set()
                 everything = [*tasks_ws, *tasks_sse, *(task for tasks, _ in warm for task in tasks)]
                 await asyncio.gather(*everything, return_exceptions=True)
-                growth[f"{app} WS"] = (after_ws - before) / max(open_ws, 1), open_ws
-                growth[f"{app} SSE"] = (after_sse - after_ws) / max(open_sse, 1), open_sse
+                growth[f"{app} WS"] = (after_ws - before) / max(open_ws, 1), open_ws, threads_ws - threads_before
+                growth[f"{app} SSE"] = (after_sse - after_ws) / max(open_sse, 1), open_sse, threads_sse - threads_ws
         return growth
 
     growth = asyncio.run(run())
@@ -549,6 +552,7 @@ def test_memory_per_open_stream(stack, slow_servers):
                 kib["Strata SSE"] / kib["baseline SSE"],
             ],
             ["streams open when measured", *[growth[v][1] for v in VARIANTS], "", ""],
+            ["server threads added by them", *[growth[v][2] for v in VARIANTS], "", ""],
         ],
     )
     for variant in VARIANTS:
